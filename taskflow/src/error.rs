@@ -1,0 +1,59 @@
+//! The crate's error type.
+
+/// Everything that can go wrong in taskflow outside a task's own body.
+///
+/// A task that fails is not an `Error`: its failure is recorded as a
+/// [`TaskFailure`](crate::TaskFailure) on the task.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A string that should hold a task id is not a UUID.
+    #[error("invalid task id `{input}`: expected a UUID")]
+    InvalidTaskId {
+        /// The offending input, cut to 64 characters.
+        input: String,
+    },
+    /// A stored task names a function this binary does not register: it was removed or
+    /// renamed, or the crate that defines it is not linked (see the registry docs).
+    #[error(
+        "task `{name}` is not registered in this binary: it was renamed or removed, or it is defined in a library crate that the binary never names (add `use my_tasks as _;` for that crate)"
+    )]
+    UnknownTask {
+        /// The stored task name.
+        name: String,
+    },
+    /// Stored JSON arguments do not match the task's parameters (a changed signature, or data
+    /// written by hand).
+    #[error("invalid arguments for task `{task}`: {}{message}", at_path(path))]
+    InvalidArgs {
+        /// The task name.
+        task: String,
+        /// Where in the arguments the mismatch is, such as `width` or `items[2].sku`;
+        /// empty when it is the arguments as a whole (a missing field names itself in
+        /// `message`).
+        path: String,
+        /// What serde found wrong.
+        message: String,
+    },
+    /// Two `#[task]` fns in one binary share a name: stored tasks could not tell them apart.
+    #[error("two tasks are named `{name}`: one at {first}, one at {second}; give one of them `#[task(name = \"...\")]`")]
+    DuplicateTaskName {
+        /// The shared name.
+        name: String,
+        /// Where the first is defined (`file:line`, module).
+        first: String,
+        /// Where the second is defined.
+        second: String,
+    },
+}
+
+fn at_path(path: &str) -> String {
+    if path.is_empty() || path == "." {
+        String::new()
+    } else {
+        format!("field `{path}`: ")
+    }
+}
+
+/// `Result` with [`Error`] as its default error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,118 @@
+//! [`TaskId`]: the identity of one enqueued task.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::Error;
+
+/// The id of an enqueued task: a random UUID (version 4).
+///
+/// It serialises as its hyphenated string and parses from one; a malformed string is an
+/// [`Error::InvalidTaskId`], never a panic.
+///
+/// ```
+/// use taskflow::TaskId;
+///
+/// let id = TaskId::new();
+/// let parsed: TaskId = id.to_string().parse().unwrap();
+/// assert_eq!(id, parsed);
+/// assert!("not-a-uuid".parse::<TaskId>().is_err());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId(Uuid);
+
+impl TaskId {
+    /// A fresh random id.
+    pub fn new() -> Self {
+        TaskId(Uuid::new_v4())
+    }
+
+    /// The id as a UUID.
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl Default for TaskId {
+    fn default() -> Self {
+        TaskId::new()
+    }
+}
+
+impl From<Uuid> for TaskId {
+    fn from(uuid: Uuid) -> Self {
+        TaskId(uuid)
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+impl fmt::Debug for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TaskId({})", self.0.hyphenated())
+    }
+}
+
+impl FromStr for TaskId {
+    type Err = Error;
+
+    fn from_str(input: &str) -> Result<Self, Error> {
+        Uuid::try_parse(input).map(TaskId).map_err(|_| Error::InvalidTaskId {
+            input: truncate(input, 64),
+        })
+    }
+}
+
+fn truncate(input: &str, max: usize) -> String {
+    match input.char_indices().nth(max) {
+        Some((end, _)) => format!("{}...", &input[..end]),
+        None => input.to_owned(),
+    }
+}
+
+impl Serialize for TaskId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut buf = Uuid::encode_buffer();
+        serializer.serialize_str(self.0.hyphenated().encode_lower(&mut buf))
+    }
+}
+
+impl<'de> Deserialize<'de> for TaskId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip_is_a_plain_string() {
+        let id = TaskId::new();
+        let json = serde_json::to_string(&id).unwrap();
+        assert_eq!(json, format!("\"{id}\""));
+        assert_eq!(serde_json::from_str::<TaskId>(&json).unwrap(), id);
+    }
+
+    #[test]
+    fn bad_strings_are_errors() {
+        let err = "1234".parse::<TaskId>().unwrap_err();
+        assert_eq!(err.to_string(), "invalid task id `1234`: expected a UUID");
+        assert!(serde_json::from_str::<TaskId>("\"nope\"").is_err());
+        assert!(serde_json::from_str::<TaskId>("17").is_err());
+    }
+
+    #[test]
+    fn ids_are_version_4() {
+        assert_eq!(TaskId::new().as_uuid().get_version_num(), 4);
+    }
+}

@@ -1,0 +1,49 @@
+//! Typed, durable background tasks for axum services, declared with [`#[task]`](macro@task).
+//!
+//! A handler enqueues work that runs after its response is sent. Enqueuing is checked like a
+//! function call: `tasks.add_task(send_email, 42)` on a fn taking a `String` does not compile.
+//!
+//! ```
+//! use taskflow::{task, Tasks};
+//!
+//! #[task(retries = 2)]
+//! async fn send_email(address: String) -> Result<(), std::io::Error> {
+//!     println!("sending to {address}");
+//!     Ok(())
+//! }
+//!
+//! let tasks = Tasks::recording();
+//! let id = tasks.add_task(send_email, "a@b.c".to_string());
+//! assert_eq!(tasks.recorded()[0].id, id);
+//! ```
+//!
+//! The pieces:
+//! - [`macro@task`] turns a fn into a task: an argument struct, a typed `enqueue` stub, an impl
+//!   of [`Task`] and a registration in the [`registry()`].
+//! - [`Tasks`] is what handlers enqueue into; [`EnqueueOptions`] are per-call overrides.
+//! - [`registry()`] finds a stored task's fn from its name and runs it from JSON arguments.
+
+mod error;
+mod failure;
+mod id;
+mod invocation;
+mod options;
+mod registry;
+mod task;
+mod tasks;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+pub use crate::error::{Error, Result};
+pub use crate::failure::{FailureKind, TaskFailure};
+pub use crate::id::TaskId;
+pub use crate::invocation::{Invocation, TaskOutcome};
+pub use crate::options::{EnqueueOptions, TaskOptions};
+pub use crate::registry::{RegisteredTask, Registry, registry};
+pub use crate::task::{IntoTaskArgs, Task};
+pub use crate::tasks::{NewTask, Tasks};
+
+#[doc = include_str!("docs/task.md")]
+pub use taskflow_macros::task;

@@ -1,0 +1,4 @@
+//! taskflow's integration tests, compiled into one binary.
+
+mod dsl;
+mod external;
