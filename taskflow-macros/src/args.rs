@@ -147,18 +147,38 @@ impl TaskArgs {
     }
 }
 
-/// An unknown key, reported on the key with the list of valid ones.
+/// An unknown key, reported on the key with the list of valid ones and the closest match.
 fn unknown_key(path: &syn::Path) -> syn::Error {
     let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    let key = segments.join("::");
     let valid: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
-    syn::Error::new(
-        path.span(),
-        format!(
-            "unknown `#[task]` key `{}`; the valid keys are: {}",
-            segments.join("::"),
-            valid.join(", ")
-        ),
+    let suggestion = KEYS
+        .iter()
+        .map(|k| (edit_distance(&key, k), k))
+        .filter(|(d, k)| *d <= 2 || key.chars().zip(k.chars()).take_while(|(a, b)| a == b).count() >= 4)
+        .min()
+        .map(|(_, k)| format!(" (did you mean `{k}`?)"))
+        .unwrap_or_default();
+    syn::Error::new_spanned(
+        path,
+        format!("unknown `#[task]` key `{key}`{suggestion}; the valid keys are: {}", valid.join(", ")),
     )
+}
+
+/// Levenshtein distance, for the "did you mean" hint.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// Reads `= value`. A bare key (`#[task(eager)]`) or a list (`retries(3)`) is an error that
@@ -198,8 +218,7 @@ fn literal(expr: &Expr) -> Option<(&Lit, bool)> {
 
 fn int_value<T>(expr: &Expr, key: &str, example: &str, signed: bool) -> syn::Result<T>
 where
-    T: std::str::FromStr + std::fmt::Display,
-    T::Err: std::fmt::Display,
+    T: std::str::FromStr + Bounded,
 {
     let bad = |what: &str| syn::Error::new_spanned(expr, format!("`{key}` {what}: write `{example}`"));
     let (lit, negative) = literal(expr).ok_or_else(|| bad("must be an integer literal"))?;
@@ -214,7 +233,23 @@ where
     } else {
         int.base10_digits().to_owned()
     };
-    digits.parse::<T>().map_err(|_| bad("is out of range"))
+    digits.parse::<T>().map_err(|_| bad(&format!("must be between {} and {}", T::MIN, T::MAX)))
+}
+
+/// The range of an integer key's type, for the out-of-range message.
+trait Bounded {
+    const MIN: i64;
+    const MAX: i64;
+}
+
+impl Bounded for u32 {
+    const MIN: i64 = 0;
+    const MAX: i64 = u32::MAX as i64;
+}
+
+impl Bounded for i32 {
+    const MIN: i64 = i32::MIN as i64;
+    const MAX: i64 = i32::MAX as i64;
 }
 
 fn bool_value(expr: &Expr, key: &str) -> syn::Result<bool> {
@@ -350,5 +385,13 @@ mod tests {
         assert_eq!(parse_duration_nanos("5"), None);
         assert_eq!(parse_duration_nanos("5x"), None);
         assert_eq!(parse_duration_nanos(".5s"), None);
+    }
+
+    #[test]
+    fn edit_distances() {
+        assert_eq!(super::edit_distance("retry", "retries"), 3);
+        assert_eq!(super::edit_distance("dealy", "delay"), 2);
+        assert_eq!(super::edit_distance("delay", "delay"), 0);
+        assert_eq!(super::edit_distance("", "abc"), 3);
     }
 }

@@ -21,6 +21,10 @@ pub(crate) fn fallback(item: &ItemFn, args: &TaskArgs, error: syn::Error) -> Tok
         .filter(|input| matches!(input, FnArg::Typed(_)))
         .collect();
     let error = error.into_compile_error();
+    if item.sig.receiver().is_some() {
+        // Inside an `impl` block, where a module cannot go: the error alone.
+        return quote!(#item #error);
+    }
     quote! {
         #item
 

@@ -43,10 +43,23 @@ pub fn success<T: serde::Serialize + ?Sized>(value: &T) -> TaskResult {
     }
 }
 
-/// Compile-time check, spanned at a parameter's type: arguments are stored as JSON and sent to
-/// another thread or process.
+/// What a task parameter's type must be: arguments are stored as JSON and may run on another
+/// thread, process or machine.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a task parameter: it must implement `Serialize` and `Deserialize`, be `Send`, and own its data",
+    label = "task parameters must be `Serialize + DeserializeOwned + Send + Clone + Debug + 'static`",
+    note = "task arguments are stored as JSON; derive `serde::Serialize`, `serde::Deserialize`, `Clone` and `Debug` on the type, or pass an id and load the value inside the task"
+)]
+pub trait TaskArgument {}
+
+impl<T> TaskArgument for T where
+    T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static
+{
+}
+
+/// Compile-time check, spanned at a parameter's type.
 #[inline(always)]
-pub const fn assert_argument<T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static>() {}
+pub const fn assert_argument<T: TaskArgument>() {}
 
 /// Compile-time check, spanned at the return type: a plain returned value becomes the JSON
 /// result.

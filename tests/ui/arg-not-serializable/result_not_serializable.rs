@@ -1,0 +1,9 @@
+pub struct Report;
+
+#[taskflow::task]
+fn build(id: u32) -> Report {
+    let _ = id;
+    Report
+}
+
+fn main() {}

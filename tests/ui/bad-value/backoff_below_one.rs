@@ -1,0 +1,4 @@
+#[taskflow::task(backoff = 0.5)]
+fn cleanup() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(backoff = "fast")]
+fn cleanup() {}
+
+fn main() {}

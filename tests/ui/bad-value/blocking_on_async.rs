@@ -1,0 +1,4 @@
+#[taskflow::task(blocking = true)]
+async fn cleanup() {}
+
+fn main() {}

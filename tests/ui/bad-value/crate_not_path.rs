@@ -1,0 +1,4 @@
+#[taskflow::task(crate = "not a path")]
+fn cleanup() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(delay = -1)]
+fn cleanup() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(delay = "soon")]
+fn cleanup() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(eager = 1)]
+fn cleanup() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(eager)]
+fn cleanup() {}
+
+fn main() {}

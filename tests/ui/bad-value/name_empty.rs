@@ -1,0 +1,4 @@
+#[taskflow::task(name = "")]
+fn cleanup() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(name = send)]
+fn cleanup() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(name = " padded ")]
+fn cleanup() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(priority = 3_000_000_000)]
+fn cleanup() {}
+
+fn main() {}

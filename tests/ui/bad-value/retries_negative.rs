@@ -1,0 +1,4 @@
+#[taskflow::task(retries = -1)]
+fn cleanup() {}
+
+fn main() {}

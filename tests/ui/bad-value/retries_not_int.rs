@@ -1,0 +1,4 @@
+#[taskflow::task(retries = "3")]
+fn cleanup() {}
+
+fn main() {}

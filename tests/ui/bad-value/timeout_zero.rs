@@ -1,0 +1,4 @@
+#[taskflow::task(timeout = "0s")]
+fn cleanup() {}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use taskflow::Tasks;
+
+fn send_email(address: String) {
+    let _ = address;
+}
+
+fn main() {
+    let tasks = Tasks::recording();
+    tasks.add_task(send_email, "a@b.c".to_string());
+}

@@ -1,0 +1,4 @@
+#[taskflow::task(serde::rename = "x")]
+fn cleanup() {}
+
+fn main() {}

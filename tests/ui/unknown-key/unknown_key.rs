@@ -1,0 +1,4 @@
+#[taskflow::task(retry = 3)]
+fn cleanup() {}
+
+fn main() {}

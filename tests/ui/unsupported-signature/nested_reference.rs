@@ -1,0 +1,6 @@
+#[taskflow::task]
+fn greet(name: Option<&str>) {
+    let _ = name;
+}
+
+fn main() {}

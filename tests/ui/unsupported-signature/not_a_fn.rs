@@ -1,0 +1,4 @@
+#[taskflow::task]
+struct Cleanup;
+
+fn main() {}

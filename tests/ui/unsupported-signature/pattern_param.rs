@@ -1,0 +1,6 @@
+#[taskflow::task]
+fn add((a, b): (u8, u8)) -> u8 {
+    a + b
+}
+
+fn main() {}

@@ -1,0 +1,6 @@
+#[taskflow::task]
+fn send_email(address: &str) {
+    let _ = address;
+}
+
+fn main() {}

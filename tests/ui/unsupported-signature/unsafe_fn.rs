@@ -1,0 +1,6 @@
+#[taskflow::task]
+unsafe fn poke(addr: usize) {
+    let _ = addr;
+}
+
+fn main() {}
