@@ -124,7 +124,9 @@ impl TaskArgs {
         let result = match key.as_str() {
             "retries" => int_value::<u32>(&value, "retries", "retries = 3", false)
                 .map(|v| self.retries.set(span, v, errors)),
-            "delay" => duration_value(&value, "delay", false).map(|v| self.delay.set(span, v, errors)),
+            "delay" => {
+                duration_value(&value, "delay", false).map(|v| self.delay.set(span, v, errors))
+            }
             "max_delay" => duration_value(&value, "max_delay", true)
                 .map(|v| self.max_delay.set(span, v, errors)),
             "timeout" => {
@@ -137,7 +139,9 @@ impl TaskArgs {
             "eager" => bool_value(&value, "eager").map(|v| self.eager.set(span, v, errors)),
             "requeue_on_interrupt" => bool_value(&value, "requeue_on_interrupt")
                 .map(|v| self.requeue_on_interrupt.set(span, v, errors)),
-            "blocking" => bool_value(&value, "blocking").map(|v| self.blocking.set(span, v, errors)),
+            "blocking" => {
+                bool_value(&value, "blocking").map(|v| self.blocking.set(span, v, errors))
+            }
             "crate" => crate_value(&value).map(|v| self.krate.set(span, v, errors)),
             _ => Err(unknown_key(&meta.path)),
         };
@@ -155,13 +159,24 @@ fn unknown_key(path: &syn::Path) -> syn::Error {
     let suggestion = KEYS
         .iter()
         .map(|k| (edit_distance(&key, k), k))
-        .filter(|(d, k)| *d <= 2 || key.chars().zip(k.chars()).take_while(|(a, b)| a == b).count() >= 4)
+        .filter(|(d, k)| {
+            *d <= 2
+                || key
+                    .chars()
+                    .zip(k.chars())
+                    .take_while(|(a, b)| a == b)
+                    .count()
+                    >= 4
+        })
         .min()
         .map(|(_, k)| format!(" (did you mean `{k}`?)"))
         .unwrap_or_default();
     syn::Error::new_spanned(
         path,
-        format!("unknown `#[task]` key `{key}`{suggestion}; the valid keys are: {}", valid.join(", ")),
+        format!(
+            "unknown `#[task]` key `{key}`{suggestion}; the valid keys are: {}",
+            valid.join(", ")
+        ),
     )
 }
 
@@ -174,7 +189,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(cur).min(row[j])
+            };
             prev = cur;
         }
     }
@@ -199,7 +218,10 @@ fn value_of(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<Expr> {
             _ if KEYS.contains(&key) => format!("`{key} = ...`"),
             _ => return Err(unknown_key(&meta.path)),
         };
-        Err(syn::Error::new(meta.path.span(), format!("expected a value: write {hint}")))
+        Err(syn::Error::new(
+            meta.path.span(),
+            format!("expected a value: write {hint}"),
+        ))
     }
 }
 
@@ -220,7 +242,8 @@ fn int_value<T>(expr: &Expr, key: &str, example: &str, signed: bool) -> syn::Res
 where
     T: std::str::FromStr + Bounded,
 {
-    let bad = |what: &str| syn::Error::new_spanned(expr, format!("`{key}` {what}: write `{example}`"));
+    let bad =
+        |what: &str| syn::Error::new_spanned(expr, format!("`{key}` {what}: write `{example}`"));
     let (lit, negative) = literal(expr).ok_or_else(|| bad("must be an integer literal"))?;
     let Lit::Int(int) = lit else {
         return Err(bad("must be an integer literal"));
@@ -233,7 +256,9 @@ where
     } else {
         int.base10_digits().to_owned()
     };
-    digits.parse::<T>().map_err(|_| bad(&format!("must be between {} and {}", T::MIN, T::MAX)))
+    digits
+        .parse::<T>()
+        .map_err(|_| bad(&format!("must be between {} and {}", T::MIN, T::MAX)))
 }
 
 /// The range of an integer key's type, for the out-of-range message.
@@ -266,7 +291,9 @@ fn backoff_value(expr: &Expr) -> syn::Result<f64> {
     let bad = |what: &str| {
         syn::Error::new_spanned(
             expr,
-            format!("`backoff` {what}: it multiplies the delay before each further retry, write `backoff = 2.0` (1.0 keeps the delay constant)"),
+            format!(
+                "`backoff` {what}: it multiplies the delay before each further retry, write `backoff = 2.0` (1.0 keeps the delay constant)"
+            ),
         )
     };
     let value = match literal(expr) {
@@ -301,7 +328,10 @@ fn name_value(expr: &Expr) -> syn::Result<String> {
         ));
     }
     if name.len() > 200 {
-        return Err(syn::Error::new_spanned(expr, "`name` must be at most 200 bytes long"));
+        return Err(syn::Error::new_spanned(
+            expr,
+            "`name` must be at most 200 bytes long",
+        ));
     }
     Ok(name)
 }

@@ -74,7 +74,11 @@ pub(crate) fn expand(item: &ItemFn, args: &TaskArgs, task: &TaskFn) -> TokenStre
     let serde_path = quote!(#private::serde).to_string();
     let ident = &item.sig.ident;
     let vis = &item.vis;
-    let name = args.name.get().cloned().unwrap_or_else(|| ident.to_string());
+    let name = args
+        .name
+        .get()
+        .cloned()
+        .unwrap_or_else(|| ident.to_string());
     let (cfg_attrs, doc_attrs) = split_attrs(&item.attrs);
 
     let names: Vec<_> = task.params.iter().map(|p| &p.name).collect();
@@ -126,7 +130,11 @@ pub(crate) fn expand(item: &ItemFn, args: &TaskArgs, task: &TaskFn) -> TokenStre
         }
     } else {
         let blocking = args.blocking.get().copied().unwrap_or(true);
-        let ctor = if blocking { quote!(blocking) } else { quote!(inline) };
+        let ctor = if blocking {
+            quote!(blocking)
+        } else {
+            quote!(inline)
+        };
         quote! {
             #private::Invocation::#ctor(move || {
                 let __taskflow_output = call(#(#names),*);
@@ -141,7 +149,9 @@ pub(crate) fn expand(item: &ItemFn, args: &TaskArgs, task: &TaskFn) -> TokenStre
     });
 
     let options = options(&krate, &name, args, task.is_async);
-    let args_doc = format!("The arguments of the `{name}` task: one field per parameter, same names, same types.");
+    let args_doc = format!(
+        "The arguments of the `{name}` task: one field per parameter, same names, same types."
+    );
     let handle_doc = format!("The `{name}` task as a value: pass it to `Tasks::add_task`.");
 
     quote! {

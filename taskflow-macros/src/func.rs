@@ -20,7 +20,7 @@ pub(crate) enum Output {
     /// `Ok` is the result, `Err` a failed attempt.
     Result,
     /// Any other type: the value is the result.
-    Plain(Type),
+    Plain(Box<Type>),
 }
 
 /// A fn that passed every check.
@@ -54,7 +54,10 @@ impl TaskFn {
             ));
         }
         if let Some(variadic) = &sig.variadic {
-            errs.push(syn::Error::new_spanned(variadic, "`#[task]` fns cannot be variadic"));
+            errs.push(syn::Error::new_spanned(
+                variadic,
+                "`#[task]` fns cannot be variadic",
+            ));
         }
 
         let mut params = Vec::new();
@@ -107,7 +110,7 @@ impl TaskFn {
                 {
                     Some(Output::Result)
                 }
-                other => Some(Output::Plain(other.clone())),
+                other => Some(Output::Plain(Box::new(other.clone()))),
             },
         };
 
@@ -118,7 +121,11 @@ impl TaskFn {
         if failed {
             return None;
         }
-        Some(TaskFn { params, output: output?, is_async: sig.asyncness.is_some() })
+        Some(TaskFn {
+            params,
+            output: output?,
+            is_async: sig.asyncness.is_some(),
+        })
     }
 }
 
@@ -170,12 +177,19 @@ fn check_owned(ty: &Type, errs: &mut Vec<syn::Error>) {
 
 /// The owned type a newcomer should write instead of `&elem`.
 fn owned_suggestion(elem: &Type) -> String {
-    let text = quote::ToTokens::to_token_stream(elem).to_string().replace(' ', "");
+    let text = quote::ToTokens::to_token_stream(elem)
+        .to_string()
+        .replace(' ', "");
     match elem {
         Type::Path(p) if p.path.is_ident("str") => "String".to_owned(),
         Type::Path(p) if p.path.is_ident("Path") => "PathBuf".to_owned(),
         Type::Slice(slice) => {
-            format!("Vec<{}>", quote::ToTokens::to_token_stream(&slice.elem).to_string().replace(' ', ""))
+            format!(
+                "Vec<{}>",
+                quote::ToTokens::to_token_stream(&slice.elem)
+                    .to_string()
+                    .replace(' ', "")
+            )
         }
         _ => text,
     }

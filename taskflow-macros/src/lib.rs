@@ -28,7 +28,10 @@ pub fn task(attr: TokenStream, item: TokenStream) -> TokenStream {
     output.into()
 }
 
-fn task_impl(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> proc_macro2::TokenStream {
+fn task_impl(
+    attr: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
     let mut errors = Errors::default();
     let args = TaskArgs::parse(attr, &mut errors);
     let item_fn = match syn::parse2::<syn::Item>(item.clone()) {
@@ -46,7 +49,11 @@ fn task_impl(attr: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> 
             return quote::quote!(#item #error);
         }
     };
-    if let Some(blocking) = args.blocking.span().filter(|_| item_fn.sig.asyncness.is_some()) {
+    if let Some(blocking) = args
+        .blocking
+        .span()
+        .filter(|_| item_fn.sig.asyncness.is_some())
+    {
         errors.push(syn::Error::new(
             blocking,
             "`blocking` applies only to sync fns: an `async fn` always runs on the async runtime; remove `blocking` or make the fn sync",

@@ -36,7 +36,9 @@ pub enum Error {
         message: String,
     },
     /// Two `#[task]` fns in one binary share a name: stored tasks could not tell them apart.
-    #[error("two tasks are named `{name}`: one at {first}, one at {second}; give one of them `#[task(name = \"...\")]`")]
+    #[error(
+        "two tasks are named `{name}`: one at {first}, one at {second}; give one of them `#[task(name = \"...\")]`"
+    )]
     DuplicateTaskName {
         /// The shared name.
         name: String,

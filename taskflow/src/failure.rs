@@ -39,7 +39,11 @@ impl TaskFailure {
     /// A failure of the given kind whose story is its message alone.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         let message = message.into();
-        TaskFailure { kind, stacktrace: message.clone(), message }
+        TaskFailure {
+            kind,
+            stacktrace: message.clone(),
+            message,
+        }
     }
 
     /// A failure from an error: its `Display` and its chain of `source()` causes.
@@ -52,7 +56,11 @@ impl TaskFailure {
             stacktrace.push_str(&cause.to_string());
             source = cause.source();
         }
-        TaskFailure { kind: FailureKind::Error, message, stacktrace }
+        TaskFailure {
+            kind: FailureKind::Error,
+            message,
+            stacktrace,
+        }
     }
 
     /// A failure from a value that is only `Display`.
@@ -128,10 +136,14 @@ impl<E: fmt::Display> ProbeDisplay for &ErrorProbe<'_, E> {
 }
 
 #[cfg(test)]
+#[allow(clippy::needless_borrow)] // the probe needs exactly the three borrows generated code writes
 mod tests {
-    #[allow(unused_imports)]
-    use super::{ErrorProbe, ProbeDisplay as _, ProbeDynError as _, ProbeDynSendSyncError as _, ProbeStdError as _};
     use super::*;
+    #[allow(unused_imports)]
+    use super::{
+        ErrorProbe, ProbeDisplay as _, ProbeDynError as _, ProbeDynSendSyncError as _,
+        ProbeStdError as _,
+    };
 
     #[derive(Debug)]
     struct Outer(std::io::Error);

@@ -64,9 +64,11 @@ impl FromStr for TaskId {
     type Err = Error;
 
     fn from_str(input: &str) -> Result<Self, Error> {
-        Uuid::try_parse(input).map(TaskId).map_err(|_| Error::InvalidTaskId {
-            input: truncate(input, 64),
-        })
+        Uuid::try_parse(input)
+            .map(TaskId)
+            .map_err(|_| Error::InvalidTaskId {
+                input: truncate(input, 64),
+            })
     }
 }
 

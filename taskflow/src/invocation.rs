@@ -44,7 +44,9 @@ impl Invocation {
     where
         F: Future<Output = TaskOutcome> + Send + 'static,
     {
-        Invocation { body: Body::Future(Box::pin(future)) }
+        Invocation {
+            body: Body::Future(Box::pin(future)),
+        }
     }
 
     /// An invocation that calls `f` on tokio's blocking thread pool.
@@ -53,7 +55,9 @@ impl Invocation {
     where
         F: FnOnce() -> TaskOutcome + Send + 'static,
     {
-        Invocation { body: Body::Blocking(Box::new(f)) }
+        Invocation {
+            body: Body::Blocking(Box::new(f)),
+        }
     }
 
     /// An invocation that calls `f` directly on the runtime thread that runs it.
@@ -62,7 +66,9 @@ impl Invocation {
     where
         F: FnOnce() -> TaskOutcome + Send + 'static,
     {
-        Invocation { body: Body::Inline(Box::new(f)) }
+        Invocation {
+            body: Body::Inline(Box::new(f)),
+        }
     }
 
     /// Whether this runs on the blocking thread pool.
@@ -172,7 +178,11 @@ fn panic_failure(payload: Box<dyn Any + Send>) -> TaskFailure {
         Some(at) => format!("panicked at {at}:\n{message}"),
         None => format!("panicked:\n{message}"),
     };
-    TaskFailure { kind: FailureKind::Panic, message: format!("panic: {message}"), stacktrace }
+    TaskFailure {
+        kind: FailureKind::Panic,
+        message: format!("panic: {message}"),
+        stacktrace,
+    }
 }
 
 #[cfg(test)]
@@ -181,11 +191,17 @@ mod tests {
 
     #[tokio::test]
     async fn panics_in_futures_become_failures() {
-        let outcome = Invocation::future(async { panic!("boom {}", 7) }).run().await;
+        let outcome = Invocation::future(async { panic!("boom {}", 7) })
+            .run()
+            .await;
         let failure = outcome.unwrap_err();
         assert_eq!(failure.kind, FailureKind::Panic);
         assert_eq!(failure.message, "panic: boom 7");
-        assert!(failure.stacktrace.contains("invocation.rs"), "{}", failure.stacktrace);
+        assert!(
+            failure.stacktrace.contains("invocation.rs"),
+            "{}",
+            failure.stacktrace
+        );
     }
 
     #[tokio::test]
@@ -197,13 +213,19 @@ mod tests {
             let failure = invocation.run().await.unwrap_err();
             assert_eq!(failure.kind, FailureKind::Panic);
             assert!(failure.message.ends_with("boom"), "{}", failure.message);
-            assert!(failure.stacktrace.starts_with("panicked at "), "{}", failure.stacktrace);
+            assert!(
+                failure.stacktrace.starts_with("panicked at "),
+                "{}",
+                failure.stacktrace
+            );
         }
     }
 
     #[tokio::test]
     async fn results_pass_through() {
-        let ok = Invocation::blocking(|| Ok(Some(Value::from(3)))).run().await;
+        let ok = Invocation::blocking(|| Ok(Some(Value::from(3))))
+            .run()
+            .await;
         assert_eq!(ok.unwrap(), Some(Value::from(3)));
     }
 }

@@ -47,3 +47,8 @@ pub use crate::tasks::{NewTask, Tasks};
 
 #[doc = include_str!("docs/task.md")]
 pub use taskflow_macros::task;
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;

@@ -52,10 +52,7 @@ pub fn success<T: serde::Serialize + ?Sized>(value: &T) -> TaskResult {
 )]
 pub trait TaskArgument {}
 
-impl<T> TaskArgument for T where
-    T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static
-{
-}
+impl<T> TaskArgument for T where T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static {}
 
 /// Compile-time check, spanned at a parameter's type.
 #[inline(always)]

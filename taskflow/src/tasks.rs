@@ -33,17 +33,23 @@ impl NewTask {
 
     /// The effective number of retries: the per-call override, else the `#[task]` default.
     pub fn max_retries(&self) -> u32 {
-        self.options.retries_override().unwrap_or(self.task.max_retries())
+        self.options
+            .retries_override()
+            .unwrap_or(self.task.max_retries())
     }
 
     /// The effective priority.
     pub fn priority(&self) -> i32 {
-        self.options.priority_override().unwrap_or(self.task.default_priority())
+        self.options
+            .priority_override()
+            .unwrap_or(self.task.default_priority())
     }
 
     /// Whether the task starts at enqueue rather than after the response.
     pub fn eager(&self) -> bool {
-        self.options.eager_override().unwrap_or(self.task.is_eager())
+        self.options
+            .eager_override()
+            .unwrap_or(self.task.is_eager())
     }
 }
 
@@ -97,14 +103,25 @@ impl Tasks {
     ) -> TaskId {
         let _ = task;
         let args = serde_json::to_value(args.into_args()).map_err(|e| e.to_string());
-        let new = NewTask { id: TaskId::new(), task: T::options(), args, options };
+        let new = NewTask {
+            id: TaskId::new(),
+            task: T::options(),
+            args,
+            options,
+        };
         let id = new.id;
-        self.recorded.lock().unwrap_or_else(PoisonError::into_inner).push(new);
+        self.recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(new);
         id
     }
 
     /// Every task enqueued so far, in order.
     pub fn recorded(&self) -> Vec<NewTask> {
-        self.recorded.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
