@@ -32,24 +32,14 @@ async fn main() -> anyhow::Result<()> {
     let email = "ada@example.com".to_string();
     tasks.add_task(send_email, email.clone());
     tasks.add_task(resize_image, (7, 800, 600));
-    tasks.add_task(
-        send_email,
-        send_email::Args {
-            address: email.clone(),
-        },
-    );
+    tasks.add_task(send_email, send_email::Args { address: email.clone() });
     send_email::enqueue(&tasks, email);
     resize_image::enqueue_with(&tasks, EnqueueOptions::new().tag("user_id", 7), 7, 64, 64);
 
     println!("registered tasks:");
     for task in taskflow::registry().iter() {
         let o = task.options();
-        println!(
-            "  {} (retries {}, defined at {})",
-            task.name(),
-            o.max_retries(),
-            task.location()
-        );
+        println!("  {} (retries {}, defined at {})", task.name(), o.max_retries(), task.location());
     }
 
     println!("enqueued, then run from the stored name and JSON:");
@@ -61,9 +51,6 @@ async fn main() -> anyhow::Result<()> {
     }
 
     println!("direct call, untracked: {:?}", resize_image::call(1, 2, 3)?);
-    println!(
-        "name of the handle: {}",
-        <resize_image::resize_image as Task>::name()
-    );
+    println!("name of the handle: {}", <resize_image::resize_image as Task>::name());
     Ok(())
 }

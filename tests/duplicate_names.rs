@@ -22,14 +22,8 @@ fn duplicate_names_are_an_error_naming_both() {
     let err = registry.check().unwrap_err();
     let text = err.to_string();
     assert!(text.starts_with("two tasks are named `notify`"), "{text}");
-    assert!(
-        text.contains("duplicate_names::billing::notify_billing"),
-        "{text}"
-    );
-    assert!(
-        text.contains("duplicate_names::support::notify_support"),
-        "{text}"
-    );
+    assert!(text.contains("duplicate_names::billing::notify_billing"), "{text}");
+    assert!(text.contains("duplicate_names::support::notify_support"), "{text}");
     assert_eq!(registry.duplicates().len(), 1);
     assert_eq!(registry.iter().filter(|t| t.name() == "notify").count(), 2);
 }

@@ -6,8 +6,6 @@
 fn a_crate_that_is_never_named_does_not_register() {
     let registry = taskflow::registry();
     assert!(registry.get("external_double").is_none());
-    let err = registry
-        .invoke("external_double", serde_json::json!({"n": 1}))
-        .unwrap_err();
+    let err = registry.invoke("external_double", serde_json::json!({"n": 1})).unwrap_err();
     assert!(err.to_string().contains("use my_tasks as _;"), "{err}");
 }

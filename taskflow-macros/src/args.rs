@@ -160,13 +160,7 @@ fn unknown_key(path: &syn::Path) -> syn::Error {
         .iter()
         .map(|k| (edit_distance(&key, k), k))
         .filter(|(d, k)| {
-            *d <= 2
-                || key
-                    .chars()
-                    .zip(k.chars())
-                    .take_while(|(a, b)| a == b)
-                    .count()
-                    >= 4
+            *d <= 2 || key.chars().zip(k.chars()).take_while(|(a, b)| a == b).count() >= 4
         })
         .min()
         .map(|(_, k)| format!(" (did you mean `{k}`?)"))
@@ -189,11 +183,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let cur = row[j + 1];
-            row[j + 1] = if ca == *cb {
-                prev
-            } else {
-                1 + prev.min(cur).min(row[j])
-            };
+            row[j + 1] = if ca == *cb { prev } else { 1 + prev.min(cur).min(row[j]) };
             prev = cur;
         }
     }
@@ -218,10 +208,7 @@ fn value_of(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<Expr> {
             _ if KEYS.contains(&key) => format!("`{key} = ...`"),
             _ => return Err(unknown_key(&meta.path)),
         };
-        Err(syn::Error::new(
-            meta.path.span(),
-            format!("expected a value: write {hint}"),
-        ))
+        Err(syn::Error::new(meta.path.span(), format!("expected a value: write {hint}")))
     }
 }
 
@@ -251,14 +238,9 @@ where
     if negative && !signed {
         return Err(bad("must not be negative"));
     }
-    let digits = if negative {
-        format!("-{}", int.base10_digits())
-    } else {
-        int.base10_digits().to_owned()
-    };
-    digits
-        .parse::<T>()
-        .map_err(|_| bad(&format!("must be between {} and {}", T::MIN, T::MAX)))
+    let digits =
+        if negative { format!("-{}", int.base10_digits()) } else { int.base10_digits().to_owned() };
+    digits.parse::<T>().map_err(|_| bad(&format!("must be between {} and {}", T::MIN, T::MAX)))
 }
 
 /// The range of an integer key's type, for the out-of-range message.
@@ -328,10 +310,7 @@ fn name_value(expr: &Expr) -> syn::Result<String> {
         ));
     }
     if name.len() > 200 {
-        return Err(syn::Error::new_spanned(
-            expr,
-            "`name` must be at most 200 bytes long",
-        ));
+        return Err(syn::Error::new_spanned(expr, "`name` must be at most 200 bytes long"));
     }
     Ok(name)
 }
@@ -376,10 +355,7 @@ fn duration_value(expr: &Expr, key: &str, nonzero: bool) -> syn::Result<Dur> {
     if nonzero && nanos == 0 {
         return Err(bad("must be greater than zero".to_owned()));
     }
-    Ok(Dur {
-        secs: (nanos / 1_000_000_000) as u64,
-        nanos: (nanos % 1_000_000_000) as u32,
-    })
+    Ok(Dur { secs: (nanos / 1_000_000_000) as u64, nanos: (nanos % 1_000_000_000) as u32 })
 }
 
 fn parse_duration_nanos(text: &str) -> Option<f64> {

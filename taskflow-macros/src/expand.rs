@@ -74,11 +74,7 @@ pub(crate) fn expand(item: &ItemFn, args: &TaskArgs, task: &TaskFn) -> TokenStre
     let serde_path = quote!(#private::serde).to_string();
     let ident = &item.sig.ident;
     let vis = &item.vis;
-    let name = args
-        .name
-        .get()
-        .cloned()
-        .unwrap_or_else(|| ident.to_string());
+    let name = args.name.get().cloned().unwrap_or_else(|| ident.to_string());
     let (cfg_attrs, doc_attrs) = split_attrs(&item.attrs);
 
     let names: Vec<_> = task.params.iter().map(|p| &p.name).collect();
@@ -130,11 +126,7 @@ pub(crate) fn expand(item: &ItemFn, args: &TaskArgs, task: &TaskFn) -> TokenStre
         }
     } else {
         let blocking = args.blocking.get().copied().unwrap_or(true);
-        let ctor = if blocking {
-            quote!(blocking)
-        } else {
-            quote!(inline)
-        };
+        let ctor = if blocking { quote!(blocking) } else { quote!(inline) };
         quote! {
             #private::Invocation::#ctor(move || {
                 let __taskflow_output = call(#(#names),*);

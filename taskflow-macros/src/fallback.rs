@@ -14,12 +14,8 @@ pub(crate) fn fallback(item: &ItemFn, args: &TaskArgs, error: syn::Error) -> Tok
     let ident = &item.sig.ident;
     let vis = &item.vis;
     let generics = &item.sig.generics;
-    let inputs: Vec<_> = item
-        .sig
-        .inputs
-        .iter()
-        .filter(|input| matches!(input, FnArg::Typed(_)))
-        .collect();
+    let inputs: Vec<_> =
+        item.sig.inputs.iter().filter(|input| matches!(input, FnArg::Typed(_))).collect();
     let error = error.into_compile_error();
     if item.sig.receiver().is_some() {
         // Inside an `impl` block, where a module cannot go: the error alone.

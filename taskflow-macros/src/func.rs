@@ -54,10 +54,7 @@ impl TaskFn {
             ));
         }
         if let Some(variadic) = &sig.variadic {
-            errs.push(syn::Error::new_spanned(
-                variadic,
-                "`#[task]` fns cannot be variadic",
-            ));
+            errs.push(syn::Error::new_spanned(variadic, "`#[task]` fns cannot be variadic"));
         }
 
         let mut params = Vec::new();
@@ -121,11 +118,7 @@ impl TaskFn {
         if failed {
             return None;
         }
-        Some(TaskFn {
-            params,
-            output: output?,
-            is_async: sig.asyncness.is_some(),
-        })
+        Some(TaskFn { params, output: output?, is_async: sig.asyncness.is_some() })
     }
 }
 
@@ -177,18 +170,14 @@ fn check_owned(ty: &Type, errs: &mut Vec<syn::Error>) {
 
 /// The owned type a newcomer should write instead of `&elem`.
 fn owned_suggestion(elem: &Type) -> String {
-    let text = quote::ToTokens::to_token_stream(elem)
-        .to_string()
-        .replace(' ', "");
+    let text = quote::ToTokens::to_token_stream(elem).to_string().replace(' ', "");
     match elem {
         Type::Path(p) if p.path.is_ident("str") => "String".to_owned(),
         Type::Path(p) if p.path.is_ident("Path") => "PathBuf".to_owned(),
         Type::Slice(slice) => {
             format!(
                 "Vec<{}>",
-                quote::ToTokens::to_token_stream(&slice.elem)
-                    .to_string()
-                    .replace(' ', "")
+                quote::ToTokens::to_token_stream(&slice.elem).to_string().replace(' ', "")
             )
         }
         _ => text,

@@ -49,11 +49,7 @@ fn task_impl(
             return quote::quote!(#item #error);
         }
     };
-    if let Some(blocking) = args
-        .blocking
-        .span()
-        .filter(|_| item_fn.sig.asyncness.is_some())
-    {
+    if let Some(blocking) = args.blocking.span().filter(|_| item_fn.sig.asyncness.is_some()) {
         errors.push(syn::Error::new(
             blocking,
             "`blocking` applies only to sync fns: an `async fn` always runs on the async runtime; remove `blocking` or make the fn sync",

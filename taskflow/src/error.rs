@@ -47,14 +47,30 @@ pub enum Error {
         /// Where the second is defined.
         second: String,
     },
+    /// The task store failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// No task has this id.
+    #[error("task {id} not found")]
+    TaskNotFound {
+        /// The id asked for.
+        id: crate::TaskId,
+    },
+    /// A wait for a task to finish ran out of time.
+    #[error("task {id} did not finish within {waited:?}")]
+    Timeout {
+        /// The task.
+        id: crate::TaskId,
+        /// How long the wait was.
+        waited: std::time::Duration,
+    },
+    /// A `TaskManager` was started outside a tokio runtime.
+    #[error("a TaskManager must be started inside a tokio runtime")]
+    NoRuntime,
 }
 
 fn at_path(path: &str) -> String {
-    if path.is_empty() || path == "." {
-        String::new()
-    } else {
-        format!("field `{path}`: ")
-    }
+    if path.is_empty() || path == "." { String::new() } else { format!("field `{path}`: ") }
 }
 
 /// `Result` with [`Error`] as its default error type.

@@ -39,11 +39,7 @@ impl TaskFailure {
     /// A failure of the given kind whose story is its message alone.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         let message = message.into();
-        TaskFailure {
-            kind,
-            stacktrace: message.clone(),
-            message,
-        }
+        TaskFailure { kind, stacktrace: message.clone(), message }
     }
 
     /// A failure from an error: its `Display` and its chain of `source()` causes.
@@ -56,11 +52,7 @@ impl TaskFailure {
             stacktrace.push_str(&cause.to_string());
             source = cause.source();
         }
-        TaskFailure {
-            kind: FailureKind::Error,
-            message,
-            stacktrace,
-        }
+        TaskFailure { kind: FailureKind::Error, message, stacktrace }
     }
 
     /// A failure from a value that is only `Display`.

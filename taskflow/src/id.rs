@@ -66,9 +66,7 @@ impl FromStr for TaskId {
     fn from_str(input: &str) -> Result<Self, Error> {
         Uuid::try_parse(input)
             .map(TaskId)
-            .map_err(|_| Error::InvalidTaskId {
-                input: truncate(input, 64),
-            })
+            .map_err(|_| Error::InvalidTaskId { input: truncate(input, 64) })
     }
 }
 

@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 
 use serde_json::Value;
 
+use crate::context::{TaskContext, enter_sync};
 use crate::failure::{FailureKind, TaskFailure};
 
 /// What one attempt of a task produced: its JSON result (`None` for `()`), or why it failed.
@@ -44,9 +45,7 @@ impl Invocation {
     where
         F: Future<Output = TaskOutcome> + Send + 'static,
     {
-        Invocation {
-            body: Body::Future(Box::pin(future)),
-        }
+        Invocation { body: Body::Future(Box::pin(future)) }
     }
 
     /// An invocation that calls `f` on tokio's blocking thread pool.
@@ -55,9 +54,7 @@ impl Invocation {
     where
         F: FnOnce() -> TaskOutcome + Send + 'static,
     {
-        Invocation {
-            body: Body::Blocking(Box::new(f)),
-        }
+        Invocation { body: Body::Blocking(Box::new(f)) }
     }
 
     /// An invocation that calls `f` directly on the runtime thread that runs it.
@@ -66,9 +63,7 @@ impl Invocation {
     where
         F: FnOnce() -> TaskOutcome + Send + 'static,
     {
-        Invocation {
-            body: Body::Inline(Box::new(f)),
-        }
+        Invocation { body: Body::Inline(Box::new(f)) }
     }
 
     /// Whether this runs on the blocking thread pool.
@@ -78,13 +73,32 @@ impl Invocation {
 
     /// Runs the task once and returns its outcome. Panics in the task are caught.
     ///
-    /// Must be awaited inside a tokio runtime when the task is a blocking sync fn.
+    /// Must be awaited inside a tokio runtime when the task is a blocking sync fn. Run this
+    /// way, the task has no [`task_context()`](crate::task_context); the manager provides one.
     pub async fn run(self) -> TaskOutcome {
+        self.run_with(None).await
+    }
+
+    /// Runs with a task context and a tracing span, wherever the code runs.
+    pub(crate) async fn run_in(self, context: TaskContext, span: tracing::Span) -> TaskOutcome {
+        self.run_with(Some((context, span))).await
+    }
+
+    async fn run_with(self, scope: Option<(TaskContext, tracing::Span)>) -> TaskOutcome {
         install_panic_hook();
+        let context = scope.as_ref().map(|(c, _)| c.clone());
         match self.body {
-            Body::Future(future) => CatchUnwind(future).await,
-            Body::Inline(f) => catch(f),
-            Body::Blocking(f) => match tokio::task::spawn_blocking(move || catch(f)).await {
+            Body::Future(future) => match context {
+                Some(context) => crate::context::scope(context, CatchUnwind(future)).await,
+                None => CatchUnwind(future).await,
+            },
+            Body::Inline(f) => enter_sync(context, || catch(f)),
+            Body::Blocking(f) => match tokio::task::spawn_blocking(move || {
+                let _span = scope.as_ref().map(|(_, span)| span.enter());
+                enter_sync(context, || catch(f))
+            })
+            .await
+            {
                 Ok(outcome) => outcome,
                 Err(join) if join.is_panic() => Err(panic_failure(join.into_panic())),
                 Err(_) => Err(TaskFailure::new(
@@ -178,11 +192,7 @@ fn panic_failure(payload: Box<dyn Any + Send>) -> TaskFailure {
         Some(at) => format!("panicked at {at}:\n{message}"),
         None => format!("panicked:\n{message}"),
     };
-    TaskFailure {
-        kind: FailureKind::Panic,
-        message: format!("panic: {message}"),
-        stacktrace,
-    }
+    TaskFailure { kind: FailureKind::Panic, message: format!("panic: {message}"), stacktrace }
 }
 
 #[cfg(test)]
@@ -191,17 +201,11 @@ mod tests {
 
     #[tokio::test]
     async fn panics_in_futures_become_failures() {
-        let outcome = Invocation::future(async { panic!("boom {}", 7) })
-            .run()
-            .await;
+        let outcome = Invocation::future(async { panic!("boom {}", 7) }).run().await;
         let failure = outcome.unwrap_err();
         assert_eq!(failure.kind, FailureKind::Panic);
         assert_eq!(failure.message, "panic: boom 7");
-        assert!(
-            failure.stacktrace.contains("invocation.rs"),
-            "{}",
-            failure.stacktrace
-        );
+        assert!(failure.stacktrace.contains("invocation.rs"), "{}", failure.stacktrace);
     }
 
     #[tokio::test]
@@ -213,19 +217,13 @@ mod tests {
             let failure = invocation.run().await.unwrap_err();
             assert_eq!(failure.kind, FailureKind::Panic);
             assert!(failure.message.ends_with("boom"), "{}", failure.message);
-            assert!(
-                failure.stacktrace.starts_with("panicked at "),
-                "{}",
-                failure.stacktrace
-            );
+            assert!(failure.stacktrace.starts_with("panicked at "), "{}", failure.stacktrace);
         }
     }
 
     #[tokio::test]
     async fn results_pass_through() {
-        let ok = Invocation::blocking(|| Ok(Some(Value::from(3))))
-            .run()
-            .await;
+        let ok = Invocation::blocking(|| Ok(Some(Value::from(3)))).run().await;
         assert_eq!(ok.unwrap(), Some(Value::from(3)));
     }
 }

@@ -23,27 +23,42 @@
 //! - [`Tasks`] is what handlers enqueue into; [`EnqueueOptions`] are per-call overrides.
 //! - [`registry()`] finds a stored task's fn from its name and runs it from JSON arguments.
 
+mod context;
 mod error;
 mod failure;
 mod id;
 mod invocation;
+mod manager;
+mod observer;
 mod options;
+mod record;
 mod registry;
+mod slots;
+mod store;
 mod task;
 mod tasks;
+#[cfg(feature = "axum")]
+mod web;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
+pub use crate::context::{TaskContext, task_context};
 pub use crate::error::{Error, Result};
 pub use crate::failure::{FailureKind, TaskFailure};
 pub use crate::id::TaskId;
 pub use crate::invocation::{Invocation, TaskOutcome};
+pub use crate::manager::{CancelOutcome, DEFAULT_CONCURRENCY, TaskManager, TaskManagerBuilder};
+pub use crate::observer::{EventKind, MemoryObserver, StdoutObserver, TaskEvent, TaskObserver};
 pub use crate::options::{EnqueueOptions, TaskOptions};
+pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
 pub use crate::registry::{RegisteredTask, Registry, registry};
+pub use crate::store::{Enqueued, Lease, MemoryStore, Store, StoreError, TaskQuery, Transition};
 pub use crate::task::{IntoTaskArgs, Task};
 pub use crate::tasks::{NewTask, Tasks};
+#[cfg(feature = "axum")]
+pub use crate::web::{MissingTaskLayer, TaskLayer, TaskService};
 
 #[doc = include_str!("docs/task.md")]
 pub use taskflow_macros::task;

@@ -5,10 +5,12 @@
 pub use ::inventory;
 pub use ::serde;
 pub use ::serde_json;
+pub use ::tracing;
 pub use core::option::Option;
 pub use core::result::Result;
 pub use std::time::Duration;
 
+pub use crate::context::append_log;
 pub use crate::failure::{
     ErrorProbe, ProbeDisplay, ProbeDynError, ProbeDynSendSyncError, ProbeStdError,
 };
@@ -62,3 +64,9 @@ pub const fn assert_argument<T: TaskArgument>() {}
 /// result.
 #[inline(always)]
 pub const fn assert_result<T: serde::Serialize>() {}
+
+/// A `task_log!` field value as JSON; a value that cannot be serialised is kept as its error.
+pub fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value)
+        .unwrap_or_else(|err| serde_json::Value::String(format!("<unserialisable: {err}>")))
+}

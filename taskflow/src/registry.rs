@@ -48,13 +48,7 @@ impl RegisteredTask {
         file: &'static str,
         line: u32,
     ) -> Self {
-        RegisteredTask {
-            options,
-            invoke,
-            module_path,
-            file,
-            line,
-        }
+        RegisteredTask { options, invoke, module_path, file, line }
     }
 
     /// The task's name.
@@ -146,11 +140,7 @@ impl Registry {
                 duplicates.push((first, *task));
             }
         }
-        Registry {
-            by_name,
-            sorted,
-            duplicates,
-        }
+        Registry { by_name, sorted, duplicates }
     }
 
     /// The task registered under `name`.
@@ -198,9 +188,7 @@ impl Registry {
     pub fn invoke(&self, name: &str, args: Value) -> Result<Invocation> {
         match self.get(name) {
             Some(task) => task.invoke(args),
-            None => Err(Error::UnknownTask {
-                name: name.to_owned(),
-            }),
+            None => Err(Error::UnknownTask { name: name.to_owned() }),
         }
     }
 }
@@ -227,10 +215,7 @@ mod tests {
         assert_eq!(registry.get("same").unwrap().path(), "m::a");
         let err = registry.check().unwrap_err();
         let text = err.to_string();
-        assert!(
-            text.contains("a.rs:1 (m::a)") && text.contains("b.rs:2 (m::b)"),
-            "{text}"
-        );
+        assert!(text.contains("a.rs:1 (m::a)") && text.contains("b.rs:2 (m::b)"), "{text}");
         let names: Vec<_> = registry.iter().map(RegisteredTask::name).collect();
         assert_eq!(names, ["other", "same", "same"]);
     }
@@ -239,9 +224,6 @@ mod tests {
     fn unknown_names_are_errors() {
         let registry = Registry::build([&TC].into_iter());
         let err = registry.invoke("gone", Value::Null).unwrap_err();
-        assert!(
-            err.to_string()
-                .starts_with("task `gone` is not registered in this binary")
-        );
+        assert!(err.to_string().starts_with("task `gone` is not registered in this binary"));
     }
 }

@@ -1,11 +1,14 @@
 //! [`Tasks`]: the collection a handler enqueues into, and [`NewTask`], one enqueued task as the
-//! store receives it.
+//! manager receives it.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::Value;
 
+use crate::error::{Error, Result};
 use crate::id::TaskId;
+use crate::manager::{Dispatch, TaskManager};
 use crate::options::{EnqueueOptions, TaskOptions};
 use crate::task::{IntoTaskArgs, Task};
 
@@ -13,7 +16,7 @@ use crate::task::{IntoTaskArgs, Task};
 /// arguments and the per-call options.
 #[derive(Clone, Debug)]
 pub struct NewTask {
-    /// The id returned to the caller.
+    /// The id returned to the caller (unless an idempotency key matches an existing task).
     pub id: TaskId,
     /// The task's `#[task]` options, including its name.
     pub task: &'static TaskOptions,
@@ -33,31 +36,31 @@ impl NewTask {
 
     /// The effective number of retries: the per-call override, else the `#[task]` default.
     pub fn max_retries(&self) -> u32 {
-        self.options
-            .retries_override()
-            .unwrap_or(self.task.max_retries())
+        self.options.retries_override().unwrap_or(self.task.max_retries())
     }
 
     /// The effective priority.
     pub fn priority(&self) -> i32 {
-        self.options
-            .priority_override()
-            .unwrap_or(self.task.default_priority())
+        self.options.priority_override().unwrap_or(self.task.default_priority())
     }
 
     /// Whether the task starts at enqueue rather than after the response.
     pub fn eager(&self) -> bool {
-        self.options
-            .eager_override()
-            .unwrap_or(self.task.is_eager())
+        self.options.eager_override().unwrap_or(self.task.is_eager())
     }
 }
 
 /// The task collection handlers enqueue into.
 ///
 /// `add_task(f, args)` checks `args` against `f`'s parameters at compile time and returns the
-/// new task's id at once. [`Tasks::recording`] gives a collection that only records what was
-/// enqueued, to unit-test handlers without running anything.
+/// task's id at once, with the task already stored as `pending`.
+///
+/// Where a `Tasks` comes from decides when its tasks start:
+/// - In an axum handler (the [`Tasks`] extractor, with the manager's layer installed), after the
+///   handler's response has been produced and handed to the server: see
+///   [`TaskManager::layer`](crate::TaskManager::layer) for the exact moment.
+/// - From [`TaskManager::tasks`], at once.
+/// - From [`Tasks::recording`], never: it only records, to unit-test handlers.
 ///
 /// ```
 /// use taskflow::{task, EnqueueOptions, Tasks};
@@ -77,19 +80,44 @@ impl NewTask {
 /// assert_eq!(recorded[0].args, Ok(serde_json::json!({"name": "Ada", "times": 2})));
 /// assert_eq!(recorded[1].options.tags_map()["team"], "core");
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Tasks {
-    recorded: Arc<Mutex<Vec<NewTask>>>,
+    sink: Sink,
+}
+
+#[derive(Clone, Debug)]
+enum Sink {
+    Recording(Arc<Mutex<Vec<NewTask>>>),
+    Immediate(TaskManager),
+    Request(Arc<RequestBatch>),
+}
+
+impl Default for Tasks {
+    fn default() -> Self {
+        Tasks::recording()
+    }
 }
 
 impl Tasks {
-    /// A collection that records enqueued tasks without running them.
+    /// A collection that records enqueued tasks without storing or running them.
     pub fn recording() -> Self {
-        Self::default()
+        Tasks { sink: Sink::Recording(Arc::default()) }
+    }
+
+    pub(crate) fn immediate(manager: TaskManager) -> Self {
+        Tasks { sink: Sink::Immediate(manager) }
+    }
+
+    pub(crate) fn for_request(batch: Arc<RequestBatch>) -> Self {
+        Tasks { sink: Sink::Request(batch) }
     }
 
     /// Enqueues `task` with `args`: the value itself for a one-parameter fn, a tuple of the
     /// parameters in order for several, or the generated `Args` struct.
+    ///
+    /// When the store cannot take the task, the error is logged and, in a request, the
+    /// response becomes a `503` so the client never holds an id that does not exist; use
+    /// [`Tasks::try_add_task`] to handle it yourself.
     pub fn add_task<T: Task>(&self, task: T, args: impl IntoTaskArgs<T>) -> TaskId {
         self.add_task_with(task, args, EnqueueOptions::new())
     }
@@ -101,27 +129,127 @@ impl Tasks {
         args: impl IntoTaskArgs<T>,
         options: EnqueueOptions,
     ) -> TaskId {
-        let _ = task;
-        let args = serde_json::to_value(args.into_args()).map_err(|e| e.to_string());
-        let new = NewTask {
-            id: TaskId::new(),
-            task: T::options(),
-            args,
-            options,
-        };
+        let new = new_task(task, args, options);
         let id = new.id;
-        self.recorded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(new);
-        id
+        match self.submit(new) {
+            Ok(id) => id,
+            Err(err) => {
+                tracing::error!(task_id = %id, error = %err, "taskflow: could not enqueue task");
+                if let Sink::Request(batch) = &self.sink {
+                    batch.lock().errors.push(err.to_string());
+                }
+                id
+            }
+        }
     }
 
-    /// Every task enqueued so far, in order.
+    /// Like [`Tasks::add_task_with`], but returns the store's error instead of logging it.
+    pub fn try_add_task<T: Task>(
+        &self,
+        task: T,
+        args: impl IntoTaskArgs<T>,
+        options: EnqueueOptions,
+    ) -> Result<TaskId> {
+        self.submit(new_task(task, args, options))
+    }
+
+    fn submit(&self, new: NewTask) -> Result<TaskId, Error> {
+        match &self.sink {
+            Sink::Recording(recorded) => {
+                let id = new.id;
+                recorded.lock().unwrap_or_else(PoisonError::into_inner).push(new);
+                Ok(id)
+            }
+            Sink::Immediate(manager) => {
+                let (enqueued, dispatch) = manager.store_new(new)?;
+                if let Some(dispatch) = dispatch {
+                    manager.dispatch(dispatch);
+                }
+                Ok(enqueued.id)
+            }
+            Sink::Request(batch) => {
+                let eager = new.eager();
+                let (enqueued, dispatch) = batch.manager.store_new(new)?;
+                batch.enqueued.store(true, Ordering::Release);
+                if let Some(dispatch) = dispatch {
+                    let mut state = batch.lock();
+                    if eager || state.released {
+                        drop(state);
+                        batch.manager.dispatch(dispatch);
+                    } else {
+                        state.deferred.push(dispatch);
+                    }
+                }
+                Ok(enqueued.id)
+            }
+        }
+    }
+
+    /// Every task enqueued so far into a [`Tasks::recording`] collection, in order; empty for
+    /// other collections.
     pub fn recorded(&self) -> Vec<NewTask> {
-        self.recorded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        match &self.sink {
+            Sink::Recording(recorded) => {
+                recorded.lock().unwrap_or_else(PoisonError::into_inner).clone()
+            }
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn new_task<T: Task>(task: T, args: impl IntoTaskArgs<T>, options: EnqueueOptions) -> NewTask {
+    let _ = task;
+    let args = serde_json::to_value(args.into_args()).map_err(|e| e.to_string());
+    NewTask { id: TaskId::new(), task: T::options(), args, options }
+}
+
+/// The tasks one request enqueued, held back until its response has been handed to the server.
+#[derive(Debug)]
+pub(crate) struct RequestBatch {
+    manager: TaskManager,
+    enqueued: AtomicBool,
+    state: Mutex<BatchState>,
+}
+
+#[derive(Debug, Default)]
+struct BatchState {
+    deferred: Vec<Dispatch>,
+    errors: Vec<String>,
+    released: bool,
+}
+
+impl RequestBatch {
+    pub(crate) fn new(manager: TaskManager) -> Self {
+        RequestBatch { manager, enqueued: AtomicBool::new(false), state: Mutex::default() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BatchState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn manager(&self) -> &TaskManager {
+        &self.manager
+    }
+
+    /// Whether the request stored any task.
+    pub(crate) fn enqueued_any(&self) -> bool {
+        self.enqueued.load(Ordering::Acquire)
+    }
+
+    /// Store errors met while enqueuing.
+    pub(crate) fn errors(&self) -> Vec<String> {
+        self.lock().errors.clone()
+    }
+
+    /// Starts the held-back tasks; tasks enqueued later start at once.
+    pub(crate) fn release(&self) {
+        let deferred = {
+            let mut state = self.lock();
+            state.released = true;
+            std::mem::take(&mut state.deferred)
+        };
+        for dispatch in deferred {
+            self.manager.dispatch(dispatch);
+        }
     }
 }

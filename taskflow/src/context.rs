@@ -1,0 +1,204 @@
+//! [`TaskContext`]: what a running task knows about itself, available anywhere in its code
+//! through [`task_context()`], and the buffer that [`task_log!`](crate::task_log) writes to.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Map, Value};
+
+use crate::id::TaskId;
+use crate::observer::{EventKind, Observers};
+use crate::record::{LogEntry, LogLevel};
+
+/// What a running task knows about itself.
+///
+/// ```
+/// # async fn demo() {
+/// #[taskflow::task]
+/// async fn invoice(number: u32) {
+///     let ctx = taskflow::task_context().expect("inside a task");
+///     println!("{} attempt {} for user {:?}", ctx.func_name(), ctx.attempt(), ctx.tags().get("user_id"));
+///     let _ = number;
+/// }
+/// assert!(taskflow::task_context().is_none()); // outside a task
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct TaskContext {
+    inner: Arc<ContextInner>,
+    attempt: u32,
+}
+
+#[derive(Debug)]
+struct ContextInner {
+    task_id: TaskId,
+    func_name: Arc<str>,
+    tags: Arc<BTreeMap<String, String>>,
+    logs: Mutex<Vec<LogEntry>>,
+    observers: Observers,
+}
+
+impl TaskContext {
+    pub(crate) fn new(
+        task_id: TaskId,
+        func_name: Arc<str>,
+        tags: Arc<BTreeMap<String, String>>,
+        observers: Observers,
+    ) -> Self {
+        TaskContext {
+            inner: Arc::new(ContextInner {
+                task_id,
+                func_name,
+                tags,
+                logs: Mutex::new(Vec::new()),
+                observers,
+            }),
+            attempt: 0,
+        }
+    }
+
+    pub(crate) fn with_attempt(&self, attempt: u32) -> Self {
+        TaskContext { inner: Arc::clone(&self.inner), attempt }
+    }
+
+    /// The task's id.
+    pub fn task_id(&self) -> TaskId {
+        self.inner.task_id
+    }
+
+    /// The task's name.
+    pub fn func_name(&self) -> &str {
+        &self.inner.func_name
+    }
+
+    /// The attempt: 0 for the first run, 1 for the first retry, ...
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// The task's tags.
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.inner.tags
+    }
+
+    pub(crate) fn func_name_arc(&self) -> &Arc<str> {
+        &self.inner.func_name
+    }
+
+    pub(crate) fn tags_arc(&self) -> &Arc<BTreeMap<String, String>> {
+        &self.inner.tags
+    }
+
+    pub(crate) fn log(&self, level: LogLevel, message: String, fields: Map<String, Value>) {
+        let entry =
+            LogEntry { at: chrono::Utc::now(), level, message, attempt: self.attempt, fields };
+        self.inner.observers.log(self, &entry);
+        self.inner.logs.lock().unwrap_or_else(PoisonError::into_inner).push(entry);
+    }
+
+    /// Takes the log entries written since the last call.
+    pub(crate) fn take_logs(&self) -> Vec<LogEntry> {
+        std::mem::take(&mut *self.inner.logs.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    pub(crate) fn emit(&self, kind: EventKind, message: Option<String>) {
+        self.inner.observers.emit(kind, self, message);
+    }
+}
+
+tokio::task_local! {
+    static ASYNC_CONTEXT: TaskContext;
+}
+
+thread_local! {
+    static SYNC_CONTEXT: RefCell<Option<TaskContext>> = const { RefCell::new(None) };
+}
+
+/// The context of the task whose code is running, sync or async, on whichever thread it runs;
+/// `None` outside a task.
+pub fn task_context() -> Option<TaskContext> {
+    ASYNC_CONTEXT
+        .try_with(TaskContext::clone)
+        .ok()
+        .or_else(|| SYNC_CONTEXT.with(|slot| slot.borrow().clone()))
+}
+
+/// Runs `future` with `context` as its task context.
+pub(crate) async fn scope<F: std::future::Future>(context: TaskContext, future: F) -> F::Output {
+    ASYNC_CONTEXT.scope(context, future).await
+}
+
+/// Runs `f` on this thread with `context` as its task context.
+pub(crate) fn enter_sync<R>(context: Option<TaskContext>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<TaskContext>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            SYNC_CONTEXT.with(|slot| *slot.borrow_mut() = previous);
+        }
+    }
+    let previous = SYNC_CONTEXT.with(|slot| std::mem::replace(&mut *slot.borrow_mut(), context));
+    let _restore = Restore(previous);
+    f()
+}
+
+/// Appends to the current task's log; used by `task_log!`. Outside a task, only the tracing
+/// event that `task_log!` also emits remains.
+#[doc(hidden)]
+pub fn append_log(level: LogLevel, message: String, fields: Vec<(&'static str, Value)>) {
+    if let Some(context) = task_context() {
+        let fields = fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        context.log(level, message, fields);
+    }
+}
+
+/// Writes a structured line to the running task's log.
+///
+/// `task_log!("message", key = value, ...)` logs at `info`; put a level first for another:
+/// `task_log!(warn, "message", ...)` (`trace`, `debug`, `info`, `warn`, `error`). The message
+/// may use inline format captures (`"{user_id}"`); each field value must be `Serialize` and is
+/// stored as JSON. The line is appended to the task's `logs` and also emitted as a `tracing`
+/// event inside the task's span, which carries its id, name, attempt and tags.
+///
+/// ```
+/// #[taskflow::task]
+/// async fn bill(user_id: u64, plan: String) {
+///     taskflow::task_log!("Processing invoice", user_id = user_id, plan = plan);
+///     taskflow::task_log!(warn, "card expires soon", user_id = user_id);
+/// }
+/// ```
+#[macro_export]
+macro_rules! task_log {
+    (trace, $($rest:tt)+) => { $crate::__task_log!(TRACE, Trace, $($rest)+) };
+    (debug, $($rest:tt)+) => { $crate::__task_log!(DEBUG, Debug, $($rest)+) };
+    (info, $($rest:tt)+) => { $crate::__task_log!(INFO, Info, $($rest)+) };
+    (warn, $($rest:tt)+) => { $crate::__task_log!(WARN, Warn, $($rest)+) };
+    (error, $($rest:tt)+) => { $crate::__task_log!(ERROR, Error, $($rest)+) };
+    ($($rest:tt)+) => { $crate::__task_log!(INFO, Info, $($rest)+) };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __task_log {
+    ($tracing_level:ident, $level:ident, $message:literal $(, $key:ident = $value:expr)* $(,)?) => {{
+        let __taskflow_message = ::std::format!($message);
+        match ($(&$value,)*) {
+            ($($key,)*) => {
+                $( let $key = $crate::__private::to_json($key); )*
+                $crate::__private::tracing::event!(
+                    target: "taskflow::task",
+                    $crate::__private::tracing::Level::$tracing_level,
+                    $( $key = %$key, )*
+                    "{}",
+                    __taskflow_message
+                );
+                $crate::__private::append_log(
+                    $crate::LogLevel::$level,
+                    __taskflow_message,
+                    ::std::vec![$( (::std::stringify!($key), $key) ),*],
+                );
+            }
+        }
+    }};
+}

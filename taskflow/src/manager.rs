@@ -1,0 +1,660 @@
+//! [`TaskManager`]: owns the store, the executor and the observers, and runs every task
+//! through its lifecycle: claim, attempts with retries and timeouts, logs, final status.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::context::TaskContext;
+use crate::error::{Error, Result};
+use crate::failure::{FailureKind, TaskFailure};
+use crate::id::TaskId;
+use crate::observer::{EventKind, Observers, TaskObserver};
+use crate::options::EnqueueOptions;
+use crate::record::{TaskRecord, TaskSource, TaskStatus};
+use crate::registry::registry;
+use crate::slots::{Permit, Slots};
+use crate::store::{Enqueued, Lease, MemoryStore, Store, Transition};
+use crate::task::{IntoTaskArgs, Task};
+use crate::tasks::{NewTask, Tasks};
+
+/// The default number of attempts that may run at once.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
+/// Runs tasks: cheap to clone, every clone drives the same engine.
+///
+/// ```rust,standalone_crate
+/// use std::time::Duration;
+/// use taskflow::{TaskManager, TaskStatus};
+///
+/// #[taskflow::task(retries = 1)]
+/// async fn add(a: i64, b: i64) -> i64 {
+///     a + b
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> taskflow::Result<()> {
+/// let manager = TaskManager::builder().concurrency(8).build().await?;
+/// let id = manager.add_task(add, (2, 3));
+/// let record = manager.wait_for(id, Duration::from_secs(5)).await?;
+/// assert_eq!(record.status, TaskStatus::Success);
+/// assert_eq!(record.result, Some(serde_json::json!(5)));
+/// manager.shutdown(Duration::from_secs(5)).await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct TaskManager {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn Store>,
+    slots: Arc<Slots>,
+    runner: Arc<str>,
+    observers: Observers,
+    runtime: tokio::runtime::Handle,
+    tracker: TaskTracker,
+    /// Cancelled when shutdown starts: queued and delayed tasks stop waiting.
+    stopping: CancellationToken,
+    accepting: AtomicBool,
+    running: Mutex<HashMap<TaskId, Arc<RunningTask>>>,
+    lease: Duration,
+}
+
+/// A task between claim and final status, as the manager tracks it.
+struct RunningTask {
+    stop: CancellationToken,
+    reason: Mutex<Option<StopReason>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StopReason {
+    Cancel,
+    Shutdown,
+}
+
+/// What [`TaskManager::cancel`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The task had not started; it is now `cancelled` and will not run.
+    Cancelled,
+    /// The task is running; it stops at its next await point and ends `cancelled`. (A sync
+    /// fn already running on the blocking pool cannot be stopped; it ends `cancelled` when it
+    /// returns and its result is discarded.)
+    Cancelling,
+    /// The task had already finished with this status.
+    AlreadyFinished(TaskStatus),
+    /// No task has this id.
+    NotFound,
+}
+
+/// Builds a [`TaskManager`].
+pub struct TaskManagerBuilder {
+    store: Option<Arc<dyn Store>>,
+    concurrency: usize,
+    observers: Vec<Arc<dyn TaskObserver>>,
+    lease: Duration,
+}
+
+impl TaskManager {
+    /// A builder: the in-memory store, [`DEFAULT_CONCURRENCY`], no observers.
+    pub fn builder() -> TaskManagerBuilder {
+        TaskManagerBuilder {
+            store: None,
+            concurrency: DEFAULT_CONCURRENCY,
+            observers: Vec::new(),
+            lease: Duration::from_secs(60),
+        }
+    }
+
+    /// A manager on a fresh in-memory store, for tests. Must be called inside a tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// When two tasks in the binary share a name (use the builder to get that as an error).
+    pub fn in_memory() -> TaskManager {
+        match TaskManager::builder().start() {
+            Ok(manager) => manager,
+            Err(err) => panic!("taskflow: {err}"),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.inner.store
+    }
+
+    /// This process incarnation's runner id, which fences its writes.
+    pub fn runner_id(&self) -> &str {
+        &self.inner.runner
+    }
+
+    /// A task collection that starts each task as soon as it is enqueued, for code outside a
+    /// request: startup hooks, scripts, other tasks.
+    pub fn tasks(&self) -> Tasks {
+        Tasks::immediate(self.clone())
+    }
+
+    /// Enqueues a task to start at once. See [`Tasks::add_task`].
+    pub fn add_task<T: Task>(&self, task: T, args: impl IntoTaskArgs<T>) -> TaskId {
+        self.tasks().add_task(task, args)
+    }
+
+    /// Enqueues a task with per-call options to start at once.
+    pub fn add_task_with<T: Task>(
+        &self,
+        task: T,
+        args: impl IntoTaskArgs<T>,
+        options: EnqueueOptions,
+    ) -> TaskId {
+        self.tasks().add_task_with(task, args, options)
+    }
+
+    /// Stores a new task. Returns what the store answered and whether the caller should
+    /// dispatch it (it was created and is pending).
+    pub(crate) fn store_new(&self, new: NewTask) -> Result<(Enqueued, Option<Dispatch>)> {
+        let now = Utc::now();
+        let priority = new.priority();
+        let max_retries = new.max_retries();
+        let NewTask { id, task, args, options } = new;
+        let (status, args, error) = match args {
+            Ok(args) => (TaskStatus::Pending, args, None),
+            Err(reason) => (
+                TaskStatus::Failed,
+                serde_json::Value::Null,
+                Some(format!("the arguments could not be serialised to JSON: {reason}")),
+            ),
+        };
+        let scheduled_at = options
+            .start_delay()
+            .filter(|d| !d.is_zero())
+            .and_then(|d| chrono::Duration::from_std(d).ok())
+            .map(|d| now + d);
+        let record = TaskRecord {
+            task_id: id,
+            func_name: task.name().to_owned(),
+            status,
+            created_at: now,
+            start_time: None,
+            end_time: error.as_ref().map(|_| now),
+            duration: None,
+            retries_used: 0,
+            max_retries,
+            stacktrace: error.clone(),
+            error,
+            logs: Vec::new(),
+            tags: options.tags_map().clone(),
+            source: TaskSource::Manual,
+            priority,
+            args,
+            result: None,
+            idempotency_key: options.idempotency_key_str().map(str::to_owned),
+            scheduled_at,
+            retry_of: None,
+            requeue_on_interrupt: task.requeues_on_interrupt(),
+            lease_owner: None,
+            lease_expires_at: None,
+        };
+        let tags = (!self.inner.observers.is_empty()).then(|| Arc::new(record.tags.clone()));
+        let enqueued = self.inner.store.enqueue(record)?;
+        if !enqueued.created || status != TaskStatus::Pending {
+            return Ok((enqueued, None));
+        }
+        if let Some(tags) = tags {
+            let context = TaskContext::new(
+                enqueued.id,
+                task.name().into(),
+                tags,
+                self.inner.observers.clone(),
+            );
+            context.emit(EventKind::Enqueued, None);
+        }
+        Ok((enqueued, Some(Dispatch { id: enqueued.id, priority, scheduled_at })))
+    }
+
+    /// Starts running a stored pending task (after its delay, once a slot is free).
+    pub(crate) fn dispatch(&self, dispatch: Dispatch) {
+        if !self.inner.accepting.load(Ordering::Acquire) {
+            return; // shutting down: it stays pending for the next start
+        }
+        let manager = self.clone();
+        let future = async move { manager.run(dispatch).await };
+        self.inner.tracker.spawn_on(future, &self.inner.runtime);
+    }
+
+    /// Cancels a task: a pending one never runs, a running one stops at its next await point.
+    pub async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
+        match self.inner.store.cancel_pending(&id).await? {
+            None => Ok(CancelOutcome::NotFound),
+            Some(TaskStatus::Cancelled) if !self.lock_running().contains_key(&id) => {
+                if let Some(record) = self.inner.store.get(&id).await? {
+                    self.context_for(&record).emit(EventKind::Cancelled, None);
+                }
+                Ok(CancelOutcome::Cancelled)
+            }
+            Some(status) if status.is_finished() => Ok(CancelOutcome::AlreadyFinished(status)),
+            Some(_) => {
+                let running = self.lock_running().get(&id).cloned();
+                match running {
+                    Some(running) => {
+                        *running.reason.lock().unwrap_or_else(PoisonError::into_inner) =
+                            Some(StopReason::Cancel);
+                        running.stop.cancel();
+                        Ok(CancelOutcome::Cancelling)
+                    }
+                    None => Ok(CancelOutcome::AlreadyFinished(
+                        self.inner.store.get(&id).await?.map_or(TaskStatus::Running, |r| r.status),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Waits until the task has finished (or `timeout` passes) and returns its record.
+    pub async fn wait_for(&self, id: TaskId, timeout: Duration) -> Result<TaskRecord> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.inner.store.get(&id).await? {
+                Some(record) if record.status.is_finished() => return Ok(record),
+                Some(_) => {}
+                None => return Err(Error::TaskNotFound { id }),
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout { id, waited: timeout });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the manager: no new task starts; running tasks get `grace` to finish, then are
+    /// stopped and marked `interrupted` (or put back to `pending` with `requeue_on_interrupt`).
+    /// Tasks that had not started stay `pending` in the store. Logs are flushed.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.accepting.store(false, Ordering::Release);
+        self.inner.stopping.cancel();
+        self.inner.tracker.close();
+        if tokio::time::timeout(grace, self.inner.tracker.wait()).await.is_ok() {
+            return;
+        }
+        for running in self.lock_running().values() {
+            *running.reason.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(StopReason::Shutdown);
+            running.stop.cancel();
+        }
+        // Stopped tasks only write their final status now; a sync fn stuck on the blocking
+        // pool cannot be stopped and is not waited for past this bound.
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.tracker.wait()).await;
+    }
+
+    fn lock_running(&self) -> MutexGuard<'_, HashMap<TaskId, Arc<RunningTask>>> {
+        self.inner.running.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn new_lease(&self, extra: Option<Duration>) -> Lease {
+        let span = self.inner.lease + extra.unwrap_or_default();
+        Lease {
+            owner: Arc::clone(&self.inner.runner),
+            expires_at: Utc::now()
+                + chrono::Duration::from_std(span).unwrap_or(chrono::Duration::MAX),
+        }
+    }
+
+    fn context_for(&self, record: &TaskRecord) -> TaskContext {
+        TaskContext::new(
+            record.task_id,
+            record.func_name.as_str().into(),
+            Arc::new(record.tags.clone()),
+            self.inner.observers.clone(),
+        )
+    }
+
+    async fn run(self, dispatch: Dispatch) {
+        let stopping = self.inner.stopping.clone();
+        if let Some(at) = dispatch.scheduled_at {
+            let wait = (at - Utc::now()).to_std().unwrap_or_default();
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = stopping.cancelled() => return,
+            }
+        }
+        let permit = tokio::select! {
+            permit = self.inner.slots.acquire(dispatch.priority) => permit,
+            () = stopping.cancelled() => return,
+        };
+        if stopping.is_cancelled() {
+            return;
+        }
+        let timeout = self.timeout_of_pending(&dispatch.id).await;
+        let lease = self.new_lease(timeout);
+        let record = match self.inner.store.claim(&dispatch.id, &lease).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return, // cancelled meanwhile, or another runner has it
+            Err(err) => {
+                tracing::error!(task_id = %dispatch.id, error = %err, "taskflow: could not claim task; it stays pending");
+                return;
+            }
+        };
+        let running =
+            Arc::new(RunningTask { stop: CancellationToken::new(), reason: Mutex::new(None) });
+        self.lock_running().insert(record.task_id, Arc::clone(&running));
+        let id = record.task_id;
+        self.run_claimed(record, lease, permit, &running).await;
+        self.lock_running().remove(&id);
+    }
+
+    /// The attempt timeout of a stored task, to size its lease before claiming it.
+    async fn timeout_of_pending(&self, id: &TaskId) -> Option<Duration> {
+        let record = self.inner.store.get(id).await.ok()??;
+        registry().get(&record.func_name)?.options().attempt_timeout()
+    }
+
+    async fn run_claimed(
+        &self,
+        record: TaskRecord,
+        lease: Lease,
+        permit: Permit,
+        running: &RunningTask,
+    ) {
+        let context = self.context_for(&record);
+        let registered = registry().get(&record.func_name);
+        let options = registered.map(|r| r.options());
+        let mut permit = Some(permit);
+        let mut attempt = record.retries_used;
+        loop {
+            let context = context.with_attempt(attempt);
+            context.emit(EventKind::Started, None);
+            let invocation = match registered {
+                None => Err(TaskFailure::new(
+                    FailureKind::InvalidTask,
+                    Error::UnknownTask { name: record.func_name.clone() }.to_string(),
+                )),
+                Some(task) => task
+                    .invoke(record.args.clone())
+                    .map_err(|err| TaskFailure::new(FailureKind::InvalidTask, err.to_string())),
+            };
+            let outcome = match invocation {
+                Err(failure) => Err(failure),
+                Ok(invocation) => {
+                    let span = tracing::info_span!(
+                        "task",
+                        task_id = %record.task_id,
+                        name = %record.func_name,
+                        attempt,
+                        tags = ?record.tags,
+                    );
+                    let timeout = options.and_then(|o| o.attempt_timeout());
+                    let attempt_future = invocation.run_in(context.clone(), span.clone());
+                    let timed = async {
+                        match timeout {
+                            None => attempt_future.await,
+                            Some(limit) => {
+                                match tokio::time::timeout(limit, attempt_future).await {
+                                    Ok(outcome) => outcome,
+                                    Err(_) => Err(TaskFailure::new(
+                                        FailureKind::Timeout,
+                                        format!("timed out after {limit:?}"),
+                                    )),
+                                }
+                            }
+                        }
+                    }
+                    .instrument(span);
+                    tokio::select! {
+                        outcome = timed => outcome,
+                        () = running.stop.cancelled() => {
+                            self.flush_logs(&record.task_id, &context).await;
+                            self.stop(&record, &lease, &context, running, attempt).await;
+                            return;
+                        }
+                    }
+                }
+            };
+            self.flush_logs(&record.task_id, &context).await;
+            match outcome {
+                Ok(result) => {
+                    self.finish(
+                        &record,
+                        &lease,
+                        &context,
+                        TaskStatus::Success,
+                        attempt,
+                        result,
+                        None,
+                    )
+                    .await;
+                    return;
+                }
+                Err(failure)
+                    if attempt < record.max_retries && failure.kind != FailureKind::InvalidTask =>
+                {
+                    let change = Transition::AttemptFailed {
+                        retries_used: attempt + 1,
+                        error: failure.message.clone(),
+                        stacktrace: failure.stacktrace.clone(),
+                    };
+                    if !self.write(&record.task_id, &lease, change).await {
+                        return; // the lease was lost: another runner owns the task now
+                    }
+                    context.emit(EventKind::Retrying, Some(failure.message));
+                    attempt += 1;
+                    let wait = options.map(|o| o.retry_delay(attempt)).unwrap_or_default();
+                    drop(permit.take()); // free the slot while waiting
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = running.stop.cancelled() => {
+                            self.stop(&record, &lease, &context, running, attempt).await;
+                            return;
+                        }
+                        () = self.inner.stopping.cancelled() => {
+                            *running.reason.lock().unwrap_or_else(PoisonError::into_inner) = Some(StopReason::Shutdown);
+                            self.stop(&record, &lease, &context, running, attempt).await;
+                            return;
+                        }
+                    }
+                    permit = Some(tokio::select! {
+                        p = self.inner.slots.acquire(record.priority) => p,
+                        () = running.stop.cancelled() => {
+                            self.stop(&record, &lease, &context, running, attempt).await;
+                            return;
+                        }
+                    });
+                }
+                Err(failure) => {
+                    self.finish(
+                        &record,
+                        &lease,
+                        &context,
+                        TaskStatus::Failed,
+                        attempt,
+                        None,
+                        Some(failure),
+                    )
+                    .await;
+                    drop(permit);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Ends a task stopped by `cancel` or by shutdown.
+    async fn stop(
+        &self,
+        record: &TaskRecord,
+        lease: &Lease,
+        context: &TaskContext,
+        running: &RunningTask,
+        attempt: u32,
+    ) {
+        let reason = *running.reason.lock().unwrap_or_else(PoisonError::into_inner);
+        match reason {
+            Some(StopReason::Cancel) => {
+                self.finish(record, lease, context, TaskStatus::Cancelled, attempt, None, None)
+                    .await;
+            }
+            _ if record.requeue_on_interrupt => {
+                if self.write(&record.task_id, lease, Transition::Requeue).await {
+                    context.emit(EventKind::Interrupted, Some("requeued".to_owned()));
+                }
+            }
+            _ => {
+                let failure = TaskFailure::new(FailureKind::Error, "interrupted by shutdown");
+                self.finish(
+                    record,
+                    lease,
+                    context,
+                    TaskStatus::Interrupted,
+                    attempt,
+                    None,
+                    Some(failure),
+                )
+                .await;
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        record: &TaskRecord,
+        lease: &Lease,
+        context: &TaskContext,
+        status: TaskStatus,
+        attempt: u32,
+        result: Option<serde_json::Value>,
+        failure: Option<TaskFailure>,
+    ) {
+        let message = failure.as_ref().map(|f| f.message.clone());
+        let change = Transition::Finished {
+            status,
+            end_time: Utc::now(),
+            retries_used: attempt,
+            result,
+            error: failure.as_ref().map(|f| f.message.clone()),
+            stacktrace: failure.map(|f| f.stacktrace),
+        };
+        if self.write(&record.task_id, lease, change).await {
+            let kind = match status {
+                TaskStatus::Success => EventKind::Succeeded,
+                TaskStatus::Cancelled => EventKind::Cancelled,
+                TaskStatus::Interrupted => EventKind::Interrupted,
+                _ => EventKind::Failed,
+            };
+            context.emit(kind, message);
+        }
+    }
+
+    /// Writes a fenced change. A store error is retried with backoff, never dropped, until the
+    /// store answers; `false` when the lease no longer holds the task.
+    async fn write(&self, id: &TaskId, lease: &Lease, change: Transition) -> bool {
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.inner.store.transition(id, lease, change.clone()).await {
+                Ok(applied) => {
+                    if !applied {
+                        tracing::warn!(task_id = %id, "taskflow: lease lost; the task's new owner keeps it");
+                    }
+                    return applied;
+                }
+                Err(err) => {
+                    tracing::error!(task_id = %id, error = %err, "taskflow: could not record task state; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    async fn flush_logs(&self, id: &TaskId, context: &TaskContext) {
+        let logs = context.take_logs();
+        if logs.is_empty() {
+            return;
+        }
+        let mut pause = Duration::from_millis(50);
+        while let Err(err) = self.inner.store.append_logs(id, logs.clone()).await {
+            tracing::error!(task_id = %id, error = %err, "taskflow: could not store task logs; retrying");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+/// A created pending task, ready to be started.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dispatch {
+    pub(crate) id: TaskId,
+    pub(crate) priority: i32,
+    pub(crate) scheduled_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for TaskManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskManager").field("runner", &self.inner.runner).finish_non_exhaustive()
+    }
+}
+
+impl TaskManagerBuilder {
+    /// Uses `store` instead of the in-memory default.
+    pub fn store(mut self, store: impl Store) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Uses a store shared with other code.
+    pub fn shared_store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// How many attempts may run at once (at least 1). Tasks beyond it wait, by priority.
+    pub fn concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Adds an observer of lifecycle events.
+    pub fn observer(mut self, observer: impl TaskObserver) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
+    }
+
+    /// How long a runner's hold on a running task lasts beyond the task's timeout.
+    pub fn lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Starts the manager. Fails when two tasks in the binary share a name.
+    pub async fn build(self) -> Result<TaskManager> {
+        self.start()
+    }
+
+    fn start(self) -> Result<TaskManager> {
+        registry().check()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        Ok(TaskManager {
+            inner: Arc::new(Inner {
+                store,
+                slots: Slots::new(self.concurrency),
+                runner: format!("{}-{}", std::process::id(), TaskId::new()).into(),
+                observers: Observers::new(self.observers),
+                runtime,
+                tracker: TaskTracker::new(),
+                stopping: CancellationToken::new(),
+                accepting: AtomicBool::new(true),
+                running: Mutex::new(HashMap::new()),
+                lease: self.lease,
+            }),
+        })
+    }
+}

@@ -1,0 +1,163 @@
+//! Lifecycle events and the observers that receive them: [`TaskObserver`], with a stdout
+//! observer and an in-memory one for tests.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::context::TaskContext;
+use crate::id::TaskId;
+use crate::record::LogEntry;
+
+/// What happened to a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// Stored as pending.
+    Enqueued,
+    /// An attempt started.
+    Started,
+    /// An attempt failed; a retry follows.
+    Retrying,
+    /// Finished without error.
+    Succeeded,
+    /// Failed on its last attempt.
+    Failed,
+    /// Stopped by a shutdown.
+    Interrupted,
+    /// Cancelled.
+    Cancelled,
+    /// Wrote a log line.
+    Log,
+}
+
+/// One lifecycle event, with the task's tags.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskEvent {
+    /// What happened.
+    pub kind: EventKind,
+    /// The task.
+    pub task_id: TaskId,
+    /// Its name.
+    pub func_name: Arc<str>,
+    /// Its tags.
+    pub tags: Arc<BTreeMap<String, String>>,
+    /// The attempt (0 = first run).
+    pub attempt: u32,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// The error of a failure, or the line of a log event.
+    pub message: Option<String>,
+}
+
+/// Receives every lifecycle event of the manager it is registered with.
+///
+/// Called inline on the runtime thread that makes the change: keep it fast and send slow work
+/// elsewhere (a channel, a spawned task).
+pub trait TaskObserver: Send + Sync + 'static {
+    /// Called once per event.
+    fn on_event(&self, event: &TaskEvent);
+}
+
+/// Prints every event to stdout, one line each.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StdoutObserver;
+
+impl TaskObserver for StdoutObserver {
+    fn on_event(&self, e: &TaskEvent) {
+        let message = e.message.as_deref().map(|m| format!(" {m}")).unwrap_or_default();
+        let tags = if e.tags.is_empty() { String::new() } else { format!(" {:?}", e.tags) };
+        println!(
+            "[taskflow] {} {:?} {} attempt={}{}{}",
+            e.at.to_rfc3339(),
+            e.kind,
+            e.func_name,
+            e.attempt,
+            tags,
+            message
+        );
+    }
+}
+
+/// Keeps every event in memory, for tests.
+#[derive(Debug, Default)]
+pub struct MemoryObserver {
+    events: Mutex<Vec<TaskEvent>>,
+}
+
+impl MemoryObserver {
+    /// An empty observer; register it with `TaskManager::builder().observer(...)`.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Every event so far, in order.
+    pub fn events(&self) -> Vec<TaskEvent> {
+        self.events.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The kinds of the events of one task, in order.
+    pub fn kinds_of(&self, id: TaskId) -> Vec<EventKind> {
+        self.events().into_iter().filter(|e| e.task_id == id).map(|e| e.kind).collect()
+    }
+}
+
+impl TaskObserver for MemoryObserver {
+    fn on_event(&self, event: &TaskEvent) {
+        self.events.lock().unwrap_or_else(PoisonError::into_inner).push(event.clone());
+    }
+}
+
+impl<T: TaskObserver + ?Sized> TaskObserver for Arc<T> {
+    fn on_event(&self, event: &TaskEvent) {
+        (**self).on_event(event);
+    }
+}
+
+/// The observers of one manager.
+#[derive(Clone, Default)]
+pub(crate) struct Observers(Arc<[Arc<dyn TaskObserver>]>);
+
+impl std::fmt::Debug for Observers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Observers({})", self.0.len())
+    }
+}
+
+impl Observers {
+    pub(crate) fn new(list: Vec<Arc<dyn TaskObserver>>) -> Self {
+        Observers(list.into())
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn send(&self, event: &TaskEvent) {
+        for observer in self.0.iter() {
+            observer.on_event(event);
+        }
+    }
+
+    pub(crate) fn emit(&self, kind: EventKind, context: &TaskContext, message: Option<String>) {
+        if self.is_empty() {
+            return;
+        }
+        self.send(&TaskEvent {
+            kind,
+            task_id: context.task_id(),
+            func_name: Arc::clone(context.func_name_arc()),
+            tags: Arc::clone(context.tags_arc()),
+            attempt: context.attempt(),
+            at: Utc::now(),
+            message,
+        });
+    }
+
+    pub(crate) fn log(&self, context: &TaskContext, entry: &LogEntry) {
+        self.emit(EventKind::Log, context, Some(entry.message.clone()));
+    }
+}

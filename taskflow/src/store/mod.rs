@@ -1,0 +1,138 @@
+//! The store interface every backend implements, and the in-memory backend.
+//!
+//! The interface is shaped for shared databases from the start: a pending task is *claimed*
+//! atomically by exactly one runner, which holds it under a *lease*; every write that ends or
+//! changes an attempt is *fenced* by that lease, so a runner that lost its lease (a rescued
+//! task) can never overwrite the task; idempotency keys are enforced by the store itself.
+
+mod memory;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+pub use self::memory::MemoryStore;
+use crate::id::TaskId;
+use crate::record::{LogEntry, TaskRecord, TaskStatus};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The backend could not be reached or answered with an error.
+    #[error("task store unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt task record {id}: {reason}")]
+    Corrupt {
+        /// The record's id.
+        id: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The answer to an enqueue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Enqueued {
+    /// The id to hand to the caller: the new task's, or the existing task's with the same
+    /// idempotency key.
+    pub id: TaskId,
+    /// Whether a new task was stored (`false`: an idempotency key matched).
+    pub created: bool,
+}
+
+/// A runner's hold on a running task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lease {
+    /// The runner: unique per process incarnation.
+    pub owner: Arc<str>,
+    /// When the hold lapses unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A fenced change to a running task: it applies only while the lease still holds it.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Transition {
+    /// An attempt failed and a retry follows; the task stays `running`.
+    AttemptFailed {
+        /// Retries used once the retry starts.
+        retries_used: u32,
+        /// The failure's message.
+        error: String,
+        /// The failure's chain of causes.
+        stacktrace: String,
+    },
+    /// The task ended.
+    Finished {
+        /// `success`, `failed`, `interrupted` or `cancelled`.
+        status: TaskStatus,
+        /// When it ended.
+        end_time: DateTime<Utc>,
+        /// Retries used in all.
+        retries_used: u32,
+        /// The result, on success.
+        result: Option<Value>,
+        /// The last failure's message, if any.
+        error: Option<String>,
+        /// The last failure's chain of causes, if any.
+        stacktrace: Option<String>,
+    },
+    /// The task goes back to `pending` (interrupted with `requeue_on_interrupt`).
+    Requeue,
+}
+
+/// Filters for [`Store::list`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TaskQuery {
+    /// Only tasks with this status.
+    pub status: Option<TaskStatus>,
+    /// Only tasks of this function.
+    pub func_name: Option<String>,
+    /// At most this many, newest first; `None` for the store's default (100).
+    pub limit: Option<usize>,
+}
+
+/// A task store. `TaskManager` runs every lifecycle change through it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new task, or, when an active task (not `failed` nor `cancelled`) has the same
+    /// idempotency key, stores nothing and returns that task's id. Atomic in the store.
+    ///
+    /// Synchronous, because `Tasks::add_task` returns the id at once: a durable backend stages
+    /// the write and makes it durable in [`Store::flush`], which the request layer awaits
+    /// before the response leaves.
+    fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError>;
+
+    /// Makes every task enqueued before this call durable.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The task with this id.
+    async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
+
+    /// Atomically moves a `pending` task to `running` under `lease` and returns it; `None`
+    /// when it is not pending (cancelled, or claimed by another runner).
+    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError>;
+
+    /// Applies `change` if `lease` still holds the task; `false` when it does not.
+    async fn transition(
+        &self,
+        id: &TaskId,
+        lease: &Lease,
+        change: Transition,
+    ) -> Result<bool, StoreError>;
+
+    /// Appends log entries to a task.
+    async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError>;
+
+    /// Cancels a `pending` task; returns its status after the call (`None`: no such task).
+    async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError>;
+
+    /// Tasks matching `query`, newest first.
+    async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError>;
+}
