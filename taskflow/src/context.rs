@@ -8,8 +8,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use serde_json::{Map, Value};
 
 use crate::id::TaskId;
+use crate::manager::TaskManager;
 use crate::observer::{EventKind, Observers};
 use crate::record::{LogEntry, LogLevel};
+use crate::tasks::Tasks;
 
 /// What a running task knows about itself.
 ///
@@ -37,6 +39,7 @@ struct ContextInner {
     tags: Arc<BTreeMap<String, String>>,
     logs: Mutex<Vec<LogEntry>>,
     observers: Observers,
+    manager: Option<TaskManager>,
 }
 
 impl TaskContext {
@@ -45,6 +48,7 @@ impl TaskContext {
         func_name: Arc<str>,
         tags: Arc<BTreeMap<String, String>>,
         observers: Observers,
+        manager: Option<TaskManager>,
     ) -> Self {
         TaskContext {
             inner: Arc::new(ContextInner {
@@ -53,6 +57,7 @@ impl TaskContext {
                 tags,
                 logs: Mutex::new(Vec::new()),
                 observers,
+                manager,
             }),
             attempt: 0,
         }
@@ -80,6 +85,12 @@ impl TaskContext {
     /// The task's tags.
     pub fn tags(&self) -> &BTreeMap<String, String> {
         &self.inner.tags
+    }
+
+    /// A task collection of the manager running this task, so a task can enqueue others;
+    /// they start at once.
+    pub fn tasks(&self) -> Option<Tasks> {
+        self.inner.manager.as_ref().map(TaskManager::tasks)
     }
 
     pub(crate) fn func_name_arc(&self) -> &Arc<str> {

@@ -131,6 +131,11 @@ impl TaskManager {
         &self.inner.store
     }
 
+    /// How many started tasks wait for a free slot (the concurrency limit).
+    pub fn waiting_for_slot(&self) -> usize {
+        self.inner.slots.waiting()
+    }
+
     /// This process incarnation's runner id, which fences its writes.
     pub fn runner_id(&self) -> &str {
         &self.inner.runner
@@ -213,6 +218,7 @@ impl TaskManager {
                 task.name().into(),
                 tags,
                 self.inner.observers.clone(),
+                None,
             );
             context.emit(EventKind::Enqueued, None);
         }
@@ -233,7 +239,7 @@ impl TaskManager {
     pub async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
         match self.inner.store.cancel_pending(&id).await? {
             None => Ok(CancelOutcome::NotFound),
-            Some(TaskStatus::Cancelled) if !self.lock_running().contains_key(&id) => {
+            Some(TaskStatus::Pending) => {
                 if let Some(record) = self.inner.store.get(&id).await? {
                     self.context_for(&record).emit(EventKind::Cancelled, None);
                 }
@@ -314,6 +320,7 @@ impl TaskManager {
             record.func_name.as_str().into(),
             Arc::new(record.tags.clone()),
             self.inner.observers.clone(),
+            Some(self.clone()),
         )
     }
 

@@ -87,8 +87,7 @@ impl Slots {
     }
 
     /// How many wait for a slot.
-    #[cfg(test)]
-    fn waiting(&self) -> usize {
+    pub(crate) fn waiting(&self) -> usize {
         self.lock().waiters.len()
     }
 }

@@ -1,4 +1,6 @@
 //! taskflow's integration tests, compiled into one binary.
 
 mod dsl;
+mod engine;
 mod external;
+mod support;

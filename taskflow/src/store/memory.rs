@@ -128,11 +128,12 @@ impl Store for MemoryStore {
         let Some(record) = state.tasks.get_mut(id) else {
             return Ok(None);
         };
-        if record.status == TaskStatus::Pending {
+        let before = record.status;
+        if before == TaskStatus::Pending {
             record.status = TaskStatus::Cancelled;
             record.end_time = Some(chrono::Utc::now());
         }
-        Ok(Some(record.status))
+        Ok(Some(before))
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {

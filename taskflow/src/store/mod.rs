@@ -130,7 +130,8 @@ pub trait Store: Send + Sync + 'static {
     /// Appends log entries to a task.
     async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError>;
 
-    /// Cancels a `pending` task; returns its status after the call (`None`: no such task).
+    /// Cancels a `pending` task atomically; returns its status *before* the call, so
+    /// `Some(Pending)` means this call cancelled it (`None`: no such task).
     async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError>;
 
     /// Tasks matching `query`, newest first.
