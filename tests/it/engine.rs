@@ -27,7 +27,7 @@ async fn flaky(key: String, failures: usize) -> Result<String, std::io::Error> {
 
 #[task(retries = 4, delay = "1s", backoff = 10.0, max_delay = "5s")]
 async fn timed(key: String) -> Result<(), String> {
-    TIMES.lock().unwrap().entry(key.clone()).or_default().push(tokio::time::Instant::now());
+    TIMES.lock().unwrap().entry(key).or_default().push(tokio::time::Instant::now());
     Err("always".to_owned())
 }
 
