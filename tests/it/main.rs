@@ -3,4 +3,5 @@
 mod dsl;
 mod engine;
 mod external;
+mod http;
 mod support;

@@ -1,0 +1,155 @@
+//! Run with `cargo run --example basic_app`, then:
+//!
+//! ```sh
+//! curl -X POST '127.0.0.1:8000/signup?email=a@b.c'
+//! curl 127.0.0.1:8000/report/<task_id>
+//! curl -X POST -H 'Idempotency-Key: send-42' 127.0.0.1:8000/invoice/42/send
+//! curl -X POST -H 'content-type: application/json' -d '{"user_id": 7, "plan": "pro"}' 127.0.0.1:8000/invoice
+//! ```
+//!
+//! An axum app whose handlers enqueue background tasks that run after the response is sent.
+//! Set `TASKFLOW_ADDR` to serve elsewhere (default `127.0.0.1:8000`).
+
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use taskflow::{
+    EnqueueOptions, StdoutObserver, TaskId, TaskManager, Tasks, task, task_context, task_log,
+};
+
+#[derive(Debug, thiserror::Error)]
+#[error("the mail server refused {0}")]
+struct EmailError(String);
+
+/// Sends a welcome email; fails for `@bounce.example` addresses so retries can be seen.
+#[task(retries = 2, delay = "500ms", backoff = 2.0)]
+async fn send_email(address: String) -> Result<(), EmailError> {
+    task_log!("sending welcome email", address = address);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    if address.ends_with("@bounce.example") {
+        return Err(EmailError(address));
+    }
+    Ok(())
+}
+
+/// Builds a report on the blocking pool and returns it as the task's result.
+#[task(timeout = "30s")]
+fn build_report(rows: u32) -> Value {
+    std::thread::sleep(Duration::from_millis(300));
+    json!({ "rows": rows, "total": u64::from(rows) * 42 })
+}
+
+/// Sends an invoice; enqueued with an idempotency key so a retried request sends it once.
+#[task(retries = 3, delay = "1s")]
+async fn send_invoice(invoice_id: u64) -> anyhow::Result<String> {
+    task_log!("sending invoice", invoice_id = invoice_id);
+    Ok(format!("invoice {invoice_id} sent"))
+}
+
+/// Creates an invoice; reads the tags the handler set through the task context.
+#[task]
+async fn create_invoice(plan: String) -> Value {
+    let ctx = task_context().expect("running as a task");
+    task_log!("creating invoice", plan = plan, user_id = ctx.tags().get("user_id"));
+    json!({ "plan": plan, "user_id": ctx.tags().get("user_id"), "attempt": ctx.attempt() })
+}
+
+#[derive(Deserialize)]
+struct Signup {
+    email: String,
+}
+
+async fn signup(tasks: Tasks, Query(signup): Query<Signup>) -> Json<Value> {
+    let id = send_email::enqueue(&tasks, signup.email);
+    Json(json!({ "task_id": id }))
+}
+
+#[derive(Deserialize)]
+struct ReportRequest {
+    #[serde(default = "default_rows")]
+    rows: u32,
+}
+
+fn default_rows() -> u32 {
+    100
+}
+
+async fn start_report(tasks: Tasks, Query(request): Query<ReportRequest>) -> Json<Value> {
+    let id = tasks.add_task(build_report, request.rows);
+    Json(json!({ "task_id": id }))
+}
+
+/// The task's record, `404` when unknown, `400` when the id is not a UUID; errors are JSON.
+async fn report(State(manager): State<TaskManager>, Path(raw): Path<String>) -> Response {
+    let id: TaskId = match raw.parse() {
+        Ok(id) => id,
+        Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+    };
+    match manager.store().get(&id).await {
+        Ok(Some(record)) => Json(record).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("task {id} not found")),
+        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, err.to_string()),
+    }
+}
+
+async fn send_invoice_route(
+    tasks: Tasks,
+    Path(invoice_id): Path<u64>,
+    headers: HeaderMap,
+) -> Json<Value> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| format!("send-invoice-{invoice_id}"), str::to_owned);
+    let options = EnqueueOptions::new().idempotency_key(key);
+    let id = send_invoice::enqueue_with(&tasks, options, invoice_id);
+    Json(json!({ "task_id": id }))
+}
+
+#[derive(Deserialize)]
+struct NewInvoice {
+    user_id: u64,
+    plan: String,
+}
+
+async fn new_invoice(tasks: Tasks, Json(invoice): Json<NewInvoice>) -> Json<Value> {
+    let options = EnqueueOptions::new().tag("user_id", invoice.user_id).tag("plan", &invoice.plan);
+    let id = tasks.add_task_with(create_invoice, invoice.plan, options);
+    Json(json!({ "task_id": id }))
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let manager = TaskManager::builder().observer(StdoutObserver).build().await?;
+    let app = Router::new()
+        .route("/signup", post(signup))
+        .route("/report", post(start_report))
+        .route("/report/{task_id}", get(report))
+        .route("/invoice/{invoice_id}/send", post(send_invoice_route))
+        .route("/invoice", post(new_invoice))
+        .with_state(manager.clone())
+        .layer(manager.layer());
+
+    let addr = std::env::var("TASKFLOW_ADDR").unwrap_or_else(|_| "127.0.0.1:8000".to_owned());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("taskflow basic_app listening on http://{addr}");
+    let shutdown = manager.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    println!("shutting down: running tasks get 10s to finish");
+    shutdown.shutdown(Duration::from_secs(10)).await;
+    Ok(())
+}
