@@ -54,7 +54,10 @@ pub use crate::observer::{EventKind, MemoryObserver, StdoutObserver, TaskEvent, 
 pub use crate::options::{EnqueueOptions, TaskOptions};
 pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
 pub use crate::registry::{RegisteredTask, Registry, registry};
-pub use crate::store::{Enqueued, Lease, MemoryStore, Store, StoreError, TaskQuery, Transition};
+pub use crate::store::{
+    Enqueued, Lease, MemoryStore, PendingTask, Reclaimed, Retention, Store, StoreError, TaskQuery,
+    Transition, WriteTicket,
+};
 pub use crate::task::{IntoTaskArgs, Task};
 pub use crate::tasks::{NewTask, Tasks};
 #[cfg(feature = "axum")]

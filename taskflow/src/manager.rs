@@ -20,7 +20,9 @@ use crate::options::EnqueueOptions;
 use crate::record::{TaskRecord, TaskSource, TaskStatus};
 use crate::registry::registry;
 use crate::slots::{Permit, Slots};
-use crate::store::{Enqueued, Lease, MemoryStore, Store, Transition};
+use crate::store::{
+    Enqueued, Lease, MAX_RECOVERIES, MemoryStore, PendingTask, Retention, Store, Transition,
+};
 use crate::task::{IntoTaskArgs, Task};
 use crate::tasks::{NewTask, Tasks};
 
@@ -66,6 +68,8 @@ struct Inner {
     accepting: AtomicBool,
     running: Mutex<HashMap<TaskId, Arc<RunningTask>>>,
     lease: Duration,
+    retention: Retention,
+    prune_every: Duration,
 }
 
 /// A task between claim and final status, as the manager tracks it.
@@ -101,6 +105,9 @@ pub struct TaskManagerBuilder {
     concurrency: usize,
     observers: Vec<Arc<dyn TaskObserver>>,
     lease: Duration,
+    retention: Retention,
+    prune_every: Duration,
+    recover: bool,
 }
 
 impl TaskManager {
@@ -111,6 +118,9 @@ impl TaskManager {
             concurrency: DEFAULT_CONCURRENCY,
             observers: Vec::new(),
             lease: Duration::from_secs(60),
+            retention: Retention::default(),
+            prune_every: Duration::from_secs(60),
+            recover: true,
         }
     }
 
@@ -121,7 +131,10 @@ impl TaskManager {
     /// When two tasks in the binary share a name (use the builder to get that as an error).
     pub fn in_memory() -> TaskManager {
         match TaskManager::builder().start() {
-            Ok(manager) => manager,
+            Ok(manager) => {
+                manager.spawn_maintenance();
+                manager
+            }
             Err(err) => panic!("taskflow: {err}"),
         }
     }
@@ -204,6 +217,7 @@ impl TaskManager {
             scheduled_at,
             retry_of: None,
             requeue_on_interrupt: task.requeues_on_interrupt(),
+            recoveries: 0,
             lease_owner: None,
             lease_expires_at: None,
         };
@@ -222,7 +236,8 @@ impl TaskManager {
             );
             context.emit(EventKind::Enqueued, None);
         }
-        Ok((enqueued, Some(Dispatch { id: enqueued.id, priority, scheduled_at })))
+        let dispatch = Dispatch { id: enqueued.id, priority, scheduled_at };
+        Ok((enqueued, Some(dispatch)))
     }
 
     /// Starts running a stored pending task (after its delay, once a slot is free).
@@ -288,17 +303,82 @@ impl TaskManager {
         self.inner.accepting.store(false, Ordering::Release);
         self.inner.stopping.cancel();
         self.inner.tracker.close();
-        if tokio::time::timeout(grace, self.inner.tracker.wait()).await.is_ok() {
-            return;
+        if tokio::time::timeout(grace, self.inner.tracker.wait()).await.is_err() {
+            for running in self.lock_running().values() {
+                *running.reason.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(StopReason::Shutdown);
+                running.stop.cancel();
+            }
+            // Stopped tasks only write their final status now; a sync fn stuck on the blocking
+            // pool cannot be stopped and is not waited for past this bound.
+            let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.tracker.wait()).await;
         }
-        for running in self.lock_running().values() {
-            *running.reason.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(StopReason::Shutdown);
-            running.stop.cancel();
+        if let Err(err) = self.inner.store.close().await {
+            tracing::error!(error = %err, "taskflow: could not close the task store cleanly");
         }
-        // Stopped tasks only write their final status now; a sync fn stuck on the blocking
-        // pool cannot be stopped and is not waited for past this bound.
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.inner.tracker.wait()).await;
+    }
+
+    /// Reclaims tasks whose runner died and dispatches every pending task.
+    async fn recover(&self) -> Result<()> {
+        let reclaimed = self.inner.store.reclaim_expired(Utc::now(), MAX_RECOVERIES).await?;
+        if !reclaimed.interrupted.is_empty() || !reclaimed.poisoned.is_empty() {
+            tracing::warn!(
+                interrupted = reclaimed.interrupted.len(),
+                poisoned = reclaimed.poisoned.len(),
+                requeued = reclaimed.requeued.len(),
+                "taskflow: recovered tasks left running by a process that died"
+            );
+        }
+        for pending in self.inner.store.pending(usize::MAX).await? {
+            self.dispatch(Dispatch::from(pending));
+        }
+        Ok(())
+    }
+
+    /// Renews this runner's leases, reclaims tasks of dead runners, and applies retention,
+    /// until shutdown.
+    fn spawn_maintenance(&self) {
+        let weak = Arc::downgrade(&self.inner);
+        let stopping = self.inner.stopping.clone();
+        let tick = (self.inner.lease / 3).max(Duration::from_millis(10));
+        let prune_every = self.inner.prune_every;
+        self.inner.runtime.spawn(async move {
+            let mut last_prune = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(tick.min(prune_every)) => {}
+                    () = stopping.cancelled() => return,
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let manager = TaskManager { inner };
+                manager.maintain(&mut last_prune).await;
+            }
+        });
+    }
+
+    async fn maintain(&self, last_prune: &mut tokio::time::Instant) {
+        let store = &self.inner.store;
+        let ids: Vec<TaskId> = self.lock_running().keys().copied().collect();
+        if !ids.is_empty() {
+            let until = self.new_lease(None).expires_at;
+            if let Err(err) = store.renew_leases(&self.inner.runner, &ids, until).await {
+                tracing::error!(error = %err, "taskflow: could not renew task leases");
+            }
+        }
+        match store.reclaim_expired(Utc::now(), MAX_RECOVERIES).await {
+            Ok(reclaimed) => {
+                for pending in reclaimed.requeued {
+                    self.dispatch(Dispatch::from(pending));
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "taskflow: could not reclaim expired tasks"),
+        }
+        if last_prune.elapsed() >= self.inner.prune_every {
+            *last_prune = tokio::time::Instant::now();
+            if let Err(err) = store.prune(&self.inner.retention, Utc::now()).await {
+                tracing::error!(error = %err, "taskflow: could not prune finished tasks");
+            }
+        }
     }
 
     fn lock_running(&self) -> MutexGuard<'_, HashMap<TaskId, Arc<RunningTask>>> {
@@ -603,6 +683,12 @@ pub(crate) struct Dispatch {
     pub(crate) scheduled_at: Option<DateTime<Utc>>,
 }
 
+impl From<PendingTask> for Dispatch {
+    fn from(task: PendingTask) -> Self {
+        Dispatch { id: task.id, priority: task.priority, scheduled_at: task.scheduled_at }
+    }
+}
+
 impl std::fmt::Debug for TaskManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TaskManager").field("runner", &self.inner.runner).finish_non_exhaustive()
@@ -640,9 +726,37 @@ impl TaskManagerBuilder {
         self
     }
 
-    /// Starts the manager. Fails when two tasks in the binary share a name.
+    /// How long finished tasks are kept (default: [`Retention::default`]).
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// How often retention is applied (default: every minute).
+    pub fn prune_every(mut self, every: Duration) -> Self {
+        self.prune_every = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Whether `build` recovers the store: reclaims tasks whose runner died and dispatches
+    /// pending tasks (default: yes).
+    pub fn recover(mut self, recover: bool) -> Self {
+        self.recover = recover;
+        self
+    }
+
+    /// Starts the manager: checks the registry (two tasks sharing a name is an error),
+    /// reclaims tasks left `running` by a dead process (requeued, failed as a poison pill, or
+    /// `interrupted`), dispatches every pending task, and starts the maintenance loop (lease
+    /// renewal, crash reclaim, retention).
     pub async fn build(self) -> Result<TaskManager> {
-        self.start()
+        let recover = self.recover;
+        let manager = self.start()?;
+        if recover {
+            manager.recover().await?;
+        }
+        manager.spawn_maintenance();
+        Ok(manager)
     }
 
     fn start(self) -> Result<TaskManager> {
@@ -661,6 +775,8 @@ impl TaskManagerBuilder {
                 accepting: AtomicBool::new(true),
                 running: Mutex::new(HashMap::new()),
                 lease: self.lease,
+                retention: self.retention,
+                prune_every: self.prune_every,
             }),
         })
     }

@@ -177,6 +177,9 @@ pub struct TaskRecord {
     pub retry_of: Option<TaskId>,
     /// Whether a shutdown or crash puts it back to `pending` instead of `interrupted`.
     pub requeue_on_interrupt: bool,
+    /// How many times it was recovered after its process died while it ran.
+    #[serde(default)]
+    pub recoveries: u32,
     /// The runner that holds it while it runs.
     pub lease_owner: Option<String>,
     /// When that runner's hold lapses unless renewed.

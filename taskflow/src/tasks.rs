@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::id::TaskId;
 use crate::manager::{Dispatch, TaskManager};
 use crate::options::{EnqueueOptions, TaskOptions};
+use crate::store::WriteTicket;
 use crate::task::{IntoTaskArgs, Task};
 
 /// One enqueued task, before it is stored: its id, the task's declared options, its JSON
@@ -171,8 +172,9 @@ impl Tasks {
                 let eager = new.eager();
                 let (enqueued, dispatch) = batch.manager.store_new(new)?;
                 batch.enqueued.store(true, Ordering::Release);
+                let mut state = batch.lock();
+                state.writes.extend(enqueued.write);
                 if let Some(dispatch) = dispatch {
-                    let mut state = batch.lock();
                     if eager || state.released {
                         drop(state);
                         batch.manager.dispatch(dispatch);
@@ -214,6 +216,7 @@ pub(crate) struct RequestBatch {
 #[derive(Debug, Default)]
 struct BatchState {
     deferred: Vec<Dispatch>,
+    writes: Vec<WriteTicket>,
     errors: Vec<String>,
     released: bool,
 }
@@ -227,10 +230,6 @@ impl RequestBatch {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn manager(&self) -> &TaskManager {
-        &self.manager
-    }
-
     /// Whether the request stored any task.
     pub(crate) fn enqueued_any(&self) -> bool {
         self.enqueued.load(Ordering::Acquire)
@@ -239,6 +238,15 @@ impl RequestBatch {
     /// Store errors met while enqueuing.
     pub(crate) fn errors(&self) -> Vec<String> {
         self.lock().errors.clone()
+    }
+
+    /// Waits until every task the request stored is durable.
+    pub(crate) async fn durable(&self) -> Result<(), crate::store::StoreError> {
+        let writes = std::mem::take(&mut self.lock().writes);
+        for write in writes {
+            write.wait().await?;
+        }
+        Ok(())
     }
 
     /// Starts the held-back tasks; tasks enqueued later start at once.

@@ -25,8 +25,8 @@ impl TaskManager {
     ///
     /// For each request it creates a `Tasks` whose `add_task` stores the task as `pending` at
     /// once and returns its id, but holds back its start until the response is out: once the
-    /// handler has returned, the store has made the request's tasks durable
-    /// ([`Store::flush`](crate::Store::flush)), and the server has taken the whole response
+    /// handler has returned, the store has made the request's tasks durable (committed, for
+    /// a store that writes in the background), and the server has taken the whole response
     /// body (for an ordinary body, as it is written to the socket). Tasks with `eager` start at
     /// enqueue instead.
     ///
@@ -132,7 +132,7 @@ async fn stored(batch: &RequestBatch) -> Result<(), String> {
     if !errors.is_empty() {
         return Err(format!("could not enqueue background task: {}", errors.join("; ")));
     }
-    batch.manager().store().flush().await.map_err(|err| {
+    batch.durable().await.map_err(|err| {
         tracing::error!(error = %err, "taskflow: could not make the request's tasks durable");
         format!("could not enqueue background task: {err}")
     })

@@ -1,17 +1,25 @@
 //! [`MemoryStore`]: every task in a map behind one lock. For tests and for apps that accept
 //! losing their task history on restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 
-use super::{Enqueued, Lease, Store, StoreError, TaskQuery, Transition};
+use chrono::{DateTime, Utc};
+
+use super::{
+    Enqueued, Lease, PendingTask, Reclaimed, Retention, Store, StoreError, TaskQuery, Transition,
+};
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
 /// A store that keeps tasks in memory.
-#[derive(Debug, Default)]
+///
+/// It keeps at most [`MemoryStore::DEFAULT_MAX_FINISHED`] finished tasks (the newest; see
+/// [`MemoryStore::with_max_finished`]), dropping the oldest as new ones finish, so memory stays
+/// flat under a sustained load; pending and running tasks are always kept.
+#[derive(Debug)]
 pub struct MemoryStore {
     state: Mutex<State>,
 }
@@ -21,16 +29,59 @@ struct State {
     tasks: HashMap<TaskId, TaskRecord>,
     /// Idempotency key -> the task that holds it while active.
     keys: HashMap<String, TaskId>,
+    /// Finished tasks, oldest first.
+    finished: VecDeque<TaskId>,
+    max_finished: usize,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::with_max_finished(Self::DEFAULT_MAX_FINISHED)
+    }
 }
 
 impl MemoryStore {
+    /// How many finished tasks a default store keeps.
+    pub const DEFAULT_MAX_FINISHED: usize = 10_000;
+
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty store that keeps at most `max_finished` finished tasks.
+    pub fn with_max_finished(max_finished: usize) -> Self {
+        MemoryStore { state: Mutex::new(State { max_finished, ..State::default() }) }
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl State {
+    /// Records that `id` finished, evicting the oldest finished tasks beyond the cap.
+    fn finished(&mut self, id: TaskId) {
+        self.finished.push_back(id);
+        while self.finished.len() > self.max_finished {
+            let Some(old) = self.finished.pop_front() else { break };
+            self.remove_finished(&old);
+        }
+    }
+
+    fn remove_finished(&mut self, id: &TaskId) -> bool {
+        match self.tasks.get(id) {
+            Some(record) if record.status.is_finished() => {
+                if let Some(key) = &record.idempotency_key
+                    && self.keys.get(key) == Some(id)
+                {
+                    self.keys.remove(key);
+                }
+                self.tasks.remove(id);
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -49,12 +100,16 @@ impl Store for MemoryStore {
                     !matches!(existing.status, TaskStatus::Failed | TaskStatus::Cancelled)
                 });
             if let Some(existing) = active {
-                return Ok(Enqueued { id: existing.task_id, created: false });
+                return Ok(Enqueued { id: existing.task_id, created: false, write: None });
             }
             state.keys.insert(key.clone(), id);
         }
+        let finished = record.status.is_finished();
         state.tasks.insert(id, record);
-        Ok(Enqueued { id, created: true })
+        if finished {
+            state.finished(id);
+        }
+        Ok(Enqueued { id, created: true, write: None })
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -86,6 +141,7 @@ impl Store for MemoryStore {
         let Some(record) = state.tasks.get_mut(id).filter(|r| holds(r, lease)) else {
             return Ok(false);
         };
+        let ends = matches!(change, Transition::Finished { .. });
         match change {
             Transition::AttemptFailed { retries_used, error, stacktrace } => {
                 record.retries_used = retries_used;
@@ -113,6 +169,9 @@ impl Store for MemoryStore {
                 record.lease_expires_at = None;
             }
         }
+        if ends {
+            state.finished(*id);
+        }
         Ok(true)
     }
 
@@ -132,6 +191,7 @@ impl Store for MemoryStore {
         if before == TaskStatus::Pending {
             record.status = TaskStatus::Cancelled;
             record.end_time = Some(chrono::Utc::now());
+            state.finished(*id);
         }
         Ok(Some(before))
     }
@@ -147,4 +207,140 @@ impl Store for MemoryStore {
         found.sort_by_key(|r| std::cmp::Reverse(r.created_at));
         Ok(found.into_iter().take(query.limit.unwrap_or(100)).cloned().collect())
     }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
+        let state = self.lock();
+        let mut found: Vec<&TaskRecord> =
+            state.tasks.values().filter(|r| r.status == TaskStatus::Pending).collect();
+        found.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.created_at));
+        Ok(found.into_iter().take(limit).map(pending_task).collect())
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for id in ids {
+            if let Some(record) = state.tasks.get_mut(id)
+                && record.status == TaskStatus::Running
+                && record.lease_owner.as_deref() == Some(owner)
+            {
+                record.lease_expires_at = Some(expires_at);
+            }
+        }
+        Ok(())
+    }
+
+    async fn reclaim_expired(
+        &self,
+        now: DateTime<Utc>,
+        max_recoveries: u32,
+    ) -> Result<Reclaimed, StoreError> {
+        let mut state = self.lock();
+        let mut reclaimed = Reclaimed::default();
+        let expired: Vec<TaskId> = state
+            .tasks
+            .values()
+            .filter(|r| {
+                r.status == TaskStatus::Running && r.lease_expires_at.is_some_and(|at| at < now)
+            })
+            .map(|r| r.task_id)
+            .collect();
+        for id in expired {
+            let Some(record) = state.tasks.get_mut(&id) else { continue };
+            match reclaim(record, now, max_recoveries) {
+                ReclaimAs::Requeued => reclaimed.requeued.push(pending_task(record)),
+                ReclaimAs::Interrupted => {
+                    reclaimed.interrupted.push(id);
+                    state.finished(id);
+                }
+                ReclaimAs::Poisoned => {
+                    reclaimed.poisoned.push(id);
+                    state.finished(id);
+                }
+            }
+        }
+        Ok(reclaimed)
+    }
+
+    async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut state = self.lock();
+        let mut removed = 0;
+        if let Some(max_age) = retention.max_age.and_then(|d| chrono::Duration::from_std(d).ok()) {
+            let cutoff = now - max_age;
+            while let Some(oldest) = state.finished.front().copied() {
+                let old_enough = state
+                    .tasks
+                    .get(&oldest)
+                    .is_none_or(|r| r.end_time.is_none_or(|end| end < cutoff));
+                if !old_enough {
+                    break;
+                }
+                state.finished.pop_front();
+                removed += usize::from(state.remove_finished(&oldest));
+            }
+        }
+        if let Some(max) = retention.max_finished {
+            while state.finished.len() > max {
+                let Some(oldest) = state.finished.pop_front() else { break };
+                removed += usize::from(state.remove_finished(&oldest));
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn pending_task(record: &TaskRecord) -> PendingTask {
+    PendingTask { id: record.task_id, priority: record.priority, scheduled_at: record.scheduled_at }
+}
+
+/// How a task whose runner died is settled; shared by every backend's rules.
+pub(crate) enum ReclaimAs {
+    Requeued,
+    Interrupted,
+    Poisoned,
+}
+
+/// Applies the reclaim rules to a record in memory.
+pub(crate) fn reclaim(
+    record: &mut TaskRecord,
+    now: DateTime<Utc>,
+    max_recoveries: u32,
+) -> ReclaimAs {
+    record.lease_owner = None;
+    record.lease_expires_at = None;
+    if record.requeue_on_interrupt && record.recoveries < max_recoveries {
+        record.status = TaskStatus::Pending;
+        record.recoveries += 1;
+        return ReclaimAs::Requeued;
+    }
+    record.end_time = Some(now);
+    if record.requeue_on_interrupt {
+        record.status = TaskStatus::Failed;
+        let message = poison_message(record.recoveries);
+        record.stacktrace = Some(message.clone());
+        record.error = Some(message);
+        ReclaimAs::Poisoned
+    } else {
+        record.status = TaskStatus::Interrupted;
+        let message = INTERRUPTED_BY_CRASH.to_owned();
+        record.stacktrace = Some(message.clone());
+        record.error = Some(message);
+        ReclaimAs::Interrupted
+    }
+}
+
+/// The error of a task whose process died while it ran.
+pub(crate) const INTERRUPTED_BY_CRASH: &str =
+    "interrupted: the process running it stopped (crash, kill or power loss)";
+
+/// The error of a task failed as a poison pill.
+pub(crate) fn poison_message(recoveries: u32) -> String {
+    format!(
+        "its process died while it ran {} times; stopped as a poison pill instead of running it again",
+        recoveries + 1
+    )
 }

@@ -18,7 +18,7 @@ use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
 /// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The backend could not be reached or answered with an error.
@@ -35,14 +35,79 @@ pub enum StoreError {
 }
 
 /// The answer to an enqueue.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct Enqueued {
     /// The id to hand to the caller: the new task's, or the existing task's with the same
     /// idempotency key.
     pub id: TaskId,
     /// Whether a new task was stored (`false`: an idempotency key matched).
     pub created: bool,
+    /// For a store that writes in the background: resolves once the record is durable.
+    pub write: Option<WriteTicket>,
 }
+
+/// Resolves once a staged write is durable (or failed).
+#[derive(Debug)]
+pub struct WriteTicket(tokio::sync::oneshot::Receiver<Result<(), StoreError>>);
+
+impl WriteTicket {
+    /// A ticket and the sender that settles it.
+    pub fn new() -> (tokio::sync::oneshot::Sender<Result<(), StoreError>>, WriteTicket) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (tx, WriteTicket(rx))
+    }
+
+    /// Waits for the write.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        self.0.await.unwrap_or_else(|_| {
+            Err(StoreError::Unavailable("the store stopped before the write finished".into()))
+        })
+    }
+}
+
+/// A pending task ready to be dispatched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PendingTask {
+    /// Its id.
+    pub id: TaskId,
+    /// Its priority.
+    pub priority: i32,
+    /// Not before this time.
+    pub scheduled_at: Option<DateTime<Utc>>,
+}
+
+/// What [`Store::reclaim_expired`] did with tasks whose runner is gone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Put back to `pending` (`requeue_on_interrupt`); dispatch them.
+    pub requeued: Vec<PendingTask>,
+    /// Marked `interrupted`.
+    pub interrupted: Vec<TaskId>,
+    /// Marked `failed`: they were running when their process died too many times.
+    pub poisoned: Vec<TaskId>,
+}
+
+/// How long finished tasks are kept. Pending and running tasks are never pruned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Finished tasks older than this (by end time) are deleted.
+    pub max_age: Option<std::time::Duration>,
+    /// At most this many finished tasks are kept, the newest.
+    pub max_finished: Option<usize>,
+}
+
+impl Default for Retention {
+    /// Seven days, and at most 100,000 finished tasks.
+    fn default() -> Self {
+        Retention {
+            max_age: Some(std::time::Duration::from_secs(7 * 24 * 3600)),
+            max_finished: Some(100_000),
+        }
+    }
+}
+
+/// After this many recoveries from a dead process, a requeued task is failed as a poison pill.
+pub(crate) const MAX_RECOVERIES: u32 = 3;
 
 /// A runner's hold on a running task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -134,6 +199,36 @@ pub trait Store: Send + Sync + 'static {
     /// `Some(Pending)` means this call cancelled it (`None`: no such task).
     async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError>;
 
-    /// Tasks matching `query`, newest first.
+    /// Tasks matching `query`, newest first. Their `logs` may be left empty; [`Store::get`]
+    /// returns them.
     async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Pending tasks, highest priority first, to dispatch at start.
+    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError>;
+
+    /// Extends the leases that `owner` holds on `ids` to `expires_at`.
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Tasks `running` under a lease that expired before `now` lost their runner (a crash, a
+    /// kill, a power loss): each is requeued (`requeue_on_interrupt`, fewer than
+    /// `max_recoveries` recoveries so far), failed as a poison pill (too many), or marked
+    /// `interrupted`. Atomic per task: with several instances, exactly one reclaims it.
+    async fn reclaim_expired(
+        &self,
+        now: DateTime<Utc>,
+        max_recoveries: u32,
+    ) -> Result<Reclaimed, StoreError>;
+
+    /// Deletes finished tasks beyond `retention`; returns how many.
+    async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// Makes everything durable and releases the store (its file, its connections).
+    async fn close(&self) -> Result<(), StoreError> {
+        self.flush().await
+    }
 }
