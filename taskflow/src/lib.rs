@@ -54,6 +54,8 @@ pub use crate::observer::{EventKind, MemoryObserver, StdoutObserver, TaskEvent, 
 pub use crate::options::{EnqueueOptions, TaskOptions};
 pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
 pub use crate::registry::{RegisteredTask, Registry, registry};
+#[cfg(feature = "sqlite")]
+pub use crate::store::{Durability, SqliteOptions, SqliteStore};
 pub use crate::store::{
     Enqueued, Lease, MemoryStore, PendingTask, Reclaimed, Retention, Store, StoreError, TaskQuery,
     Transition, WriteTicket,

@@ -22,6 +22,7 @@ use crate::registry::registry;
 use crate::slots::{Permit, Slots};
 use crate::store::{
     Enqueued, Lease, MAX_RECOVERIES, MemoryStore, PendingTask, Retention, Store, Transition,
+    WriteTicket,
 };
 use crate::task::{IntoTaskArgs, Task};
 use crate::tasks::{NewTask, Tasks};
@@ -108,6 +109,8 @@ pub struct TaskManagerBuilder {
     retention: Retention,
     prune_every: Duration,
     recover: bool,
+    #[cfg(feature = "sqlite")]
+    sqlite: Option<std::path::PathBuf>,
 }
 
 impl TaskManager {
@@ -121,6 +124,8 @@ impl TaskManager {
             retention: Retention::default(),
             prune_every: Duration::from_secs(60),
             recover: true,
+            #[cfg(feature = "sqlite")]
+            sqlite: None,
         }
     }
 
@@ -173,6 +178,39 @@ impl TaskManager {
         options: EnqueueOptions,
     ) -> TaskId {
         self.tasks().add_task_with(task, args, options)
+    }
+
+    /// Stores a task, waits until the store has made it durable, then starts it. Unlike
+    /// [`TaskManager::add_task_with`], every store failure comes back as the error, including
+    /// those a durable store only meets when it commits (a full disk).
+    pub async fn submit<T: Task>(
+        &self,
+        task: T,
+        args: impl IntoTaskArgs<T>,
+        options: EnqueueOptions,
+    ) -> Result<TaskId> {
+        let new = crate::tasks::new_task(task, args, options);
+        let (enqueued, dispatch) = self.store_new(new)?;
+        if let Some(write) = enqueued.write {
+            write.wait().await?;
+        }
+        if let Some(dispatch) = dispatch {
+            self.dispatch(dispatch);
+        }
+        Ok(enqueued.id)
+    }
+
+    /// Starts `dispatch` once `write` has made it durable; logs a failed write.
+    pub(crate) fn dispatch_when_durable(&self, dispatch: Dispatch, write: WriteTicket) {
+        let manager = self.clone();
+        self.inner.runtime.spawn(async move {
+            match write.wait().await {
+                Ok(()) => manager.dispatch(dispatch),
+                Err(err) => {
+                    tracing::error!(task_id = %dispatch.id, error = %err, "taskflow: the task could not be stored; it will not run");
+                }
+            }
+        });
     }
 
     /// Stores a new task. Returns what the store answered and whether the caller should
@@ -236,7 +274,8 @@ impl TaskManager {
             );
             context.emit(EventKind::Enqueued, None);
         }
-        let dispatch = Dispatch { id: enqueued.id, priority, scheduled_at };
+        let timeout = task.attempt_timeout();
+        let dispatch = Dispatch { id: enqueued.id, priority, scheduled_at, timeout };
         Ok((enqueued, Some(dispatch)))
     }
 
@@ -420,8 +459,7 @@ impl TaskManager {
         if stopping.is_cancelled() {
             return;
         }
-        let timeout = self.timeout_of_pending(&dispatch.id).await;
-        let lease = self.new_lease(timeout);
+        let lease = self.new_lease(dispatch.timeout);
         let record = match self.inner.store.claim(&dispatch.id, &lease).await {
             Ok(Some(record)) => record,
             Ok(None) => return, // cancelled meanwhile, or another runner has it
@@ -436,12 +474,6 @@ impl TaskManager {
         let id = record.task_id;
         self.run_claimed(record, lease, permit, &running).await;
         self.lock_running().remove(&id);
-    }
-
-    /// The attempt timeout of a stored task, to size its lease before claiming it.
-    async fn timeout_of_pending(&self, id: &TaskId) -> Option<Duration> {
-        let record = self.inner.store.get(id).await.ok()??;
-        registry().get(&record.func_name)?.options().attempt_timeout()
     }
 
     async fn run_claimed(
@@ -681,11 +713,14 @@ pub(crate) struct Dispatch {
     pub(crate) id: TaskId,
     pub(crate) priority: i32,
     pub(crate) scheduled_at: Option<DateTime<Utc>>,
+    /// The attempt timeout, which the lease must outlive.
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl From<PendingTask> for Dispatch {
     fn from(task: PendingTask) -> Self {
-        Dispatch { id: task.id, priority: task.priority, scheduled_at: task.scheduled_at }
+        let timeout = registry().get(&task.func_name).and_then(|t| t.options().attempt_timeout());
+        Dispatch { id: task.id, priority: task.priority, scheduled_at: task.scheduled_at, timeout }
     }
 }
 
@@ -699,6 +734,14 @@ impl TaskManagerBuilder {
     /// Uses `store` instead of the in-memory default.
     pub fn store(mut self, store: impl Store) -> Self {
         self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// Uses the SQLite database at `path` (created if missing) as the store, opened by
+    /// `build` with the default [`SqliteOptions`](crate::SqliteOptions).
+    #[cfg(feature = "sqlite")]
+    pub fn sqlite(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        self.sqlite = Some(path.as_ref().to_path_buf());
         self
     }
 
@@ -749,7 +792,11 @@ impl TaskManagerBuilder {
     /// reclaims tasks left `running` by a dead process (requeued, failed as a poison pill, or
     /// `interrupted`), dispatches every pending task, and starts the maintenance loop (lease
     /// renewal, crash reclaim, retention).
-    pub async fn build(self) -> Result<TaskManager> {
+    pub async fn build(#[allow(unused_mut)] mut self) -> Result<TaskManager> {
+        #[cfg(feature = "sqlite")]
+        if let Some(path) = self.sqlite.take() {
+            self.store = Some(Arc::new(crate::store::SqliteStore::open(path)?));
+        }
         let recover = self.recover;
         let manager = self.start()?;
         if recover {

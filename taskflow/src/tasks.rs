@@ -118,7 +118,10 @@ impl Tasks {
     ///
     /// When the store cannot take the task, the error is logged and, in a request, the
     /// response becomes a `503` so the client never holds an id that does not exist; use
-    /// [`Tasks::try_add_task`] to handle it yourself.
+    /// [`Tasks::try_add_task`] to handle it yourself. A durable store may only learn later,
+    /// when it commits, that a write failed (a full disk): in a request that too turns the
+    /// response into a `503`; outside a request it is logged and the task never starts (use
+    /// [`TaskManager::submit`](crate::TaskManager::submit) to wait for the write).
     pub fn add_task<T: Task>(&self, task: T, args: impl IntoTaskArgs<T>) -> TaskId {
         self.add_task_with(task, args, EnqueueOptions::new())
     }
@@ -144,7 +147,9 @@ impl Tasks {
         }
     }
 
-    /// Like [`Tasks::add_task_with`], but returns the store's error instead of logging it.
+    /// Like [`Tasks::add_task_with`], but returns the store's error instead of logging it:
+    /// the errors the store knows at once (closed, unreachable, the arguments could not be
+    /// serialised). Failures found at commit are reported as [`Tasks::add_task`] says.
     pub fn try_add_task<T: Task>(
         &self,
         task: T,
@@ -163,8 +168,10 @@ impl Tasks {
             }
             Sink::Immediate(manager) => {
                 let (enqueued, dispatch) = manager.store_new(new)?;
-                if let Some(dispatch) = dispatch {
-                    manager.dispatch(dispatch);
+                match (dispatch, enqueued.write) {
+                    (Some(dispatch), Some(write)) => manager.dispatch_when_durable(dispatch, write),
+                    (Some(dispatch), None) => manager.dispatch(dispatch),
+                    (None, _) => {}
                 }
                 Ok(enqueued.id)
             }
@@ -199,7 +206,11 @@ impl Tasks {
     }
 }
 
-fn new_task<T: Task>(task: T, args: impl IntoTaskArgs<T>, options: EnqueueOptions) -> NewTask {
+pub(crate) fn new_task<T: Task>(
+    task: T,
+    args: impl IntoTaskArgs<T>,
+    options: EnqueueOptions,
+) -> NewTask {
     let _ = task;
     let args = serde_json::to_value(args.into_args()).map_err(|e| e.to_string());
     NewTask { id: TaskId::new(), task: T::options(), args, options }

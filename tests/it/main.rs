@@ -1,7 +1,9 @@
 //! taskflow's integration tests, compiled into one binary.
 
+mod conformance;
 mod dsl;
 mod engine;
 mod external;
 mod http;
+mod sqlite;
 mod support;

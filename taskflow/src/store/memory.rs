@@ -8,6 +8,7 @@ use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 
+use super::reclaim::{ReclaimAs, reclaim};
 use super::{
     Enqueued, Lease, PendingTask, Reclaimed, Retention, Store, StoreError, TaskQuery, Transition,
 };
@@ -294,53 +295,10 @@ impl Store for MemoryStore {
 }
 
 fn pending_task(record: &TaskRecord) -> PendingTask {
-    PendingTask { id: record.task_id, priority: record.priority, scheduled_at: record.scheduled_at }
-}
-
-/// How a task whose runner died is settled; shared by every backend's rules.
-pub(crate) enum ReclaimAs {
-    Requeued,
-    Interrupted,
-    Poisoned,
-}
-
-/// Applies the reclaim rules to a record in memory.
-pub(crate) fn reclaim(
-    record: &mut TaskRecord,
-    now: DateTime<Utc>,
-    max_recoveries: u32,
-) -> ReclaimAs {
-    record.lease_owner = None;
-    record.lease_expires_at = None;
-    if record.requeue_on_interrupt && record.recoveries < max_recoveries {
-        record.status = TaskStatus::Pending;
-        record.recoveries += 1;
-        return ReclaimAs::Requeued;
+    PendingTask {
+        id: record.task_id,
+        func_name: record.func_name.clone(),
+        priority: record.priority,
+        scheduled_at: record.scheduled_at,
     }
-    record.end_time = Some(now);
-    if record.requeue_on_interrupt {
-        record.status = TaskStatus::Failed;
-        let message = poison_message(record.recoveries);
-        record.stacktrace = Some(message.clone());
-        record.error = Some(message);
-        ReclaimAs::Poisoned
-    } else {
-        record.status = TaskStatus::Interrupted;
-        let message = INTERRUPTED_BY_CRASH.to_owned();
-        record.stacktrace = Some(message.clone());
-        record.error = Some(message);
-        ReclaimAs::Interrupted
-    }
-}
-
-/// The error of a task whose process died while it ran.
-pub(crate) const INTERRUPTED_BY_CRASH: &str =
-    "interrupted: the process running it stopped (crash, kill or power loss)";
-
-/// The error of a task failed as a poison pill.
-pub(crate) fn poison_message(recoveries: u32) -> String {
-    format!(
-        "its process died while it ran {} times; stopped as a poison pill instead of running it again",
-        recoveries + 1
-    )
 }

@@ -6,6 +6,9 @@
 //! task) can never overwrite the task; idempotency keys are enforced by the store itself.
 
 mod memory;
+mod reclaim;
+#[cfg(feature = "sqlite")]
+mod sqlite;
 
 use std::sync::Arc;
 
@@ -14,6 +17,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub use self::memory::MemoryStore;
+#[cfg(feature = "sqlite")]
+pub use self::sqlite::{Durability, SqliteOptions, SqliteStore};
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
@@ -24,6 +29,29 @@ pub enum StoreError {
     /// The backend could not be reached or answered with an error.
     #[error("task store unavailable: {0}")]
     Unavailable(String),
+    /// The store could not be opened.
+    #[error("cannot open task store {path}: {reason}")]
+    Open {
+        /// The database path or URL.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The database was written by a newer taskflow, whose schema this binary does not know.
+    #[error(
+        "task store {path} has schema version {found}, newer than the {supported} this taskflow supports; upgrade taskflow or use another database"
+    )]
+    IncompatibleSchema {
+        /// The database path or URL.
+        path: String,
+        /// The schema version found.
+        found: i64,
+        /// The newest version this binary supports.
+        supported: i64,
+    },
+    /// The store was closed.
+    #[error("task store closed")]
+    Closed,
     /// A stored record could not be decoded.
     #[error("corrupt task record {id}: {reason}")]
     Corrupt {
@@ -66,10 +94,12 @@ impl WriteTicket {
 }
 
 /// A pending task ready to be dispatched.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PendingTask {
     /// Its id.
     pub id: TaskId,
+    /// Its task's registered name.
+    pub func_name: String,
     /// Its priority.
     pub priority: i32,
     /// Not before this time.

@@ -1,0 +1,696 @@
+//! [`SqliteStore`]: the embedded, durable default. One SQLite file in WAL mode, owned by one
+//! process, written by a thread of its own that commits many callers' writes at once.
+
+mod row;
+mod schema;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+
+use self::row::{COLUMNS, LOG_COLUMNS, PLACEHOLDERS, micros};
+use self::writer::{Writer, unavailable};
+use super::reclaim::{ReclaimAs, reclaim};
+use super::{
+    Enqueued, Lease, PendingTask, Reclaimed, Retention, Store, StoreError, TaskQuery, Transition,
+    WriteTicket,
+};
+use crate::id::TaskId;
+use crate::record::{LogEntry, TaskRecord, TaskStatus};
+
+/// When an enqueued task counts as stored, which is when the response that carries its id
+/// may leave.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// The task is committed before the response leaves: it survives the process crashing or
+    /// being killed. The WAL is synced at checkpoints, not at every commit (`synchronous =
+    /// NORMAL`), so a power loss or OS crash can lose the last commits. Concurrent requests
+    /// share commits.
+    #[default]
+    Committed,
+    /// As [`Durability::Committed`], and every commit is synced to disk (`synchronous =
+    /// FULL`): tasks survive power loss too, at the cost of one fsync per group of requests.
+    Fsync,
+    /// The response does not wait: the task is committed a moment later, in the background.
+    /// Lowest latency; a crash in that moment (usually well under a millisecond, longer under
+    /// heavy load) loses tasks whose ids clients already hold, and a write error is only
+    /// logged, never reported to the request.
+    Async,
+}
+
+/// Settings for [`SqliteStore::open_with`].
+#[derive(Clone, Debug, Default)]
+pub struct SqliteOptions {
+    durability: Durability,
+    max_size: Option<u64>,
+}
+
+impl SqliteOptions {
+    /// The defaults: [`Durability::Committed`], no size limit.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// When an enqueued task counts as stored.
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Caps the database file at about `bytes`; writes beyond it fail as a full disk would
+    /// (and are reported the same way).
+    pub fn max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+}
+
+/// Tasks in one SQLite file (WAL mode, bundled SQLite: nothing to install).
+///
+/// - **One owner.** The file is locked for this process (`locking_mode = EXCLUSIVE`) until the
+///   store closes (at [`TaskManager::shutdown`](crate::TaskManager::shutdown)) or is dropped.
+///   So tasks found `running` at open lost their runner to a crash, and are recovered at
+///   once. A second process, or a second store on the same file, gets a clear error. To
+///   share tasks between processes use a server database.
+/// - **Group commit.** All reads and writes run on the store's own thread, which takes every
+///   operation queued while the last transaction ran and commits them together. An enqueue
+///   returns at once with a [`WriteTicket`]; the request layer awaits it before the response
+///   leaves ([`Durability`]).
+/// - **Idempotency** is enforced by a unique index over active tasks' keys, mirrored by an
+///   index in memory so `enqueue` can answer at once.
+/// - **Schema** versions are kept in the file; an older binary refuses a newer file.
+///
+/// ```rust,standalone_crate
+/// use taskflow::{SqliteStore, TaskManager};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> taskflow::Result<()> {
+/// # let dir = std::env::temp_dir().join(format!("taskflow-doc-{}", std::process::id()));
+/// # std::fs::create_dir_all(&dir).unwrap();
+/// # let path = dir.join("tasks.db");
+/// let manager = TaskManager::builder().store(SqliteStore::open(&path)?).build().await?;
+/// manager.shutdown(std::time::Duration::from_secs(5)).await;
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct SqliteStore {
+    writer: Writer,
+    /// Idempotency key -> the active task holding it.
+    keys: Arc<Mutex<HashMap<String, TaskId>>>,
+    durability: Durability,
+    path: PathBuf,
+}
+
+type Keys = Arc<Mutex<HashMap<String, TaskId>>>;
+
+fn lock(keys: &Keys) -> MutexGuard<'_, HashMap<String, TaskId>> {
+    keys.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Forgets `key` if `id` still holds it.
+fn release(keys: &Keys, key: &str, id: &TaskId) {
+    let mut keys = lock(keys);
+    if keys.get(key) == Some(id) {
+        keys.remove(key);
+    }
+}
+
+const FINISHED: &str = "('success', 'failed', 'interrupted', 'cancelled')";
+
+impl SqliteStore {
+    /// Opens the database at `path`, creating it and its schema if needed, with the default
+    /// [`SqliteOptions`].
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens the database at `path` with `options`.
+    pub fn open_with(
+        path: impl AsRef<Path>,
+        options: SqliteOptions,
+    ) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let fail = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+        let conn = schema::open(&path, &options)?;
+        // Nobody else can hold this file, so no task can still be running: let their leases
+        // lapse now, for the manager's recovery to settle them at once.
+        conn.execute("UPDATE tasks SET lease_expires_at = 0 WHERE status = 'running'", [])
+            .map_err(|err| fail(err.to_string()))?;
+        let keys = load_keys(&conn).map_err(|err| fail(err.to_string()))?;
+        let writer = Writer::spawn(conn, "taskflow-sqlite".to_owned())
+            .map_err(|err| fail(format!("cannot start the store's thread: {err}")))?;
+        Ok(SqliteStore {
+            writer,
+            keys: Arc::new(Mutex::new(keys)),
+            durability: options.durability,
+            path,
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A ticket that resolves once everything queued so far is committed.
+    fn barrier(&self) -> Result<Option<WriteTicket>, StoreError> {
+        if self.durability == Durability::Async {
+            return Ok(None);
+        }
+        let (tx, ticket) = WriteTicket::new();
+        self.writer.submit(Box::new(move |_| {
+            let done: writer::Done = Box::new(move |commit| {
+                let _ = tx.send(commit.map_or(Ok(()), |err| Err(err.clone())));
+            });
+            (done, None)
+        }))?;
+        Ok(Some(ticket))
+    }
+}
+
+fn load_keys(conn: &Connection) -> rusqlite::Result<HashMap<String, TaskId>> {
+    let mut statement = conn.prepare(
+        "SELECT idempotency_key, id FROM tasks
+         WHERE idempotency_key IS NOT NULL AND status NOT IN ('failed', 'cancelled')",
+    )?;
+    let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?;
+    let mut keys = HashMap::new();
+    for row in rows {
+        let (key, id): (String, String) = row?;
+        if let Ok(id) = id.parse() {
+            keys.insert(key, id);
+        }
+    }
+    Ok(keys)
+}
+
+fn insert(conn: &Connection, values: &[Sql; 23]) -> Result<(), StoreError> {
+    let sql = format!("INSERT INTO tasks ({COLUMNS}) VALUES ({PLACEHOLDERS})");
+    let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+    statement.execute(params_from_iter(values.iter())).map_err(unavailable)?;
+    Ok(())
+}
+
+fn select_one(conn: &Connection, id: &str) -> Result<Option<TaskRecord>, StoreError> {
+    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1");
+    let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+    let mut rows = statement.query([id]).map_err(unavailable)?;
+    match rows.next().map_err(unavailable)? {
+        Some(row) => row::decode(row, false).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn select_logs(conn: &Connection, id: &str) -> Result<Vec<LogEntry>, StoreError> {
+    let sql =
+        format!("SELECT task_id, {LOG_COLUMNS} FROM task_logs WHERE task_id = ?1 ORDER BY seq");
+    let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+    let mut rows = statement.query([id]).map_err(unavailable)?;
+    let mut logs = Vec::new();
+    while let Some(row) = rows.next().map_err(unavailable)? {
+        logs.push(row::decode_log(row)?);
+    }
+    Ok(logs)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
+        let id = record.task_id;
+        let key = record
+            .idempotency_key
+            .clone()
+            .filter(|_| !matches!(record.status, TaskStatus::Failed | TaskStatus::Cancelled));
+        if let Some(key) = &key {
+            let mut keys = lock(&self.keys);
+            if let Some(existing) = keys.get(key) {
+                let existing = *existing;
+                drop(keys);
+                // The holder may still be on its way to disk: answer once it is there.
+                return Ok(Enqueued { id: existing, created: false, write: self.barrier()? });
+            }
+            keys.insert(key.clone(), id);
+        }
+        let values = row::encode(&record);
+        let (reply, ticket) = match self.durability {
+            Durability::Async => (None, None),
+            Durability::Committed | Durability::Fsync => {
+                let (tx, ticket) = WriteTicket::new();
+                (Some(tx), Some(ticket))
+            }
+        };
+        let keys = Arc::clone(&self.keys);
+        let job_key = key.clone();
+        let submitted = self.writer.submit(Box::new(move |conn| {
+            let inserted = insert(conn, &values);
+            let failed = inserted.as_ref().err().cloned();
+            let done: writer::Done = Box::new(move |commit| {
+                let result = match (inserted, commit) {
+                    (Err(err), _) => Err(err),
+                    (Ok(()), Some(err)) => Err(err.clone()),
+                    (Ok(()), None) => Ok(()),
+                };
+                if let Err(err) = &result {
+                    if let Some(key) = &job_key {
+                        release(&keys, key, &id);
+                    }
+                    if reply.is_none() {
+                        tracing::error!(task_id = %id, error = %err, "taskflow: a task enqueued with Durability::Async was not stored");
+                    }
+                }
+                if let Some(reply) = reply {
+                    let _ = reply.send(result);
+                }
+            });
+            (done, failed)
+        }));
+        if let Err(err) = submitted {
+            if let Some(key) = &key {
+                release(&self.keys, key, &id);
+            }
+            return Err(err);
+        }
+        Ok(Enqueued { id, created: true, write: ticket })
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.writer.call(|_| Ok(())).await
+    }
+
+    async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let id = id.to_string();
+        self.writer
+            .call(move |conn| {
+                let Some(mut record) = select_one(conn, &id)? else { return Ok(None) };
+                record.logs = select_logs(conn, &id)?;
+                Ok(Some(record))
+            })
+            .await
+    }
+
+    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
+        let task_id = *id;
+        let owner = lease.owner.to_string();
+        let expires = micros(lease.expires_at);
+        self.writer
+            .call(move |conn| {
+                let sql = format!(
+                    "UPDATE tasks SET status = 'running', start_time = COALESCE(start_time, ?2),
+                        lease_owner = ?3, lease_expires_at = ?4
+                     WHERE id = ?1 AND status = 'pending' RETURNING {COLUMNS}"
+                );
+                let id = task_id.to_string();
+                let now = micros(Utc::now());
+                let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+                let mut rows =
+                    statement.query(params![id, now, owner, expires]).map_err(unavailable)?;
+                let Some(row) = rows.next().map_err(unavailable)? else { return Ok(None) };
+                match row::decode(row, true) {
+                    Ok(record) => Ok(Some(record)),
+                    Err(err) => {
+                        drop(rows);
+                        // Running it is impossible; dropping it would lose it. Fail it with
+                        // the reason, keeping the stored row as it is for a retry once fixed.
+                        let message = format!("the stored task cannot be read: {err}");
+                        conn.execute(
+                            "UPDATE tasks SET status = 'failed', end_time = ?2, error = ?3,
+                                stacktrace = ?3, lease_owner = NULL, lease_expires_at = NULL
+                             WHERE id = ?1",
+                            params![id, now, message],
+                        )
+                        .map_err(unavailable)?;
+                        tracing::error!(task_id = %id, error = %err, "taskflow: stored task is unreadable; marked failed");
+                        Ok(None)
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn transition(
+        &self,
+        id: &TaskId,
+        lease: &Lease,
+        change: Transition,
+    ) -> Result<bool, StoreError> {
+        let task_id = *id;
+        let owner = lease.owner.to_string();
+        let releases_key = matches!(
+            change,
+            Transition::Finished { status: TaskStatus::Failed | TaskStatus::Cancelled, .. }
+        );
+        let (applied, key) = self
+            .writer
+            .call(move |conn| {
+                let id = task_id.to_string();
+                let fence = "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2";
+                let applied: Option<Option<String>> = match change {
+                    Transition::AttemptFailed { retries_used, error, stacktrace } => {
+                        let sql = format!(
+                            "UPDATE tasks SET retries_used = ?3, error = ?4, stacktrace = ?5
+                             {fence} RETURNING idempotency_key"
+                        );
+                        let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+                        statement
+                            .query_row(params![id, owner, retries_used, error, stacktrace], |r| {
+                                r.get(0)
+                            })
+                            .optional()
+                    }
+                    Transition::Finished {
+                        status,
+                        end_time,
+                        retries_used,
+                        result,
+                        error,
+                        stacktrace,
+                    } => {
+                        let sql = format!(
+                            "UPDATE tasks SET status = ?3, end_time = ?4,
+                                duration = (?4 - start_time) / 1000000.0, retries_used = ?5,
+                                result = ?6,
+                                stacktrace = CASE WHEN ?7 IS NULL THEN stacktrace ELSE ?8 END,
+                                error = COALESCE(?7, error),
+                                lease_owner = NULL, lease_expires_at = NULL
+                             {fence} RETURNING idempotency_key"
+                        );
+                        let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+                        statement
+                            .query_row(
+                                params![
+                                    id,
+                                    owner,
+                                    status.as_str(),
+                                    micros(end_time),
+                                    retries_used,
+                                    result.map(|r| r.to_string()),
+                                    error,
+                                    stacktrace,
+                                ],
+                                |r| r.get(0),
+                            )
+                            .optional()
+                    }
+                    Transition::Requeue => {
+                        let sql = format!(
+                            "UPDATE tasks SET status = 'pending', lease_owner = NULL,
+                                lease_expires_at = NULL
+                             {fence} RETURNING idempotency_key"
+                        );
+                        let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+                        statement.query_row(params![id, owner], |r| r.get(0)).optional()
+                    }
+                }
+                .map_err(unavailable)?;
+                Ok((applied.is_some(), applied.flatten()))
+            })
+            .await?;
+        if let (true, Some(key)) = (releases_key && applied, key) {
+            release(&self.keys, &key, id);
+        }
+        Ok(applied)
+    }
+
+    async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {
+        let id = id.to_string();
+        let rows: Vec<[Sql; 5]> = logs.iter().map(row::encode_log).collect();
+        self.writer
+            .call(move |conn| {
+                let sql = format!(
+                    "INSERT INTO task_logs (task_id, {LOG_COLUMNS})
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?1)"
+                );
+                let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+                for [at, level, message, attempt, fields] in rows {
+                    statement
+                        .execute(params![id, at, level, message, attempt, fields])
+                        .map_err(unavailable)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        let task_id = *id;
+        let (before, key) = self
+            .writer
+            .call(move |conn| {
+                let id = task_id.to_string();
+                let found: Option<(String, Option<String>)> = conn
+                    .query_row(
+                        "SELECT status, idempotency_key FROM tasks WHERE id = ?1",
+                        [&id],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(unavailable)?;
+                let Some((status, key)) = found else { return Ok((None, None)) };
+                let status: TaskStatus = status
+                    .parse()
+                    .map_err(|reason| StoreError::Corrupt { id: id.clone(), reason })?;
+                if status == TaskStatus::Pending {
+                    conn.execute(
+                        "UPDATE tasks SET status = 'cancelled', end_time = ?2 WHERE id = ?1",
+                        params![id, micros(Utc::now())],
+                    )
+                    .map_err(unavailable)?;
+                }
+                Ok((Some(status), key))
+            })
+            .await?;
+        if let (Some(TaskStatus::Pending), Some(key)) = (before, key) {
+            release(&self.keys, &key, id);
+        }
+        Ok(before)
+    }
+
+    async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+        let query = query.clone();
+        self.writer
+            .call(move |conn| {
+                let mut sql = format!("SELECT {COLUMNS} FROM tasks");
+                let mut values: Vec<Sql> = Vec::new();
+                let mut filters = Vec::new();
+                if let Some(status) = query.status {
+                    values.push(Sql::Text(status.as_str().to_owned()));
+                    filters.push(format!("status = ?{}", values.len()));
+                }
+                if let Some(func_name) = query.func_name {
+                    values.push(Sql::Text(func_name));
+                    filters.push(format!("func_name = ?{}", values.len()));
+                }
+                if !filters.is_empty() {
+                    sql.push_str(" WHERE ");
+                    sql.push_str(&filters.join(" AND "));
+                }
+                values.push(Sql::Integer(query.limit.unwrap_or(100).min(i64::MAX as usize) as i64));
+                sql.push_str(&format!(" ORDER BY created_at DESC LIMIT ?{}", values.len()));
+                let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+                let mut rows = statement.query(params_from_iter(values)).map_err(unavailable)?;
+                let mut found = Vec::new();
+                while let Some(row) = rows.next().map_err(unavailable)? {
+                    found.push(row::decode(row, false)?);
+                }
+                Ok(found)
+            })
+            .await
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
+        let limit = limit.min(i64::MAX as usize) as i64;
+        self.writer
+            .call(move |conn| {
+                let mut statement = conn
+                    .prepare_cached(
+                        "SELECT id, func_name, priority, scheduled_at FROM tasks
+                         WHERE status = 'pending' ORDER BY priority DESC, created_at LIMIT ?1",
+                    )
+                    .map_err(unavailable)?;
+                let mut rows = statement.query([limit]).map_err(unavailable)?;
+                let mut found = Vec::new();
+                while let Some(row) = rows.next().map_err(unavailable)? {
+                    let id: String = row.get(0).map_err(unavailable)?;
+                    let scheduled_at: Option<i64> = row.get(3).map_err(unavailable)?;
+                    let Ok(task_id) = id.parse() else {
+                        tracing::error!(task_id = %id, "taskflow: stored task has an invalid id; skipped");
+                        continue;
+                    };
+                    found.push(PendingTask {
+                        id: task_id,
+                        func_name: row.get(1).map_err(unavailable)?,
+                        priority: row.get(2).map_err(unavailable)?,
+                        scheduled_at: scheduled_at.and_then(DateTime::from_timestamp_micros),
+                    });
+                }
+                Ok(found)
+            })
+            .await
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let owner = owner.to_owned();
+        let ids: Vec<String> = ids.iter().map(TaskId::to_string).collect();
+        let expires = micros(expires_at);
+        self.writer
+            .call(move |conn| {
+                let mut statement = conn
+                    .prepare_cached(
+                        "UPDATE tasks SET lease_expires_at = ?3
+                         WHERE id = ?1 AND status = 'running' AND lease_owner = ?2",
+                    )
+                    .map_err(unavailable)?;
+                for id in ids {
+                    statement.execute(params![id, owner, expires]).map_err(unavailable)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn reclaim_expired(
+        &self,
+        now: DateTime<Utc>,
+        max_recoveries: u32,
+    ) -> Result<Reclaimed, StoreError> {
+        let (reclaimed, released) = self
+            .writer
+            .call(move |conn| {
+                let cutoff = micros(now);
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM tasks
+                     WHERE status = 'running' AND lease_expires_at < ?1"
+                );
+                let mut expired = Vec::new();
+                {
+                    let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+                    let mut rows = statement.query([cutoff]).map_err(unavailable)?;
+                    while let Some(row) = rows.next().map_err(unavailable)? {
+                        match row::decode(row, false) {
+                            Ok(record) => expired.push(record),
+                            Err(err) => {
+                                tracing::error!(error = %err, "taskflow: cannot reclaim an unreadable task");
+                            }
+                        }
+                    }
+                }
+                let mut reclaimed = Reclaimed::default();
+                let mut released = Vec::new();
+                let mut update = conn
+                    .prepare_cached(
+                        "UPDATE tasks SET status = ?2, end_time = ?3, error = ?4, stacktrace = ?5,
+                            recoveries = ?6, lease_owner = NULL, lease_expires_at = NULL
+                         WHERE id = ?1 AND status = 'running' AND lease_expires_at < ?7",
+                    )
+                    .map_err(unavailable)?;
+                for mut record in expired {
+                    let outcome = reclaim(&mut record, now, max_recoveries);
+                    let changed = update
+                        .execute(params![
+                            record.task_id.to_string(),
+                            record.status.as_str(),
+                            record.end_time.map(micros),
+                            record.error,
+                            record.stacktrace,
+                            record.recoveries,
+                            cutoff,
+                        ])
+                        .map_err(unavailable)?;
+                    if changed == 0 {
+                        continue;
+                    }
+                    match outcome {
+                        ReclaimAs::Requeued => reclaimed.requeued.push(PendingTask {
+                            id: record.task_id,
+                            func_name: record.func_name,
+                            priority: record.priority,
+                            scheduled_at: record.scheduled_at,
+                        }),
+                        ReclaimAs::Interrupted => reclaimed.interrupted.push(record.task_id),
+                        ReclaimAs::Poisoned => {
+                            reclaimed.poisoned.push(record.task_id);
+                            if let Some(key) = record.idempotency_key {
+                                released.push((key, record.task_id));
+                            }
+                        }
+                    }
+                }
+                Ok((reclaimed, released))
+            })
+            .await?;
+        for (key, id) in released {
+            release(&self.keys, &key, &id);
+        }
+        Ok(reclaimed)
+    }
+
+    async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let retention = *retention;
+        let removed = self
+            .writer
+            .call(move |conn| {
+                let mut removed: Vec<(String, Option<String>)> = Vec::new();
+                let mut collect = |sql: &str, value: i64| -> Result<(), StoreError> {
+                    let mut statement = conn.prepare_cached(sql).map_err(unavailable)?;
+                    let mut rows = statement.query([value]).map_err(unavailable)?;
+                    while let Some(row) = rows.next().map_err(unavailable)? {
+                        removed.push((
+                            row.get(0).map_err(unavailable)?,
+                            row.get(1).map_err(unavailable)?,
+                        ));
+                    }
+                    Ok(())
+                };
+                if let Some(max_age) =
+                    retention.max_age.and_then(|age| chrono::Duration::from_std(age).ok())
+                {
+                    collect(
+                        &format!(
+                            "DELETE FROM tasks WHERE end_time IS NOT NULL AND end_time < ?1
+                               AND status IN {FINISHED}
+                             RETURNING id, idempotency_key"
+                        ),
+                        micros(now - max_age),
+                    )?;
+                }
+                if let Some(max) = retention.max_finished {
+                    collect(
+                        &format!(
+                            "DELETE FROM tasks WHERE id IN (
+                                SELECT id FROM tasks WHERE end_time IS NOT NULL
+                                  AND status IN {FINISHED}
+                                ORDER BY end_time DESC LIMIT -1 OFFSET ?1)
+                             RETURNING id, idempotency_key"
+                        ),
+                        max.min(i64::MAX as usize) as i64,
+                    )?;
+                }
+                Ok(removed)
+            })
+            .await?;
+        for (id, key) in &removed {
+            if let (Some(key), Ok(id)) = (key, id.parse::<TaskId>()) {
+                release(&self.keys, key, &id);
+            }
+        }
+        Ok(removed.len())
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.writer.close().await
+    }
+}

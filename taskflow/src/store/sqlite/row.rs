@@ -1,0 +1,191 @@
+//! How a [`TaskRecord`] maps to a row of `tasks` and back: timestamps as integer
+//! microseconds since the Unix epoch (UTC), JSON values as text.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Row;
+use rusqlite::types::Value as Sql;
+use serde_json::Value;
+
+use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource};
+use crate::store::StoreError;
+
+/// The columns of `tasks`, in the order [`encode`] gives and [`decode`] reads.
+pub(super) const COLUMNS: &str = "id, func_name, status, created_at, start_time, end_time, \
+    duration, retries_used, max_retries, error, stacktrace, tags, source, priority, args, \
+    result, idempotency_key, scheduled_at, retry_of, requeue_on_interrupt, recoveries, \
+    lease_owner, lease_expires_at";
+
+/// `?1, ..., ?23` for [`COLUMNS`].
+pub(super) const PLACEHOLDERS: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23";
+
+/// A record as the values of [`COLUMNS`]. Done on the caller's thread, so the connection's
+/// thread only binds them.
+pub(super) fn encode(record: &TaskRecord) -> [Sql; 23] {
+    [
+        Sql::Text(record.task_id.to_string()),
+        Sql::Text(record.func_name.clone()),
+        Sql::Text(record.status.as_str().to_owned()),
+        Sql::Integer(micros(record.created_at)),
+        opt_time(record.start_time),
+        opt_time(record.end_time),
+        record.duration.map_or(Sql::Null, Sql::Real),
+        Sql::Integer(record.retries_used.into()),
+        Sql::Integer(record.max_retries.into()),
+        opt_text(record.error.clone()),
+        opt_text(record.stacktrace.clone()),
+        Sql::Text(serde_json::to_string(&record.tags).unwrap_or_else(|_| "{}".to_owned())),
+        Sql::Text(source_str(record.source).to_owned()),
+        Sql::Integer(record.priority.into()),
+        Sql::Text(record.args.to_string()),
+        opt_text(record.result.as_ref().map(Value::to_string)),
+        opt_text(record.idempotency_key.clone()),
+        opt_time(record.scheduled_at),
+        opt_text(record.retry_of.map(|id| id.to_string())),
+        Sql::Integer(record.requeue_on_interrupt.into()),
+        Sql::Integer(record.recoveries.into()),
+        opt_text(record.lease_owner.clone()),
+        opt_time(record.lease_expires_at),
+    ]
+}
+
+/// A row selected as [`COLUMNS`] back to a record (without its logs).
+///
+/// Stored arguments or results that are not valid JSON are an error when `strict` (the task
+/// is about to run); otherwise they come back as the stored text, in a JSON string, so the
+/// task stays visible.
+pub(super) fn decode(row: &Row<'_>, strict: bool) -> Result<TaskRecord, StoreError> {
+    let id: String = row.get(0).map_err(|err| corrupt("?", "id", err))?;
+    let field = |name: &'static str| {
+        let id = id.clone();
+        move |err: rusqlite::Error| corrupt(&id, name, err)
+    };
+    let json = |index: usize, name: &'static str| -> Result<Option<Value>, StoreError> {
+        let text: Option<String> = row.get(index).map_err(field(name))?;
+        let Some(text) = text else { return Ok(None) };
+        match serde_json::from_str(&text) {
+            Ok(value) => Ok(Some(value)),
+            Err(err) if strict || name == "tags" => Err(corrupt(&id, name, err)),
+            Err(_) => Ok(Some(Value::String(text))),
+        }
+    };
+    let time = |index: usize, name: &'static str| -> Result<Option<DateTime<Utc>>, StoreError> {
+        let value: Option<i64> = row.get(index).map_err(field(name))?;
+        value.map(|v| from_micros(v).ok_or_else(|| corrupt(&id, name, "out of range"))).transpose()
+    };
+    let status: String = row.get(2).map_err(field("status"))?;
+    let source: String = row.get(12).map_err(field("source"))?;
+    let retry_of: Option<String> = row.get(18).map_err(field("retry_of"))?;
+    Ok(TaskRecord {
+        task_id: id.parse().map_err(|err| corrupt(&id, "id", err))?,
+        func_name: row.get(1).map_err(field("func_name"))?,
+        status: status.parse().map_err(|err| corrupt(&id, "status", err))?,
+        created_at: time(3, "created_at")?.ok_or_else(|| corrupt(&id, "created_at", "missing"))?,
+        start_time: time(4, "start_time")?,
+        end_time: time(5, "end_time")?,
+        duration: row.get(6).map_err(field("duration"))?,
+        retries_used: row.get(7).map_err(field("retries_used"))?,
+        max_retries: row.get(8).map_err(field("max_retries"))?,
+        error: row.get(9).map_err(field("error"))?,
+        stacktrace: row.get(10).map_err(field("stacktrace"))?,
+        logs: Vec::new(),
+        tags: match json(11, "tags")? {
+            Some(tags) => serde_json::from_value(tags).map_err(|err| corrupt(&id, "tags", err))?,
+            None => Default::default(),
+        },
+        source: parse_source(&source).ok_or_else(|| corrupt(&id, "source", source.clone()))?,
+        priority: row.get(13).map_err(field("priority"))?,
+        args: json(14, "args")?.unwrap_or(Value::Null),
+        result: json(15, "result")?,
+        idempotency_key: row.get(16).map_err(field("idempotency_key"))?,
+        scheduled_at: time(17, "scheduled_at")?,
+        retry_of: retry_of
+            .map(|text| text.parse().map_err(|err| corrupt(&id, "retry_of", err)))
+            .transpose()?,
+        requeue_on_interrupt: row.get(19).map_err(field("requeue_on_interrupt"))?,
+        recoveries: row.get(20).map_err(field("recoveries"))?,
+        lease_owner: row.get(21).map_err(field("lease_owner"))?,
+        lease_expires_at: time(22, "lease_expires_at")?,
+    })
+}
+
+/// The columns of `task_logs` after `task_id`, in the order [`encode_log`] gives.
+pub(super) const LOG_COLUMNS: &str = "at, level, message, attempt, fields";
+
+/// A log entry as the values of [`LOG_COLUMNS`].
+pub(super) fn encode_log(entry: &LogEntry) -> [Sql; 5] {
+    [
+        Sql::Integer(micros(entry.at)),
+        Sql::Text(level_str(entry.level).to_owned()),
+        Sql::Text(entry.message.clone()),
+        Sql::Integer(entry.attempt.into()),
+        Sql::Text(Value::Object(entry.fields.clone()).to_string()),
+    ]
+}
+
+/// A row selected as `task_id, ` + [`LOG_COLUMNS`] back to a log entry.
+pub(super) fn decode_log(row: &Row<'_>) -> Result<LogEntry, StoreError> {
+    let id: String = row.get(0).map_err(|err| corrupt("?", "task_logs.task_id", err))?;
+    let bad = |err: rusqlite::Error| corrupt(&id, "task_logs", err);
+    let at: i64 = row.get(1).map_err(bad)?;
+    let level: String = row.get(2).map_err(bad)?;
+    let fields: String = row.get(5).map_err(bad)?;
+    Ok(LogEntry {
+        at: from_micros(at).ok_or_else(|| corrupt(&id, "task_logs.at", "out of range"))?,
+        level: parse_level(&level).ok_or_else(|| corrupt(&id, "task_logs.level", level.clone()))?,
+        message: row.get(3).map_err(bad)?,
+        attempt: row.get(4).map_err(bad)?,
+        fields: serde_json::from_str(&fields)
+            .map_err(|err| corrupt(&id, "task_logs.fields", err))?,
+    })
+}
+
+/// Microseconds since the Unix epoch.
+pub(super) fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn from_micros(micros: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(micros)
+}
+
+fn opt_time(at: Option<DateTime<Utc>>) -> Sql {
+    at.map_or(Sql::Null, |at| Sql::Integer(micros(at)))
+}
+
+fn opt_text(text: Option<String>) -> Sql {
+    text.map_or(Sql::Null, Sql::Text)
+}
+
+fn corrupt(id: &str, column: &str, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt { id: id.to_owned(), reason: format!("column `{column}`: {reason}") }
+}
+
+fn source_str(source: TaskSource) -> &'static str {
+    match source {
+        TaskSource::Manual => "manual",
+        TaskSource::Scheduled => "scheduled",
+        TaskSource::Retry => "retry",
+    }
+}
+
+fn parse_source(text: &str) -> Option<TaskSource> {
+    [TaskSource::Manual, TaskSource::Scheduled, TaskSource::Retry]
+        .into_iter()
+        .find(|source| source_str(*source) == text)
+}
+
+const LEVELS: [(LogLevel, &str); 5] = [
+    (LogLevel::Trace, "trace"),
+    (LogLevel::Debug, "debug"),
+    (LogLevel::Info, "info"),
+    (LogLevel::Warn, "warn"),
+    (LogLevel::Error, "error"),
+];
+
+fn level_str(level: LogLevel) -> &'static str {
+    LEVELS.iter().find(|(l, _)| *l == level).map_or("info", |(_, name)| name)
+}
+
+fn parse_level(text: &str) -> Option<LogLevel> {
+    LEVELS.iter().find(|(_, name)| *name == text).map(|(level, _)| *level)
+}

@@ -1,0 +1,132 @@
+//! Opening the database file: connection settings, schema creation and migrations, versioned
+//! by SQLite's `user_version`.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::{Durability, SqliteOptions};
+use crate::store::StoreError;
+
+/// The schema version this binary writes. Migrations take older files up to it.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// How long opening waits for another connection to let go of the file.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Each migration takes the schema from version `index` to `index + 1`.
+const MIGRATIONS: [&str; 1] = ["
+    CREATE TABLE tasks (
+        id TEXT PRIMARY KEY NOT NULL,
+        func_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        start_time INTEGER,
+        end_time INTEGER,
+        duration REAL,
+        retries_used INTEGER NOT NULL,
+        max_retries INTEGER NOT NULL,
+        error TEXT,
+        stacktrace TEXT,
+        tags TEXT NOT NULL,
+        source TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        args TEXT NOT NULL,
+        result TEXT,
+        idempotency_key TEXT,
+        scheduled_at INTEGER,
+        retry_of TEXT,
+        requeue_on_interrupt INTEGER NOT NULL,
+        recoveries INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_expires_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX tasks_by_status ON tasks (status, created_at);
+    CREATE INDEX tasks_by_created ON tasks (created_at);
+    CREATE INDEX tasks_by_func ON tasks (func_name, created_at);
+    CREATE INDEX tasks_finished ON tasks (end_time) WHERE end_time IS NOT NULL;
+    CREATE UNIQUE INDEX tasks_active_key ON tasks (idempotency_key)
+        WHERE idempotency_key IS NOT NULL AND status NOT IN ('failed', 'cancelled');
+    CREATE TABLE task_logs (
+        seq INTEGER PRIMARY KEY,
+        task_id TEXT NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        fields TEXT NOT NULL
+    );
+    CREATE INDEX task_logs_by_task ON task_logs (task_id, seq);
+"];
+
+/// Opens (creating if needed) and migrates the database at `path`, and takes it for this
+/// process alone.
+pub(super) fn open(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
+    let fail = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|err| fail(err.to_string()))?;
+    // Long enough for a previous owner that is just closing the file; short enough that a
+    // second owner learns at once that it cannot have it.
+    conn.busy_timeout(LOCK_WAIT).map_err(|err| fail(err.to_string()))?;
+    let synchronous = match options.durability {
+        Durability::Fsync => "FULL",
+        Durability::Committed | Durability::Async => "NORMAL",
+    };
+    // EXCLUSIVE: the file belongs to this process until it closes the store, so tasks found
+    // `running` at open belonged to a process that is gone. It also spares WAL's shared memory.
+    let settings = format!(
+        "PRAGMA locking_mode = EXCLUSIVE;
+         PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = {synchronous};
+         PRAGMA foreign_keys = ON;
+         PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -16000;"
+    );
+    conn.execute_batch(&settings).map_err(|err| fail(describe(&err)))?;
+    if let Some(bytes) = options.max_size {
+        let page_size: i64 = conn
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .map_err(|err| fail(describe(&err)))?;
+        let pages = i64::try_from(bytes / page_size.max(1) as u64).unwrap_or(i64::MAX).max(1);
+        conn.pragma_update(None, "max_page_count", pages).map_err(|err| fail(describe(&err)))?;
+    }
+    let found: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(|err| fail(describe(&err)))?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::IncompatibleSchema {
+            path: path.display().to_string(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (from, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let to = from as i64 + 1;
+        let script = format!("BEGIN; {migration}; PRAGMA user_version = {to}; COMMIT;");
+        if let Err(err) = conn.execute_batch(&script) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(fail(format!(
+                "migration to schema version {to} failed: {}",
+                describe(&err)
+            )));
+        }
+    }
+    Ok(conn)
+}
+
+/// An open error, with a hint for the common causes.
+fn describe(err: &rusqlite::Error) -> String {
+    match err.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => format!(
+            "{err}: another process (or another store in this one) has the database open; one \
+             process owns an SQLite task store at a time"
+        ),
+        Some(rusqlite::ErrorCode::NotADatabase) => {
+            format!("{err}: the file is not an SQLite database, or it is corrupt")
+        }
+        _ => err.to_string(),
+    }
+}

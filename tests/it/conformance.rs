@@ -1,0 +1,354 @@
+//! The store conformance suite: the same checks against every backend. Each backend module
+//! at the bottom instantiates every check with its own fresh store.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use taskflow::{
+    Lease, LogEntry, LogLevel, Retention, Store, TaskId, TaskQuery, TaskRecord, TaskSource,
+    TaskStatus, Transition,
+};
+
+/// A pending record as the manager would store it.
+pub(crate) fn pending(func_name: &str) -> TaskRecord {
+    TaskRecord {
+        task_id: TaskId::new(),
+        func_name: func_name.to_owned(),
+        status: TaskStatus::Pending,
+        created_at: Utc::now(),
+        start_time: None,
+        end_time: None,
+        duration: None,
+        retries_used: 0,
+        max_retries: 2,
+        error: None,
+        stacktrace: None,
+        logs: Vec::new(),
+        tags: BTreeMap::from([("user".to_owned(), "42".to_owned())]),
+        source: TaskSource::Manual,
+        priority: 0,
+        args: json!({ "address": "a@b.c", "n": 7, "nested": { "list": [1, 2.5, null] } }),
+        result: None,
+        idempotency_key: None,
+        scheduled_at: None,
+        retry_of: None,
+        requeue_on_interrupt: false,
+        recoveries: 0,
+        lease_owner: None,
+        lease_expires_at: None,
+    }
+}
+
+fn lease(owner: &str, ttl: Duration) -> Lease {
+    Lease { owner: owner.into(), expires_at: Utc::now() + chrono::Duration::from_std(ttl).unwrap() }
+}
+
+/// Stores `record` and waits until it is durable.
+async fn put(store: &dyn Store, record: TaskRecord) -> TaskId {
+    let enqueued = store.enqueue(record).unwrap();
+    if let Some(write) = enqueued.write {
+        write.wait().await.unwrap();
+    }
+    enqueued.id
+}
+
+/// Microsecond precision is what every backend keeps.
+fn trunc(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap()
+}
+
+pub(crate) async fn round_trip(store: Arc<dyn Store>) {
+    let mut record = pending("round_trip");
+    record.created_at = trunc(record.created_at);
+    record.idempotency_key = Some(format!("key-{}", record.task_id));
+    record.priority = -3;
+    record.scheduled_at = Some(trunc(Utc::now()));
+    record.retry_of = Some(TaskId::new());
+    record.requeue_on_interrupt = true;
+    let id = put(&*store, record.clone()).await;
+    assert_eq!(id, record.task_id);
+    assert_eq!(store.get(&id).await.unwrap(), Some(record));
+    assert_eq!(store.get(&TaskId::new()).await.unwrap(), None);
+}
+
+pub(crate) async fn lifecycle_and_logs(store: Arc<dyn Store>) {
+    let id = put(&*store, pending("lifecycle")).await;
+    let runner = lease("runner-a", Duration::from_secs(60));
+    let claimed = store.claim(&id, &runner).await.unwrap().expect("claimed");
+    assert_eq!(claimed.status, TaskStatus::Running);
+    assert!(claimed.start_time.is_some());
+    assert_eq!(claimed.lease_owner.as_deref(), Some("runner-a"));
+    let change = Transition::AttemptFailed {
+        retries_used: 1,
+        error: "boom".into(),
+        stacktrace: "boom\ncaused by: io".into(),
+    };
+    assert!(store.transition(&id, &runner, change).await.unwrap());
+    let log = LogEntry {
+        at: trunc(Utc::now()),
+        level: LogLevel::Warn,
+        message: "retrying <soon>".into(),
+        attempt: 1,
+        fields: serde_json::from_value(json!({ "n": 1, "s": "x" })).unwrap(),
+    };
+    store.append_logs(&id, vec![log.clone(), log.clone()]).await.unwrap();
+    let end = trunc(Utc::now());
+    let finished = Transition::Finished {
+        status: TaskStatus::Success,
+        end_time: end,
+        retries_used: 1,
+        result: Some(json!({ "sent": true })),
+        error: None,
+        stacktrace: None,
+    };
+    assert!(store.transition(&id, &runner, finished).await.unwrap());
+    let record = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Success);
+    assert_eq!(record.end_time, Some(end));
+    assert!(record.duration.unwrap() >= 0.0);
+    assert_eq!(record.retries_used, 1);
+    assert_eq!(record.result, Some(json!({ "sent": true })));
+    assert_eq!(record.error.as_deref(), Some("boom"), "the last failure stays visible");
+    assert_eq!(record.logs, vec![log.clone(), log]);
+    assert_eq!(record.lease_owner, None);
+    // A finished task is not running: no more fenced writes, no second claim.
+    assert!(!store.transition(&id, &runner, Transition::Requeue).await.unwrap());
+    assert!(store.claim(&id, &runner).await.unwrap().is_none());
+}
+
+pub(crate) async fn claim_is_exclusive(store: Arc<dyn Store>) {
+    let id = put(&*store, pending("claim")).await;
+    let claims = (0..50).map(|n| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            store.claim(&id, &lease(&format!("runner-{n}"), Duration::from_secs(60))).await
+        })
+    });
+    let mut winners = 0;
+    for claim in claims {
+        winners += usize::from(claim.await.unwrap().unwrap().is_some());
+    }
+    assert_eq!(winners, 1);
+}
+
+pub(crate) async fn writes_are_fenced(store: Arc<dyn Store>) {
+    let id = put(&*store, pending("fenced")).await;
+    let owner = lease("owner", Duration::from_secs(60));
+    store.claim(&id, &owner).await.unwrap().unwrap();
+    let intruder = lease("intruder", Duration::from_secs(60));
+    let done = Transition::Finished {
+        status: TaskStatus::Failed,
+        end_time: Utc::now(),
+        retries_used: 0,
+        result: None,
+        error: Some("not mine".into()),
+        stacktrace: Some("not mine".into()),
+    };
+    assert!(!store.transition(&id, &intruder, done).await.unwrap());
+    assert_eq!(store.get(&id).await.unwrap().unwrap().status, TaskStatus::Running);
+}
+
+pub(crate) async fn idempotency_keys_hold_under_concurrency(store: Arc<dyn Store>) {
+    let key = format!("key-{}", TaskId::new());
+    let enqueues = (0..1000).map(|_| {
+        let store = Arc::clone(&store);
+        let key = key.clone();
+        tokio::spawn(async move {
+            let mut record = pending("idempotent");
+            record.idempotency_key = Some(key);
+            let enqueued = store.enqueue(record).unwrap();
+            if let Some(write) = enqueued.write {
+                write.wait().await.unwrap();
+            }
+            (enqueued.id, enqueued.created)
+        })
+    });
+    let mut ids = Vec::new();
+    let mut created = 0;
+    for enqueue in enqueues {
+        let (id, new) = enqueue.await.unwrap();
+        ids.push(id);
+        created += usize::from(new);
+    }
+    assert_eq!(created, 1);
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "every caller got the one task's id");
+    // A cancelled task frees its key; a new task may take it.
+    let first = ids[0];
+    assert_eq!(store.cancel_pending(&first).await.unwrap(), Some(TaskStatus::Pending));
+    let mut again = pending("idempotent");
+    again.idempotency_key = Some(key);
+    let enqueued = store.enqueue(again).unwrap();
+    assert!(enqueued.created);
+    assert_ne!(enqueued.id, first);
+}
+
+pub(crate) async fn cancel_only_pending(store: Arc<dyn Store>) {
+    let id = put(&*store, pending("cancel")).await;
+    assert_eq!(store.cancel_pending(&id).await.unwrap(), Some(TaskStatus::Pending));
+    let record = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Cancelled);
+    assert!(record.end_time.is_some());
+    assert_eq!(store.cancel_pending(&id).await.unwrap(), Some(TaskStatus::Cancelled));
+    assert!(store.claim(&id, &lease("r", Duration::from_secs(5))).await.unwrap().is_none());
+    assert_eq!(store.cancel_pending(&TaskId::new()).await.unwrap(), None);
+}
+
+pub(crate) async fn pending_and_list(store: Arc<dyn Store>) {
+    let func = format!("listed_{}", TaskId::new().to_string().replace('-', ""));
+    let mut ids = Vec::new();
+    for priority in [0, 5, -1] {
+        let mut record = pending(&func);
+        record.priority = priority;
+        ids.push(put(&*store, record).await);
+        tokio::time::sleep(Duration::from_millis(2)).await; // distinct created_at
+    }
+    let order: Vec<TaskId> = store
+        .pending(usize::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.func_name == func)
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(order, vec![ids[1], ids[0], ids[2]], "highest priority first");
+    store.claim(&ids[0], &lease("r", Duration::from_secs(60))).await.unwrap().unwrap();
+    let query = TaskQuery {
+        status: Some(TaskStatus::Pending),
+        func_name: Some(func.clone()),
+        limit: Some(10),
+    };
+    let listed: Vec<TaskId> =
+        store.list(&query).await.unwrap().into_iter().map(|r| r.task_id).collect();
+    assert_eq!(listed, vec![ids[2], ids[1]], "newest first, running one filtered out");
+    let query = TaskQuery { status: None, func_name: Some(func), limit: Some(1) };
+    assert_eq!(store.list(&query).await.unwrap().len(), 1);
+}
+
+pub(crate) async fn reclaim_settles_dead_runners(store: Arc<dyn Store>) {
+    let plain = put(&*store, pending("reclaim_plain")).await;
+    let mut requeue = pending("reclaim_requeue");
+    requeue.requeue_on_interrupt = true;
+    let requeue = put(&*store, requeue).await;
+    let alive = put(&*store, pending("reclaim_alive")).await;
+    let dead = lease("dead", Duration::from_millis(1));
+    store.claim(&plain, &dead).await.unwrap().unwrap();
+    store.claim(&requeue, &dead).await.unwrap().unwrap();
+    store.claim(&alive, &lease("alive", Duration::from_secs(600))).await.unwrap().unwrap();
+    let now = Utc::now() + chrono::Duration::seconds(1);
+    let reclaimed = store.reclaim_expired(now, 2).await.unwrap();
+    assert!(reclaimed.interrupted.contains(&plain));
+    assert!(reclaimed.requeued.iter().any(|p| p.id == requeue));
+    assert!(!reclaimed.interrupted.contains(&alive));
+    let record = store.get(&plain).await.unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Interrupted);
+    assert!(record.error.unwrap().contains("process running it stopped"));
+    assert_eq!(store.get(&alive).await.unwrap().unwrap().status, TaskStatus::Running);
+    // The old runner's late write is refused: the task was rescued.
+    let late = Transition::Finished {
+        status: TaskStatus::Success,
+        end_time: Utc::now(),
+        retries_used: 0,
+        result: None,
+        error: None,
+        stacktrace: None,
+    };
+    assert!(!store.transition(&plain, &dead, late).await.unwrap());
+    // A task that keeps killing its process is failed as a poison pill after 2 recoveries.
+    for round in 1..=3 {
+        let record = store.get(&requeue).await.unwrap().unwrap();
+        assert_eq!(record.status, TaskStatus::Pending, "round {round}");
+        store.claim(&requeue, &lease("dead", Duration::from_millis(1))).await.unwrap().unwrap();
+        let now = Utc::now() + chrono::Duration::seconds(1);
+        let reclaimed = store.reclaim_expired(now, 2).await.unwrap();
+        if round < 2 {
+            assert!(reclaimed.requeued.iter().any(|p| p.id == requeue));
+        } else {
+            assert!(reclaimed.poisoned.contains(&requeue));
+            break;
+        }
+    }
+    let record = store.get(&requeue).await.unwrap().unwrap();
+    assert_eq!(record.status, TaskStatus::Failed);
+    assert!(record.error.unwrap().contains("poison pill"));
+}
+
+pub(crate) async fn retention_prunes_only_finished(store: Arc<dyn Store>) {
+    let mut finished = Vec::new();
+    for _ in 0..5 {
+        let id = put(&*store, pending("retained")).await;
+        assert_eq!(store.cancel_pending(&id).await.unwrap(), Some(TaskStatus::Pending));
+        finished.push(id);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let waiting = put(&*store, pending("retained")).await;
+    let running = put(&*store, pending("retained")).await;
+    store.claim(&running, &lease("r", Duration::from_secs(60))).await.unwrap().unwrap();
+    let keep_two = Retention { max_age: None, max_finished: Some(2) };
+    let removed = store.prune(&keep_two, Utc::now()).await.unwrap();
+    assert!(removed >= 3, "removed {removed}");
+    for old in &finished[..3] {
+        assert_eq!(store.get(old).await.unwrap(), None);
+    }
+    for kept in &finished[3..] {
+        assert!(store.get(kept).await.unwrap().is_some());
+    }
+    let by_age = Retention { max_age: Some(Duration::from_secs(60)), max_finished: None };
+    store.prune(&by_age, Utc::now() + chrono::Duration::hours(1)).await.unwrap();
+    for kept in &finished[3..] {
+        assert_eq!(store.get(kept).await.unwrap(), None);
+    }
+    assert!(store.get(&waiting).await.unwrap().is_some(), "pending is never pruned");
+    assert!(store.get(&running).await.unwrap().is_some(), "running is never pruned");
+}
+
+/// Instantiates every conformance check for one backend: `$fresh` is an async expression
+/// giving `Option<Arc<dyn Store>>` (`None`: the backend is not configured here, skip).
+macro_rules! conformance {
+    ($fresh:expr => $($check:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(store) = $fresh {
+                    super::$check(store).await;
+                }
+            }
+        )*
+    };
+}
+
+macro_rules! all_checks {
+    ($fresh:expr) => {
+        conformance!($fresh =>
+            round_trip,
+            lifecycle_and_logs,
+            claim_is_exclusive,
+            writes_are_fenced,
+            idempotency_keys_hold_under_concurrency,
+            cancel_only_pending,
+            pending_and_list,
+            reclaim_settles_dead_runners,
+            retention_prunes_only_finished,
+        );
+    };
+}
+
+mod memory {
+    use super::*;
+
+    all_checks!(Some(Arc::new(taskflow::MemoryStore::new()) as Arc<dyn Store>));
+}
+
+mod sqlite {
+    use super::*;
+
+    async fn fresh() -> Option<Arc<dyn Store>> {
+        let dir = tempfile::tempdir().unwrap().keep();
+        Some(Arc::new(taskflow::SqliteStore::open(dir.join("tasks.db")).unwrap()))
+    }
+
+    all_checks!(fresh().await);
+}
