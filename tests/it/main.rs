@@ -1,6 +1,7 @@
 //! taskflow's integration tests, compiled into one binary.
 
 mod conformance;
+mod crash;
 mod dsl;
 mod engine;
 mod external;

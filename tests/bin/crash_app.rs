@@ -1,0 +1,73 @@
+//! The app the crash test kills: it serves routes that durably enqueue tasks, and every task
+//! start is appended to a file, so the test can count runs across processes.
+//!
+//! Usage: `CRASH_APP_RUNS=<runs-file> crash-app <database>`; prints `listening <url>` once it
+//! serves.
+
+use std::io::Write;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use taskflow::{TaskId, TaskManager, Tasks, task, task_context};
+
+/// Idempotent work: run again after a crash.
+#[task(requeue_on_interrupt = true)]
+async fn requeued_work(n: u64) -> u64 {
+    started();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    n
+}
+
+/// Work that must not run twice: a crash leaves it `interrupted`.
+#[task]
+async fn plain_work(n: u64) -> u64 {
+    started();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    n
+}
+
+/// Appends `start <task id>` to the runs file, in one write.
+fn started() {
+    let id = task_context().map(|c| c.task_id().to_string()).unwrap_or_default();
+    let path = std::env::var("CRASH_APP_RUNS").expect("CRASH_APP_RUNS");
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    file.write_all(format!("start {id}\n").as_bytes()).unwrap();
+}
+
+async fn enqueue(tasks: Tasks, Path((kind, n)): Path<(String, u64)>) -> Response {
+    let id = match kind.as_str() {
+        "requeued" => tasks.add_task(requeued_work, n),
+        "plain" => tasks.add_task(plain_work, n),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    Json(json!({ "id": id })).into_response()
+}
+
+async fn record(State(manager): State<TaskManager>, Path(id): Path<TaskId>) -> Response {
+    match manager.store().get(&id).await {
+        Ok(Some(record)) => Json(record).into_response(),
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(err) => (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response(),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let database = std::env::args().nth(1).expect("usage: crash-app <database>");
+    assert!(std::env::var_os("CRASH_APP_RUNS").is_some(), "set CRASH_APP_RUNS");
+    let manager = TaskManager::builder().sqlite(&database).build().await.unwrap();
+    let app = Router::new()
+        .route("/enqueue/{kind}/{n}", post(enqueue))
+        .route("/tasks/{id}", get(record))
+        .with_state(manager.clone())
+        .layer(manager.layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    println!("listening http://{}", listener.local_addr().unwrap());
+    std::io::stdout().flush().unwrap();
+    axum::serve(listener, app).await.unwrap();
+}

@@ -1,0 +1,148 @@
+//! The crash test: an app process serving requests that enqueue tasks is killed with SIGKILL
+//! mid-load and started again on the same database. Every task id a client received must end
+//! `success` (requeued tasks) or `interrupted` (the others), none lost, none run twice unless
+//! requeued after the crash.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use taskflow::{TaskId, TaskStatus};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::support::wait_until;
+
+struct App {
+    child: Child,
+    base: String,
+}
+
+async fn start(database: &Path, runs: &Path) -> App {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_crash-app"))
+        .arg(database)
+        .env("CRASH_APP_RUNS", runs)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start crash-app");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("crash-app did not start in time")
+        .unwrap()
+        .expect("crash-app exited before serving");
+    let base = line.strip_prefix("listening ").expect("the listening line").to_owned();
+    App { child, base }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Requeued,
+    Plain,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_app_loses_no_task_and_runs_none_twice_unless_requeued() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("tasks.db");
+    let runs = dir.path().join("runs.log");
+    let first = start(&database, &runs).await;
+
+    // Eight clients enqueue without pause; the app is killed while they do.
+    let received: Arc<Mutex<Vec<(TaskId, Kind)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = reqwest::Client::new();
+    let mut clients = Vec::new();
+    for worker in 0..8u64 {
+        let (received, stop, client) = (received.clone(), stop.clone(), client.clone());
+        let base = first.base.clone();
+        clients.push(tokio::spawn(async move {
+            let mut n = worker;
+            while !stop.load(Ordering::Relaxed) {
+                let kind = if n % 2 == 0 { Kind::Requeued } else { Kind::Plain };
+                let path = if kind == Kind::Requeued { "requeued" } else { "plain" };
+                n += 8;
+                let Ok(response) = client.post(format!("{base}/enqueue/{path}/{n}")).send().await
+                else {
+                    continue; // the app is gone: this client received no id
+                };
+                let Ok(body) = response.json::<Value>().await else { continue };
+                let id: TaskId = body["id"].as_str().unwrap().parse().unwrap();
+                received.lock().unwrap().push((id, kind));
+            }
+        }));
+    }
+    wait_until(Duration::from_secs(60), "clients to receive 400 ids", || async {
+        (received.lock().unwrap().len() >= 400).then_some(())
+    })
+    .await;
+    let mut first = first;
+    first.child.kill().await.unwrap(); // SIGKILL
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    let received = received.lock().unwrap().clone();
+
+    let second = start(&database, &runs).await;
+    let http = reqwest::Client::new();
+    let mut records = HashMap::new();
+    for (id, kind) in &received {
+        let url = format!("{}/tasks/{id}", second.base);
+        let record: Value = wait_until(Duration::from_secs(60), "the task to finish", || async {
+            let response = http.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200, "task {id} ({kind:?}) was lost");
+            let record: Value = response.json().await.unwrap();
+            let status: TaskStatus = serde_json::from_value(record["status"].clone()).unwrap();
+            status.is_finished().then_some(record)
+        })
+        .await;
+        records.insert(*id, (*kind, record));
+    }
+
+    let log = std::fs::read_to_string(&runs).unwrap();
+    let mut starts: HashMap<TaskId, u32> = HashMap::new();
+    for line in log.lines() {
+        let id = line.strip_prefix("start ").unwrap().parse().unwrap();
+        *starts.entry(id).or_default() += 1;
+    }
+    let mut crashed = 0;
+    for (id, (kind, record)) in &records {
+        let status: TaskStatus = serde_json::from_value(record["status"].clone()).unwrap();
+        let recoveries = record["recoveries"].as_u64().unwrap() as u32;
+        let started = starts.get(id).copied().unwrap_or(0);
+        match kind {
+            Kind::Requeued => {
+                assert_eq!(status, TaskStatus::Success, "{record}");
+                assert!(started >= 1, "{id} never ran");
+                assert!(
+                    started <= recoveries + 1,
+                    "{id} ran {started} times with {recoveries} recoveries"
+                );
+                crashed += usize::from(recoveries > 0);
+            }
+            Kind::Plain => {
+                match status {
+                    TaskStatus::Success => assert_eq!(started, 1, "{id}: {record}"),
+                    TaskStatus::Interrupted => {
+                        assert!(started <= 1, "{id} ran {started} times");
+                        crashed += 1;
+                    }
+                    other => panic!("{id} ended {other}: {record}"),
+                }
+                assert_eq!(recoveries, 0);
+            }
+        }
+    }
+    assert!(crashed > 0, "the kill should have caught some tasks running");
+    println!(
+        "crash test: {} ids received before the kill, {crashed} caught running by it",
+        received.len()
+    );
+}
