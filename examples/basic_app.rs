@@ -8,7 +8,9 @@
 //! ```
 //!
 //! An axum app whose handlers enqueue background tasks that run after the response is sent.
-//! Set `TASKFLOW_ADDR` to serve elsewhere (default `127.0.0.1:8000`).
+//! Tasks are kept in the SQLite file `tasks.db` (or the path in `TASKFLOW_DB`): stop the app
+//! with Ctrl-C or kill it, start it again, and pending tasks run, interrupted ones are
+//! recorded. Set `TASKFLOW_ADDR` to serve elsewhere (default `127.0.0.1:8000`).
 
 use std::time::Duration;
 
@@ -45,8 +47,9 @@ fn build_report(rows: u32) -> Value {
     json!({ "rows": rows, "total": u64::from(rows) * 42 })
 }
 
-/// Sends an invoice; enqueued with an idempotency key so a retried request sends it once.
-#[task(retries = 3, delay = "1s")]
+/// Sends an invoice; enqueued with an idempotency key so a retried request sends it once, and
+/// safe to run again if the app dies while it runs.
+#[task(retries = 3, delay = "1s", requeue_on_interrupt = true)]
 async fn send_invoice(invoice_id: u64) -> anyhow::Result<String> {
     task_log!("sending invoice", invoice_id = invoice_id);
     Ok(format!("invoice {invoice_id} sent"))
@@ -130,7 +133,8 @@ fn error(status: StatusCode, message: String) -> Response {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let manager = TaskManager::builder().observer(StdoutObserver).build().await?;
+    let database = std::env::var("TASKFLOW_DB").unwrap_or_else(|_| "tasks.db".to_owned());
+    let manager = TaskManager::builder().sqlite(&database).observer(StdoutObserver).build().await?;
     let app = Router::new()
         .route("/signup", post(signup))
         .route("/report", post(start_report))
@@ -142,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
 
     let addr = std::env::var("TASKFLOW_ADDR").unwrap_or_else(|_| "127.0.0.1:8000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("taskflow basic_app listening on http://{addr}");
+    println!("taskflow basic_app listening on http://{addr} (tasks in {database})");
     let shutdown = manager.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

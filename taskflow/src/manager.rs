@@ -537,9 +537,11 @@ impl TaskManager {
                     }
                 }
             };
-            self.flush_logs(&record.task_id, &context).await;
             match outcome {
                 Ok(result) => {
+                    // The slot limits running user code, not store writes: free it first.
+                    drop(permit.take());
+                    self.flush_logs(&record.task_id, &context).await;
                     self.finish(
                         &record,
                         &lease,
@@ -555,6 +557,8 @@ impl TaskManager {
                 Err(failure)
                     if attempt < record.max_retries && failure.kind != FailureKind::InvalidTask =>
                 {
+                    drop(permit.take()); // free the slot while recording and waiting
+                    self.flush_logs(&record.task_id, &context).await;
                     let change = Transition::AttemptFailed {
                         retries_used: attempt + 1,
                         error: failure.message.clone(),
@@ -566,7 +570,6 @@ impl TaskManager {
                     context.emit(EventKind::Retrying, Some(failure.message));
                     attempt += 1;
                     let wait = options.map(|o| o.retry_delay(attempt)).unwrap_or_default();
-                    drop(permit.take()); // free the slot while waiting
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = running.stop.cancelled() => {
@@ -588,6 +591,8 @@ impl TaskManager {
                     });
                 }
                 Err(failure) => {
+                    drop(permit.take());
+                    self.flush_logs(&record.task_id, &context).await;
                     self.finish(
                         &record,
                         &lease,
@@ -598,7 +603,6 @@ impl TaskManager {
                         Some(failure),
                     )
                     .await;
-                    drop(permit);
                     return;
                 }
             }

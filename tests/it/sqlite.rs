@@ -309,3 +309,28 @@ async fn a_sync_task_runs_from_the_store() {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
     assert_eq!(store.get(&id).await.unwrap().unwrap().status, TaskStatus::Success);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_finished_tasks_in_the_background() {
+    let path = db();
+    let retention = taskflow::Retention { max_age: None, max_finished: Some(10) };
+    let manager = TaskManager::builder()
+        .sqlite(&path)
+        .retention(retention)
+        .prune_every(Duration::from_millis(20))
+        .build()
+        .await
+        .unwrap();
+    let key = unique("retention");
+    let ids: Vec<_> = (0..100).map(|n| manager.add_task(count, (key.clone(), n))).collect();
+    let last = manager.wait_for(ids[99], LONG).await.unwrap();
+    assert_eq!(last.status, TaskStatus::Success);
+    let all = taskflow::TaskQuery { limit: Some(1000), ..Default::default() };
+    wait_until(LONG, "retention to prune", || async {
+        let kept = manager.store().list(&all).await.unwrap();
+        (kept.len() <= 10).then_some(())
+    })
+    .await;
+    assert_eq!(notes(&key).len(), 100, "every task ran before it was pruned");
+    manager.shutdown(LONG).await;
+}

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use self::row::{COLUMNS, LOG_COLUMNS, PLACEHOLDERS, micros};
+use self::row::{COLUMN_COUNT, RawRow, columns, log_columns, micros, placeholders};
 use self::writer::{Writer, unavailable};
 use super::reclaim::{ReclaimAs, reclaim};
 use super::{
@@ -194,33 +194,32 @@ fn load_keys(conn: &Connection) -> rusqlite::Result<HashMap<String, TaskId>> {
 }
 
 fn insert(conn: &Connection, values: &[Sql; 23]) -> Result<(), StoreError> {
-    let sql = format!("INSERT INTO tasks ({COLUMNS}) VALUES ({PLACEHOLDERS})");
-    let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+    const SQL: &str =
+        concat!("INSERT INTO tasks (", columns!(), ") VALUES (", placeholders!(), ")");
+    let mut statement = conn.prepare_cached(SQL).map_err(unavailable)?;
     statement.execute(params_from_iter(values.iter())).map_err(unavailable)?;
     Ok(())
 }
 
-fn select_one(conn: &Connection, id: &str) -> Result<Option<TaskRecord>, StoreError> {
-    let sql = format!("SELECT {COLUMNS} FROM tasks WHERE id = ?1");
-    let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
-    let mut rows = statement.query([id]).map_err(unavailable)?;
-    match rows.next().map_err(unavailable)? {
-        Some(row) => row::decode(row, false).map(Some),
-        None => Ok(None),
+/// Runs `sql` with `params` and copies out every row's first `columns` values.
+fn select(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    columns: usize,
+) -> Result<Vec<RawRow>, StoreError> {
+    let mut statement = conn.prepare_cached(sql).map_err(unavailable)?;
+    let mut rows = statement.query(params).map_err(unavailable)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().map_err(unavailable)? {
+        found.push(RawRow::read(row, columns).map_err(unavailable)?);
     }
+    Ok(found)
 }
 
-fn select_logs(conn: &Connection, id: &str) -> Result<Vec<LogEntry>, StoreError> {
-    let sql =
-        format!("SELECT task_id, {LOG_COLUMNS} FROM task_logs WHERE task_id = ?1 ORDER BY seq");
-    let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
-    let mut rows = statement.query([id]).map_err(unavailable)?;
-    let mut logs = Vec::new();
-    while let Some(row) = rows.next().map_err(unavailable)? {
-        logs.push(row::decode_log(row)?);
-    }
-    Ok(logs)
-}
+const SELECT_ONE: &str = concat!("SELECT ", columns!(), " FROM tasks WHERE id = ?1");
+const SELECT_LOGS: &str =
+    concat!("SELECT task_id, ", log_columns!(), " FROM task_logs WHERE task_id = ?1 ORDER BY seq");
 
 #[async_trait]
 impl Store for SqliteStore {
@@ -288,52 +287,63 @@ impl Store for SqliteStore {
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
         let id = id.to_string();
-        self.writer
+        let (task, logs) = self
+            .writer
             .call(move |conn| {
-                let Some(mut record) = select_one(conn, &id)? else { return Ok(None) };
-                record.logs = select_logs(conn, &id)?;
-                Ok(Some(record))
+                let task = select(conn, SELECT_ONE, [&id], COLUMN_COUNT)?.pop();
+                let logs = match task {
+                    Some(_) => select(conn, SELECT_LOGS, [&id], 6)?,
+                    None => Vec::new(),
+                };
+                Ok((task, logs))
             })
-            .await
+            .await?;
+        let Some(task) = task else { return Ok(None) };
+        let mut record = row::decode(&task, false)?;
+        record.logs = logs.iter().map(row::decode_log).collect::<Result<_, _>>()?;
+        Ok(Some(record))
     }
 
     async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
-        let task_id = *id;
+        const CLAIM: &str = concat!(
+            "UPDATE tasks SET status = 'running', start_time = COALESCE(start_time, ?2),
+                lease_owner = ?3, lease_expires_at = ?4
+             WHERE id = ?1 AND status = 'pending' RETURNING ",
+            columns!()
+        );
+        let task_id = id.to_string();
         let owner = lease.owner.to_string();
         let expires = micros(lease.expires_at);
-        self.writer
+        let now = micros(Utc::now());
+        let claimed = self
+            .writer
             .call(move |conn| {
-                let sql = format!(
-                    "UPDATE tasks SET status = 'running', start_time = COALESCE(start_time, ?2),
-                        lease_owner = ?3, lease_expires_at = ?4
-                     WHERE id = ?1 AND status = 'pending' RETURNING {COLUMNS}"
-                );
-                let id = task_id.to_string();
-                let now = micros(Utc::now());
-                let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
-                let mut rows =
-                    statement.query(params![id, now, owner, expires]).map_err(unavailable)?;
-                let Some(row) = rows.next().map_err(unavailable)? else { return Ok(None) };
-                match row::decode(row, true) {
-                    Ok(record) => Ok(Some(record)),
-                    Err(err) => {
-                        drop(rows);
-                        // Running it is impossible; dropping it would lose it. Fail it with
-                        // the reason, keeping the stored row as it is for a retry once fixed.
-                        let message = format!("the stored task cannot be read: {err}");
+                Ok(select(conn, CLAIM, params![task_id, now, owner, expires], COLUMN_COUNT)?.pop())
+            })
+            .await?;
+        let Some(claimed) = claimed else { return Ok(None) };
+        match row::decode(&claimed, true) {
+            Ok(record) => Ok(Some(record)),
+            Err(err) => {
+                // Running it is impossible; dropping it would lose it. Fail it with the
+                // reason, keeping the stored row as it is for a retry once fixed.
+                tracing::error!(task_id = %id, error = %err, "taskflow: stored task is unreadable; marking it failed");
+                let message = format!("the stored task cannot be read: {err}");
+                let task_id = id.to_string();
+                self.writer
+                    .call(move |conn| {
                         conn.execute(
                             "UPDATE tasks SET status = 'failed', end_time = ?2, error = ?3,
                                 stacktrace = ?3, lease_owner = NULL, lease_expires_at = NULL
                              WHERE id = ?1",
-                            params![id, now, message],
+                            params![task_id, now, message],
                         )
-                        .map_err(unavailable)?;
-                        tracing::error!(task_id = %id, error = %err, "taskflow: stored task is unreadable; marked failed");
-                        Ok(None)
-                    }
-                }
-            })
-            .await
+                        .map_err(unavailable)
+                    })
+                    .await?;
+                Ok(None)
+            }
+        }
     }
 
     async fn transition(
@@ -352,14 +362,15 @@ impl Store for SqliteStore {
             .writer
             .call(move |conn| {
                 let id = task_id.to_string();
-                let fence = "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2";
                 let applied: Option<Option<String>> = match change {
                     Transition::AttemptFailed { retries_used, error, stacktrace } => {
-                        let sql = format!(
-                            "UPDATE tasks SET retries_used = ?3, error = ?4, stacktrace = ?5
-                             {fence} RETURNING idempotency_key"
-                        );
-                        let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+                        let mut statement = conn
+                            .prepare_cached(
+                                "UPDATE tasks SET retries_used = ?3, error = ?4, stacktrace = ?5
+                                 WHERE id = ?1 AND status = 'running' AND lease_owner = ?2
+                                 RETURNING idempotency_key",
+                            )
+                            .map_err(unavailable)?;
                         statement
                             .query_row(params![id, owner, retries_used, error, stacktrace], |r| {
                                 r.get(0)
@@ -374,16 +385,18 @@ impl Store for SqliteStore {
                         error,
                         stacktrace,
                     } => {
-                        let sql = format!(
-                            "UPDATE tasks SET status = ?3, end_time = ?4,
-                                duration = (?4 - start_time) / 1000000.0, retries_used = ?5,
-                                result = ?6,
-                                stacktrace = CASE WHEN ?7 IS NULL THEN stacktrace ELSE ?8 END,
-                                error = COALESCE(?7, error),
-                                lease_owner = NULL, lease_expires_at = NULL
-                             {fence} RETURNING idempotency_key"
-                        );
-                        let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+                        let mut statement = conn
+                            .prepare_cached(
+                                "UPDATE tasks SET status = ?3, end_time = ?4,
+                                    duration = (?4 - start_time) / 1000000.0, retries_used = ?5,
+                                    result = ?6,
+                                    stacktrace = CASE WHEN ?7 IS NULL THEN stacktrace ELSE ?8 END,
+                                    error = COALESCE(?7, error),
+                                    lease_owner = NULL, lease_expires_at = NULL
+                                 WHERE id = ?1 AND status = 'running' AND lease_owner = ?2
+                                 RETURNING idempotency_key",
+                            )
+                            .map_err(unavailable)?;
                         statement
                             .query_row(
                                 params![
@@ -401,12 +414,14 @@ impl Store for SqliteStore {
                             .optional()
                     }
                     Transition::Requeue => {
-                        let sql = format!(
-                            "UPDATE tasks SET status = 'pending', lease_owner = NULL,
-                                lease_expires_at = NULL
-                             {fence} RETURNING idempotency_key"
-                        );
-                        let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+                        let mut statement = conn
+                            .prepare_cached(
+                                "UPDATE tasks SET status = 'pending', lease_owner = NULL,
+                                    lease_expires_at = NULL
+                                 WHERE id = ?1 AND status = 'running' AND lease_owner = ?2
+                                 RETURNING idempotency_key",
+                            )
+                            .map_err(unavailable)?;
                         statement.query_row(params![id, owner], |r| r.get(0)).optional()
                     }
                 }
@@ -425,11 +440,12 @@ impl Store for SqliteStore {
         let rows: Vec<[Sql; 5]> = logs.iter().map(row::encode_log).collect();
         self.writer
             .call(move |conn| {
-                let sql = format!(
-                    "INSERT INTO task_logs (task_id, {LOG_COLUMNS})
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?1)"
+                const SQL: &str = concat!(
+                    "INSERT INTO task_logs (task_id, ",
+                    log_columns!(),
+                    ") SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?1)"
                 );
-                let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
+                let mut statement = conn.prepare_cached(SQL).map_err(unavailable)?;
                 for [at, level, message, attempt, fields] in rows {
                     statement
                         .execute(params![id, at, level, message, attempt, fields])
@@ -476,9 +492,10 @@ impl Store for SqliteStore {
 
     async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
         let query = query.clone();
-        self.writer
+        let rows = self
+            .writer
             .call(move |conn| {
-                let mut sql = format!("SELECT {COLUMNS} FROM tasks");
+                let mut sql = concat!("SELECT ", columns!(), " FROM tasks").to_owned();
                 let mut values: Vec<Sql> = Vec::new();
                 let mut filters = Vec::new();
                 if let Some(status) = query.status {
@@ -494,16 +511,11 @@ impl Store for SqliteStore {
                     sql.push_str(&filters.join(" AND "));
                 }
                 values.push(Sql::Integer(query.limit.unwrap_or(100).min(i64::MAX as usize) as i64));
-                sql.push_str(&format!(" ORDER BY created_at DESC LIMIT ?{}", values.len()));
-                let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
-                let mut rows = statement.query(params_from_iter(values)).map_err(unavailable)?;
-                let mut found = Vec::new();
-                while let Some(row) = rows.next().map_err(unavailable)? {
-                    found.push(row::decode(row, false)?);
-                }
-                Ok(found)
+                sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", values.len()));
+                select(conn, &sql, params_from_iter(values), COLUMN_COUNT)
             })
-            .await
+            .await?;
+        rows.iter().map(|row| row::decode(row, false)).collect()
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
@@ -513,7 +525,7 @@ impl Store for SqliteStore {
                 let mut statement = conn
                     .prepare_cached(
                         "SELECT id, func_name, priority, scheduled_at FROM tasks
-                         WHERE status = 'pending' ORDER BY priority DESC, created_at LIMIT ?1",
+                         WHERE status = 'pending' ORDER BY priority DESC, seq LIMIT ?1",
                     )
                     .map_err(unavailable)?;
                 let mut rows = statement.query([limit]).map_err(unavailable)?;
@@ -571,20 +583,17 @@ impl Store for SqliteStore {
             .writer
             .call(move |conn| {
                 let cutoff = micros(now);
-                let sql = format!(
-                    "SELECT {COLUMNS} FROM tasks
-                     WHERE status = 'running' AND lease_expires_at < ?1"
+                const EXPIRED: &str = concat!(
+                    "SELECT ",
+                    columns!(),
+                    " FROM tasks WHERE status = 'running' AND lease_expires_at < ?1"
                 );
                 let mut expired = Vec::new();
-                {
-                    let mut statement = conn.prepare_cached(&sql).map_err(unavailable)?;
-                    let mut rows = statement.query([cutoff]).map_err(unavailable)?;
-                    while let Some(row) = rows.next().map_err(unavailable)? {
-                        match row::decode(row, false) {
-                            Ok(record) => expired.push(record),
-                            Err(err) => {
-                                tracing::error!(error = %err, "taskflow: cannot reclaim an unreadable task");
-                            }
+                for row in select(conn, EXPIRED, [cutoff], COLUMN_COUNT)? {
+                    match row::decode(&row, false) {
+                        Ok(record) => expired.push(record),
+                        Err(err) => {
+                            tracing::error!(error = %err, "taskflow: cannot reclaim an unreadable task");
                         }
                     }
                 }

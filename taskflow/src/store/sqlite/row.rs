@@ -3,22 +3,36 @@
 
 use chrono::{DateTime, Utc};
 use rusqlite::Row;
-use rusqlite::types::Value as Sql;
+use rusqlite::types::{FromSql, Value as Sql, ValueRef};
 use serde_json::Value;
 
 use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource};
 use crate::store::StoreError;
 
-/// The columns of `tasks`, in the order [`encode`] gives and [`decode`] reads.
-pub(super) const COLUMNS: &str = "id, func_name, status, created_at, start_time, end_time, \
-    duration, retries_used, max_retries, error, stacktrace, tags, source, priority, args, \
-    result, idempotency_key, scheduled_at, retry_of, requeue_on_interrupt, recoveries, \
-    lease_owner, lease_expires_at";
+/// The columns of `tasks`, in the order [`encode`] gives and [`decode`] reads, as a literal
+/// for `concat!`.
+macro_rules! columns {
+    () => {
+        "id, func_name, status, created_at, start_time, end_time, duration, retries_used, \
+         max_retries, error, stacktrace, tags, source, priority, args, result, idempotency_key, \
+         scheduled_at, retry_of, requeue_on_interrupt, recoveries, lease_owner, lease_expires_at"
+    };
+}
+pub(super) use columns;
 
-/// `?1, ..., ?23` for [`COLUMNS`].
-pub(super) const PLACEHOLDERS: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23";
+/// How many columns [`columns!`] names.
+pub(super) const COLUMN_COUNT: usize = 23;
 
-/// A record as the values of [`COLUMNS`]. Done on the caller's thread, so the connection's
+/// `?1, ..., ?23` for [`columns!`].
+macro_rules! placeholders {
+    () => {
+        "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+         ?20, ?21, ?22, ?23"
+    };
+}
+pub(super) use placeholders;
+
+/// A record as the values of [`columns!`]. Done on the caller's thread, so the connection's
 /// thread only binds them.
 pub(super) fn encode(record: &TaskRecord) -> [Sql; 23] {
     [
@@ -48,12 +62,31 @@ pub(super) fn encode(record: &TaskRecord) -> [Sql; 23] {
     ]
 }
 
-/// A row selected as [`COLUMNS`] back to a record (without its logs).
+/// A row's values, copied out of the statement so that decoding them (JSON parsing included)
+/// happens on the caller's thread, not on the store's busy one.
+#[derive(Debug)]
+pub(super) struct RawRow(Vec<Sql>);
+
+impl RawRow {
+    /// Copies the first `columns` values of `row`.
+    pub(super) fn read(row: &Row<'_>, columns: usize) -> rusqlite::Result<RawRow> {
+        (0..columns).map(|index| row.get::<_, Sql>(index)).collect::<Result<_, _>>().map(RawRow)
+    }
+
+    fn get<T: FromSql>(&self, index: usize) -> rusqlite::Result<T> {
+        let value = self.0.get(index).ok_or(rusqlite::Error::InvalidColumnIndex(index))?;
+        T::column_result(ValueRef::from(value)).map_err(|err| {
+            rusqlite::Error::FromSqlConversionFailure(index, value.data_type(), Box::new(err))
+        })
+    }
+}
+
+/// A row selected as [`columns!`] back to a record (without its logs).
 ///
 /// Stored arguments or results that are not valid JSON are an error when `strict` (the task
 /// is about to run); otherwise they come back as the stored text, in a JSON string, so the
 /// task stays visible.
-pub(super) fn decode(row: &Row<'_>, strict: bool) -> Result<TaskRecord, StoreError> {
+pub(super) fn decode(row: &RawRow, strict: bool) -> Result<TaskRecord, StoreError> {
     let id: String = row.get(0).map_err(|err| corrupt("?", "id", err))?;
     let field = |name: &'static str| {
         let id = id.clone();
@@ -109,9 +142,14 @@ pub(super) fn decode(row: &Row<'_>, strict: bool) -> Result<TaskRecord, StoreErr
 }
 
 /// The columns of `task_logs` after `task_id`, in the order [`encode_log`] gives.
-pub(super) const LOG_COLUMNS: &str = "at, level, message, attempt, fields";
+macro_rules! log_columns {
+    () => {
+        "at, level, message, attempt, fields"
+    };
+}
+pub(super) use log_columns;
 
-/// A log entry as the values of [`LOG_COLUMNS`].
+/// A log entry as the values of [`log_columns!`].
 pub(super) fn encode_log(entry: &LogEntry) -> [Sql; 5] {
     [
         Sql::Integer(micros(entry.at)),
@@ -122,8 +160,8 @@ pub(super) fn encode_log(entry: &LogEntry) -> [Sql; 5] {
     ]
 }
 
-/// A row selected as `task_id, ` + [`LOG_COLUMNS`] back to a log entry.
-pub(super) fn decode_log(row: &Row<'_>) -> Result<LogEntry, StoreError> {
+/// A row selected as `task_id, ` + [`log_columns!`] back to a log entry.
+pub(super) fn decode_log(row: &RawRow) -> Result<LogEntry, StoreError> {
     let id: String = row.get(0).map_err(|err| corrupt("?", "task_logs.task_id", err))?;
     let bad = |err: rusqlite::Error| corrupt(&id, "task_logs", err);
     let at: i64 = row.get(1).map_err(bad)?;

@@ -1,0 +1,215 @@
+//! taskflow's benchmarks. Each scenario measures taskflow and a baseline doing the same work
+//! in the same process, alternating, and reports medians (with min–max) and their ratio:
+//! machines here are shared and noisy, so only ratios carry over.
+//!
+//! `cargo run --release -p taskflow-bench -- [--reps N] [SCENARIO...]`; with no scenario named,
+//! every scenario runs. Scenarios: `memory`, `sqlite`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use taskflow::{TaskManager, task};
+use tokio::sync::Notify;
+
+mod sqlite;
+
+/// How many no-op tasks have run, and a wake-up when the count a scenario waits for is hit.
+static RAN: AtomicUsize = AtomicUsize::new(0);
+static TARGET: AtomicUsize = AtomicUsize::new(usize::MAX);
+static ALL_RAN: Notify = Notify::const_new();
+
+fn ran_one() {
+    if RAN.fetch_add(1, Ordering::Relaxed) + 1 == TARGET.load(Ordering::Relaxed) {
+        ALL_RAN.notify_one();
+    }
+}
+
+/// Expects `n` runs from now on.
+fn expect_runs(n: usize) {
+    RAN.store(0, Ordering::Relaxed);
+    TARGET.store(n, Ordering::Relaxed);
+}
+
+async fn all_ran() {
+    ALL_RAN.notified().await;
+}
+
+#[task]
+async fn noop_async(n: u64) {
+    std::hint::black_box(n);
+    ran_one();
+}
+
+#[task]
+fn noop_sync(n: u64) {
+    std::hint::black_box(n);
+    ran_one();
+}
+
+/// One measured figure: a rate in operations per second.
+struct Sample {
+    taskflow: f64,
+    baseline: f64,
+}
+
+/// A scenario's row of the table.
+struct Row {
+    scenario: String,
+    unit: &'static str,
+    taskflow: Vec<f64>,
+    baseline: Vec<f64>,
+    baseline_name: &'static str,
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    if sorted.len() % 2 == 1 { sorted[mid] } else { (sorted[mid - 1] + sorted[mid]) / 2.0 }
+}
+
+fn range(values: &[f64]) -> String {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{}–{}", human(min), human(max))
+}
+
+fn human(value: f64) -> String {
+    if value >= 1e6 {
+        format!("{:.2}M", value / 1e6)
+    } else if value >= 1e3 {
+        format!("{:.1}k", value / 1e3)
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+fn rate(count: usize, elapsed: Duration) -> f64 {
+    count as f64 / elapsed.as_secs_f64()
+}
+
+/// Runs `measure` `reps` times (after one warm-up) and collects its samples into a row.
+async fn repeat<F, Fut>(
+    reps: usize,
+    scenario: impl Into<String>,
+    unit: &'static str,
+    baseline_name: &'static str,
+    mut measure: F,
+) -> Row
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Sample>,
+{
+    let mut row = Row {
+        scenario: scenario.into(),
+        unit,
+        taskflow: Vec::new(),
+        baseline: Vec::new(),
+        baseline_name,
+    };
+    let _warm_up = measure().await;
+    for _ in 0..reps {
+        let sample = measure().await;
+        row.taskflow.push(sample.taskflow);
+        row.baseline.push(sample.baseline);
+    }
+    row
+}
+
+const MEMORY_TASKS: usize = 200_000;
+
+/// Enqueue + execute no-op tasks on the in-memory engine vs `tokio::spawn` + join.
+async fn memory(reps: usize, sync: bool) -> Row {
+    let kind = if sync { "sync" } else { "async" };
+    repeat(
+        reps,
+        format!("in-memory engine, {MEMORY_TASKS} {kind} no-op tasks"),
+        "tasks/s",
+        "tokio::spawn + join",
+        || async move {
+            let manager = TaskManager::builder().build().await.expect("manager");
+            expect_runs(MEMORY_TASKS);
+            let started = Instant::now();
+            for n in 0..MEMORY_TASKS as u64 {
+                if sync {
+                    manager.add_task(noop_sync, n);
+                } else {
+                    manager.add_task(noop_async, n);
+                }
+            }
+            all_ran().await;
+            manager.shutdown(Duration::from_secs(60)).await;
+            let taskflow = rate(MEMORY_TASKS, started.elapsed());
+
+            let started = Instant::now();
+            let handles: Vec<_> = (0..MEMORY_TASKS as u64)
+                .map(|n| {
+                    if sync {
+                        tokio::task::spawn_blocking(move || std::hint::black_box(n))
+                    } else {
+                        tokio::spawn(async move { std::hint::black_box(n) })
+                    }
+                })
+                .collect();
+            for handle in handles {
+                handle.await.expect("join");
+            }
+            let baseline = rate(MEMORY_TASKS, started.elapsed());
+            Sample { taskflow, baseline }
+        },
+    )
+    .await
+}
+
+fn print(rows: &[Row]) {
+    println!(
+        "| scenario | unit | taskflow median (min–max) | baseline | baseline median (min–max) | ratio |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for row in rows {
+        let (ours, theirs) = (median(&row.taskflow), median(&row.baseline));
+        println!(
+            "| {} | {} | {} ({}) | {} | {} ({}) | {:.2}× |",
+            row.scenario,
+            row.unit,
+            human(ours),
+            range(&row.taskflow),
+            row.baseline_name,
+            human(theirs),
+            range(&row.baseline),
+            ours / theirs,
+        );
+    }
+}
+
+fn main() {
+    let mut reps = 5;
+    let mut wanted = Vec::new();
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--reps" => reps = args.next().and_then(|n| n.parse().ok()).expect("--reps N"),
+            "-h" | "--help" => {
+                println!("usage: taskflow-bench [--reps N] [memory] [sqlite]");
+                return;
+            }
+            other => wanted.push(other.to_owned()),
+        }
+    }
+    let runs = |name: &str| wanted.is_empty() || wanted.iter().any(|w| w == name);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!("taskflow-bench: {reps} repetitions per scenario, {cores} cores\n");
+    let mut rows = Vec::new();
+    runtime.block_on(async {
+        if runs("memory") {
+            rows.push(memory(reps, false).await);
+            rows.push(memory(reps, true).await);
+        }
+        if runs("sqlite") {
+            rows.extend(sqlite::run(reps).await);
+        }
+    });
+    print(&rows);
+}
