@@ -54,12 +54,12 @@ pub use crate::observer::{EventKind, MemoryObserver, StdoutObserver, TaskEvent, 
 pub use crate::options::{EnqueueOptions, TaskOptions};
 pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
 pub use crate::registry::{RegisteredTask, Registry, registry};
+pub use crate::store::{
+    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, MemoryStore, P95_WINDOW, PendingTask, Reclaimed,
+    Retention, Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket,
+};
 #[cfg(feature = "sqlite")]
 pub use crate::store::{Durability, SqliteOptions, SqliteStore};
-pub use crate::store::{
-    Enqueued, Lease, MemoryStore, PendingTask, Reclaimed, Retention, Store, StoreError, TaskQuery,
-    Transition, WriteTicket,
-};
 pub use crate::task::{IntoTaskArgs, Task};
 pub use crate::tasks::{NewTask, Tasks};
 #[cfg(feature = "axum")]

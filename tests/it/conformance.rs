@@ -220,12 +220,106 @@ pub(crate) async fn pending_and_list(store: Arc<dyn Store>) {
         status: Some(TaskStatus::Pending),
         func_name: Some(func.clone()),
         limit: Some(10),
+        ..Default::default()
     };
     let listed: Vec<TaskId> =
-        store.list(&query).await.unwrap().into_iter().map(|r| r.task_id).collect();
+        store.list(&query).await.unwrap().tasks.into_iter().map(|r| r.task_id).collect();
     assert_eq!(listed, vec![ids[2], ids[1]], "newest first, running one filtered out");
-    let query = TaskQuery { status: None, func_name: Some(func), limit: Some(1) };
-    assert_eq!(store.list(&query).await.unwrap().len(), 1);
+}
+
+pub(crate) async fn list_filters_and_pages(store: Arc<dyn Store>) {
+    let func = format!("paged_{}", TaskId::new().to_string().replace('-', ""));
+    let mut ids = Vec::new();
+    for n in 0..7 {
+        let mut record = pending(&func);
+        record.tags = BTreeMap::from([
+            ("user".to_owned(), format!("{}", n % 2)),
+            ("odd \"key\"".to_owned(), "v".to_owned()),
+        ]);
+        ids.push(put(&*store, record).await);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mid = store.get(&ids[3]).await.unwrap().unwrap().created_at;
+    let base = TaskQuery { func_name: Some(func.clone()), ..Default::default() };
+    // Pages of 3, newest first, then oldest first: every task once, in order.
+    for oldest_first in [false, true] {
+        let mut seen = Vec::new();
+        let mut after = None;
+        loop {
+            let query = TaskQuery { limit: Some(3), after, oldest_first, ..base.clone() };
+            let page = store.list(&query).await.unwrap();
+            assert!(page.tasks.len() <= 3);
+            seen.extend(page.tasks.iter().map(|r| r.task_id));
+            assert!(page.tasks.iter().all(|r| r.logs.is_empty()));
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        let mut expected = ids.clone();
+        if !oldest_first {
+            expected.reverse();
+        }
+        assert_eq!(seen, expected, "oldest_first = {oldest_first}");
+    }
+    let ids_of = |page: taskflow::TaskPage| -> Vec<TaskId> {
+        page.tasks.into_iter().map(|r| r.task_id).collect()
+    };
+    let tagged = TaskQuery { tag: Some(("user".into(), "1".into())), ..base.clone() };
+    assert_eq!(ids_of(store.list(&tagged).await.unwrap()), vec![ids[5], ids[3], ids[1]]);
+    let quoted = TaskQuery { tag: Some(("odd \"key\"".into(), "v".into())), ..base.clone() };
+    assert_eq!(store.list(&quoted).await.unwrap().tasks.len(), 7);
+    let window = TaskQuery { since: Some(mid), oldest_first: true, ..base.clone() };
+    assert_eq!(ids_of(store.list(&window).await.unwrap()), ids[3..].to_vec());
+    let before = TaskQuery { until: Some(mid), oldest_first: true, ..base.clone() };
+    assert_eq!(ids_of(store.list(&before).await.unwrap()), ids[..3].to_vec());
+    let prefix = ids[4].to_string()[..13].to_owned();
+    let by_id = TaskQuery { search: Some(prefix), ..base.clone() };
+    assert_eq!(ids_of(store.list(&by_id).await.unwrap()), vec![ids[4]]);
+    let by_name = TaskQuery { search: Some(func[7..20].to_owned()), ..Default::default() };
+    assert_eq!(store.list(&by_name).await.unwrap().tasks.len(), 7);
+    let wildcard = TaskQuery { search: Some("%".into()), ..base.clone() };
+    assert!(store.list(&wildcard).await.unwrap().tasks.is_empty(), "% is not a wildcard");
+    let bad = TaskQuery { after: Some("not a cursor".into()), ..base };
+    assert!(matches!(store.list(&bad).await, Err(taskflow::StoreError::InvalidCursor(_))));
+}
+
+pub(crate) async fn stats_count_outcomes_and_durations(store: Arc<dyn Store>) {
+    let func = format!("stats_{}", TaskId::new().to_string().replace('-', ""));
+    let since = Utc::now() - chrono::Duration::seconds(1);
+    let outcomes =
+        [TaskStatus::Success, TaskStatus::Success, TaskStatus::Success, TaskStatus::Failed];
+    for status in outcomes {
+        let id = put(&*store, pending(&func)).await;
+        let runner = lease("r", Duration::from_secs(60));
+        let claimed = store.claim(&id, &runner).await.unwrap().unwrap();
+        let end = claimed.start_time.unwrap() + chrono::Duration::milliseconds(100);
+        let done = Transition::Finished {
+            status,
+            end_time: end,
+            retries_used: 0,
+            result: None,
+            error: None,
+            stacktrace: None,
+        };
+        assert!(store.transition(&id, &runner, done).await.unwrap());
+    }
+    put(&*store, pending(&func)).await;
+    let stats = store.stats(Some(since)).await.unwrap();
+    assert!(stats.by_status["success"] >= 3);
+    assert!(stats.by_status["pending"] >= 1);
+    assert_eq!(stats.by_status.len(), 6, "every status is listed");
+    let function = stats.functions.iter().find(|f| f.func_name == func).unwrap();
+    assert_eq!((function.runs, function.successes, function.failures), (4, 3, 1));
+    assert!((function.success_rate - 0.75).abs() < 1e-9);
+    for duration in
+        [function.avg_duration, function.min_duration, function.max_duration, function.p95_duration]
+    {
+        let duration = duration.unwrap();
+        assert!((duration - 0.1).abs() < 1e-3, "{duration}");
+    }
+    let later = store.stats(Some(Utc::now() + chrono::Duration::hours(1))).await.unwrap();
+    assert!(later.functions.iter().all(|f| f.func_name != func));
 }
 
 pub(crate) async fn reclaim_settles_dead_runners(store: Arc<dyn Store>) {
@@ -330,6 +424,8 @@ macro_rules! all_checks {
             idempotency_keys_hold_under_concurrency,
             cancel_only_pending,
             pending_and_list,
+            list_filters_and_pages,
+            stats_count_outcomes_and_durations,
             reclaim_settles_dead_runners,
             retention_prunes_only_finished,
         );

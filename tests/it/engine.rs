@@ -184,7 +184,7 @@ async fn one_key_under_a_thousand_concurrent_calls_makes_one_task() {
         limit: Some(10_000),
         ..Default::default()
     };
-    let stored = manager.store().list(&query).await.unwrap();
+    let stored = manager.store().list(&query).await.unwrap().tasks;
     assert_eq!(stored.iter().filter(|r| r.idempotency_key.as_deref() == Some(&*key)).count(), 1);
     assert_eq!(manager.wait_for(ids[0], LONG).await.unwrap().status, TaskStatus::Success);
 

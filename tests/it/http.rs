@@ -229,6 +229,6 @@ async fn tasks_of_a_handler_that_panics_still_run() {
         limit: Some(1000),
         ..Default::default()
     };
-    let records = server.manager.store().list(&query).await.unwrap();
+    let records = server.manager.store().list(&query).await.unwrap().tasks;
     assert!(records.iter().any(|r| r.args["key"] == json!(key)));
 }

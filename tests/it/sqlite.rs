@@ -327,7 +327,7 @@ async fn retention_prunes_finished_tasks_in_the_background() {
     assert_eq!(last.status, TaskStatus::Success);
     let all = taskflow::TaskQuery { limit: Some(1000), ..Default::default() };
     wait_until(LONG, "retention to prune", || async {
-        let kept = manager.store().list(&all).await.unwrap();
+        let kept = manager.store().list(&all).await.unwrap().tasks;
         (kept.len() <= 10).then_some(())
     })
     .await;

@@ -1,7 +1,7 @@
 //! [`MemoryStore`]: every task in a map behind one lock. For tests and for apps that accept
 //! losing their task history on restart.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
@@ -10,7 +10,8 @@ use chrono::{DateTime, Utc};
 
 use super::reclaim::{ReclaimAs, reclaim};
 use super::{
-    Enqueued, Lease, PendingTask, Reclaimed, Retention, Store, StoreError, TaskQuery, Transition,
+    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
+    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, p95,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
@@ -197,16 +198,75 @@ impl Store for MemoryStore {
         Ok(Some(before))
     }
 
-    async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
         let state = self.lock();
+        let after = query.after.as_deref().map(parse_cursor).transpose()?;
         let mut found: Vec<&TaskRecord> = state
             .tasks
             .values()
-            .filter(|r| query.status.is_none_or(|s| r.status == s))
-            .filter(|r| query.func_name.as_deref().is_none_or(|f| r.func_name == f))
+            .filter(|r| matches(r, query))
+            .filter(|r| {
+                after.as_ref().is_none_or(|cursor| {
+                    let key = (r.created_at.timestamp_micros(), r.task_id.to_string());
+                    if query.oldest_first { key > *cursor } else { key < *cursor }
+                })
+            })
             .collect();
-        found.sort_by_key(|r| std::cmp::Reverse(r.created_at));
-        Ok(found.into_iter().take(query.limit.unwrap_or(100)).cloned().collect())
+        found.sort_by_key(|r| (r.created_at.timestamp_micros(), r.task_id.to_string()));
+        if !query.oldest_first {
+            found.reverse();
+        }
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+        let more = found.len() > limit;
+        let tasks: Vec<TaskRecord> = found
+            .into_iter()
+            .take(limit)
+            .map(|r| TaskRecord { logs: Vec::new(), ..r.clone() })
+            .collect();
+        let next = more.then(|| tasks.last().map(cursor)).flatten();
+        Ok(TaskPage { tasks, next })
+    }
+
+    async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
+        let state = self.lock();
+        let mut stats = TaskStats::default();
+        for status in TaskStatus::ALL {
+            stats.by_status.insert(status.as_str().to_owned(), 0);
+        }
+        let mut functions: BTreeMap<&str, (FunctionStats, Vec<(DateTime<Utc>, f64)>)> =
+            BTreeMap::new();
+        for record in state.tasks.values().filter(|r| since.is_none_or(|at| r.created_at >= at)) {
+            *stats.by_status.entry(record.status.as_str().to_owned()).or_default() += 1;
+            if !matches!(
+                record.status,
+                TaskStatus::Success | TaskStatus::Failed | TaskStatus::Interrupted
+            ) {
+                continue;
+            }
+            let (function, durations) = functions.entry(&record.func_name).or_default();
+            function.runs += 1;
+            function.successes += u64::from(record.status == TaskStatus::Success);
+            function.failures += u64::from(record.status == TaskStatus::Failed);
+            if let Some(duration) = record.duration {
+                durations.push((record.created_at, duration));
+            }
+        }
+        for (name, (mut function, mut durations)) in functions {
+            function.func_name = name.to_owned();
+            function.success_rate = function.successes as f64 / function.runs.max(1) as f64;
+            if !durations.is_empty() {
+                let all: Vec<f64> = durations.iter().map(|(_, d)| *d).collect();
+                function.avg_duration = Some(all.iter().sum::<f64>() / all.len() as f64);
+                function.min_duration = all.iter().copied().reduce(f64::min);
+                function.max_duration = all.iter().copied().reduce(f64::max);
+                durations.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+                let mut latest: Vec<f64> =
+                    durations.iter().take(P95_WINDOW).map(|(_, d)| *d).collect();
+                function.p95_duration = p95(&mut latest);
+            }
+            stats.functions.push(function);
+        }
+        Ok(stats)
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
@@ -292,6 +352,28 @@ impl Store for MemoryStore {
         }
         Ok(removed)
     }
+}
+
+/// Whether `record` passes `query`'s filters (not its cursor).
+pub(super) fn matches(record: &TaskRecord, query: &TaskQuery) -> bool {
+    query.status.is_none_or(|s| record.status == s)
+        && query.func_name.as_deref().is_none_or(|f| record.func_name == f)
+        && query.tag.as_ref().is_none_or(|(k, v)| record.tags.get(k) == Some(v))
+        && query.search.as_deref().is_none_or(|q| {
+            record.task_id.to_string().starts_with(q) || record.func_name.contains(q)
+        })
+        && query.since.is_none_or(|at| record.created_at >= at)
+        && query.until.is_none_or(|at| record.created_at < at)
+}
+
+fn cursor(record: &TaskRecord) -> String {
+    format!("{}_{}", record.created_at.timestamp_micros(), record.task_id)
+}
+
+fn parse_cursor(text: &str) -> Result<(i64, String), StoreError> {
+    let bad = || StoreError::InvalidCursor(text.to_owned());
+    let (micros, id) = text.split_once('_').ok_or_else(bad)?;
+    Ok((micros.parse().map_err(|_| bad())?, id.to_owned()))
 }
 
 fn pending_task(record: &TaskRecord) -> PendingTask {

@@ -52,6 +52,9 @@ pub enum StoreError {
     /// The store was closed.
     #[error("task store closed")]
     Closed,
+    /// A list cursor that this store did not give out.
+    #[error("invalid cursor `{0}`")]
+    InvalidCursor(String),
     /// A stored record could not be decoded.
     #[error("corrupt task record {id}: {reason}")]
     Corrupt {
@@ -180,15 +183,85 @@ pub enum Transition {
     Requeue,
 }
 
-/// Filters for [`Store::list`].
+/// Filters, order and page of [`Store::list`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TaskQuery {
     /// Only tasks with this status.
     pub status: Option<TaskStatus>,
     /// Only tasks of this function.
     pub func_name: Option<String>,
-    /// At most this many, newest first; `None` for the store's default (100).
+    /// Only tasks with this tag (key, value).
+    pub tag: Option<(String, String)>,
+    /// Only tasks whose id starts with this, or whose function name contains it.
+    pub search: Option<String>,
+    /// Only tasks created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only tasks created before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Oldest first instead of newest first (by creation).
+    pub oldest_first: bool,
+    /// Continue after this cursor, from a previous page's [`TaskPage::next`].
+    pub after: Option<String>,
+    /// At most this many; `None` for the store's default (100).
     pub limit: Option<usize>,
+}
+
+/// One page of [`Store::list`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TaskPage {
+    /// The tasks, in the query's order. Their `logs` are left empty.
+    pub tasks: Vec<TaskRecord>,
+    /// The cursor of the next page; `None` on the last page. Opaque, store-specific.
+    pub next: Option<String>,
+}
+
+/// Counts and durations over the stored tasks, for metrics.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct TaskStats {
+    /// How many tasks have each status (every status is present).
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// Per function, by name.
+    pub functions: Vec<FunctionStats>,
+}
+
+/// How one function's tasks went. Runs are the tasks that ran to an end: `success`, `failed`
+/// or `interrupted`; durations (seconds) are over those.
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+pub struct FunctionStats {
+    /// The task name.
+    pub func_name: String,
+    /// Tasks that ran to an end.
+    pub runs: u64,
+    /// Of which succeeded.
+    pub successes: u64,
+    /// Of which failed.
+    pub failures: u64,
+    /// `successes / runs` (0 with no runs).
+    pub success_rate: f64,
+    /// Mean duration.
+    pub avg_duration: Option<f64>,
+    /// Shortest duration.
+    pub min_duration: Option<f64>,
+    /// Longest duration.
+    pub max_duration: Option<f64>,
+    /// 95th percentile of the latest [`P95_WINDOW`] runs' durations.
+    pub p95_duration: Option<f64>,
+}
+
+/// The p95 duration is taken over at most this many of a function's latest runs.
+pub const P95_WINDOW: usize = 10_000;
+
+/// The default page size of [`Store::list`].
+pub const DEFAULT_PAGE: usize = 100;
+
+/// The p95 of `durations` (sorted ascending in place), nearest-rank.
+pub(crate) fn p95(durations: &mut [f64]) -> Option<f64> {
+    if durations.is_empty() {
+        return None;
+    }
+    durations.sort_by(f64::total_cmp);
+    let rank = ((durations.len() as f64) * 0.95).ceil() as usize;
+    Some(durations[rank.clamp(1, durations.len()) - 1])
 }
 
 /// A task store. `TaskManager` runs every lifecycle change through it.
@@ -229,9 +302,13 @@ pub trait Store: Send + Sync + 'static {
     /// `Some(Pending)` means this call cancelled it (`None`: no such task).
     async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError>;
 
-    /// Tasks matching `query`, newest first. Their `logs` may be left empty; [`Store::get`]
+    /// One page of the tasks matching `query`. Their `logs` are left empty; [`Store::get`]
     /// returns them.
-    async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError>;
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError>;
+
+    /// Counts by status and per-function outcomes and durations, over tasks created at or
+    /// after `since` (all when `None`).
+    async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError>;
 
     /// Pending tasks, highest priority first, to dispatch at start.
     async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError>;

@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: the embedded, durable default. One SQLite file in WAL mode, owned by one
 //! process, written by a thread of its own that commits many callers' writes at once.
 
+mod query;
 mod row;
 mod schema;
 mod writer;
@@ -18,8 +19,8 @@ use self::row::{COLUMN_COUNT, RawRow, columns, log_columns, micros, placeholders
 use self::writer::{Writer, unavailable};
 use super::reclaim::{ReclaimAs, reclaim};
 use super::{
-    Enqueued, Lease, PendingTask, Reclaimed, Retention, Store, StoreError, TaskQuery, Transition,
-    WriteTicket,
+    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
+    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
@@ -490,32 +491,85 @@ impl Store for SqliteStore {
         Ok(before)
     }
 
-    async fn list(&self, query: &TaskQuery) -> Result<Vec<TaskRecord>, StoreError> {
-        let query = query.clone();
-        let rows = self
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+        let (sql, values) = query::page(query, limit)?;
+        let mut rows = self
+            .writer
+            .call(move |conn| select(conn, &sql, params_from_iter(values), COLUMN_COUNT + 1))
+            .await?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next = if more { rows.last().map(|row| row.seq()).transpose()? } else { None };
+        let tasks = rows.iter().map(|row| row::decode(row, false)).collect::<Result<_, _>>()?;
+        Ok(TaskPage { tasks, next: next.map(|seq| seq.to_string()) })
+    }
+
+    async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
+        let since = since.map_or(i64::MIN, micros);
+        let (counts, functions, p95s) = self
             .writer
             .call(move |conn| {
-                let mut sql = concat!("SELECT ", columns!(), " FROM tasks").to_owned();
-                let mut values: Vec<Sql> = Vec::new();
-                let mut filters = Vec::new();
-                if let Some(status) = query.status {
-                    values.push(Sql::Text(status.as_str().to_owned()));
-                    filters.push(format!("status = ?{}", values.len()));
+                let counts = select(
+                    conn,
+                    "SELECT status, count(*) FROM tasks WHERE created_at >= ?1 GROUP BY status",
+                    [since],
+                    2,
+                )?;
+                let functions = select(
+                    conn,
+                    "SELECT func_name, count(*), sum(status = 'success'), sum(status = 'failed'),
+                        avg(duration), min(duration), max(duration)
+                     FROM tasks
+                     WHERE status IN ('success', 'failed', 'interrupted') AND created_at >= ?1
+                     GROUP BY func_name ORDER BY func_name",
+                    [since],
+                    7,
+                )?;
+                let mut p95s = Vec::new();
+                for function in &functions {
+                    let name: String = function.value(0)?;
+                    let durations = select(
+                        conn,
+                        "SELECT duration FROM tasks
+                         WHERE func_name = ?1 AND duration IS NOT NULL AND created_at >= ?2
+                           AND status IN ('success', 'failed', 'interrupted')
+                         ORDER BY seq DESC LIMIT ?3",
+                        params![name, since, P95_WINDOW as i64],
+                        1,
+                    )?;
+                    let mut durations: Vec<f64> =
+                        durations.iter().map(|row| row.value(0)).collect::<Result<_, _>>()?;
+                    p95s.push(p95(&mut durations));
                 }
-                if let Some(func_name) = query.func_name {
-                    values.push(Sql::Text(func_name));
-                    filters.push(format!("func_name = ?{}", values.len()));
-                }
-                if !filters.is_empty() {
-                    sql.push_str(" WHERE ");
-                    sql.push_str(&filters.join(" AND "));
-                }
-                values.push(Sql::Integer(query.limit.unwrap_or(100).min(i64::MAX as usize) as i64));
-                sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", values.len()));
-                select(conn, &sql, params_from_iter(values), COLUMN_COUNT)
+                Ok((counts, functions, p95s))
             })
             .await?;
-        rows.iter().map(|row| row::decode(row, false)).collect()
+        let mut stats = TaskStats::default();
+        for status in TaskStatus::ALL {
+            stats.by_status.insert(status.as_str().to_owned(), 0);
+        }
+        for row in counts {
+            let count: i64 = row.value(1)?;
+            stats.by_status.insert(row.value(0)?, count.max(0) as u64);
+        }
+        for (row, p95_duration) in functions.iter().zip(p95s) {
+            let runs: i64 = row.value(1)?;
+            let successes: i64 = row.value(2)?;
+            let failures: i64 = row.value(3)?;
+            stats.functions.push(FunctionStats {
+                func_name: row.value(0)?,
+                runs: runs.max(0) as u64,
+                successes: successes.max(0) as u64,
+                failures: failures.max(0) as u64,
+                success_rate: successes as f64 / runs.max(1) as f64,
+                avg_duration: row.value(4)?,
+                min_duration: row.value(5)?,
+                max_duration: row.value(6)?,
+                p95_duration,
+            });
+        }
+        Ok(stats)
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {

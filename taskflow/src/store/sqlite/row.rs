@@ -73,6 +73,16 @@ impl RawRow {
         (0..columns).map(|index| row.get::<_, Sql>(index)).collect::<Result<_, _>>().map(RawRow)
     }
 
+    /// The value at `index`, converted.
+    pub(super) fn value<T: FromSql>(&self, index: usize) -> Result<T, StoreError> {
+        self.get(index).map_err(|err| StoreError::Unavailable(format!("sqlite: {err}")))
+    }
+
+    /// The `seq` selected after [`columns!`].
+    pub(super) fn seq(&self) -> Result<i64, StoreError> {
+        self.value(COLUMN_COUNT)
+    }
+
     fn get<T: FromSql>(&self, index: usize) -> rusqlite::Result<T> {
         let value = self.0.get(index).ok_or(rusqlite::Error::InvalidColumnIndex(index))?;
         T::column_result(ValueRef::from(value)).map_err(|err| {
