@@ -5,7 +5,10 @@
 //! curl 127.0.0.1:8000/report/<task_id>
 //! curl -X POST -H 'Idempotency-Key: send-42' 127.0.0.1:8000/invoice/42/send
 //! curl -X POST -H 'content-type: application/json' -d '{"user_id": 7, "plan": "pro"}' 127.0.0.1:8000/invoice
+//! curl '127.0.0.1:8000/tasks?status=failed'
 //! ```
+//!
+//! and open the live dashboard at <http://127.0.0.1:8000/tasks/dashboard>.
 //!
 //! An axum app whose handlers enqueue background tasks that run after the response is sent.
 //! Tasks are kept in the SQLite file `tasks.db` (or the path in `TASKFLOW_DB`): stop the app
@@ -142,18 +145,23 @@ async fn main() -> anyhow::Result<()> {
         .route("/invoice/{invoice_id}/send", post(send_invoice_route))
         .route("/invoice", post(new_invoice))
         .with_state(manager.clone())
+        .merge(manager.admin_router())
         .layer(manager.layer());
 
     let addr = std::env::var("TASKFLOW_ADDR").unwrap_or_else(|_| "127.0.0.1:8000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("taskflow basic_app listening on http://{addr} (tasks in {database})");
+    println!("dashboard: http://{addr}/tasks/dashboard");
     let shutdown = manager.clone();
     axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+        .with_graceful_shutdown(async move {
             let _ = tokio::signal::ctrl_c().await;
+            // Stop the manager first: running tasks get 10s to finish, tasks not started stay
+            // pending for the next start, and the dashboard's live streams end, so the server
+            // can then close its connections.
+            println!("shutting down: running tasks get 10s to finish");
+            shutdown.shutdown(Duration::from_secs(10)).await;
         })
         .await?;
-    println!("shutting down: running tasks get 10s to finish");
-    shutdown.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }

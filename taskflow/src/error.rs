@@ -67,6 +67,14 @@ pub enum Error {
     /// A `TaskManager` was started outside a tokio runtime.
     #[error("a TaskManager must be started inside a tokio runtime")]
     NoRuntime,
+    /// Only a `failed`, `interrupted` or `cancelled` task can be retried.
+    #[error("task {id} is {status}: only failed, interrupted or cancelled tasks can be retried")]
+    NotRetryable {
+        /// The task.
+        id: crate::id::TaskId,
+        /// Its status.
+        status: crate::record::TaskStatus,
+    },
 }
 
 fn at_path(path: &str) -> String {

@@ -23,9 +23,12 @@
 //! - [`Tasks`] is what handlers enqueue into; [`EnqueueOptions`] are per-call overrides.
 //! - [`registry()`] finds a stored task's fn from its name and runs it from JSON arguments.
 
+#[cfg(feature = "axum")]
+pub mod admin;
 mod context;
 mod error;
 mod failure;
+mod feed;
 mod id;
 mod invocation;
 mod manager;
@@ -44,6 +47,8 @@ mod web;
 #[path = "private.rs"]
 pub mod __private;
 
+#[cfg(feature = "axum")]
+pub use crate::admin::Admin;
 pub use crate::context::{TaskContext, task_context};
 pub use crate::error::{Error, Result};
 pub use crate::failure::{FailureKind, TaskFailure};

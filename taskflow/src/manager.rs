@@ -144,6 +144,17 @@ impl TaskManager {
         }
     }
 
+    /// Cancelled when shutdown starts.
+    #[cfg(feature = "axum")]
+    pub(crate) fn stopping_token(&self) -> CancellationToken {
+        self.inner.stopping.clone()
+    }
+
+    /// The live event feed (the admin stream subscribes to it).
+    pub(crate) fn feed(&self) -> &Arc<crate::feed::Feed> {
+        self.inner.observers.feed()
+    }
+
     /// The store.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.inner.store
@@ -315,6 +326,56 @@ impl TaskManager {
                 }
             }
         }
+    }
+
+    /// Runs a `failed`, `interrupted` or `cancelled` task again as a new task: a fresh id,
+    /// `source: retry`, `retry_of` linking to the original, which stays in history. Same
+    /// function, arguments, tags, priority and retries; no idempotency key. Returns once the
+    /// new task is stored.
+    pub async fn retry(&self, id: TaskId) -> Result<TaskId> {
+        let original = self.inner.store.get(&id).await?.ok_or(Error::TaskNotFound { id })?;
+        if !matches!(
+            original.status,
+            TaskStatus::Failed | TaskStatus::Interrupted | TaskStatus::Cancelled
+        ) {
+            return Err(Error::NotRetryable { id, status: original.status });
+        }
+        let registered = registry()
+            .get(&original.func_name)
+            .ok_or_else(|| Error::UnknownTask { name: original.func_name.clone() })?;
+        let options = registered.options();
+        let record = TaskRecord {
+            task_id: TaskId::new(),
+            status: TaskStatus::Pending,
+            created_at: Utc::now(),
+            start_time: None,
+            end_time: None,
+            duration: None,
+            retries_used: 0,
+            error: None,
+            stacktrace: None,
+            logs: Vec::new(),
+            source: TaskSource::Retry,
+            result: None,
+            idempotency_key: None,
+            scheduled_at: None,
+            retry_of: Some(id),
+            requeue_on_interrupt: options.requeues_on_interrupt(),
+            recoveries: 0,
+            lease_owner: None,
+            lease_expires_at: None,
+            ..original
+        };
+        let priority = record.priority;
+        let context = self.context_for(&record);
+        let enqueued = self.inner.store.enqueue(record)?;
+        if let Some(write) = enqueued.write {
+            write.wait().await?;
+        }
+        context.emit(EventKind::Enqueued, Some(format!("retry of {id}")));
+        let timeout = options.attempt_timeout();
+        self.dispatch(Dispatch { id: enqueued.id, priority, scheduled_at: None, timeout });
+        Ok(enqueued.id)
     }
 
     /// Waits until the task has finished (or `timeout` passes) and returns its record.

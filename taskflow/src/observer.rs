@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::context::TaskContext;
+use crate::feed::Feed;
 use crate::id::TaskId;
 use crate::record::LogEntry;
 
@@ -117,29 +118,38 @@ impl<T: TaskObserver + ?Sized> TaskObserver for Arc<T> {
     }
 }
 
-/// The observers of one manager.
+/// The observers of one manager, and its live feed.
 #[derive(Clone, Default)]
-pub(crate) struct Observers(Arc<[Arc<dyn TaskObserver>]>);
+pub(crate) struct Observers {
+    list: Arc<[Arc<dyn TaskObserver>]>,
+    feed: Arc<Feed>,
+}
 
 impl std::fmt::Debug for Observers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Observers({})", self.0.len())
+        write!(f, "Observers({})", self.list.len())
     }
 }
 
 impl Observers {
     pub(crate) fn new(list: Vec<Arc<dyn TaskObserver>>) -> Self {
-        Observers(list.into())
+        Observers { list: list.into(), feed: Arc::default() }
     }
 
+    /// Whether nobody listens: events need not even be built.
     pub(crate) fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.list.is_empty() && !self.feed.enabled()
+    }
+
+    pub(crate) fn feed(&self) -> &Arc<Feed> {
+        &self.feed
     }
 
     pub(crate) fn send(&self, event: &TaskEvent) {
-        for observer in self.0.iter() {
+        for observer in self.list.iter() {
             observer.on_event(event);
         }
+        self.feed.publish(event);
     }
 
     pub(crate) fn emit(&self, kind: EventKind, context: &TaskContext, message: Option<String>) {

@@ -1,0 +1,80 @@
+//! [`ApiError`]: every failure of the admin API, answered as JSON with the right status.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::Error;
+use crate::store::StoreError;
+
+/// Why an admin request failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ApiError {
+    /// A path, query or body value is malformed.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No credentials, or wrong ones.
+    #[error("authentication required")]
+    Unauthorized,
+    /// A state-changing request without the CSRF token, or from another site.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such task.
+    #[error("{0}")]
+    NotFound(String),
+    /// The task is not in a state that allows this.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is well formed but cannot be carried out (the task's fn is not in this
+    /// binary).
+    #[error("{0}")]
+    Unprocessable(String),
+    /// The store failed.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::InvalidCursor(_) => {
+                ApiError::BadRequest(format!("parameter `cursor`: {err}"))
+            }
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(err: Error) -> Self {
+        match err {
+            Error::TaskNotFound { .. } => ApiError::NotFound(err.to_string()),
+            Error::NotRetryable { .. } => ApiError::Conflict(err.to_string()),
+            Error::UnknownTask { .. } => ApiError::Unprocessable(err.to_string()),
+            Error::InvalidTaskId { .. } => ApiError::BadRequest(err.to_string()),
+            Error::Store(store) => store.into(),
+            other => ApiError::Unavailable(other.to_string()),
+        }
+    }
+}

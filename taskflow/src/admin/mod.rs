@@ -1,0 +1,186 @@
+//! The admin router: the tasks HTTP API and the live dashboard, mounted with one call.
+//!
+//! ```rust,standalone_crate
+//! use axum::Router;
+//! use taskflow::TaskManager;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> taskflow::Result<()> {
+//! let manager = TaskManager::builder().build().await?;
+//! let app: Router = Router::new()
+//!     .merge(manager.admin().basic_auth("admin", "s3cret").redact(["password"]).router())
+//!     .layer(manager.layer());
+//! // GET /tasks, /tasks/{id}, /tasks/dashboard, ...
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Routes, under the prefix (`/tasks` by default):
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /tasks` | a page of tasks: `status`, `func_name`, `tag=key:value`, `q` (id prefix or name), `since`/`until` (RFC 3339 or `24h`), `sort` (`-created_at`, `created_at`), `limit` (≤ 1000), `cursor` |
+//! | `GET /tasks/{id}` | one task, with its logs |
+//! | `GET /tasks/{id}/logs` | its logs |
+//! | `POST /tasks/{id}/retry` | a failed, interrupted or cancelled task again, as a new task (`201`; `409` otherwise) |
+//! | `POST /tasks/{id}/cancel` | pending: `cancelled`; running: stopped at its next await point |
+//! | `POST /tasks/bulk-retry` | `{"ids": [...]}` |
+//! | `POST /tasks/retry-failed` | every failed task in `{"since", "until", "func_name"}` |
+//! | `DELETE /tasks/history?older_than=7d` | finished tasks that ended before then |
+//! | `GET /tasks/metrics` | counts by status; per function runs, successes, failures, success rate, avg/min/max/p95 duration (`since`) |
+//! | `GET /tasks/metrics/prometheus` | the same, for Prometheus |
+//! | `GET /tasks/stream` | lifecycle events as Server-Sent Events |
+//! | `GET /tasks/dashboard` | the live dashboard |
+//! | `GET /tasks/audit` | who retried, cancelled or deleted what |
+//!
+//! Errors are JSON `{"error": "..."}`: `400` for a malformed id, parameter (named) or body,
+//! `401` without credentials, `403` for a cross-site or CSRF-less change, `404` for an unknown
+//! task, `409` for a task in the wrong state, `422` for a task whose fn is not in this binary,
+//! `503` when the store fails.
+//!
+//! **Security.** With [`Admin::basic_auth`] or [`Admin::bearer_token`], every route needs the
+//! credentials (an `Authorization` header, or the session cookie of the dashboard's login);
+//! only the dashboard page itself (which then shows the login), the login and the session
+//! probe are open. A state-changing request that comes with the session cookie must carry the
+//! session's CSRF token in `x-taskflow-csrf`, and browsers' cross-site state changes are
+//! refused in every configuration. For anything else (SSO, IP filters), wrap the router in
+//! your own tower layer: `admin.router().layer(...)`. The dashboard writes every value as
+//! text and sends a strict Content-Security-Policy.
+
+mod api;
+mod audit;
+mod auth;
+mod dashboard;
+mod error;
+mod metrics;
+mod params;
+mod redact;
+mod stream;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{delete, get, post};
+
+use self::audit::AuditLog;
+use self::auth::Auth;
+use self::redact::Redaction;
+use crate::manager::TaskManager;
+
+/// The default mount point of the admin router.
+pub const DEFAULT_PREFIX: &str = "/tasks";
+
+/// Builds the admin router of a [`TaskManager`]: see the [module docs](self).
+#[derive(Debug)]
+pub struct Admin {
+    manager: TaskManager,
+    prefix: String,
+    auth: Auth,
+    redaction: Redaction,
+}
+
+/// What the admin handlers share.
+#[derive(Debug)]
+pub(crate) struct AdminState {
+    pub(crate) manager: TaskManager,
+    pub(crate) prefix: String,
+    pub(crate) auth: Auth,
+    pub(crate) redaction: Redaction,
+    pub(crate) audit: AuditLog,
+}
+
+impl TaskManager {
+    /// A builder of this manager's admin router (the tasks API and dashboard).
+    pub fn admin(&self) -> Admin {
+        Admin::new(self)
+    }
+
+    /// The admin router with the defaults: at `/tasks`, no authentication, arguments shown.
+    /// Merge it into your app: `Router::new().merge(manager.admin_router())`.
+    pub fn admin_router<S: Clone + Send + Sync + 'static>(&self) -> Router<S> {
+        self.admin().router()
+    }
+}
+
+impl Admin {
+    /// A builder for `manager`'s admin router, with the defaults.
+    pub fn new(manager: &TaskManager) -> Admin {
+        Admin {
+            manager: manager.clone(),
+            prefix: DEFAULT_PREFIX.to_owned(),
+            auth: Auth::default(),
+            redaction: Redaction::default(),
+        }
+    }
+
+    /// Mounts the routes under `prefix` instead of `/tasks` (`""` for the root).
+    pub fn prefix(mut self, prefix: &str) -> Admin {
+        let trimmed = prefix.trim_matches('/');
+        self.prefix = if trimmed.is_empty() { String::new() } else { format!("/{trimmed}") };
+        self
+    }
+
+    /// Requires HTTP Basic credentials (and lets the dashboard sign in with them).
+    pub fn basic_auth(mut self, user: impl Into<String>, password: impl Into<String>) -> Admin {
+        self.auth.basic = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` (or Basic credentials, if also set).
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Admin {
+        self.auth.bearer = Some(token.into());
+        self
+    }
+
+    /// Whether task arguments are shown (default: yes). Hidden, they read `"[hidden]"`.
+    pub fn display_args(mut self, display: bool) -> Admin {
+        self.redaction.display_args = display;
+        self
+    }
+
+    /// Replaces the values of these keys, at any depth of arguments, results and log fields,
+    /// with `"[redacted]"` (names compared without case).
+    pub fn redact<I, F>(mut self, fields: I) -> Admin
+    where
+        I: IntoIterator<Item = F>,
+        F: Into<String>,
+    {
+        self.redaction.fields.extend(fields.into_iter().map(Into::into));
+        self
+    }
+
+    /// The router, to merge into your app. Starts recording lifecycle events for the stream.
+    pub fn router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
+        self.manager.feed().enable();
+        let p = self.prefix.clone();
+        let state = Arc::new(AdminState {
+            manager: self.manager,
+            prefix: self.prefix,
+            auth: self.auth,
+            redaction: self.redaction,
+            audit: AuditLog::default(),
+        });
+        let root = if p.is_empty() { "/".to_owned() } else { p.clone() };
+        Router::new()
+            .route(&root, get(api::list))
+            .route(&format!("{p}/metrics"), get(api::metrics))
+            .route(&format!("{p}/metrics/prometheus"), get(api::prometheus))
+            .route(&format!("{p}/stream"), get(stream::stream))
+            .route(&format!("{p}/dashboard"), get(dashboard::page))
+            .route(&format!("{p}/audit"), get(api::audit))
+            .route(&format!("{p}/session"), get(api::session))
+            .route(&format!("{p}/login"), post(api::login))
+            .route(&format!("{p}/logout"), post(api::logout))
+            .route(&format!("{p}/bulk-retry"), post(api::bulk_retry))
+            .route(&format!("{p}/retry-failed"), post(api::retry_failed))
+            .route(&format!("{p}/history"), delete(api::delete_history))
+            .route(&format!("{p}/{{id}}"), get(api::get))
+            .route(&format!("{p}/{{id}}/logs"), get(api::logs))
+            .route(&format!("{p}/{{id}}/retry"), post(api::retry))
+            .route(&format!("{p}/{{id}}/cancel"), post(api::cancel))
+            .layer(from_fn_with_state(Arc::clone(&state), auth::guard))
+            .with_state(state)
+    }
+}

@@ -1,0 +1,70 @@
+//! What the admin API shows of a task: arguments hidden or fields redacted by name.
+
+use serde_json::Value;
+
+use crate::record::TaskRecord;
+
+/// Shown instead of a redacted value.
+pub(crate) const REDACTED: &str = "[redacted]";
+
+/// How records are shown.
+#[derive(Clone, Debug)]
+pub(crate) struct Redaction {
+    /// Whether arguments are shown at all.
+    pub(crate) display_args: bool,
+    /// Object keys whose values are replaced, wherever they are (args, result, log fields).
+    pub(crate) fields: Vec<String>,
+}
+
+impl Default for Redaction {
+    fn default() -> Self {
+        Redaction { display_args: true, fields: Vec::new() }
+    }
+}
+
+impl Redaction {
+    /// `record` as the API shows it.
+    pub(crate) fn apply(&self, mut record: TaskRecord) -> TaskRecord {
+        if self.display_args {
+            self.redact(&mut record.args);
+        } else {
+            record.args = Value::String("[hidden]".to_owned());
+        }
+        if let Some(result) = &mut record.result {
+            self.redact(result);
+        }
+        for entry in &mut record.logs {
+            for (key, value) in entry.fields.iter_mut() {
+                if self.hides(key) {
+                    *value = Value::String(REDACTED.to_owned());
+                } else {
+                    self.redact(value);
+                }
+            }
+        }
+        record
+    }
+
+    fn hides(&self, key: &str) -> bool {
+        self.fields.iter().any(|field| field.eq_ignore_ascii_case(key))
+    }
+
+    fn redact(&self, value: &mut Value) {
+        if self.fields.is_empty() {
+            return;
+        }
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map.iter_mut() {
+                    if self.hides(key) {
+                        *value = Value::String(REDACTED.to_owned());
+                    } else {
+                        self.redact(value);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| self.redact(item)),
+            _ => {}
+        }
+    }
+}
