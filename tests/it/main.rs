@@ -1,5 +1,6 @@
 //! taskflow's integration tests, compiled into one binary.
 
+mod admin;
 mod conformance;
 mod crash;
 mod dsl;

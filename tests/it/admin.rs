@@ -1,0 +1,525 @@
+//! The admin API over real HTTP: every route, bad input, authentication, CSRF, redaction and
+//! the live stream.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use taskflow::{Admin, EnqueueOptions, TaskId, TaskManager, TaskStatus, Tasks, task};
+
+use crate::support::{note, notes, unique, wait_until};
+
+const LONG: Duration = Duration::from_secs(20);
+
+#[task]
+async fn admin_ok(key: String) -> String {
+    note(&key, "ran");
+    key
+}
+
+#[task]
+async fn admin_fails(key: String, secret: String) -> Result<(), String> {
+    note(&key, "ran");
+    Err(format!("refused <b>{}</b>", secret.len()))
+}
+
+#[task]
+async fn admin_hangs(key: String) {
+    note(&key, "started");
+    std::future::pending::<()>().await;
+}
+
+async fn enqueue_ok(tasks: Tasks, body: String) -> String {
+    tasks.add_task(admin_ok, body).to_string()
+}
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    manager: TaskManager,
+}
+
+impl Server {
+    async fn start(configure: impl FnOnce(Admin) -> Admin) -> Server {
+        let manager = TaskManager::builder().build().await.unwrap();
+        let app = Router::new()
+            .route("/enqueue", post(enqueue_ok))
+            .merge(configure(manager.admin()).router())
+            .layer(manager.layer());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Server { base, client: reqwest::Client::new(), manager }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        (status, body)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.client.get(self.url(path))).await
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send(self.client.post(self.url(path)).json(&body)).await
+    }
+
+    async fn finished(&self, id: TaskId) -> taskflow::TaskRecord {
+        self.manager.wait_for(id, LONG).await.unwrap()
+    }
+}
+
+fn ids(body: &Value) -> Vec<String> {
+    body["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn error_of(body: &Value) -> &str {
+    body["error"].as_str().unwrap_or_else(|| panic!("no error in {body}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_filters_pages_and_rejects_bad_parameters() {
+    let server = Server::start(|a| a).await;
+    let key = unique("list");
+    let mut created = Vec::new();
+    for n in 0..5 {
+        let options = EnqueueOptions::new().tag("batch", &key).tag("n", n);
+        created.push(server.manager.add_task_with(admin_ok, key.clone(), options));
+    }
+    let failed = server.manager.add_task(admin_fails, (key.clone(), "pw".to_owned()));
+    for id in &created {
+        server.finished(*id).await;
+    }
+    server.finished(failed).await;
+
+    let tag = format!("batch:{key}");
+    let (status, page) = server.get(&format!("/tasks?tag={tag}&limit=2")).await;
+    assert_eq!(status, 200);
+    let expected: Vec<String> = created.iter().rev().map(TaskId::to_string).collect();
+    assert_eq!(ids(&page), expected[..2]);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, second) = server.get(&format!("/tasks?tag={tag}&limit=2&cursor={cursor}")).await;
+    assert_eq!(ids(&second), expected[2..4]);
+    let (_, oldest) = server.get(&format!("/tasks?tag={tag}&sort=created_at&limit=1")).await;
+    assert_eq!(ids(&oldest), [created[0].to_string()]);
+    let (_, failures) = server.get("/tasks?status=failed&func_name=admin_fails&since=1h").await;
+    assert!(ids(&failures).contains(&failed.to_string()));
+    let prefix = &created[3].to_string()[..13];
+    let (_, found) = server.get(&format!("/tasks?q={prefix}")).await;
+    assert_eq!(ids(&found), [created[3].to_string()]);
+    let (_, none) = server.get(&format!("/tasks?tag={tag}&until=2000-01-01T00:00:00Z")).await;
+    assert!(ids(&none).is_empty());
+
+    for (query, parameter) in [
+        ("status=done", "status"),
+        ("limit=0", "limit"),
+        ("limit=5000", "limit"),
+        ("since=yesterday", "since"),
+        ("tag=nocolon", "tag"),
+        ("sort=duration", "sort"),
+        ("cursor=zzz", "cursor"),
+        ("colour=red", "colour"),
+    ] {
+        let (status, body) = server.get(&format!("/tasks?{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(error_of(&body).contains(&format!("`{parameter}`")), "{query}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_logs_and_errors_for_unknown_or_malformed_ids() {
+    let server = Server::start(|a| a).await;
+    let id = server.manager.add_task(admin_ok, unique("get"));
+    server.finished(id).await;
+    let (status, record) = server.get(&format!("/tasks/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(record["status"], "success");
+    assert_eq!(record["func_name"], "admin_ok");
+    let (status, logs) = server.get(&format!("/tasks/{id}/logs")).await;
+    assert_eq!(status, 200);
+    assert_eq!(logs["task_id"], id.to_string());
+    assert!(logs["logs"].is_array());
+
+    let unknown = TaskId::new();
+    for path in [format!("/tasks/{unknown}"), format!("/tasks/{unknown}/logs")] {
+        let (status, body) = server.get(&path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(error_of(&body).contains("not found"));
+    }
+    let (status, body) = server.post(&format!("/tasks/{unknown}/retry"), json!({})).await;
+    assert_eq!(status, 404, "{body}");
+    for path in ["/tasks/not-a-uuid", "/tasks/123/logs"] {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(error_of(&body).contains("not a task id"));
+    }
+    let (status, body) = server.post("/tasks/xyz/cancel", json!({})).await;
+    assert_eq!(status, 400, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_makes_a_new_linked_task_and_refuses_unfinished_or_successful_ones() {
+    let server = Server::start(|a| a).await;
+    let key = unique("retry");
+    let failed = server.manager.add_task(admin_fails, (key.clone(), "pw".to_owned()));
+    assert_eq!(server.finished(failed).await.status, TaskStatus::Failed);
+    let (status, body) = server.post(&format!("/tasks/{failed}/retry"), json!({})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["retry_of"], failed.to_string());
+    let new: TaskId = body["task_id"].as_str().unwrap().parse().unwrap();
+    assert_ne!(new, failed);
+    let record = server.finished(new).await;
+    assert_eq!(record.retry_of, Some(failed));
+    assert_eq!(serde_json::to_value(record.source).unwrap(), "retry");
+    assert_eq!(record.args, json!({ "key": key, "secret": "pw" }));
+    assert_eq!(notes(&key).len(), 2, "the retry ran the function again");
+    let original = server.manager.store().get(&failed).await.unwrap().unwrap();
+    assert_eq!(original.status, TaskStatus::Failed, "the original stays in history");
+
+    let ok = server.manager.add_task(admin_ok, unique("retry-ok"));
+    server.finished(ok).await;
+    let (status, body) = server.post(&format!("/tasks/{ok}/retry"), json!({})).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(error_of(&body).contains("success"));
+
+    let (status, audit) = server.get("/tasks/audit").await;
+    assert_eq!(status, 200);
+    let entry = &audit["entries"][0];
+    assert_eq!(entry["action"], "retry");
+    assert_eq!(entry["actor"], "anonymous");
+    assert_eq!(entry["task_id"], failed.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_pending_and_running_tasks_and_refuses_finished_ones() {
+    let server = Server::start(|a| a).await;
+    let later = server.manager.add_task_with(
+        admin_ok,
+        unique("later"),
+        EnqueueOptions::new().delay(Duration::from_secs(3600)),
+    );
+    let (status, body) = server.post(&format!("/tasks/{later}/cancel"), json!({})).await;
+    assert_eq!((status, body["outcome"].as_str()), (StatusCode::OK, Some("cancelled")));
+    assert_eq!(server.finished(later).await.status, TaskStatus::Cancelled);
+
+    let key = unique("hang");
+    let running = server.manager.add_task(admin_hangs, key.clone());
+    wait_until(LONG, "the task to start", || async {
+        notes(&key).contains(&"started".to_owned()).then_some(())
+    })
+    .await;
+    let (status, body) = server.post(&format!("/tasks/{running}/cancel"), json!({})).await;
+    assert_eq!((status, body["outcome"].as_str()), (StatusCode::OK, Some("cancelling")));
+    assert_eq!(server.finished(running).await.status, TaskStatus::Cancelled);
+
+    let (status, body) = server.post(&format!("/tasks/{running}/cancel"), json!({})).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(error_of(&body).contains("already finished"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bulk_retry_replay_of_failures_and_history_deletion() {
+    let server = Server::start(|a| a).await;
+    let key = unique("bulk");
+    let failed: Vec<TaskId> = (0..3)
+        .map(|_| server.manager.add_task(admin_fails, (key.clone(), String::new())))
+        .collect();
+    for id in &failed {
+        server.finished(*id).await;
+    }
+    let ok = server.manager.add_task(admin_ok, unique("bulk-ok"));
+    server.finished(ok).await;
+
+    let body = json!({ "ids": [failed[0].to_string(), ok.to_string()] });
+    let (status, answer) = server.post("/tasks/bulk-retry", body).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["retried"].as_array().unwrap().len(), 1);
+    assert_eq!(answer["retried"][0]["task_id"], failed[0].to_string());
+    assert_eq!(answer["errors"][0]["task_id"], ok.to_string());
+    for bad in [json!({ "ids": [] }), json!({ "ids": ["nope"] }), json!({ "id": [] }), json!("x")] {
+        let (status, answer) = server.post("/tasks/bulk-retry", bad.clone()).await;
+        assert_eq!(status, 400, "{bad}: {answer}");
+    }
+    let raw = server
+        .client
+        .post(server.url("/tasks/bulk-retry"))
+        .body("{not json")
+        .header("content-type", "application/json");
+    let (status, answer) = server.send(raw).await;
+    assert_eq!(status, 400);
+    assert!(error_of(&answer).contains("request body"));
+
+    wait_until(LONG, "the first retry to fail too", || async {
+        let (_, page) = server.get("/tasks?status=failed&func_name=admin_fails&limit=1000").await;
+        (ids(&page).len() >= 4).then_some(())
+    })
+    .await;
+    let replay = json!({ "func_name": "admin_fails", "since": "1h" });
+    let (status, answer) = server.post("/tasks/retry-failed", replay).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["retried"].as_array().unwrap().len() >= 4);
+    let (status, answer) = server.post("/tasks/retry-failed", json!({ "since": "soon" })).await;
+    assert_eq!(status, 400, "{answer}");
+
+    let (status, answer) = server.send(server.client.delete(server.url("/tasks/history"))).await;
+    assert_eq!(status, 400);
+    assert!(error_of(&answer).contains("`older_than`"));
+    let delete = server.client.delete(server.url("/tasks/history?older_than=0s"));
+    let (status, answer) = server.send(delete).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["deleted"].as_u64().unwrap() >= 1);
+    let (status, _) = server.get(&format!("/tasks/{ok}")).await;
+    assert_eq!(status, 404, "finished tasks were deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_in_json_and_prometheus_text() {
+    let server = Server::start(|a| a).await;
+    let key = unique("metrics");
+    let runs = [
+        server.manager.add_task(admin_ok, key.clone()),
+        server.manager.add_task(admin_ok, key.clone()),
+        server.manager.add_task(admin_ok, key.clone()),
+        server.manager.add_task(admin_fails, (key.clone(), String::new())),
+    ];
+    for id in runs {
+        server.finished(id).await;
+    }
+    let (status, metrics) = server.get("/tasks/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(metrics["by_status"]["success"], 3);
+    assert_eq!(metrics["by_status"]["failed"], 1);
+    assert_eq!(metrics["total"], 4);
+    let ok = metrics["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["func_name"] == "admin_ok")
+        .unwrap();
+    assert_eq!((ok["runs"].as_u64(), ok["successes"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(ok["success_rate"], 1.0);
+    assert!(ok["p95_duration"].as_f64().unwrap() >= 0.0);
+    let (status, body) = server.get("/tasks/metrics?since=never").await;
+    assert_eq!(status, 400, "{body}");
+
+    let response = server.client.get(server.url("/tasks/metrics/prometheus")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let text = response.text().await.unwrap();
+    assert!(text.contains("# TYPE taskflow_tasks gauge"));
+    assert!(text.contains("taskflow_tasks{status=\"success\"} 3"), "{text}");
+    assert!(text.contains("taskflow_function_runs{func_name=\"admin_ok\"} 3"), "{text}");
+    assert!(
+        text.contains("taskflow_function_duration_seconds{func_name=\"admin_ok\",stat=\"p95\"}")
+    );
+}
+
+/// Reads SSE events from `response` until `done` says enough (or the timeout passes).
+async fn read_events(
+    response: &mut reqwest::Response,
+    mut done: impl FnMut(&[(String, String, String)]) -> bool,
+) -> Vec<(String, String, String)> {
+    let mut buffer = String::new();
+    let mut events = Vec::new();
+    let deadline = tokio::time::Instant::now() + LONG;
+    while !done(&events) {
+        let chunk =
+            tokio::time::timeout_at(deadline, response.chunk()).await.expect("events in time");
+        buffer.push_str(&String::from_utf8_lossy(&chunk.unwrap().expect("stream open")));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let (mut id, mut kind, mut data) = (String::new(), String::new(), String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    kind = v.to_owned();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data = v.to_owned();
+                }
+            }
+            if !kind.is_empty() {
+                events.push((id, kind, data));
+            }
+        }
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_sends_lifecycle_events_and_replays_after_a_reconnect() {
+    let server = Server::start(|a| a).await;
+    let mut stream = server.client.get(server.url("/tasks/stream")).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    assert!(stream.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let first = read_events(&mut stream, |e| !e.is_empty()).await;
+    assert_eq!(first[0].1, "snapshot");
+
+    let id = server.client.post(server.url("/enqueue")).body(unique("sse")).send().await.unwrap();
+    let id = id.text().await.unwrap();
+    let events =
+        read_events(&mut stream, |e| e.iter().any(|(_, _, d)| d.contains("succeeded"))).await;
+    let kinds: Vec<Value> = events
+        .iter()
+        .filter(|(_, kind, _)| kind == "task")
+        .map(|(_, _, data)| serde_json::from_str::<Value>(data).unwrap())
+        .filter(|event| event["task_id"] == id.as_str())
+        .map(|event| event["kind"].clone())
+        .collect();
+    assert_eq!(kinds, [json!("enqueued"), json!("started"), json!("succeeded")]);
+    let last_id = events.iter().rev().find(|(_, kind, _)| kind == "task").unwrap().0.clone();
+    drop(stream);
+
+    // Missed while disconnected: replayed on reconnect with Last-Event-ID.
+    let missed = server.manager.add_task(admin_ok, unique("missed"));
+    server.finished(missed).await;
+    let mut again = server
+        .client
+        .get(server.url("/tasks/stream"))
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .unwrap();
+    let replayed = read_events(&mut again, |e| {
+        e.iter().any(|(_, _, d)| d.contains(&missed.to_string()) && d.contains("succeeded"))
+    })
+    .await;
+    assert_ne!(replayed[0].1, "snapshot", "nothing was lost, so no snapshot");
+    assert!(
+        replayed
+            .iter()
+            .all(|(id, _, _)| id.parse::<u64>().unwrap() > last_id.parse::<u64>().unwrap())
+    );
+    // An id too old (or from another process) gets a fresh snapshot instead.
+    let mut stale = server
+        .client
+        .get(server.url("/tasks/stream"))
+        .header("last-event-id", "999999999")
+        .send()
+        .await
+        .unwrap();
+    let events = read_events(&mut stale, |e| !e.is_empty()).await;
+    assert_eq!(events[0].1, "snapshot");
+    assert!(events[0].2.contains("gap"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_sessions_and_csrf() {
+    let server = Server::start(|a| a.basic_auth("admin", "s3cret").bearer_token("tok-123")).await;
+    let failed = server.manager.add_task(admin_fails, (unique("auth"), String::new()));
+    server.finished(failed).await;
+
+    for path in
+        ["/tasks", "/tasks/metrics", "/tasks/stream", "/tasks/audit", &format!("/tasks/{failed}")]
+    {
+        let (status, body) = server.get(path).await;
+        assert_eq!(status, 401, "{path}");
+        assert_eq!(error_of(&body), "authentication required");
+    }
+    let wrong = server.client.get(server.url("/tasks")).basic_auth("admin", Some("nope"));
+    assert_eq!(server.send(wrong).await.0, 401);
+    let basic = server.client.get(server.url("/tasks")).basic_auth("admin", Some("s3cret"));
+    assert_eq!(server.send(basic).await.0, 200);
+    let bearer = server.client.get(server.url("/tasks")).bearer_auth("tok-123");
+    assert_eq!(server.send(bearer).await.0, 200);
+    // The dashboard page is open: it shows the login.
+    let page = server.client.get(server.url("/tasks/dashboard")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let (_, session) = server.get("/tasks/session").await;
+    assert_eq!(session["auth_required"], true);
+    assert_eq!(session["user"], Value::Null);
+
+    let (status, _) =
+        server.post("/tasks/login", json!({ "username": "admin", "password": "x" })).await;
+    assert_eq!(status, 401);
+    let login = server
+        .client
+        .post(server.url("/tasks/login"))
+        .json(&json!({ "username": "admin", "password": "s3cret" }));
+    let response = login.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let csrf = response.json::<Value>().await.unwrap()["csrf"].as_str().unwrap().to_owned();
+
+    let with_cookie = |request: reqwest::RequestBuilder| request.header("cookie", &cookie);
+    assert_eq!(server.send(with_cookie(server.client.get(server.url("/tasks")))).await.0, 200);
+    let retry = format!("/tasks/{failed}/retry");
+    let (status, body) = server.send(with_cookie(server.client.post(server.url(&retry)))).await;
+    assert_eq!(status, 403, "a cookie alone cannot change anything: {body}");
+    assert!(error_of(&body).contains("x-taskflow-csrf"));
+    let forged =
+        with_cookie(server.client.post(server.url(&retry))).header("x-taskflow-csrf", "guess");
+    assert_eq!(server.send(forged).await.0, 403);
+    let good = with_cookie(server.client.post(server.url(&retry))).header("x-taskflow-csrf", &csrf);
+    let (status, body) = server.send(good).await;
+    assert_eq!(status, 201, "{body}");
+    // Another site's page may not change tasks, whatever credentials the browser attaches.
+    let cross = server
+        .client
+        .post(server.url(&retry))
+        .basic_auth("admin", Some("s3cret"))
+        .header("sec-fetch-site", "cross-site");
+    assert_eq!(server.send(cross).await.0, 403);
+
+    let (_, audit) =
+        server.send(server.client.get(server.url("/tasks/audit")).bearer_auth("tok-123")).await;
+    assert_eq!(audit["entries"][0]["actor"], "admin");
+    let logout = with_cookie(server.client.post(server.url("/tasks/logout")))
+        .header("x-taskflow-csrf", &csrf);
+    assert_eq!(server.send(logout).await.0, 200);
+    assert_eq!(server.send(with_cookie(server.client.get(server.url("/tasks")))).await.0, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_can_be_hidden_or_redacted_by_field_name() {
+    let hidden = Server::start(|a| a.display_args(false)).await;
+    let id = hidden.manager.add_task(admin_fails, (unique("hidden"), "hunter2".to_owned()));
+    hidden.finished(id).await;
+    let (_, record) = hidden.get(&format!("/tasks/{id}")).await;
+    assert_eq!(record["args"], "[hidden]");
+    let (_, page) = hidden.get("/tasks").await;
+    assert_eq!(page["tasks"][0]["args"], "[hidden]");
+
+    let redacted = Server::start(|a| a.redact(["SECRET"])).await;
+    let id = redacted.manager.add_task(admin_fails, (unique("redacted"), "hunter2".to_owned()));
+    redacted.finished(id).await;
+    let (_, record) = redacted.get(&format!("/tasks/{id}")).await;
+    assert_eq!(record["args"]["secret"], "[redacted]");
+    assert!(record["args"]["key"].as_str().unwrap().starts_with("redacted-"));
+    assert!(!record.to_string().contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_prefix_moves_every_route() {
+    let server = Server::start(|a| a.prefix("/ops/jobs/")).await;
+    let id = server.manager.add_task(admin_ok, unique("prefix"));
+    server.finished(id).await;
+    let (status, page) = server.get("/ops/jobs?limit=1").await;
+    assert_eq!(status, 200);
+    assert_eq!(ids(&page), [id.to_string()]);
+    assert_eq!(server.get(&format!("/ops/jobs/{id}")).await.0, 200);
+    let page = server.client.get(server.url("/ops/jobs/dashboard")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(csp.contains("script-src 'nonce-"), "{csp}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains(r#"<meta name="taskflow-prefix" content="/ops/jobs">"#));
+    let response = server.client.get(server.url("/tasks")).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+}
