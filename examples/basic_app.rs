@@ -150,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
 
     let addr = std::env::var("TASKFLOW_ADDR").unwrap_or_else(|_| "127.0.0.1:8000".to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let addr = listener.local_addr()?;
     println!("taskflow basic_app listening on http://{addr} (tasks in {database})");
     println!("dashboard: http://{addr}/tasks/dashboard");
     let shutdown = manager.clone();

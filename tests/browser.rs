@@ -1,0 +1,272 @@
+//! The dashboard in a real browser: headless Chromium, driven through chromedriver, against
+//! the running `basic_app` example. Needs `TASKFLOW_TEST_CHROMEDRIVER` (the chromedriver
+//! binary; `.ci/run` installs Debian's `chromium` and `chromium-driver` and sets it); without
+//! it the test says it skipped and why.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const LONG: Duration = Duration::from_secs(30);
+
+/// The example binary, built by `cargo test` beside this test's binary.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile = exe.parent().and_then(Path::parent).unwrap();
+    profile.join("examples").join(name)
+}
+
+/// Starts `program` and returns it with the first stdout line containing `marker`.
+async fn spawn_until(mut command: Command, marker: &str) -> (Child, String) {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+    let mut child = command.spawn().expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(LONG, async {
+        loop {
+            match lines.next_line().await.unwrap() {
+                Some(line) if line.contains(marker) => return line,
+                Some(_) => {}
+                None => panic!("exited before printing `{marker}`"),
+            }
+        }
+    })
+    .await
+    .expect("started in time");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, line)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `check` (a script returning a value) until `ready` accepts its result.
+async fn wait_js(
+    client: &Client,
+    what: &str,
+    script: &str,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let value = client.execute(script, vec![]).await.unwrap_or(Value::Null);
+        if ready(&value) {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; last: {value}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn enqueue(http: &reqwest::Client, base: &str, email: &str) -> String {
+    let url =
+        reqwest::Url::parse_with_params(&format!("{base}/signup"), [("email", email)]).unwrap();
+    let body: Value = http.post(url).send().await.unwrap().json().await.unwrap();
+    body["task_id"].as_str().unwrap().to_owned()
+}
+
+fn row_status(id: &str) -> String {
+    format!(
+        "const r = document.querySelector('#rows tr[data-id=\"{id}\"]'); return r ? r.dataset.status : null;"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
+    let Some(chromedriver) = std::env::var_os("TASKFLOW_TEST_CHROMEDRIVER") else {
+        println!(
+            "skipped: TASKFLOW_TEST_CHROMEDRIVER is not set (the chromedriver binary; .ci/run sets it)"
+        );
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = Command::new(example("basic_app"));
+    app.env("TASKFLOW_DB", dir.path().join("tasks.db")).env("TASKFLOW_ADDR", "127.0.0.1:0");
+    let (_app, line) = spawn_until(app, "listening on").await;
+    let base = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap().to_owned();
+
+    let port = free_port();
+    let mut driver = Command::new(chromedriver);
+    driver.arg(format!("--port={port}"));
+    let (_driver, _) = spawn_until(driver, "started successfully").await;
+
+    let capabilities = json!({
+        "goog:chromeOptions": {
+            "binary": std::env::var("TASKFLOW_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned()),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--no-first-run", "--disable-dev-shm-usage", "--window-size=1400,1000"],
+        }
+    });
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    let client = ClientBuilder::new(connector)
+        .capabilities(capabilities.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a chromedriver session");
+
+    client.goto(&format!("{base}/tasks/dashboard")).await.unwrap();
+    wait_js(&client, "the live stream", "return document.getElementById('live').className;", |v| {
+        v == "on"
+    })
+    .await;
+
+    // A new task appears and turns success without a reload.
+    let http = reqwest::Client::new();
+    let marker = client.execute("window.__same_page = 42; return 1;", vec![]).await.unwrap();
+    assert_eq!(marker, 1);
+    let ok = enqueue(&http, &base, "ada@example.com").await;
+    wait_js(&client, "the new row to succeed", &row_status(&ok), |v| v == "success").await;
+    let same = client.execute("return window.__same_page;", vec![]).await.unwrap();
+    assert_eq!(same, 42, "the page was not reloaded");
+
+    // A `<script>` argument is shown as text, and runs nothing.
+    let script = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned=2\">";
+    let hostile = enqueue(&http, &base, script).await;
+    wait_js(&client, "the hostile row", &row_status(&hostile), |v| v == "success").await;
+    client
+        .find(Locator::Css(&format!("#rows tr[data-id=\"{hostile}\"]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let shown = wait_js(
+        &client,
+        "the detail panel",
+        "const p = document.querySelector('#tab-body pre'); return p ? p.textContent : null;",
+        |v| v.is_string(),
+    )
+    .await;
+    let shown: Value = serde_json::from_str(shown.as_str().unwrap()).unwrap();
+    assert_eq!(shown["address"], script, "the arguments are shown as they are, as text");
+    let pwned = client.execute("return window.__pwned || null;", vec![]).await.unwrap();
+    assert_eq!(pwned, Value::Null, "nothing from the arguments ran");
+    let injected = client
+        .execute(
+            "return document.querySelectorAll('#detail script, #detail img, #rows img').length;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(injected, 0);
+
+    // A failed task: its error tab, then retry, and the new task shows up.
+    let failed = enqueue(&http, &base, "bob@bounce.example").await;
+    wait_js(&client, "the task to fail", &row_status(&failed), |v| v == "failed").await;
+    client
+        .find(Locator::Css(&format!("#rows tr[data-id=\"{failed}\"]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(&client, "its detail", "return document.querySelector('#detail .mono') && document.querySelector('#detail .mono').textContent;", |v| v.as_str() == Some(failed.as_str())).await;
+    client
+        .find(Locator::Css("#detail button[data-tab=\"error\"]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = wait_js(
+        &client,
+        "the error tab",
+        "const e = document.getElementById('error-message'); return e ? e.textContent : null;",
+        |v| v.is_string(),
+    )
+    .await;
+    assert!(
+        error.as_str().unwrap().contains("the mail server refused bob@bounce.example"),
+        "{error}"
+    );
+    let chain = client.find(Locator::Id("stacktrace")).await.unwrap().text().await.unwrap();
+    assert!(chain.contains("mail server refused"), "{chain}");
+    client.find(Locator::Id("retry")).await.unwrap().click().await.unwrap();
+    let new_id = wait_js(
+        &client,
+        "the retry to be selected",
+        "const e = document.querySelector('#detail .mono'); return e ? e.textContent : null;",
+        |v| v.as_str().is_some_and(|id| id != failed),
+    )
+    .await;
+    let new_id = new_id.as_str().unwrap().to_owned();
+    wait_js(&client, "the retry's row", &row_status(&new_id), |v| v.is_string()).await;
+    let record: Value =
+        http.get(format!("{base}/tasks/{new_id}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(record["retry_of"], failed.as_str());
+    assert_eq!(record["source"], "retry");
+
+    // The dead-letter view lists the failed task, ready for a bulk replay.
+    client
+        .find(Locator::Css("header nav button[data-view=\"dead\"]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let dead = format!(
+        "const r = document.querySelector('#rows tr[data-id=\"{failed}\"]'); \
+         return r ? [r.dataset.status, !!r.querySelector('input[type=checkbox]'), \
+         !document.getElementById('dead-actions').classList.contains('hidden')] : null;"
+    );
+    wait_js(&client, "the dead letter", &dead, |v| v == &json!(["failed", true, true])).await;
+    let listed = client
+        .execute(
+            "return [...document.querySelectorAll('#rows tr')].map(r => r.dataset.status);",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(listed.as_array().unwrap().iter().all(|s| s == "failed"), "{listed}");
+    // The audit log shows the retry.
+    client
+        .find(Locator::Css("header nav button[data-view=\"audit\"]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &client,
+        "the audit entry",
+        "return document.getElementById('audit-rows').textContent;",
+        |v| v.as_str().is_some_and(|t| t.contains("retry") && t.contains(&failed)),
+    )
+    .await;
+    client
+        .find(Locator::Css("header nav button[data-view=\"tasks\"]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(&client, "the table", &row_status(&ok), |v| v == "success").await;
+
+    client
+        .find(Locator::Css(&format!("#rows tr[data-id=\"{failed}\"]")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_js(
+        &client,
+        "the failed task's error",
+        "const e = document.getElementById('error-message'); return e ? e.textContent : null;",
+        |v| v.is_string(),
+    )
+    .await;
+    let png = client.screenshot().await.unwrap();
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(docs.join("dashboard.png"), png).unwrap();
+    client.close().await.unwrap();
+}
