@@ -3,7 +3,7 @@
 //! machines here are shared and noisy, so only ratios carry over.
 //!
 //! `cargo run --release -p taskflow-bench -- [--reps N] [SCENARIO...]`; with no scenario named,
-//! every scenario runs. Scenarios: `memory`, `sqlite`.
+//! every scenario runs. Scenarios: `memory`, `sqlite`, `admin`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use taskflow::{TaskManager, task};
 use tokio::sync::Notify;
 
+mod admin;
 mod sqlite;
 
 /// How many no-op tasks have run, and a wake-up when the count a scenario waits for is hit.
@@ -190,7 +191,7 @@ fn main() {
         match arg.as_str() {
             "--reps" => reps = args.next().and_then(|n| n.parse().ok()).expect("--reps N"),
             "-h" | "--help" => {
-                println!("usage: taskflow-bench [--reps N] [memory] [sqlite]");
+                println!("usage: taskflow-bench [--reps N] [memory] [sqlite] [admin]");
                 return;
             }
             other => wanted.push(other.to_owned()),
@@ -209,6 +210,9 @@ fn main() {
         }
         if runs("sqlite") {
             rows.extend(sqlite::run(reps).await);
+        }
+        if runs("admin") {
+            rows.extend(admin::run(reps).await);
         }
     });
     print(&rows);

@@ -220,14 +220,15 @@ pub(crate) async fn metrics(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let params = Params::parse(raw.as_deref(), &["since"])?;
-    let stats = state.manager.store().stats(params.parsed("since", params::time)?).await?;
+    let since = params.parsed("since", params::time)?;
+    let stats = state.stats(params.get("since"), since).await?;
     let total: u64 = stats.by_status.values().sum();
     Ok(Json(json!({ "total": total, "by_status": stats.by_status, "functions": stats.functions })))
 }
 
 /// `GET /tasks/metrics/prometheus`.
 pub(crate) async fn prometheus(State(state): State<Arc<AdminState>>) -> Result<Response, ApiError> {
-    let stats = state.manager.store().stats(None).await?;
+    let stats = state.stats(None, None).await?;
     let text = super::metrics::prometheus(&stats);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
 }

@@ -68,6 +68,7 @@ use self::audit::AuditLog;
 use self::auth::Auth;
 use self::redact::Redaction;
 use crate::manager::TaskManager;
+use crate::store::TaskStats;
 
 /// The default mount point of the admin router.
 pub const DEFAULT_PREFIX: &str = "/tasks";
@@ -89,6 +90,44 @@ pub(crate) struct AdminState {
     pub(crate) auth: Auth,
     pub(crate) redaction: Redaction,
     pub(crate) audit: AuditLog,
+    /// The last statistics computed, by the `since` they were asked with.
+    stats: tokio::sync::Mutex<Option<CachedStats>>,
+}
+
+/// Statistics scan the whole store: computed at most once per [`STATS_TTL`] for a given
+/// window, however many dashboards ask.
+#[derive(Debug)]
+struct CachedStats {
+    key: Option<String>,
+    at: std::time::Instant,
+    stats: Arc<TaskStats>,
+}
+
+/// How long computed statistics are served again.
+const STATS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl AdminState {
+    /// The statistics for `since` (`key` is how it was written), from the cache when fresh.
+    pub(crate) async fn stats(
+        &self,
+        key: Option<&str>,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Arc<TaskStats>, crate::store::StoreError> {
+        // Held while computing: concurrent callers wait for one computation.
+        let mut cached = self.stats.lock().await;
+        if let Some(hit) =
+            cached.as_ref().filter(|c| c.key.as_deref() == key && c.at.elapsed() < STATS_TTL)
+        {
+            return Ok(Arc::clone(&hit.stats));
+        }
+        let stats = Arc::new(self.manager.store().stats(since).await?);
+        *cached = Some(CachedStats {
+            key: key.map(str::to_owned),
+            at: std::time::Instant::now(),
+            stats: Arc::clone(&stats),
+        });
+        Ok(stats)
+    }
 }
 
 impl TaskManager {
@@ -161,6 +200,7 @@ impl Admin {
             auth: self.auth,
             redaction: self.redaction,
             audit: AuditLog::default(),
+            stats: tokio::sync::Mutex::new(None),
         });
         let root = if p.is_empty() { "/".to_owned() } else { p.clone() };
         Router::new()

@@ -75,13 +75,16 @@ impl SqliteOptions {
 
 /// Tasks in one SQLite file (WAL mode, bundled SQLite: nothing to install).
 ///
-/// - **One owner.** The file is locked for this process (`locking_mode = EXCLUSIVE`) until the
-///   store closes (at [`TaskManager::shutdown`](crate::TaskManager::shutdown)) or is dropped.
+/// - **One owner.** The file is locked for this process (an advisory lock on `<path>.lock`)
+///   until the store closes (at [`TaskManager::shutdown`](crate::TaskManager::shutdown)) or is
+///   dropped.
 ///   So tasks found `running` at open lost their runner to a crash, and are recovered at
 ///   once. A second process, or a second store on the same file, gets a clear error. To
 ///   share tasks between processes use a server database.
-/// - **Group commit.** All reads and writes run on the store's own thread, which takes every
-///   operation queued while the last transaction ran and commits them together. An enqueue
+/// - **Group commit.** Writes (and reads of single tasks, so they see every write before them)
+///   run on the store's own thread, which takes every operation queued while the last
+///   transaction ran and commits them together. Listing and statistics run on a second,
+///   read-only connection, so a dashboard never holds up enqueues. An enqueue
 ///   returns at once with a [`WriteTicket`]; the request layer awaits it before the response
 ///   leaves ([`Durability`]).
 /// - **Idempotency** is enforced by a unique index over active tasks' keys, mirrored by an
@@ -105,6 +108,9 @@ impl SqliteOptions {
 #[derive(Debug)]
 pub struct SqliteStore {
     writer: Writer,
+    /// A read-only connection for listing and statistics, so that a dashboard's heavy query
+    /// never holds up enqueues.
+    reader: Writer,
     /// Idempotency key -> the active task holding it.
     keys: Arc<Mutex<HashMap<String, TaskId>>>,
     durability: Durability,
@@ -141,16 +147,21 @@ impl SqliteStore {
     ) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
         let fail = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+        let lock = schema::lock(&path)?;
         let conn = schema::open(&path, &options)?;
         // Nobody else can hold this file, so no task can still be running: let their leases
         // lapse now, for the manager's recovery to settle them at once.
         conn.execute("UPDATE tasks SET lease_expires_at = 0 WHERE status = 'running'", [])
             .map_err(|err| fail(err.to_string()))?;
         let keys = load_keys(&conn).map_err(|err| fail(err.to_string()))?;
-        let writer = Writer::spawn(conn, "taskflow-sqlite".to_owned())
+        let writer = Writer::spawn(conn, "taskflow-sqlite".to_owned(), true, Some(lock))
             .map_err(|err| fail(format!("cannot start the store's thread: {err}")))?;
+        let reader = schema::open_reader(&path)?;
+        let reader = Writer::spawn(reader, "taskflow-sqlite-read".to_owned(), false, None)
+            .map_err(|err| fail(format!("cannot start the store's reader thread: {err}")))?;
         Ok(SqliteStore {
             writer,
+            reader,
             keys: Arc::new(Mutex::new(keys)),
             durability: options.durability,
             path,
@@ -495,7 +506,7 @@ impl Store for SqliteStore {
         let limit = query.limit.unwrap_or(DEFAULT_PAGE);
         let (sql, values) = query::page(query, limit)?;
         let mut rows = self
-            .writer
+            .reader
             .call(move |conn| select(conn, &sql, params_from_iter(values), COLUMN_COUNT + 1))
             .await?;
         let more = rows.len() > limit;
@@ -506,16 +517,22 @@ impl Store for SqliteStore {
     }
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
+        let window = since.is_some();
         let since = since.map_or(i64::MIN, micros);
         let (counts, functions, p95s) = self
-            .writer
+            .reader
             .call(move |conn| {
-                let counts = select(
-                    conn,
-                    "SELECT status, count(*) FROM tasks WHERE created_at >= ?1 GROUP BY status",
-                    [since],
-                    2,
-                )?;
+                let counts = if window {
+                    select(
+                        conn,
+                        "SELECT status, count(*) FROM tasks WHERE created_at >= ?1 GROUP BY status",
+                        [since],
+                        2,
+                    )?
+                } else {
+                    // Counted from the status index alone.
+                    select(conn, "SELECT status, count(*) FROM tasks GROUP BY status", [], 2)?
+                };
                 let functions = select(
                     conn,
                     "SELECT func_name, count(*), sum(status = 'success'), sum(status = 'failed'),
@@ -754,6 +771,9 @@ impl Store for SqliteStore {
     }
 
     async fn close(&self) -> Result<(), StoreError> {
-        self.writer.close().await
+        let read = self.reader.close().await;
+        // The writer's thread lets go of the file's lock once its connection is closed.
+        let written = self.writer.close().await;
+        written.and(read)
     }
 }

@@ -1,7 +1,9 @@
 //! Opening the database file: connection settings, schema creation and migrations, versioned
 //! by SQLite's `user_version`.
 
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
+use std::time::Instant;
 
 use rusqlite::{Connection, OpenFlags};
 
@@ -63,8 +65,53 @@ const MIGRATIONS: [&str; 1] = ["
     CREATE INDEX task_logs_by_task ON task_logs (task_id, seq);
 "];
 
-/// Opens (creating if needed) and migrates the database at `path`, and takes it for this
-/// process alone.
+/// Takes the database at `path` for this process alone, through an advisory lock on a file
+/// beside it (`<path>.lock`), held until the returned file is dropped.
+pub(super) fn lock(path: &Path) -> Result<File, StoreError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let fail = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|err| fail(format!("cannot create its lock file: {err}")))?;
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        match file.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(fail(
+                    "another process (or another store in this one) has the database open; \
+                     one process owns an SQLite task store at a time"
+                        .to_owned(),
+                ));
+            }
+            Err(TryLockError::Error(err)) => return Err(fail(format!("cannot lock it: {err}"))),
+        }
+    }
+}
+
+/// Opens a second, read-only connection for queries that must not hold up writes.
+pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let fail = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|err| fail(err.to_string()))?;
+    conn.busy_timeout(LOCK_WAIT).map_err(|err| fail(err.to_string()))?;
+    conn.execute_batch(
+        "PRAGMA query_only = 1; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;",
+    )
+    .map_err(|err| fail(describe(&err)))?;
+    Ok(conn)
+}
+
+/// Opens (creating if needed) and migrates the database at `path`. Call [`lock`] first.
 pub(super) fn open(path: &Path, options: &SqliteOptions) -> Result<Connection, StoreError> {
     let fail = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
@@ -79,11 +126,8 @@ pub(super) fn open(path: &Path, options: &SqliteOptions) -> Result<Connection, S
         Durability::Fsync => "FULL",
         Durability::Committed | Durability::Async => "NORMAL",
     };
-    // EXCLUSIVE: the file belongs to this process until it closes the store, so tasks found
-    // `running` at open belonged to a process that is gone. It also spares WAL's shared memory.
     let settings = format!(
-        "PRAGMA locking_mode = EXCLUSIVE;
-         PRAGMA journal_mode = WAL;
+        "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = {synchronous};
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;

@@ -2,6 +2,7 @@
 //! previous transaction ran, runs them all in one transaction, commits once, and only then
 //! answers each job. Many concurrent requests' enqueues cost one commit.
 
+use std::fs::File;
 use std::sync::mpsc;
 use std::thread;
 
@@ -41,10 +42,17 @@ impl std::fmt::Debug for Command {
 }
 
 impl Writer {
-    /// Moves `conn` to a thread of its own named `name`.
-    pub(super) fn spawn(conn: Connection, name: String) -> std::io::Result<Writer> {
+    /// Moves `conn` to a thread of its own named `name`, which runs each batch of jobs in one
+    /// transaction when `transactional` (the writer), or each job on its own (a reader). The
+    /// thread drops `guard` (the file's lock) only after closing the connection.
+    pub(super) fn spawn(
+        conn: Connection,
+        name: String,
+        transactional: bool,
+        guard: Option<File>,
+    ) -> std::io::Result<Writer> {
         let (queue, jobs) = mpsc::channel();
-        thread::Builder::new().name(name).spawn(move || run(conn, &jobs))?;
+        thread::Builder::new().name(name).spawn(move || run(conn, &jobs, transactional, guard))?;
         Ok(Writer { queue })
     }
 
@@ -85,7 +93,7 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, jobs: &mpsc::Receiver<Command>) {
+fn run(conn: Connection, jobs: &mpsc::Receiver<Command>, transactional: bool, guard: Option<File>) {
     let mut batch = Vec::new();
     let mut done = Vec::new();
     while let Ok(first) = jobs.recv() {
@@ -98,7 +106,7 @@ fn run(conn: Connection, jobs: &mpsc::Receiver<Command>) {
         }
         // When BEGIN fails (a disk error), the jobs still run, each statement committing on
         // its own, so each job learns its own fate.
-        let began = conn.execute_batch("BEGIN IMMEDIATE").is_ok();
+        let began = transactional && conn.execute_batch("BEGIN IMMEDIATE").is_ok();
         let mut close = None;
         // Some errors (a full disk, an I/O error) make SQLite roll the whole transaction
         // back: every job before that point lost its writes, and the ones after it run
@@ -134,10 +142,14 @@ fn run(conn: Connection, jobs: &mpsc::Receiver<Command>) {
         }
         if let Some(reply) = close {
             let closed = conn.close().map_err(|(_, err)| unavailable(err));
+            drop(guard);
             let _ = reply.send(commit.and(closed));
             return;
         }
     }
+    // Every handle is gone: close the connection, then let go of the file.
+    drop(conn);
+    drop(guard);
 }
 
 /// A database error as a store error.
