@@ -73,6 +73,12 @@ async fn enqueue(http: &reqwest::Client, base: &str, email: &str) -> String {
     body["task_id"].as_str().unwrap().to_owned()
 }
 
+/// Clicks the element `css` selects.
+async fn click(client: &Client, css: &str) {
+    let element = client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
+    element.click().await.unwrap();
+}
+
 fn row_status(id: &str) -> String {
     format!(
         "const r = document.querySelector('#rows tr[data-id=\"{id}\"]'); return r ? r.dataset.status : null;"
@@ -131,13 +137,7 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
     let script = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned=2\">";
     let hostile = enqueue(&http, &base, script).await;
     wait_js(&client, "the hostile row", &row_status(&hostile), |v| v == "success").await;
-    client
-        .find(Locator::Css(&format!("#rows tr[data-id=\"{hostile}\"]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, &format!("#rows tr[data-id=\"{hostile}\"]")).await;
     let shown = wait_js(
         &client,
         "the detail panel",
@@ -161,21 +161,9 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
     // A failed task: its error tab, then retry, and the new task shows up.
     let failed = enqueue(&http, &base, "bob@bounce.example").await;
     wait_js(&client, "the task to fail", &row_status(&failed), |v| v == "failed").await;
-    client
-        .find(Locator::Css(&format!("#rows tr[data-id=\"{failed}\"]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, &format!("#rows tr[data-id=\"{failed}\"]")).await;
     wait_js(&client, "its detail", "return document.querySelector('#detail .mono') && document.querySelector('#detail .mono').textContent;", |v| v.as_str() == Some(failed.as_str())).await;
-    client
-        .find(Locator::Css("#detail button[data-tab=\"error\"]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "#detail button[data-tab=\"error\"]").await;
     let error = wait_js(
         &client,
         "the error tab",
@@ -189,7 +177,7 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
     );
     let chain = client.find(Locator::Id("stacktrace")).await.unwrap().text().await.unwrap();
     assert!(chain.contains("mail server refused"), "{chain}");
-    client.find(Locator::Id("retry")).await.unwrap().click().await.unwrap();
+    click(&client, "#retry").await;
     let new_id = wait_js(
         &client,
         "the retry to be selected",
@@ -205,13 +193,7 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
     assert_eq!(record["source"], "retry");
 
     // The dead-letter view lists the failed task, ready for a bulk replay.
-    client
-        .find(Locator::Css("header nav button[data-view=\"dead\"]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "header nav button[data-view=\"dead\"]").await;
     let dead = format!(
         "const r = document.querySelector('#rows tr[data-id=\"{failed}\"]'); \
          return r ? [r.dataset.status, !!r.querySelector('input[type=checkbox]'), \
@@ -227,13 +209,7 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
         .unwrap();
     assert!(listed.as_array().unwrap().iter().all(|s| s == "failed"), "{listed}");
     // The audit log shows the retry.
-    client
-        .find(Locator::Css("header nav button[data-view=\"audit\"]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "header nav button[data-view=\"audit\"]").await;
     wait_js(
         &client,
         "the audit entry",
@@ -241,22 +217,10 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
         |v| v.as_str().is_some_and(|t| t.contains("retry") && t.contains(&failed)),
     )
     .await;
-    client
-        .find(Locator::Css("header nav button[data-view=\"tasks\"]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "header nav button[data-view=\"tasks\"]").await;
     wait_js(&client, "the table", &row_status(&ok), |v| v == "success").await;
 
-    client
-        .find(Locator::Css(&format!("#rows tr[data-id=\"{failed}\"]")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, &format!("#rows tr[data-id=\"{failed}\"]")).await;
     wait_js(
         &client,
         "the failed task's error",
