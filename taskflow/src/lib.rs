@@ -59,9 +59,12 @@ pub use crate::observer::{EventKind, MemoryObserver, StdoutObserver, TaskEvent, 
 pub use crate::options::{EnqueueOptions, TaskOptions};
 pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
 pub use crate::registry::{RegisteredTask, Registry, registry};
+#[cfg(feature = "postgres")]
+pub use crate::store::PostgresStore;
 pub use crate::store::{
     DEFAULT_PAGE, Enqueued, FunctionStats, Lease, MemoryStore, P95_WINDOW, PendingTask, Reclaimed,
-    Retention, Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket,
+    Retention, Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteDone,
+    WriteTicket,
 };
 #[cfg(feature = "sqlite")]
 pub use crate::store::{Durability, SqliteOptions, SqliteStore};

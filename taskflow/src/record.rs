@@ -116,6 +116,47 @@ pub enum LogLevel {
     Error,
 }
 
+impl TaskSource {
+    /// Every source.
+    pub const ALL: [TaskSource; 3] = [TaskSource::Manual, TaskSource::Scheduled, TaskSource::Retry];
+
+    /// The lowercase word used in JSON and in stores.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TaskSource::Manual => "manual",
+            TaskSource::Scheduled => "scheduled",
+            TaskSource::Retry => "retry",
+        }
+    }
+
+    /// The source `word` names, if any.
+    pub fn parse(word: &str) -> Option<TaskSource> {
+        TaskSource::ALL.into_iter().find(|source| source.as_str() == word)
+    }
+}
+
+impl LogLevel {
+    /// Every level, least severe first.
+    pub const ALL: [LogLevel; 5] =
+        [LogLevel::Trace, LogLevel::Debug, LogLevel::Info, LogLevel::Warn, LogLevel::Error];
+
+    /// The lowercase word used in JSON and in stores.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+
+    /// The level `word` names, if any.
+    pub fn parse(word: &str) -> Option<LogLevel> {
+        LogLevel::ALL.into_iter().find(|level| level.as_str() == word)
+    }
+}
+
 /// One structured line of a task's log, written with [`task_log!`](crate::task_log).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {

@@ -180,11 +180,14 @@ impl Tasks {
                 let (enqueued, dispatch) = batch.manager.store_new(new)?;
                 batch.enqueued.store(true, Ordering::Release);
                 let mut state = batch.lock();
-                state.writes.extend(enqueued.write);
+                state.writes.extend(enqueued.write.clone());
                 if let Some(dispatch) = dispatch {
                     if eager || state.released {
                         drop(state);
-                        batch.manager.dispatch(dispatch);
+                        match enqueued.write {
+                            Some(write) => batch.manager.dispatch_when_durable(dispatch, write),
+                            None => batch.manager.dispatch(dispatch),
+                        }
                     } else {
                         state.deferred.push(dispatch);
                     }

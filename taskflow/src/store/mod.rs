@@ -6,6 +6,8 @@
 //! task) can never overwrite the task; idempotency keys are enforced by the store itself.
 
 mod memory;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod reclaim;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -17,6 +19,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub use self::memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use self::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{Durability, SqliteOptions, SqliteStore};
 use crate::id::TaskId;
@@ -71,28 +75,46 @@ pub struct Enqueued {
     /// The id to hand to the caller: the new task's, or the existing task's with the same
     /// idempotency key.
     pub id: TaskId,
-    /// Whether a new task was stored (`false`: an idempotency key matched).
+    /// Whether a new task was stored: `false` when an idempotency key matched an active task
+    /// and the store knew it at once. A remote store learns it only when the write lands; it
+    /// then records the fresh id as an alias of the task holding the key, so `get` of either
+    /// id finds that task.
     pub created: bool,
     /// For a store that writes in the background: resolves once the record is durable.
     pub write: Option<WriteTicket>,
 }
 
-/// Resolves once a staged write is durable (or failed).
+/// Resolves once a staged write is durable (or failed). Cloning it gives another handle on
+/// the same write.
+#[derive(Clone, Debug)]
+pub struct WriteTicket(tokio::sync::watch::Receiver<Option<Result<(), StoreError>>>);
+
+/// Settles a [`WriteTicket`]: held by the store while the write is under way.
 #[derive(Debug)]
-pub struct WriteTicket(tokio::sync::oneshot::Receiver<Result<(), StoreError>>);
+pub struct WriteDone(tokio::sync::watch::Sender<Option<Result<(), StoreError>>>);
 
 impl WriteTicket {
-    /// A ticket and the sender that settles it.
-    pub fn new() -> (tokio::sync::oneshot::Sender<Result<(), StoreError>>, WriteTicket) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        (tx, WriteTicket(rx))
+    /// A ticket and what settles it.
+    pub fn new() -> (WriteDone, WriteTicket) {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        (WriteDone(tx), WriteTicket(rx))
     }
 
     /// Waits for the write.
-    pub async fn wait(self) -> Result<(), StoreError> {
-        self.0.await.unwrap_or_else(|_| {
-            Err(StoreError::Unavailable("the store stopped before the write finished".into()))
-        })
+    pub async fn wait(mut self) -> Result<(), StoreError> {
+        match self.0.wait_for(Option::is_some).await {
+            Ok(settled) => settled.clone().unwrap_or(Err(StoreError::Closed)),
+            Err(_) => {
+                Err(StoreError::Unavailable("the store stopped before the write finished".into()))
+            }
+        }
+    }
+}
+
+impl WriteDone {
+    /// Settles the ticket with `result`.
+    pub fn settle(self, result: Result<(), StoreError>) {
+        self.0.send_replace(Some(result));
     }
 }
 

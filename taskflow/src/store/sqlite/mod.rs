@@ -181,7 +181,7 @@ impl SqliteStore {
         let (tx, ticket) = WriteTicket::new();
         self.writer.submit(Box::new(move |_| {
             let done: writer::Done = Box::new(move |commit| {
-                let _ = tx.send(commit.map_or(Ok(()), |err| Err(err.clone())));
+                tx.settle(commit.map_or(Ok(()), |err| Err(err.clone())));
             });
             (done, None)
         }))?;
@@ -279,7 +279,7 @@ impl Store for SqliteStore {
                     }
                 }
                 if let Some(reply) = reply {
-                    let _ = reply.send(result);
+                    reply.settle(result);
                 }
             });
             (done, failed)

@@ -48,7 +48,7 @@ pub(super) fn encode(record: &TaskRecord) -> [Sql; 23] {
         opt_text(record.error.clone()),
         opt_text(record.stacktrace.clone()),
         Sql::Text(serde_json::to_string(&record.tags).unwrap_or_else(|_| "{}".to_owned())),
-        Sql::Text(source_str(record.source).to_owned()),
+        Sql::Text(record.source.as_str().to_owned()),
         Sql::Integer(record.priority.into()),
         Sql::Text(record.args.to_string()),
         opt_text(record.result.as_ref().map(Value::to_string)),
@@ -135,7 +135,7 @@ pub(super) fn decode(row: &RawRow, strict: bool) -> Result<TaskRecord, StoreErro
             Some(tags) => serde_json::from_value(tags).map_err(|err| corrupt(&id, "tags", err))?,
             None => Default::default(),
         },
-        source: parse_source(&source).ok_or_else(|| corrupt(&id, "source", source.clone()))?,
+        source: TaskSource::parse(&source).ok_or_else(|| corrupt(&id, "source", source.clone()))?,
         priority: row.get(13).map_err(field("priority"))?,
         args: json(14, "args")?.unwrap_or(Value::Null),
         result: json(15, "result")?,
@@ -163,7 +163,7 @@ pub(super) use log_columns;
 pub(super) fn encode_log(entry: &LogEntry) -> [Sql; 5] {
     [
         Sql::Integer(micros(entry.at)),
-        Sql::Text(level_str(entry.level).to_owned()),
+        Sql::Text(entry.level.as_str().to_owned()),
         Sql::Text(entry.message.clone()),
         Sql::Integer(entry.attempt.into()),
         Sql::Text(Value::Object(entry.fields.clone()).to_string()),
@@ -179,7 +179,8 @@ pub(super) fn decode_log(row: &RawRow) -> Result<LogEntry, StoreError> {
     let fields: String = row.get(5).map_err(bad)?;
     Ok(LogEntry {
         at: from_micros(at).ok_or_else(|| corrupt(&id, "task_logs.at", "out of range"))?,
-        level: parse_level(&level).ok_or_else(|| corrupt(&id, "task_logs.level", level.clone()))?,
+        level: LogLevel::parse(&level)
+            .ok_or_else(|| corrupt(&id, "task_logs.level", level.clone()))?,
         message: row.get(3).map_err(bad)?,
         attempt: row.get(4).map_err(bad)?,
         fields: serde_json::from_str(&fields)
@@ -206,34 +207,4 @@ fn opt_text(text: Option<String>) -> Sql {
 
 fn corrupt(id: &str, column: &str, reason: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt { id: id.to_owned(), reason: format!("column `{column}`: {reason}") }
-}
-
-fn source_str(source: TaskSource) -> &'static str {
-    match source {
-        TaskSource::Manual => "manual",
-        TaskSource::Scheduled => "scheduled",
-        TaskSource::Retry => "retry",
-    }
-}
-
-fn parse_source(text: &str) -> Option<TaskSource> {
-    [TaskSource::Manual, TaskSource::Scheduled, TaskSource::Retry]
-        .into_iter()
-        .find(|source| source_str(*source) == text)
-}
-
-const LEVELS: [(LogLevel, &str); 5] = [
-    (LogLevel::Trace, "trace"),
-    (LogLevel::Debug, "debug"),
-    (LogLevel::Info, "info"),
-    (LogLevel::Warn, "warn"),
-    (LogLevel::Error, "error"),
-];
-
-fn level_str(level: LogLevel) -> &'static str {
-    LEVELS.iter().find(|(l, _)| *l == level).map_or("info", |(_, name)| name)
-}
-
-fn parse_level(text: &str) -> Option<LogLevel> {
-    LEVELS.iter().find(|(_, name)| *name == text).map(|(level, _)| *level)
 }

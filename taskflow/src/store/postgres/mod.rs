@@ -1,0 +1,555 @@
+//! [`PostgresStore`]: tasks in PostgreSQL, shared by every instance of an app.
+
+mod row;
+mod schema;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Pool, Runtime};
+use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+
+use self::row::{COLUMNS, Params};
+use super::reclaim::{ReclaimAs, reclaim};
+use super::{
+    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
+    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket,
+};
+use crate::id::TaskId;
+use crate::record::{LogEntry, TaskRecord, TaskStatus};
+
+/// Tasks in a PostgreSQL database, shared by several instances.
+///
+/// - A pending task is claimed with a conditional `UPDATE` (one row lock: exactly one runner
+///   wins); crashed runners' tasks are reclaimed with `FOR UPDATE SKIP LOCKED`, so with any
+///   number of instances each is settled once.
+/// - Idempotency keys are enforced by a partial unique index over active tasks. Because
+///   `add_task` answers before the database does, a duplicate enqueue returns a fresh id that
+///   the store records as an alias of the task that holds the key: that id finds the task.
+/// - The schema is created and migrated at connect, under an advisory lock.
+///
+/// ```rust,no_run
+/// # async fn run() -> taskflow::Result<()> {
+/// use taskflow::{PostgresStore, TaskManager};
+///
+/// let store = PostgresStore::connect("postgres://app@db/app").await?;
+/// let manager = TaskManager::builder().store(store).build().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+    runtime: tokio::runtime::Handle,
+    /// The enqueue writes under way, which `close` waits for.
+    writes: tokio_util::task::TaskTracker,
+    url: Arc<str>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("url", &schema::redact(&self.url)).finish()
+    }
+}
+
+/// A database error as a store error.
+fn unavailable(err: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(format!("postgres: {err}"))
+}
+
+fn pool_error(err: deadpool_postgres::PoolError) -> StoreError {
+    StoreError::Unavailable(format!("postgres: {err}"))
+}
+
+const ACTIVE_KEY: &str = "idempotency_key IS NOT NULL AND status NOT IN ('failed', 'cancelled')";
+
+impl PostgresStore {
+    /// The default number of pooled connections.
+    pub const DEFAULT_POOL_SIZE: usize = 16;
+
+    /// Connects to `url` (`postgres://user:password@host:port/database`) with
+    /// [`PostgresStore::DEFAULT_POOL_SIZE`] connections, and creates or migrates the schema.
+    pub async fn connect(url: &str) -> Result<PostgresStore, StoreError> {
+        Self::connect_with_pool_size(url, Self::DEFAULT_POOL_SIZE).await
+    }
+
+    /// Like [`PostgresStore::connect`], with at most `size` pooled connections.
+    pub async fn connect_with_pool_size(
+        url: &str,
+        size: usize,
+    ) -> Result<PostgresStore, StoreError> {
+        let mut config = deadpool_postgres::Config::new();
+        config.url = Some(url.to_owned());
+        config.pool = Some(deadpool_postgres::PoolConfig::new(size.max(1)));
+        let pool = config.create_pool(Some(Runtime::Tokio1), NoTls).map_err(|err| {
+            StoreError::Open { path: schema::redact(url), reason: err.to_string() }
+        })?;
+        schema::migrate(&pool, url).await?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StoreError::Open {
+            path: schema::redact(url),
+            reason: "must be called inside a tokio runtime".to_owned(),
+        })?;
+        let writes = tokio_util::task::TaskTracker::new();
+        Ok(PostgresStore { pool, runtime, writes, url: url.into() })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    async fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
+        client.query(&statement, params).await.map_err(unavailable)
+    }
+
+    async fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
+        client.execute(&statement, params).await.map_err(unavailable)
+    }
+}
+
+/// Inserts a task; when an active task holds its idempotency key, records the new id as an
+/// alias of that task instead.
+async fn insert(
+    pool: Pool,
+    params: Params,
+    id: uuid::Uuid,
+    key: Option<String>,
+) -> Result<(), StoreError> {
+    let mut client = pool.get().await.map_err(pool_error)?;
+    let sql = format!(
+        "INSERT INTO taskflow_tasks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+            $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+         ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY} DO NOTHING RETURNING id"
+    );
+    let statement = client.prepare_cached(&sql).await.map_err(unavailable)?;
+    let inserted = client.query_opt(&statement, &params.refs()).await.map_err(unavailable)?;
+    if inserted.is_some() {
+        return Ok(());
+    }
+    let Some(key) = key else {
+        return Err(StoreError::Unavailable(format!("postgres: task {id} was not inserted")));
+    };
+    let tx = client.transaction().await.map_err(unavailable)?;
+    let holder = tx
+        .query_opt(
+            &format!("SELECT id FROM taskflow_tasks WHERE idempotency_key = $1 AND {ACTIVE_KEY}"),
+            &[&key],
+        )
+        .await
+        .map_err(unavailable)?;
+    let Some(holder) = holder else {
+        // The holder ended between the two statements: the key is free, store the task.
+        drop(tx);
+        return Box::pin(insert(pool, params, id, None)).await;
+    };
+    let holder: uuid::Uuid = holder.get(0);
+    tx.execute(
+        "INSERT INTO taskflow_aliases (alias, task_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        &[&id, &holder],
+    )
+    .await
+    .map_err(unavailable)?;
+    tx.commit().await.map_err(unavailable)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
+        let id = record.task_id;
+        let key = record.idempotency_key.clone();
+        let params = Params::of(&record);
+        let (done, ticket) = WriteTicket::new();
+        let pool = self.pool.clone();
+        let write = async move { done.settle(insert(pool, params, *id.as_uuid(), key).await) };
+        self.writes.spawn_on(write, &self.runtime);
+        // Whether the key was free is known only once the database answers; a duplicate's id
+        // becomes an alias of the holder, so the caller's id always finds the task.
+        Ok(Enqueued { id, created: true, write: Some(ticket) })
+    }
+
+    async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let uuid = *id.as_uuid();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM taskflow_tasks WHERE id = $1
+             UNION ALL
+             SELECT {COLUMNS} FROM taskflow_tasks
+             WHERE id = (SELECT task_id FROM taskflow_aliases WHERE alias = $1)
+             LIMIT 1"
+        );
+        let rows = self.query(&sql, &[&uuid]).await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let mut record = row::decode(row)?;
+        let logs = self
+            .query(
+                "SELECT at, level, message, attempt, fields FROM taskflow_logs
+                 WHERE task_id = $1 ORDER BY seq",
+                &[record.task_id.as_uuid()],
+            )
+            .await?;
+        record.logs = logs.iter().map(row::decode_log).collect::<Result<_, _>>()?;
+        Ok(Some(record))
+    }
+
+    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
+        let sql = format!(
+            "UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $2),
+                lease_owner = $3, lease_expires_at = $4
+             WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"
+        );
+        let owner: &str = &lease.owner;
+        let rows =
+            self.query(&sql, &[id.as_uuid(), &Utc::now(), &owner, &lease.expires_at]).await?;
+        rows.first().map(row::decode).transpose()
+    }
+
+    async fn transition(
+        &self,
+        id: &TaskId,
+        lease: &Lease,
+        change: Transition,
+    ) -> Result<bool, StoreError> {
+        let owner: &str = &lease.owner;
+        let uuid = id.as_uuid();
+        let fence = "WHERE id = $1 AND status = 'running' AND lease_owner = $2";
+        let changed = match change {
+            Transition::AttemptFailed { retries_used, error, stacktrace } => {
+                let sql = format!(
+                    "UPDATE taskflow_tasks SET retries_used = $3, error = $4, stacktrace = $5 {fence}"
+                );
+                self.execute(&sql, &[uuid, &owner, &(retries_used as i32), &error, &stacktrace])
+                    .await?
+            }
+            Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
+                let sql = format!(
+                    "UPDATE taskflow_tasks SET status = $3, end_time = $4,
+                        duration = EXTRACT(EPOCH FROM ($4 - start_time))::DOUBLE PRECISION,
+                        retries_used = $5, result = $6,
+                        stacktrace = CASE WHEN $7::TEXT IS NULL THEN stacktrace ELSE $8 END,
+                        error = COALESCE($7, error),
+                        lease_owner = NULL, lease_expires_at = NULL
+                     {fence}"
+                );
+                self.execute(
+                    &sql,
+                    &[
+                        uuid,
+                        &owner,
+                        &status.as_str(),
+                        &end_time,
+                        &(retries_used as i32),
+                        &result,
+                        &error,
+                        &stacktrace,
+                    ],
+                )
+                .await?
+            }
+            Transition::Requeue => {
+                let sql = format!(
+                    "UPDATE taskflow_tasks SET status = 'pending', lease_owner = NULL,
+                        lease_expires_at = NULL {fence}"
+                );
+                self.execute(&sql, &[uuid, &owner]).await?
+            }
+        };
+        Ok(changed > 0)
+    }
+
+    async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO taskflow_logs (task_id, at, level, message, attempt, fields)
+                 SELECT $1, $2, $3, $4, $5, $6
+                 WHERE EXISTS (SELECT 1 FROM taskflow_tasks WHERE id = $1)",
+            )
+            .await
+            .map_err(unavailable)?;
+        for entry in logs {
+            let fields = serde_json::Value::Object(entry.fields);
+            tx.execute(
+                &statement,
+                &[
+                    id.as_uuid(),
+                    &entry.at,
+                    &entry.level.as_str(),
+                    &entry.message,
+                    &(entry.attempt as i32),
+                    &fields,
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let found = tx
+            .query_opt(
+                "SELECT status FROM taskflow_tasks WHERE id = $1 FOR UPDATE",
+                &[id.as_uuid()],
+            )
+            .await
+            .map_err(unavailable)?;
+        let Some(found) = found else { return Ok(None) };
+        let status: String = found.get(0);
+        let status: TaskStatus =
+            status.parse().map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason })?;
+        if status == TaskStatus::Pending {
+            tx.execute(
+                "UPDATE taskflow_tasks SET status = 'cancelled', end_time = $2 WHERE id = $1",
+                &[id.as_uuid(), &Utc::now()],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(status))
+    }
+
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+        let mut values: Vec<Box<dyn ToSql + Send + Sync>> = Vec::new();
+        let mut filters: Vec<String> = Vec::new();
+        let mut bind = |value: Box<dyn ToSql + Send + Sync>| {
+            values.push(value);
+            format!("${}", values.len())
+        };
+        if let Some(status) = query.status {
+            filters.push(format!("status = {}", bind(Box::new(status.as_str().to_owned()))));
+        }
+        if let Some(func_name) = &query.func_name {
+            filters.push(format!("func_name = {}", bind(Box::new(func_name.clone()))));
+        }
+        if let Some((key, value)) = &query.tag {
+            let (k, v) = (bind(Box::new(key.clone())), bind(Box::new(value.clone())));
+            filters.push(format!("tags ->> {k} = {v}"));
+        }
+        if let Some(search) = &query.search {
+            let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let prefix = bind(Box::new(format!("{escaped}%")));
+            let inside = bind(Box::new(format!("%{escaped}%")));
+            filters.push(format!("(id::TEXT LIKE {prefix} OR func_name LIKE {inside})"));
+        }
+        if let Some(since) = query.since {
+            filters.push(format!("created_at >= {}", bind(Box::new(since))));
+        }
+        if let Some(until) = query.until {
+            filters.push(format!("created_at < {}", bind(Box::new(until))));
+        }
+        if let Some(after) = &query.after {
+            let seq: i64 = after.parse().map_err(|_| StoreError::InvalidCursor(after.clone()))?;
+            let op = if query.oldest_first { ">" } else { "<" };
+            filters.push(format!("seq {op} {}", bind(Box::new(seq))));
+        }
+        let mut sql = format!("SELECT {COLUMNS}, seq FROM taskflow_tasks");
+        if !filters.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&filters.join(" AND "));
+        }
+        let order = if query.oldest_first { "ASC" } else { "DESC" };
+        let fetch = bind(Box::new(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)));
+        sql.push_str(&format!(" ORDER BY seq {order} LIMIT {fetch}"));
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            values.iter().map(|v| &**v as &(dyn ToSql + Sync)).collect();
+        let mut rows = self.query(&sql, &refs).await?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        let next =
+            if more { rows.last().map(|row| row.get::<_, i64>(23).to_string()) } else { None };
+        let tasks = rows.iter().map(row::decode).collect::<Result<_, _>>()?;
+        Ok(TaskPage { tasks, next })
+    }
+
+    async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
+        let since = since.unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let counts = self
+            .query(
+                "SELECT status, count(*) FROM taskflow_tasks WHERE created_at >= $1 GROUP BY status",
+                &[&since],
+            )
+            .await?;
+        let functions = self
+            .query(
+                "SELECT func_name, count(*), count(*) FILTER (WHERE status = 'success'),
+                    count(*) FILTER (WHERE status = 'failed'),
+                    avg(duration), min(duration), max(duration)
+                 FROM taskflow_tasks
+                 WHERE status IN ('success', 'failed', 'interrupted') AND created_at >= $1
+                 GROUP BY func_name ORDER BY func_name",
+                &[&since],
+            )
+            .await?;
+        let mut stats = TaskStats::default();
+        for status in TaskStatus::ALL {
+            stats.by_status.insert(status.as_str().to_owned(), 0);
+        }
+        for row in counts {
+            let count: i64 = row.get(1);
+            stats.by_status.insert(row.get(0), count.max(0) as u64);
+        }
+        for row in functions {
+            let name: String = row.get(0);
+            let p95 = self
+                .query(
+                    "SELECT percentile_disc(0.95) WITHIN GROUP (ORDER BY duration) FROM (
+                        SELECT duration FROM taskflow_tasks
+                        WHERE func_name = $1 AND duration IS NOT NULL AND created_at >= $2
+                          AND status IN ('success', 'failed', 'interrupted')
+                        ORDER BY seq DESC LIMIT $3) latest",
+                    &[&name, &since, &(P95_WINDOW as i64)],
+                )
+                .await?;
+            let (runs, successes, failures): (i64, i64, i64) = (row.get(1), row.get(2), row.get(3));
+            stats.functions.push(FunctionStats {
+                func_name: name,
+                runs: runs.max(0) as u64,
+                successes: successes.max(0) as u64,
+                failures: failures.max(0) as u64,
+                success_rate: successes as f64 / runs.max(1) as f64,
+                avg_duration: row.get(4),
+                min_duration: row.get(5),
+                max_duration: row.get(6),
+                p95_duration: p95.first().and_then(|r| r.get(0)),
+            });
+        }
+        Ok(stats)
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "SELECT id, func_name, priority, scheduled_at FROM taskflow_tasks
+                 WHERE status = 'pending' ORDER BY priority DESC, seq LIMIT $1",
+                &[&limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| PendingTask {
+                id: TaskId::from(row.get::<_, uuid::Uuid>(0)),
+                func_name: row.get(1),
+                priority: row.get(2),
+                scheduled_at: row.get(3),
+            })
+            .collect())
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+        self.execute(
+            "UPDATE taskflow_tasks SET lease_expires_at = $3
+             WHERE id = ANY($1) AND status = 'running' AND lease_owner = $2",
+            &[&ids, &owner, &expires_at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn reclaim_expired(
+        &self,
+        now: DateTime<Utc>,
+        max_recoveries: u32,
+    ) -> Result<Reclaimed, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        // SKIP LOCKED: instances reclaiming at once take disjoint tasks.
+        let sql = format!(
+            "SELECT {COLUMNS} FROM taskflow_tasks
+             WHERE status = 'running' AND lease_expires_at < $1
+             FOR UPDATE SKIP LOCKED"
+        );
+        let rows = tx.query(&sql, &[&now]).await.map_err(unavailable)?;
+        let mut reclaimed = Reclaimed::default();
+        for row in rows {
+            let mut record = match row::decode(&row) {
+                Ok(record) => record,
+                Err(err) => {
+                    tracing::error!(error = %err, "taskflow: cannot reclaim an unreadable task");
+                    continue;
+                }
+            };
+            let outcome = reclaim(&mut record, now, max_recoveries);
+            tx.execute(
+                "UPDATE taskflow_tasks SET status = $2, end_time = $3, error = $4, stacktrace = $5,
+                    recoveries = $6, lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id = $1",
+                &[
+                    record.task_id.as_uuid(),
+                    &record.status.as_str(),
+                    &record.end_time,
+                    &record.error,
+                    &record.stacktrace,
+                    &(record.recoveries as i32),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+            match outcome {
+                ReclaimAs::Requeued => reclaimed.requeued.push(PendingTask {
+                    id: record.task_id,
+                    func_name: record.func_name,
+                    priority: record.priority,
+                    scheduled_at: record.scheduled_at,
+                }),
+                ReclaimAs::Interrupted => reclaimed.interrupted.push(record.task_id),
+                ReclaimAs::Poisoned => reclaimed.poisoned.push(record.task_id),
+            }
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(reclaimed)
+    }
+
+    async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        if let Some(max_age) =
+            retention.max_age.and_then(|age| chrono::Duration::from_std(age).ok())
+        {
+            removed += self
+                .execute(
+                    "DELETE FROM taskflow_tasks WHERE end_time IS NOT NULL AND end_time < $1
+                       AND status IN ('success', 'failed', 'interrupted', 'cancelled')",
+                    &[&(now - max_age)],
+                )
+                .await?;
+        }
+        if let Some(max) = retention.max_finished {
+            removed += self
+                .execute(
+                    "DELETE FROM taskflow_tasks WHERE id IN (
+                        SELECT id FROM taskflow_tasks WHERE end_time IS NOT NULL
+                          AND status IN ('success', 'failed', 'interrupted', 'cancelled')
+                        ORDER BY end_time DESC OFFSET $1)",
+                    &[&i64::try_from(max).unwrap_or(i64::MAX)],
+                )
+                .await?;
+        }
+        Ok(removed as usize)
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.writes.close();
+        self.writes.wait().await;
+        self.pool.close();
+        Ok(())
+    }
+}

@@ -1,0 +1,120 @@
+//! The PostgreSQL schema, created and migrated at connect under an advisory lock, so that
+//! instances starting together migrate once.
+
+use deadpool_postgres::Pool;
+
+use super::unavailable;
+use crate::store::StoreError;
+
+/// The schema version this binary writes.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// Each migration takes the schema from version `index` to `index + 1`.
+const MIGRATIONS: [&str; 1] = ["
+    CREATE TABLE taskflow_tasks (
+        seq BIGSERIAL UNIQUE,
+        id UUID PRIMARY KEY,
+        func_name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        start_time TIMESTAMPTZ,
+        end_time TIMESTAMPTZ,
+        duration DOUBLE PRECISION,
+        retries_used INTEGER NOT NULL,
+        max_retries INTEGER NOT NULL,
+        error TEXT,
+        stacktrace TEXT,
+        tags JSONB NOT NULL,
+        source TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        args JSONB NOT NULL,
+        result JSONB,
+        idempotency_key TEXT,
+        scheduled_at TIMESTAMPTZ,
+        retry_of UUID,
+        requeue_on_interrupt BOOLEAN NOT NULL,
+        recoveries INTEGER NOT NULL,
+        lease_owner TEXT,
+        lease_expires_at TIMESTAMPTZ
+    );
+    CREATE INDEX taskflow_tasks_by_status ON taskflow_tasks (status, seq);
+    CREATE INDEX taskflow_tasks_by_func ON taskflow_tasks (func_name, seq);
+    CREATE INDEX taskflow_tasks_finished ON taskflow_tasks (end_time) WHERE end_time IS NOT NULL;
+    CREATE INDEX taskflow_tasks_leases ON taskflow_tasks (lease_expires_at) WHERE status = 'running';
+    CREATE UNIQUE INDEX taskflow_tasks_active_key ON taskflow_tasks (idempotency_key)
+        WHERE idempotency_key IS NOT NULL AND status NOT IN ('failed', 'cancelled');
+    CREATE TABLE taskflow_logs (
+        seq BIGSERIAL PRIMARY KEY,
+        task_id UUID NOT NULL REFERENCES taskflow_tasks (id) ON DELETE CASCADE,
+        at TIMESTAMPTZ NOT NULL,
+        level TEXT NOT NULL,
+        message TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        fields JSONB NOT NULL
+    );
+    CREATE INDEX taskflow_logs_by_task ON taskflow_logs (task_id, seq);
+    CREATE TABLE taskflow_aliases (
+        alias UUID PRIMARY KEY,
+        task_id UUID NOT NULL REFERENCES taskflow_tasks (id) ON DELETE CASCADE
+    );
+"];
+
+/// Any number: the advisory lock key under which instances migrate one at a time.
+const MIGRATION_LOCK: i64 = 0x7461_736b_666c_6f77; // "taskflow"
+
+/// Creates or migrates the schema; refuses a schema newer than this binary's.
+pub(super) async fn migrate(pool: &Pool, url: &str) -> Result<(), StoreError> {
+    let fail = |err: tokio_postgres::Error| StoreError::Open {
+        path: redact(url),
+        reason: err.to_string(),
+    };
+    let mut client = pool
+        .get()
+        .await
+        .map_err(|err| StoreError::Open { path: redact(url), reason: err.to_string() })?;
+    let tx = client.transaction().await.map_err(fail)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(fail)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS taskflow_meta (key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(fail)?;
+    let found: i64 = tx
+        .query_opt("SELECT value FROM taskflow_meta WHERE key = 'schema_version'", &[])
+        .await
+        .map_err(fail)?
+        .map_or(0, |row| row.get(0));
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::IncompatibleSchema {
+            path: redact(url),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (from, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.batch_execute(migration).await.map_err(fail)?;
+        let to = from as i64 + 1;
+        tx.execute(
+            "INSERT INTO taskflow_meta (key, value) VALUES ('schema_version', $1)
+             ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            &[&to],
+        )
+        .await
+        .map_err(fail)?;
+    }
+    tx.commit().await.map_err(unavailable)
+}
+
+/// `url` without its password, for messages.
+pub(super) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
