@@ -455,20 +455,32 @@ mod sqlite {
     all_checks!(fresh().await);
 }
 
-/// A PostgreSQL store in a schema of its own, so tests running at once never see each other's
-/// tasks; `None` (and a line saying why) without `TASKFLOW_TEST_POSTGRES_URL`.
-pub(crate) async fn postgres_store() -> Option<taskflow::PostgresStore> {
+/// A fresh PostgreSQL schema: its name, and a URL whose connections use it.
+pub(crate) struct PostgresSchema {
+    pub(crate) name: String,
+    pub(crate) url: String,
+}
+
+/// A schema of its own for one test, so tests running at once never see each other's tasks;
+/// `None` (and a line saying why) without `TASKFLOW_TEST_POSTGRES_URL`.
+pub(crate) async fn postgres_schema() -> Option<PostgresSchema> {
     let Ok(url) = std::env::var("TASKFLOW_TEST_POSTGRES_URL") else {
         println!("skipped: TASKFLOW_TEST_POSTGRES_URL is not set (.ci/run sets it)");
         return None;
     };
-    let schema = format!("t_{}", TaskId::new().to_string().replace('-', ""));
+    let name = format!("t_{}", TaskId::new().to_string().replace('-', ""));
     let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(connection);
-    client.batch_execute(&format!("CREATE SCHEMA {schema}")).await.unwrap();
+    client.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
     let separator = if url.contains('?') { '&' } else { '?' };
-    let scoped = format!("{url}{separator}options=-csearch_path%3D{schema}");
-    Some(taskflow::PostgresStore::connect_with_pool_size(&scoped, 8).await.unwrap())
+    let url = format!("{url}{separator}options=-csearch_path%3D{name}");
+    Some(PostgresSchema { name, url })
+}
+
+/// A PostgreSQL store in a schema of its own (see [`postgres_schema`]).
+pub(crate) async fn postgres_store() -> Option<taskflow::PostgresStore> {
+    let schema = postgres_schema().await?;
+    Some(taskflow::PostgresStore::connect_with_pool_size(&schema.url, 8).await.unwrap())
 }
 
 mod postgres {

@@ -7,5 +7,6 @@ mod dsl;
 mod engine;
 mod external;
 mod http;
+mod multi;
 mod sqlite;
 mod support;
