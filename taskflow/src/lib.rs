@@ -72,6 +72,9 @@ pub use crate::task::{IntoTaskArgs, Task};
 pub use crate::tasks::{NewTask, Tasks};
 #[cfg(feature = "axum")]
 pub use crate::web::{MissingTaskLayer, TaskLayer, TaskService};
+/// The PostgreSQL client taskflow uses, for [`TaskManager::add_task_in`].
+#[cfg(feature = "postgres")]
+pub use tokio_postgres;
 
 #[doc = include_str!("docs/task.md")]
 pub use taskflow_macros::task;

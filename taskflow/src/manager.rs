@@ -71,6 +71,12 @@ struct Inner {
     lease: Duration,
     retention: Retention,
     prune_every: Duration,
+    /// A shared store's signal that tasks were enqueued elsewhere (`None`: not shared).
+    wake: Option<Arc<tokio::sync::Notify>>,
+    /// With a shared store: the tasks this instance has queued or is running.
+    queued: Mutex<std::collections::HashSet<TaskId>>,
+    /// With a shared store: how often pending tasks are polled without a signal.
+    poll_every: Duration,
 }
 
 /// A task between claim and final status, as the manager tracks it.
@@ -109,6 +115,7 @@ pub struct TaskManagerBuilder {
     retention: Retention,
     prune_every: Duration,
     recover: bool,
+    poll_every: Duration,
     #[cfg(feature = "sqlite")]
     sqlite: Option<std::path::PathBuf>,
 }
@@ -124,6 +131,7 @@ impl TaskManager {
             retention: Retention::default(),
             prune_every: Duration::from_secs(60),
             recover: true,
+            poll_every: Duration::from_secs(5),
             #[cfg(feature = "sqlite")]
             sqlite: None,
         }
@@ -227,49 +235,10 @@ impl TaskManager {
     /// Stores a new task. Returns what the store answered and whether the caller should
     /// dispatch it (it was created and is pending).
     pub(crate) fn store_new(&self, new: NewTask) -> Result<(Enqueued, Option<Dispatch>)> {
-        let now = Utc::now();
-        let priority = new.priority();
-        let max_retries = new.max_retries();
-        let NewTask { id, task, args, options } = new;
-        let (status, args, error) = match args {
-            Ok(args) => (TaskStatus::Pending, args, None),
-            Err(reason) => (
-                TaskStatus::Failed,
-                serde_json::Value::Null,
-                Some(format!("the arguments could not be serialised to JSON: {reason}")),
-            ),
-        };
-        let scheduled_at = options
-            .start_delay()
-            .filter(|d| !d.is_zero())
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .map(|d| now + d);
-        let record = TaskRecord {
-            task_id: id,
-            func_name: task.name().to_owned(),
-            status,
-            created_at: now,
-            start_time: None,
-            end_time: error.as_ref().map(|_| now),
-            duration: None,
-            retries_used: 0,
-            max_retries,
-            stacktrace: error.clone(),
-            error,
-            logs: Vec::new(),
-            tags: options.tags_map().clone(),
-            source: TaskSource::Manual,
-            priority,
-            args,
-            result: None,
-            idempotency_key: options.idempotency_key_str().map(str::to_owned),
-            scheduled_at,
-            retry_of: None,
-            requeue_on_interrupt: task.requeues_on_interrupt(),
-            recoveries: 0,
-            lease_owner: None,
-            lease_expires_at: None,
-        };
+        let task = new.task;
+        let record = new_record(new);
+        let (status, priority, scheduled_at) =
+            (record.status, record.priority, record.scheduled_at);
         let tags = (!self.inner.observers.is_empty()).then(|| Arc::new(record.tags.clone()));
         let enqueued = self.inner.store.enqueue(record)?;
         if !enqueued.created || status != TaskStatus::Pending {
@@ -287,16 +256,90 @@ impl TaskManager {
         }
         let timeout = task.attempt_timeout();
         let dispatch = Dispatch { id: enqueued.id, priority, scheduled_at, timeout };
+        self.track_queued(dispatch.id);
         Ok((enqueued, Some(dispatch)))
+    }
+
+    /// With a shared store, remembers that this instance will run `id`, so that polling for
+    /// tasks enqueued elsewhere leaves it alone.
+    fn track_queued(&self, id: TaskId) {
+        if self.inner.wake.is_some() {
+            self.inner.queued.lock().unwrap_or_else(PoisonError::into_inner).insert(id);
+        }
+    }
+
+    fn untrack_queued(&self, id: &TaskId) {
+        if self.inner.wake.is_some() {
+            self.inner.queued.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
+        }
+    }
+
+    /// Stores a task through `client`, a transaction of yours (or a plain client) on the
+    /// database of this manager's [`PostgresStore`](crate::PostgresStore): the task exists if
+    /// and only if the transaction commits. On commit, a notification wakes the instances,
+    /// one of which runs it. Returns the task's id, or the id of the active task that holds
+    /// its idempotency key.
+    ///
+    /// ```rust,no_run
+    /// # #[taskflow::task] async fn send_receipt(order: u64) {}
+    /// # async fn pay(manager: taskflow::TaskManager, mut client: taskflow::tokio_postgres::Client) -> taskflow::Result<()> {
+    /// let tx = client.transaction().await.expect("begin");
+    /// tx.execute("UPDATE orders SET paid = true WHERE id = $1", &[&42i64]).await.expect("update");
+    /// manager.add_task_in(&tx, send_receipt, 42, taskflow::EnqueueOptions::new()).await?;
+    /// tx.commit().await.expect("commit"); // the receipt is sent only if the order is paid
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub async fn add_task_in<T: Task>(
+        &self,
+        client: &impl tokio_postgres::GenericClient,
+        task: T,
+        args: impl IntoTaskArgs<T>,
+        options: EnqueueOptions,
+    ) -> Result<TaskId> {
+        let record = new_record(crate::tasks::new_task(task, args, options));
+        Ok(crate::store::postgres::insert_in(client, &record).await?)
+    }
+
+    /// Dispatches the pending tasks of a shared store that no instance has taken: enqueued in
+    /// a database transaction, or left behind by an instance that stopped before starting
+    /// them. Claims are atomic, so instances racing for one task run it once.
+    async fn poll_pending(&self) {
+        match self.inner.store.pending(POLL_BATCH).await {
+            Ok(pending) => {
+                for task in pending {
+                    let known = self
+                        .inner
+                        .queued
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .contains(&task.id);
+                    if !known {
+                        self.dispatch(Dispatch::from(task));
+                    }
+                }
+            }
+            Err(err) => tracing::error!(error = %err, "taskflow: could not poll pending tasks"),
+        }
     }
 
     /// Starts running a stored pending task (after its delay, once a slot is free).
     pub(crate) fn dispatch(&self, dispatch: Dispatch) {
         if !self.inner.accepting.load(Ordering::Acquire) {
+            self.untrack_queued(&dispatch.id);
             return; // shutting down: it stays pending for the next start
         }
+        self.track_queued(dispatch.id);
         let manager = self.clone();
-        let future = async move { manager.run(dispatch).await };
+        let future = async move {
+            let id = dispatch.id;
+            let shared = manager.inner.wake.is_some().then(|| manager.clone());
+            manager.run(dispatch).await;
+            if let Some(manager) = shared {
+                manager.untrack_queued(&id);
+            }
+        };
         self.inner.tracker.spawn_on(future, &self.inner.runtime);
     }
 
@@ -454,6 +497,22 @@ impl TaskManager {
                 manager.maintain(&mut last_prune).await;
             }
         });
+        if let Some(wake) = self.inner.wake.clone() {
+            let weak = Arc::downgrade(&self.inner);
+            let stopping = self.inner.stopping.clone();
+            let every = self.inner.poll_every;
+            self.inner.runtime.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(every) => {}
+                        () = wake.notified() => {}
+                        () = stopping.cancelled() => return,
+                    }
+                    let Some(inner) = weak.upgrade() else { return };
+                    TaskManager { inner }.poll_pending().await;
+                }
+            });
+        }
     }
 
     async fn maintain(&self, last_prune: &mut tokio::time::Instant) {
@@ -772,6 +831,57 @@ impl TaskManager {
     }
 }
 
+/// The record of a task about to be stored: `pending`, or `failed` at once when its
+/// arguments could not be serialised.
+pub(crate) fn new_record(new: NewTask) -> TaskRecord {
+    let now = Utc::now();
+    let priority = new.priority();
+    let max_retries = new.max_retries();
+    let NewTask { id, task, args, options } = new;
+    let (status, args, error) = match args {
+        Ok(args) => (TaskStatus::Pending, args, None),
+        Err(reason) => (
+            TaskStatus::Failed,
+            serde_json::Value::Null,
+            Some(format!("the arguments could not be serialised to JSON: {reason}")),
+        ),
+    };
+    let scheduled_at = options
+        .start_delay()
+        .filter(|d| !d.is_zero())
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .map(|d| now + d);
+    TaskRecord {
+        task_id: id,
+        func_name: task.name().to_owned(),
+        status,
+        created_at: now,
+        start_time: None,
+        end_time: error.as_ref().map(|_| now),
+        duration: None,
+        retries_used: 0,
+        max_retries,
+        stacktrace: error.clone(),
+        error,
+        logs: Vec::new(),
+        tags: options.tags_map().clone(),
+        source: TaskSource::Manual,
+        priority,
+        args,
+        result: None,
+        idempotency_key: options.idempotency_key_str().map(str::to_owned),
+        scheduled_at,
+        retry_of: None,
+        requeue_on_interrupt: task.requeues_on_interrupt(),
+        recoveries: 0,
+        lease_owner: None,
+        lease_expires_at: None,
+    }
+}
+
+/// How many pending tasks one poll of a shared store dispatches at most.
+const POLL_BATCH: usize = 1000;
+
 /// A created pending task, ready to be started.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Dispatch {
@@ -846,6 +956,13 @@ impl TaskManagerBuilder {
         self
     }
 
+    /// With a store shared by several instances: how often to look for pending tasks that no
+    /// instance has taken, besides the store's own signal (default: every 5 seconds).
+    pub fn poll_every(mut self, every: Duration) -> Self {
+        self.poll_every = every.max(Duration::from_millis(10));
+        self
+    }
+
     /// Whether `build` recovers the store: reclaims tasks whose runner died and dispatches
     /// pending tasks (default: yes).
     pub fn recover(mut self, recover: bool) -> Self {
@@ -875,6 +992,7 @@ impl TaskManagerBuilder {
         registry().check()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let wake = store.enqueued_elsewhere();
         Ok(TaskManager {
             inner: Arc::new(Inner {
                 store,
@@ -889,6 +1007,9 @@ impl TaskManagerBuilder {
                 lease: self.lease,
                 retention: self.retention,
                 prune_every: self.prune_every,
+                wake,
+                queued: Mutex::default(),
+                poll_every: self.poll_every,
             }),
         })
     }

@@ -149,3 +149,46 @@ async fn three_instances_run_each_of_ten_thousand_tasks_once() {
         instance.thread.join().unwrap();
     }
 }
+
+#[task]
+async fn receipt(key: String, order: u64) -> u64 {
+    crate::support::note(&key, format!("receipt {order}"));
+    order
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_added_in_a_transaction_exists_only_if_it_commits() {
+    let Some(schema) = postgres_schema().await else { return };
+    let store = taskflow::PostgresStore::connect_with_pool_size(&schema.url, 4).await.unwrap();
+    let manager = TaskManager::builder()
+        .store(store)
+        .poll_every(Duration::from_secs(3600)) // only the commit's notification wakes it
+        .build()
+        .await
+        .unwrap();
+    let (mut client, connection) =
+        tokio_postgres::connect(&schema.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client.batch_execute("CREATE TABLE orders (id BIGINT PRIMARY KEY)").await.unwrap();
+    let key = crate::support::unique("receipt");
+
+    let tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO orders (id) VALUES (1)", &[]).await.unwrap();
+    let rolled_back =
+        manager.add_task_in(&tx, receipt, (key.clone(), 1), EnqueueOptions::new()).await.unwrap();
+    tx.rollback().await.unwrap();
+
+    let tx = client.transaction().await.unwrap();
+    tx.execute("INSERT INTO orders (id) VALUES (2)", &[]).await.unwrap();
+    let committed =
+        manager.add_task_in(&tx, receipt, (key.clone(), 2), EnqueueOptions::new()).await.unwrap();
+    // Not visible to the instances before the commit.
+    assert!(manager.store().get(&committed).await.unwrap().is_none());
+    tx.commit().await.unwrap();
+
+    let record = manager.wait_for(committed, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(record.status, TaskStatus::Success);
+    assert!(manager.store().get(&rolled_back).await.unwrap().is_none(), "rolled back: no task");
+    assert_eq!(crate::support::notes(&key), ["receipt 2"]);
+    manager.shutdown(Duration::from_secs(5)).await;
+}

@@ -7,7 +7,7 @@
 
 mod memory;
 #[cfg(feature = "postgres")]
-mod postgres;
+pub(crate) mod postgres;
 mod reclaim;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -355,6 +355,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Deletes finished tasks beyond `retention`; returns how many.
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError>;
+
+    /// For a store that several processes share: a signal that fires when tasks may have been
+    /// enqueued that no instance has taken yet (a transactional enqueue), so managers poll
+    /// [`Store::pending`] at once rather than at their next interval. `None` (the default)
+    /// for a store that only this process writes.
+    fn enqueued_elsewhere(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 
     /// Makes everything durable and releases the store (its file, its connections).
     async fn close(&self) -> Result<(), StoreError> {

@@ -45,6 +45,10 @@ pub struct PostgresStore {
     runtime: tokio::runtime::Handle,
     /// The enqueue writes under way, which `close` waits for.
     writes: tokio_util::task::TaskTracker,
+    /// Fired by `NOTIFY taskflow_enqueued` from any instance.
+    wake: Arc<tokio::sync::Notify>,
+    /// Stops the listener at close.
+    closing: tokio_util::sync::CancellationToken,
     url: Arc<str>,
 }
 
@@ -92,7 +96,10 @@ impl PostgresStore {
             reason: "must be called inside a tokio runtime".to_owned(),
         })?;
         let writes = tokio_util::task::TaskTracker::new();
-        Ok(PostgresStore { pool, runtime, writes, url: url.into() })
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let closing = tokio_util::sync::CancellationToken::new();
+        runtime.spawn(listen(url.to_owned(), Arc::clone(&wake), closing.clone()));
+        Ok(PostgresStore { pool, runtime, writes, wake, closing, url: url.into() })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -116,6 +123,88 @@ impl PostgresStore {
     }
 }
 
+/// Inserts a task unless an active task holds its idempotency key; returns its id if stored.
+fn insert_sql() -> String {
+    format!(
+        "INSERT INTO taskflow_tasks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
+            $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+         ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY} DO NOTHING RETURNING id"
+    )
+}
+
+/// The channel on which instances announce tasks that no instance has taken yet.
+const CHANNEL: &str = "taskflow_enqueued";
+
+/// Listens on [`CHANNEL`] and fires `wake` at each notification, and after each (re)connect
+/// (notifications sent while disconnected are lost), until `closing`.
+async fn listen(
+    url: String,
+    wake: Arc<tokio::sync::Notify>,
+    closing: tokio_util::sync::CancellationToken,
+) {
+    let mut pause = std::time::Duration::from_millis(100);
+    while !closing.is_cancelled() {
+        if let Ok((client, mut connection)) = tokio_postgres::connect(&url, NoTls).await {
+            let notified = Arc::clone(&wake);
+            let driver = tokio::spawn(async move {
+                loop {
+                    match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                        Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
+                            notified.notify_one()
+                        }
+                        Some(Ok(_)) => {}
+                        Some(Err(_)) | None => return,
+                    }
+                }
+            });
+            if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_ok() {
+                pause = std::time::Duration::from_millis(100);
+                wake.notify_one();
+                tokio::select! {
+                    _ = driver => {}
+                    () = closing.cancelled() => return,
+                }
+            } else {
+                driver.abort();
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = closing.cancelled() => return,
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(5));
+    }
+}
+
+/// Stores `record` through `client` (a transaction of the caller's, or a plain client) and
+/// announces it to every instance; returns the id of the task that holds its idempotency key
+/// when one does. In a transaction, the task and the announcement exist only if it commits.
+pub(crate) async fn insert_in(
+    client: &impl tokio_postgres::GenericClient,
+    record: &TaskRecord,
+) -> Result<TaskId, StoreError> {
+    let params = Params::of(record);
+    let inserted = client.query_opt(&insert_sql(), &params.refs()).await.map_err(unavailable)?;
+    let id = match (inserted, &record.idempotency_key) {
+        (Some(_), _) => record.task_id,
+        (None, Some(key)) => {
+            let sql = format!(
+                "SELECT id FROM taskflow_tasks WHERE idempotency_key = $1 AND {ACTIVE_KEY}"
+            );
+            let holder = client.query_one(&sql, &[key]).await.map_err(unavailable)?;
+            TaskId::from(holder.get::<_, uuid::Uuid>(0))
+        }
+        (None, None) => {
+            return Err(StoreError::Unavailable(format!(
+                "postgres: task {} was not inserted",
+                record.task_id
+            )));
+        }
+    };
+    client.execute(&format!("NOTIFY {CHANNEL}"), &[]).await.map_err(unavailable)?;
+    Ok(id)
+}
+
 /// Inserts a task; when an active task holds its idempotency key, records the new id as an
 /// alias of that task instead.
 async fn insert(
@@ -125,12 +214,7 @@ async fn insert(
     key: Option<String>,
 ) -> Result<(), StoreError> {
     let mut client = pool.get().await.map_err(pool_error)?;
-    let sql = format!(
-        "INSERT INTO taskflow_tasks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-            $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
-         ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY} DO NOTHING RETURNING id"
-    );
-    let statement = client.prepare_cached(&sql).await.map_err(unavailable)?;
+    let statement = client.prepare_cached(&insert_sql()).await.map_err(unavailable)?;
     let inserted = client.query_opt(&statement, &params.refs()).await.map_err(unavailable)?;
     if inserted.is_some() {
         return Ok(());
@@ -546,7 +630,12 @@ impl Store for PostgresStore {
         Ok(removed as usize)
     }
 
+    fn enqueued_elsewhere(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(Arc::clone(&self.wake))
+    }
+
     async fn close(&self) -> Result<(), StoreError> {
+        self.closing.cancel();
         self.writes.close();
         self.writes.wait().await;
         self.pool.close();
