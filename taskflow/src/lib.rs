@@ -59,6 +59,8 @@ pub use crate::observer::{EventKind, MemoryObserver, StdoutObserver, TaskEvent, 
 pub use crate::options::{EnqueueOptions, TaskOptions};
 pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
 pub use crate::registry::{RegisteredTask, Registry, registry};
+#[cfg(feature = "mysql")]
+pub use crate::store::MysqlStore;
 #[cfg(feature = "postgres")]
 pub use crate::store::PostgresStore;
 pub use crate::store::{

@@ -488,3 +488,32 @@ mod postgres {
 
     all_checks!(postgres_store().await.map(|store| Arc::new(store) as Arc<dyn Store>));
 }
+
+/// A MySQL/MariaDB store in a database of its own; `None` (and a line saying why) without
+/// `TASKFLOW_TEST_MYSQL_URL`.
+pub(crate) async fn mysql_url() -> Option<String> {
+    let Ok(url) = std::env::var("TASKFLOW_TEST_MYSQL_URL") else {
+        println!("skipped: TASKFLOW_TEST_MYSQL_URL is not set (.ci/run sets it)");
+        return None;
+    };
+    use mysql_async::prelude::Queryable;
+    let name = format!("t_{}", TaskId::new().to_string().replace('-', ""));
+    let pool = mysql_async::Pool::new(url.as_str());
+    let mut conn = pool.get_conn().await.unwrap();
+    conn.query_drop(format!("CREATE DATABASE {name}")).await.unwrap();
+    drop(conn);
+    pool.disconnect().await.unwrap();
+    let base = url.rsplit_once('/').map_or(url.as_str(), |(base, _)| base);
+    Some(format!("{base}/{name}"))
+}
+
+mod mysql {
+    use super::*;
+
+    async fn fresh() -> Option<Arc<dyn Store>> {
+        let url = mysql_url().await?;
+        Some(Arc::new(taskflow::MysqlStore::connect(&url).await.unwrap()))
+    }
+
+    all_checks!(fresh().await);
+}

@@ -6,6 +6,8 @@
 //! task) can never overwrite the task; idempotency keys are enforced by the store itself.
 
 mod memory;
+#[cfg(feature = "mysql")]
+mod mysql;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 mod reclaim;
@@ -19,6 +21,8 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 pub use self::memory::MemoryStore;
+#[cfg(feature = "mysql")]
+pub use self::mysql::MysqlStore;
 #[cfg(feature = "postgres")]
 pub use self::postgres::PostgresStore;
 #[cfg(feature = "sqlite")]

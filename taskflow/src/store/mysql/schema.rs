@@ -1,0 +1,125 @@
+//! The MySQL / MariaDB schema, created and migrated at connect under a named lock, so that
+//! instances starting together migrate once. Timestamps are integer microseconds since the
+//! Unix epoch (UTC); JSON is text.
+
+use mysql_async::Pool;
+use mysql_async::prelude::Queryable;
+
+use super::unavailable;
+use crate::store::StoreError;
+
+/// The schema version this binary writes.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// Each migration, a list of statements, takes the schema from version `index` to
+/// `index + 1`. Neither server has partial indexes: the unique index over active
+/// idempotency keys is on a generated column that is `NULL` for ended tasks.
+const MIGRATIONS: [&[&str]; 1] = [&[
+    "CREATE TABLE taskflow_tasks (
+        seq BIGINT AUTO_INCREMENT PRIMARY KEY,
+        id CHAR(36) NOT NULL,
+        func_name VARCHAR(255) NOT NULL,
+        status VARCHAR(16) NOT NULL,
+        created_at BIGINT NOT NULL,
+        start_time BIGINT NULL,
+        end_time BIGINT NULL,
+        duration DOUBLE NULL,
+        retries_used INT NOT NULL,
+        max_retries INT NOT NULL,
+        error LONGTEXT NULL,
+        stacktrace LONGTEXT NULL,
+        tags LONGTEXT NOT NULL,
+        source VARCHAR(16) NOT NULL,
+        priority INT NOT NULL,
+        args LONGTEXT NOT NULL,
+        result LONGTEXT NULL,
+        idempotency_key VARCHAR(255) NULL,
+        scheduled_at BIGINT NULL,
+        retry_of CHAR(36) NULL,
+        requeue_on_interrupt TINYINT NOT NULL,
+        recoveries INT NOT NULL,
+        lease_owner VARCHAR(128) NULL,
+        lease_expires_at BIGINT NULL,
+        active_key VARCHAR(255) AS (IF(status IN ('failed', 'cancelled'), NULL, idempotency_key)) STORED,
+        UNIQUE KEY taskflow_tasks_id (id),
+        UNIQUE KEY taskflow_tasks_active_key (active_key),
+        KEY taskflow_tasks_by_status (status, seq),
+        KEY taskflow_tasks_by_func (func_name, seq),
+        KEY taskflow_tasks_finished (end_time)
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+    "CREATE TABLE taskflow_logs (
+        seq BIGINT AUTO_INCREMENT PRIMARY KEY,
+        task_id CHAR(36) NOT NULL,
+        at BIGINT NOT NULL,
+        level VARCHAR(8) NOT NULL,
+        message LONGTEXT NOT NULL,
+        attempt INT NOT NULL,
+        fields LONGTEXT NOT NULL,
+        KEY taskflow_logs_by_task (task_id, seq),
+        FOREIGN KEY (task_id) REFERENCES taskflow_tasks (id) ON DELETE CASCADE
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+    "CREATE TABLE taskflow_aliases (
+        alias CHAR(36) PRIMARY KEY,
+        task_id CHAR(36) NOT NULL,
+        FOREIGN KEY (task_id) REFERENCES taskflow_tasks (id) ON DELETE CASCADE
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+]];
+
+/// Creates or migrates the schema; refuses a schema newer than this binary's.
+pub(super) async fn migrate(pool: &Pool, url: &str) -> Result<(), StoreError> {
+    let open = |reason: String| StoreError::Open { path: redact(url), reason };
+    let mut conn = pool.get_conn().await.map_err(|e| open(e.to_string()))?;
+    let locked: Option<i64> = conn
+        .query_first("SELECT GET_LOCK('taskflow_migrate', 60)")
+        .await
+        .map_err(|e| open(e.to_string()))?;
+    if locked != Some(1) {
+        return Err(open("timed out waiting for another instance's migration".to_owned()));
+    }
+    let result = async {
+        conn.query_drop(
+            "CREATE TABLE IF NOT EXISTS taskflow_meta (
+                k VARCHAR(64) PRIMARY KEY, v BIGINT NOT NULL) ENGINE = InnoDB",
+        )
+        .await
+        .map_err(unavailable)?;
+        let found: i64 = conn
+            .query_first("SELECT v FROM taskflow_meta WHERE k = 'schema_version'")
+            .await
+            .map_err(unavailable)?
+            .unwrap_or(0);
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::IncompatibleSchema {
+                path: redact(url),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        for (from, statements) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            for statement in *statements {
+                conn.query_drop(*statement).await.map_err(unavailable)?;
+            }
+            conn.exec_drop(
+                "REPLACE INTO taskflow_meta (k, v) VALUES ('schema_version', ?)",
+                (from as i64 + 1,),
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        Ok(())
+    }
+    .await;
+    let _ = conn.query_drop("DO RELEASE_LOCK('taskflow_migrate')").await;
+    result
+}
+
+/// `url` without its password, for messages.
+pub(super) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
