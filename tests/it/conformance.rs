@@ -324,6 +324,8 @@ pub(crate) async fn stats_count_outcomes_and_durations(store: Arc<dyn Store>) {
         let duration = duration.unwrap();
         assert!((duration - 0.1).abs() < 1e-3, "{duration}");
     }
+    let all_time = store.stats(None).await.unwrap();
+    assert!(all_time.functions.iter().any(|f| f.func_name == func && f.runs == 4));
     let later = store.stats(Some(Utc::now() + chrono::Duration::hours(1))).await.unwrap();
     assert!(later.functions.iter().all(|f| f.func_name != func));
 }
@@ -455,9 +457,8 @@ mod sqlite {
     all_checks!(fresh().await);
 }
 
-/// A fresh PostgreSQL schema: its name, and a URL whose connections use it.
+/// A fresh PostgreSQL schema: a URL whose connections use it.
 pub(crate) struct PostgresSchema {
-    pub(crate) name: String,
     pub(crate) url: String,
 }
 
@@ -474,7 +475,7 @@ pub(crate) async fn postgres_schema() -> Option<PostgresSchema> {
     client.batch_execute(&format!("CREATE SCHEMA {name}")).await.unwrap();
     let separator = if url.contains('?') { '&' } else { '?' };
     let url = format!("{url}{separator}options=-csearch_path%3D{name}");
-    Some(PostgresSchema { name, url })
+    Some(PostgresSchema { url })
 }
 
 /// A PostgreSQL store in a schema of its own (see [`postgres_schema`]).
@@ -512,7 +513,7 @@ mod mysql {
 
     async fn fresh() -> Option<Arc<dyn Store>> {
         let url = mysql_url().await?;
-        Some(Arc::new(taskflow::MysqlStore::connect(&url).await.unwrap()))
+        Some(Arc::new(taskflow::MysqlStore::connect_with_pool_size(&url, 8).await.unwrap()))
     }
 
     all_checks!(fresh().await);

@@ -127,9 +127,9 @@ impl Cells {
     fn text(&self, index: usize, column: &str) -> Result<Option<String>, StoreError> {
         match self.values.get(index) {
             None | Some(Value::NULL) => Ok(None),
-            Some(Value::Bytes(bytes)) => String::from_utf8(bytes.clone())
-                .map(Some)
-                .map_err(|e| self.corrupt(column, e)),
+            Some(Value::Bytes(bytes)) => {
+                String::from_utf8(bytes.clone()).map(Some).map_err(|e| self.corrupt(column, e))
+            }
             Some(other) => Ok(Some(other.as_sql(true).trim_matches('\'').to_owned())),
         }
     }
@@ -170,7 +170,10 @@ impl Cells {
 
     fn time(&self, index: usize, column: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.int(index, column)?
-            .map(|v| DateTime::from_timestamp_micros(v).ok_or_else(|| self.corrupt(column, "out of range")))
+            .map(|v| {
+                DateTime::from_timestamp_micros(v)
+                    .ok_or_else(|| self.corrupt(column, "out of range"))
+            })
             .transpose()
     }
 
@@ -229,7 +232,12 @@ fn is_duplicate(err: &mysql_async::Error) -> bool {
 }
 
 /// Inserts a task; when an active task holds its key, records the id as that task's alias.
-async fn insert(pool: Pool, values: Vec<Value>, id: TaskId, key: Option<String>) -> Result<(), StoreError> {
+async fn insert(
+    pool: Pool,
+    values: Vec<Value>,
+    id: TaskId,
+    key: Option<String>,
+) -> Result<(), StoreError> {
     let mut conn = pool.get_conn().await.map_err(unavailable)?;
     match conn.exec_drop(INSERT, values).await {
         Ok(()) => Ok(()),
@@ -255,14 +263,25 @@ async fn insert(pool: Pool, values: Vec<Value>, id: TaskId, key: Option<String>)
 }
 
 impl MysqlStore {
-    /// Connects to `url` (`mysql://user:password@host:3306/database`) and creates or migrates
-    /// the schema.
+    /// The default number of pooled connections.
+    pub const DEFAULT_POOL_SIZE: usize = 16;
+
+    /// Connects to `url` (`mysql://user:password@host:3306/database`) with
+    /// [`MysqlStore::DEFAULT_POOL_SIZE`] connections and creates or migrates the schema.
     pub async fn connect(url: &str) -> Result<MysqlStore, StoreError> {
+        Self::connect_with_pool_size(url, Self::DEFAULT_POOL_SIZE).await
+    }
+
+    /// Like [`MysqlStore::connect`], with at most `size` pooled connections.
+    pub async fn connect_with_pool_size(url: &str, size: usize) -> Result<MysqlStore, StoreError> {
         let opts = mysql_async::Opts::from_url(url).map_err(|err| StoreError::Open {
             path: schema::redact(url),
             reason: err.to_string(),
         })?;
-        let pool = Pool::new(opts);
+        let size = size.max(1);
+        let constraints = mysql_async::PoolConstraints::new(1, size).unwrap_or_default();
+        let pool_opts = mysql_async::PoolOpts::default().with_constraints(constraints);
+        let pool = Pool::new(mysql_async::OptsBuilder::from_opts(opts).pool_opts(pool_opts));
         schema::migrate(&pool, url).await?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StoreError::Open {
             path: schema::redact(url),
@@ -377,7 +396,9 @@ impl Store for MysqlStore {
         let fence = "WHERE id = ? AND status = 'running' AND lease_owner = ?";
         let (sql, mut values) = match change {
             Transition::AttemptFailed { retries_used, error, stacktrace } => (
-                format!("UPDATE taskflow_tasks SET retries_used = ?, error = ?, stacktrace = ? {fence}"),
+                format!(
+                    "UPDATE taskflow_tasks SET retries_used = ?, error = ?, stacktrace = ? {fence}"
+                ),
                 vec![Value::Int(retries_used.into()), s(&error), s(&stacktrace)],
             ),
             Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
@@ -444,7 +465,10 @@ impl Store for MysqlStore {
         let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(Default::default()).await.map_err(unavailable)?;
         let status: Option<String> = tx
-            .exec_first("SELECT status FROM taskflow_tasks WHERE id = ? FOR UPDATE", (id.to_string(),))
+            .exec_first(
+                "SELECT status FROM taskflow_tasks WHERE id = ? FOR UPDATE",
+                (id.to_string(),),
+            )
             .await
             .map_err(unavailable)?;
         let Some(status) = status else { return Ok(None) };
@@ -671,7 +695,8 @@ impl Store for MysqlStore {
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut removed = 0;
         let finished = "status IN ('success', 'failed', 'interrupted', 'cancelled')";
-        if let Some(max_age) = retention.max_age.and_then(|age| chrono::Duration::from_std(age).ok())
+        if let Some(max_age) =
+            retention.max_age.and_then(|age| chrono::Duration::from_std(age).ok())
         {
             removed += self
                 .affected(

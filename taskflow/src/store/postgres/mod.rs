@@ -58,9 +58,14 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// A database error as a store error.
+/// A database error as a store error, with the server's message.
 fn unavailable(err: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(format!("postgres: {err}"))
+    match err.as_db_error() {
+        Some(db) => {
+            StoreError::Unavailable(format!("postgres: {} ({})", db.message(), db.code().code()))
+        }
+        None => StoreError::Unavailable(format!("postgres: {err}")),
+    }
 }
 
 fn pool_error(err: deadpool_postgres::PoolError) -> StoreError {
@@ -459,10 +464,10 @@ impl Store for PostgresStore {
     }
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
-        let since = since.unwrap_or(DateTime::<Utc>::MIN_UTC);
+        // `None` binds NULL: no lower bound.
         let counts = self
             .query(
-                "SELECT status, count(*) FROM taskflow_tasks WHERE created_at >= $1 GROUP BY status",
+                "SELECT status, count(*) FROM taskflow_tasks WHERE ($1::TIMESTAMPTZ IS NULL OR created_at >= $1) GROUP BY status",
                 &[&since],
             )
             .await?;
@@ -472,7 +477,8 @@ impl Store for PostgresStore {
                     count(*) FILTER (WHERE status = 'failed'),
                     avg(duration), min(duration), max(duration)
                  FROM taskflow_tasks
-                 WHERE status IN ('success', 'failed', 'interrupted') AND created_at >= $1
+                 WHERE status IN ('success', 'failed', 'interrupted')
+                   AND ($1::TIMESTAMPTZ IS NULL OR created_at >= $1)
                  GROUP BY func_name ORDER BY func_name",
                 &[&since],
             )
@@ -491,7 +497,8 @@ impl Store for PostgresStore {
                 .query(
                     "SELECT percentile_disc(0.95) WITHIN GROUP (ORDER BY duration) FROM (
                         SELECT duration FROM taskflow_tasks
-                        WHERE func_name = $1 AND duration IS NOT NULL AND created_at >= $2
+                        WHERE func_name = $1 AND duration IS NOT NULL
+                          AND ($2::TIMESTAMPTZ IS NULL OR created_at >= $2)
                           AND status IN ('success', 'failed', 'interrupted')
                         ORDER BY seq DESC LIMIT $3) latest",
                     &[&name, &since, &(P95_WINDOW as i64)],
