@@ -2,7 +2,8 @@
 //! start is appended to a file, so the test can count runs across processes.
 //!
 //! Usage: `CRASH_APP_RUNS=<runs-file> crash-app <database>`; prints `listening <url>` once it
-//! serves.
+//! serves. `<database>` is an SQLite file, or a `postgres://` URL shared with other instances;
+//! `CRASH_APP_LEASE_MS` and `CRASH_APP_POLL_MS` shorten the lease and the polling interval.
 
 use std::io::Write;
 use std::time::Duration;
@@ -60,7 +61,23 @@ async fn record(State(manager): State<TaskManager>, Path(id): Path<TaskId>) -> R
 async fn main() {
     let database = std::env::args().nth(1).expect("usage: crash-app <database>");
     assert!(std::env::var_os("CRASH_APP_RUNS").is_some(), "set CRASH_APP_RUNS");
-    let manager = TaskManager::builder().sqlite(&database).build().await.unwrap();
+    let millis = |name: &str| {
+        std::env::var(name).ok().and_then(|v| v.parse().ok()).map(Duration::from_millis)
+    };
+    let mut builder = TaskManager::builder();
+    if let Some(lease) = millis("CRASH_APP_LEASE_MS") {
+        builder = builder.lease(lease);
+    }
+    if let Some(poll) = millis("CRASH_APP_POLL_MS") {
+        builder = builder.poll_every(poll);
+    }
+    let builder = if database.starts_with("postgres") {
+        let store = taskflow::PostgresStore::connect_with_pool_size(&database, 8).await.unwrap();
+        builder.store(store)
+    } else {
+        builder.sqlite(&database)
+    };
+    let manager = builder.build().await.unwrap();
     let app = Router::new()
         .route("/enqueue/{kind}/{n}", post(enqueue))
         .route("/tasks/{id}", get(record))

@@ -22,14 +22,11 @@ struct App {
     base: String,
 }
 
-async fn start(database: &Path, runs: &Path) -> App {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_crash-app"))
-        .arg(database)
-        .env("CRASH_APP_RUNS", runs)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start crash-app");
+async fn start(database: &str, runs: &Path, env: &[(&str, &str)]) -> App {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_crash-app"));
+    command.arg(database).env("CRASH_APP_RUNS", runs).envs(env.iter().copied());
+    let mut child =
+        command.stdout(Stdio::piped()).kill_on_drop(true).spawn().expect("start crash-app");
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
@@ -47,21 +44,17 @@ enum Kind {
     Plain,
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_killed_app_loses_no_task_and_runs_none_twice_unless_requeued() {
-    let dir = tempfile::tempdir().unwrap();
-    let database = dir.path().join("tasks.db");
-    let runs = dir.path().join("runs.log");
-    let first = start(&database, &runs).await;
-
-    // Eight clients enqueue without pause; the app is killed while they do.
+/// Eight clients enqueue without pause into `apps` (client `i` into app `i % apps.len()`),
+/// until at least `enough` ids came back; then `apps[0]` is killed with SIGKILL. Returns every
+/// id a client received, with its kind.
+async fn load_then_kill(apps: &mut [App], enough: usize) -> Vec<(TaskId, Kind)> {
     let received: Arc<Mutex<Vec<(TaskId, Kind)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let client = reqwest::Client::new();
     let mut clients = Vec::new();
     for worker in 0..8u64 {
         let (received, stop, client) = (received.clone(), stop.clone(), client.clone());
-        let base = first.base.clone();
+        let base = apps[worker as usize % apps.len()].base.clone();
         clients.push(tokio::spawn(async move {
             let mut n = worker;
             while !stop.load(Ordering::Relaxed) {
@@ -70,6 +63,7 @@ async fn a_killed_app_loses_no_task_and_runs_none_twice_unless_requeued() {
                 n += 8;
                 let Ok(response) = client.post(format!("{base}/enqueue/{path}/{n}")).send().await
                 else {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
                     continue; // the app is gone: this client received no id
                 };
                 let Ok(body) = response.json::<Value>().await else { continue };
@@ -78,23 +72,27 @@ async fn a_killed_app_loses_no_task_and_runs_none_twice_unless_requeued() {
             }
         }));
     }
-    wait_until(Duration::from_secs(60), "clients to receive 400 ids", || async {
-        (received.lock().unwrap().len() >= 400).then_some(())
+    wait_until(Duration::from_secs(60), "clients to receive their ids", || async {
+        (received.lock().unwrap().len() >= enough).then_some(())
     })
     .await;
-    let mut first = first;
-    first.child.kill().await.unwrap(); // SIGKILL
+    apps[0].child.kill().await.unwrap(); // SIGKILL
+    tokio::time::sleep(Duration::from_millis(200)).await; // the others go on a moment
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.unwrap();
     }
-    let received = received.lock().unwrap().clone();
+    received.lock().unwrap().clone()
+}
 
-    let second = start(&database, &runs).await;
+/// Waits until every received id has ended (asking `base`), then checks each ran as its kind
+/// allows: requeued tasks succeed, at most once more per recovery; the others succeed after
+/// one run or end `interrupted`. Returns how many the kill caught running.
+async fn check_outcomes(base: &str, received: &[(TaskId, Kind)], runs: &Path) -> usize {
     let http = reqwest::Client::new();
     let mut records = HashMap::new();
-    for (id, kind) in &received {
-        let url = format!("{}/tasks/{id}", second.base);
+    for (id, kind) in received {
+        let url = format!("{base}/tasks/{id}");
         let record: Value = wait_until(Duration::from_secs(60), "the task to finish", || async {
             let response = http.get(&url).send().await.unwrap();
             assert_eq!(response.status(), 200, "task {id} ({kind:?}) was lost");
@@ -105,8 +103,7 @@ async fn a_killed_app_loses_no_task_and_runs_none_twice_unless_requeued() {
         .await;
         records.insert(*id, (*kind, record));
     }
-
-    let log = std::fs::read_to_string(&runs).unwrap();
+    let log = std::fs::read_to_string(runs).unwrap();
     let mut starts: HashMap<TaskId, u32> = HashMap::new();
     for line in log.lines() {
         let id = line.strip_prefix("start ").unwrap().parse().unwrap();
@@ -140,9 +137,38 @@ async fn a_killed_app_loses_no_task_and_runs_none_twice_unless_requeued() {
             }
         }
     }
+    crashed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_app_loses_no_task_and_runs_none_twice_unless_requeued() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("tasks.db").display().to_string();
+    let runs = dir.path().join("runs.log");
+    let mut apps = [start(&database, &runs, &[]).await];
+    let received = load_then_kill(&mut apps, 400).await;
+    let restarted = start(&database, &runs, &[]).await;
+    let crashed = check_outcomes(&restarted.base, &received, &runs).await;
+    assert!(crashed > 0, "the kill should have caught some tasks running");
+    println!("crash test: {} ids received, {crashed} caught running by the kill", received.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_three_instances_killed_on_postgres_loses_no_task() {
+    let Some(schema) = crate::conformance::postgres_schema().await else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let runs = dir.path().join("runs.log");
+    // A short lease, so the survivors reclaim the dead instance's tasks quickly.
+    let env = [("CRASH_APP_LEASE_MS", "1500"), ("CRASH_APP_POLL_MS", "200")];
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        apps.push(start(&schema.url, &runs, &env).await);
+    }
+    let received = load_then_kill(&mut apps, 600).await;
+    let crashed = check_outcomes(&apps[1].base, &received, &runs).await;
     assert!(crashed > 0, "the kill should have caught some tasks running");
     println!(
-        "crash test: {} ids received before the kill, {crashed} caught running by it",
+        "kill test (postgres, 3 instances): {} ids received, {crashed} caught running by the kill",
         received.len()
     );
 }
