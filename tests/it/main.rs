@@ -8,5 +8,6 @@ mod engine;
 mod external;
 mod http;
 mod multi;
+mod outage;
 mod sqlite;
 mod support;
