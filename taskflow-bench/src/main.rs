@@ -3,7 +3,8 @@
 //! machines here are shared and noisy, so only ratios carry over.
 //!
 //! `cargo run --release -p taskflow-bench -- [--reps N] [SCENARIO...]`; with no scenario named,
-//! every scenario runs. Scenarios: `memory`, `sqlite`, `admin`.
+//! every scenario runs. Scenarios: `memory`, `sqlite`, `admin`, `shared` (PostgreSQL and
+//! MySQL/MariaDB, when `TASKFLOW_TEST_POSTGRES_URL` / `TASKFLOW_TEST_MYSQL_URL` are set).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -12,6 +13,7 @@ use taskflow::{TaskManager, task};
 use tokio::sync::Notify;
 
 mod admin;
+mod shared;
 mod sqlite;
 
 /// How many no-op tasks have run, and a wake-up when the count a scenario waits for is hit.
@@ -191,7 +193,7 @@ fn main() {
         match arg.as_str() {
             "--reps" => reps = args.next().and_then(|n| n.parse().ok()).expect("--reps N"),
             "-h" | "--help" => {
-                println!("usage: taskflow-bench [--reps N] [memory] [sqlite] [admin]");
+                println!("usage: taskflow-bench [--reps N] [memory] [sqlite] [admin] [shared]");
                 return;
             }
             other => wanted.push(other.to_owned()),
@@ -213,6 +215,9 @@ fn main() {
         }
         if runs("admin") {
             rows.extend(admin::run(reps).await);
+        }
+        if runs("shared") {
+            rows.extend(shared::run(reps).await);
         }
     });
     print(&rows);
