@@ -119,7 +119,9 @@ impl Backend {
                 }
             }
             Backend::Mysql => {
-                let pool = mysql_async::Pool::new(format!("{url}?pool_min=1&pool_max={connections}").as_str());
+                let pool = mysql_async::Pool::new(
+                    format!("{url}?pool_min=1&pool_max={connections}").as_str(),
+                );
                 let mut conn = pool.get_conn().await.expect("connect");
                 conn.query_drop(
                     "CREATE TABLE raw (seq BIGINT AUTO_INCREMENT PRIMARY KEY,

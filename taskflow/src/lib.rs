@@ -63,6 +63,8 @@ pub use crate::registry::{RegisteredTask, Registry, registry};
 pub use crate::store::MysqlStore;
 #[cfg(feature = "postgres")]
 pub use crate::store::PostgresStore;
+#[cfg(feature = "redis")]
+pub use crate::store::RedisStore;
 pub use crate::store::{
     DEFAULT_PAGE, Enqueued, FunctionStats, Lease, MemoryStore, P95_WINDOW, PendingTask, Reclaimed,
     Retention, Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteDone,

@@ -2,7 +2,8 @@
 //! start is appended to a file, so the test can count runs across processes.
 //!
 //! Usage: `CRASH_APP_RUNS=<runs-file> crash-app <database>`; prints `listening <url>` once it
-//! serves. `<database>` is an SQLite file, or a `postgres://` URL shared with other instances;
+//! serves. `<database>` is an SQLite file, or a URL shared with other instances: `postgres://`,
+//! `mysql://`, or `redis://...#<key prefix>`;
 //! `CRASH_APP_LEASE_MS` and `CRASH_APP_POLL_MS` shorten the lease and the polling interval.
 
 use std::io::Write;
@@ -74,6 +75,12 @@ async fn main() {
     let builder = if database.starts_with("postgres") {
         let store = taskflow::PostgresStore::connect_with_pool_size(&database, 8).await.unwrap();
         builder.store(store)
+    } else if database.starts_with("mysql") {
+        builder.store(taskflow::MysqlStore::connect_with_pool_size(&database, 8).await.unwrap())
+    } else if let Some((url, prefix)) =
+        database.split_once('#').filter(|_| database.starts_with("redis"))
+    {
+        builder.store(taskflow::RedisStore::connect_with_prefix(url, prefix).await.unwrap())
     } else {
         builder.sqlite(&database)
     };

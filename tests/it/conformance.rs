@@ -518,3 +518,20 @@ mod mysql {
 
     all_checks!(fresh().await);
 }
+
+/// A Redis store under a key prefix of its own; `None` (and a line saying why) without
+/// `TASKFLOW_TEST_REDIS_URL`.
+pub(crate) async fn redis_store() -> Option<taskflow::RedisStore> {
+    let Ok(url) = std::env::var("TASKFLOW_TEST_REDIS_URL") else {
+        println!("skipped: TASKFLOW_TEST_REDIS_URL is not set (.ci/run sets it)");
+        return None;
+    };
+    let prefix = format!("test-{}", TaskId::new());
+    Some(taskflow::RedisStore::connect_with_prefix(&url, &prefix).await.unwrap())
+}
+
+mod redis {
+    use super::*;
+
+    all_checks!(redis_store().await.map(|store| Arc::new(store) as Arc<dyn Store>));
+}

@@ -153,22 +153,43 @@ async fn a_killed_app_loses_no_task_and_runs_none_twice_unless_requeued() {
     println!("crash test: {} ids received, {crashed} caught running by the kill", received.len());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_of_three_instances_killed_on_postgres_loses_no_task() {
-    let Some(schema) = crate::conformance::postgres_schema().await else { return };
+/// Three app processes on one shared store at `url`; one is killed mid-load; the survivors
+/// reclaim its tasks once its lease lapses and take its pending ones.
+async fn kill_one_of_three(url: &str, backend: &str) {
     let dir = tempfile::tempdir().unwrap();
     let runs = dir.path().join("runs.log");
     // A short lease, so the survivors reclaim the dead instance's tasks quickly.
     let env = [("CRASH_APP_LEASE_MS", "1500"), ("CRASH_APP_POLL_MS", "200")];
     let mut apps = Vec::new();
     for _ in 0..3 {
-        apps.push(start(&schema.url, &runs, &env).await);
+        apps.push(start(url, &runs, &env).await);
     }
     let received = load_then_kill(&mut apps, 600).await;
     let crashed = check_outcomes(&apps[1].base, &received, &runs).await;
-    assert!(crashed > 0, "the kill should have caught some tasks running");
+    assert!(crashed > 0, "{backend}: the kill should have caught some tasks running");
     println!(
-        "kill test (postgres, 3 instances): {} ids received, {crashed} caught running by the kill",
+        "kill test ({backend}, 3 instances): {} ids received, {crashed} caught running by the kill",
         received.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_three_instances_killed_on_postgres_loses_no_task() {
+    let Some(schema) = crate::conformance::postgres_schema().await else { return };
+    kill_one_of_three(&schema.url, "postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_three_instances_killed_on_mysql_loses_no_task() {
+    let Some(url) = crate::conformance::mysql_url().await else { return };
+    kill_one_of_three(&url, "mysql").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_three_instances_killed_on_redis_loses_no_task() {
+    let Ok(url) = std::env::var("TASKFLOW_TEST_REDIS_URL") else {
+        println!("skipped: TASKFLOW_TEST_REDIS_URL is not set (.ci/run sets it)");
+        return;
+    };
+    kill_one_of_three(&format!("{url}#kill-{}", TaskId::new()), "redis").await;
 }

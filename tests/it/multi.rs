@@ -1,4 +1,4 @@
-//! Several instances on one shared database (PostgreSQL, MySQL/MariaDB): three managers, each
+//! Several instances on one shared store (PostgreSQL, MySQL/MariaDB, Redis): three managers, each
 //! with its own runtime and connection pool, share tasks; every task's function runs exactly
 //! once, counted in the database, and one idempotency key makes one task across instances.
 
@@ -15,11 +15,13 @@ use crate::conformance::{mysql_url, pending, postgres_schema};
 enum Shared {
     Postgres { url: String, runs: Arc<tokio_postgres::Client> },
     Mysql { url: String, runs: mysql_async::Pool },
+    Redis { url: String, prefix: String, runs: redis::aio::MultiplexedConnection },
 }
 
 /// Where `counted_once` records its runs, by backend (the two tests run at once).
 static POSTGRES_RUNS: OnceLock<Shared> = OnceLock::new();
 static MYSQL_RUNS: OnceLock<Shared> = OnceLock::new();
+static REDIS_RUNS: OnceLock<Shared> = OnceLock::new();
 
 impl Shared {
     async fn postgres() -> Option<Shared> {
@@ -39,13 +41,26 @@ impl Shared {
         Some(Shared::Mysql { url, runs })
     }
 
+    async fn redis() -> Option<Shared> {
+        let Ok(url) = std::env::var("TASKFLOW_TEST_REDIS_URL") else {
+            println!("skipped: TASKFLOW_TEST_REDIS_URL is not set (.ci/run sets it)");
+            return None;
+        };
+        let client = redis::Client::open(url.as_str()).unwrap();
+        let runs = client.get_multiplexed_async_connection().await.unwrap();
+        Some(Shared::Redis { url, prefix: format!("multi-{}", taskflow::TaskId::new()), runs })
+    }
+
     async fn store(&self) -> Arc<dyn Store> {
         match self {
             Shared::Postgres { url, .. } => {
                 Arc::new(taskflow::PostgresStore::connect_with_pool_size(url, 8).await.unwrap())
             }
             Shared::Mysql { url, .. } => {
-                Arc::new(taskflow::MysqlStore::connect(url).await.unwrap())
+                Arc::new(taskflow::MysqlStore::connect_with_pool_size(url, 8).await.unwrap())
+            }
+            Shared::Redis { url, prefix, .. } => {
+                Arc::new(taskflow::RedisStore::connect_with_prefix(url, prefix).await.unwrap())
             }
         }
     }
@@ -63,6 +78,16 @@ impl Shared {
                     .await
                     .unwrap();
             }
+            Shared::Redis { prefix, runs, .. } => {
+                let mut conn = runs.clone();
+                let _: () = redis::AsyncCommands::rpush(
+                    &mut conn,
+                    format!("{prefix}:runs"),
+                    id.to_string(),
+                )
+                .await
+                .unwrap();
+            }
         }
     }
 
@@ -78,6 +103,15 @@ impl Shared {
                 let mut conn = runs.get_conn().await.unwrap();
                 conn.query_first(sql).await.unwrap().unwrap()
             }
+            Shared::Redis { prefix, runs, .. } => {
+                let mut conn = runs.clone();
+                let runs: Vec<String> =
+                    redis::AsyncCommands::lrange(&mut conn, format!("{prefix}:runs"), 0, -1)
+                        .await
+                        .unwrap();
+                let distinct: std::collections::HashSet<&String> = runs.iter().collect();
+                (runs.len() as i64, distinct.len() as i64)
+            }
         }
     }
 }
@@ -87,6 +121,7 @@ async fn counted_once(n: u64, backend: String) -> u64 {
     let id = task_context().expect("in a task").task_id();
     let shared = match backend.as_str() {
         "postgres" => POSTGRES_RUNS.get(),
+        "redis" => REDIS_RUNS.get(),
         _ => MYSQL_RUNS.get(),
     };
     shared.expect("the runs table").record_run(id).await;
@@ -216,6 +251,13 @@ async fn three_instances_on_mysql_run_each_of_ten_thousand_tasks_once() {
     let Some(shared) = Shared::mysql().await else { return };
     assert!(MYSQL_RUNS.set(shared.clone()).is_ok());
     ten_thousand_tasks_on_three_instances(shared, "mysql").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_on_redis_run_each_of_ten_thousand_tasks_once() {
+    let Some(shared) = Shared::redis().await else { return };
+    assert!(REDIS_RUNS.set(shared.clone()).is_ok());
+    ten_thousand_tasks_on_three_instances(shared, "redis").await;
 }
 
 #[task]

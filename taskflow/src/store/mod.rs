@@ -11,6 +11,8 @@ mod mysql;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
 mod reclaim;
+#[cfg(feature = "redis")]
+mod redis;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 
@@ -25,6 +27,8 @@ pub use self::memory::MemoryStore;
 pub use self::mysql::MysqlStore;
 #[cfg(feature = "postgres")]
 pub use self::postgres::PostgresStore;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{Durability, SqliteOptions, SqliteStore};
 use crate::id::TaskId;

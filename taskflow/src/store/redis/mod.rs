@@ -1,0 +1,582 @@
+//! [`RedisStore`]: tasks in Redis, shared by every instance of an app.
+
+mod scripts;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands, Script};
+
+use super::reclaim::{ReclaimAs, reclaim};
+use super::{
+    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
+    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
+};
+use crate::id::TaskId;
+use crate::record::{LogEntry, TaskRecord, TaskStatus};
+
+/// Tasks in Redis, shared by several instances.
+///
+/// Every change to a task is one Lua script, so it is atomic: enqueue with its idempotency
+/// key, claim, fenced transitions, cancel, reclaim of expired leases (once, whichever instance
+/// gets there first), deletion. Indexes are sorted sets by enqueue order. It needs a single
+/// Redis node or a primary with replicas, not Redis Cluster (scripts reach keys they derive).
+///
+/// **Persistence.** Redis keeps data in memory; the guarantees hold across a Redis restart
+/// only as far as its persistence does. Run it with the append-only file on
+/// (`appendonly yes`): with `appendfsync everysec` (the default) a Redis crash or power loss
+/// can lose the last second of enqueues and state changes, with `appendfsync always` nothing
+/// acknowledged is lost. RDB snapshots alone lose everything since the last snapshot. Tasks
+/// in flight when Redis restarts without them are gone from the history, not run twice.
+///
+/// ```rust,no_run
+/// # async fn run() -> taskflow::Result<()> {
+/// use taskflow::{RedisStore, TaskManager};
+///
+/// let store = RedisStore::connect("redis://127.0.0.1:6379").await?;
+/// let manager = TaskManager::builder().store(store).build().await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: ConnectionManager,
+    prefix: Arc<str>,
+    runtime: tokio::runtime::Handle,
+    writes: tokio_util::task::TaskTracker,
+    wake: Arc<tokio::sync::Notify>,
+    scripts: Arc<Scripts>,
+}
+
+struct Scripts {
+    enqueue: Script,
+    claim: Script,
+    transition: Script,
+    cancel: Script,
+    reclaim: Script,
+    renew: Script,
+    delete: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+fn unavailable(err: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(format!("redis: {err}"))
+}
+
+fn micros(at: DateTime<Utc>) -> i64 {
+    at.timestamp_micros()
+}
+
+fn rfc(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// A task's hash, as returned by `HGETALL`, back to a record (without its logs).
+fn decode(id: &str, fields: &HashMap<String, String>) -> Result<TaskRecord, StoreError> {
+    let corrupt = |column: &str, reason: String| StoreError::Corrupt {
+        id: id.to_owned(),
+        reason: format!("field `{column}`: {reason}"),
+    };
+    let base = fields.get("base").ok_or_else(|| corrupt("base", "missing".to_owned()))?;
+    let mut record: TaskRecord =
+        serde_json::from_str(base).map_err(|e| corrupt("base", e.to_string()))?;
+    let time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
+        fields
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                DateTime::parse_from_rfc3339(v)
+                    .map(|at| at.with_timezone(&Utc))
+                    .map_err(|e| corrupt(name, e.to_string()))
+            })
+            .transpose()
+    };
+    let number = |name: &str| -> Result<Option<f64>, StoreError> {
+        fields.get(name).map(|v| v.parse().map_err(|_| corrupt(name, v.clone()))).transpose()
+    };
+    let status = fields.get("status").ok_or_else(|| corrupt("status", "missing".to_owned()))?;
+    record.status = status.parse().map_err(|e: String| corrupt("status", e))?;
+    record.start_time = time("start")?;
+    record.end_time = time("end")?.or(record.end_time);
+    record.duration = number("duration")?;
+    record.retries_used = number("retries")?.unwrap_or(0.0) as u32;
+    record.recoveries = number("recoveries")?.unwrap_or(0.0) as u32;
+    if let Some(error) = fields.get("error") {
+        record.error = Some(error.clone());
+        record.stacktrace = fields.get("stack").cloned();
+    }
+    record.result = fields
+        .get("result")
+        .map(|v| serde_json::from_str(v).map_err(|e| corrupt("result", e.to_string())))
+        .transpose()?;
+    record.lease_owner = fields.get("owner").cloned();
+    record.lease_expires_at = time("expires")?;
+    Ok(record)
+}
+
+/// `HGETALL`'s flat answer as a map.
+fn pairs(flat: Vec<String>) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    let mut items = flat.into_iter();
+    while let (Some(key), Some(value)) = (items.next(), items.next()) {
+        map.insert(key, value);
+    }
+    map
+}
+
+impl RedisStore {
+    /// Connects to `url` (`redis://host:6379/0`), keeping tasks under the prefix `taskflow`.
+    pub async fn connect(url: &str) -> Result<RedisStore, StoreError> {
+        Self::connect_with_prefix(url, "taskflow").await
+    }
+
+    /// Like [`RedisStore::connect`], with keys under `prefix` (several apps, or tests, can
+    /// share one Redis).
+    pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
+        let open = |reason: String| StoreError::Open { path: url.to_owned(), reason };
+        let client = redis::Client::open(url).map_err(|e| open(e.to_string()))?;
+        let conn = ConnectionManager::new(client).await.map_err(|e| open(e.to_string()))?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| open("must be called inside a tokio runtime".to_owned()))?;
+        let scripts = Scripts {
+            enqueue: Script::new(scripts::ENQUEUE),
+            claim: Script::new(scripts::CLAIM),
+            transition: Script::new(&scripts::transition()),
+            cancel: Script::new(&scripts::cancel()),
+            reclaim: Script::new(&scripts::reclaim()),
+            renew: Script::new(scripts::RENEW),
+            delete: Script::new(scripts::DELETE),
+        };
+        Ok(RedisStore {
+            conn,
+            prefix: prefix.into(),
+            runtime,
+            writes: tokio_util::task::TaskTracker::new(),
+            wake: Arc::new(tokio::sync::Notify::new()),
+            scripts: Arc::new(scripts),
+        })
+    }
+
+    fn key(&self, parts: &str) -> String {
+        format!("{}:{parts}", self.prefix)
+    }
+
+    async fn fields(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let flat: Vec<String> =
+            conn.hgetall(self.key(&format!("t:{id}"))).await.map_err(unavailable)?;
+        Ok(pairs(flat))
+    }
+
+    /// The records of `ids`, in order, skipping any that vanished.
+    async fn records(&self, ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hgetall(self.key(&format!("t:{id}")));
+        }
+        let mut conn = self.conn.clone();
+        let all: Vec<Vec<String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut records = Vec::new();
+        for (id, flat) in ids.iter().zip(all) {
+            if !flat.is_empty() {
+                records.push(decode(id, &pairs(flat))?);
+            }
+        }
+        Ok(records)
+    }
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
+        let id = record.task_id;
+        let base = serde_json::to_string(&TaskRecord { logs: Vec::new(), ..record.clone() })
+            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
+        let end = record.end_time.map(|at| (rfc(at), micros(at).to_string())).unwrap_or_default();
+        let args = vec![
+            self.prefix.to_string(),
+            id.to_string(),
+            base,
+            record.func_name.clone(),
+            record.status.as_str().to_owned(),
+            micros(record.created_at).to_string(),
+            record.idempotency_key.clone().unwrap_or_default(),
+            u8::from(record.requeue_on_interrupt).to_string(),
+            end.0,
+            end.1,
+            record.error.unwrap_or_default(),
+        ];
+        let (done, ticket) = WriteTicket::new();
+        let (scripts, mut conn) = (Arc::clone(&self.scripts), self.conn.clone());
+        let write = async move {
+            let mut invocation = scripts.enqueue.prepare_invoke();
+            for arg in &args {
+                invocation.arg(arg);
+            }
+            let stored: Result<String, _> = invocation.invoke_async(&mut conn).await;
+            done.settle(stored.map(|_| ()).map_err(unavailable));
+        };
+        self.writes.spawn_on(write, &self.runtime);
+        Ok(Enqueued { id, created: true, write: Some(ticket) })
+    }
+
+    async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let mut key = id.to_string();
+        let mut fields = self.fields(&key).await?;
+        if fields.is_empty() {
+            let mut conn = self.conn.clone();
+            let holder: Option<String> =
+                conn.get(self.key(&format!("a:{key}"))).await.map_err(unavailable)?;
+            let Some(holder) = holder else { return Ok(None) };
+            fields = self.fields(&holder).await?;
+            if fields.is_empty() {
+                return Ok(None);
+            }
+            key = holder;
+        }
+        let mut record = decode(&key, &fields)?;
+        let mut conn = self.conn.clone();
+        let logs: Vec<String> =
+            conn.lrange(self.key(&format!("l:{key}")), 0, -1).await.map_err(unavailable)?;
+        for line in logs {
+            let entry: LogEntry = serde_json::from_str(&line).map_err(|e| StoreError::Corrupt {
+                id: key.clone(),
+                reason: format!("log line: {e}"),
+            })?;
+            record.logs.push(entry);
+        }
+        Ok(Some(record))
+    }
+
+    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
+        let now = Utc::now();
+        let mut conn = self.conn.clone();
+        let fields: Option<Vec<String>> = self
+            .scripts
+            .claim
+            .arg(&*self.prefix)
+            .arg(id.to_string())
+            .arg(rfc(now))
+            .arg(micros(now))
+            .arg(&*lease.owner)
+            .arg(rfc(lease.expires_at))
+            .arg(micros(lease.expires_at))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        fields.map(|flat| decode(&id.to_string(), &pairs(flat))).transpose()
+    }
+
+    async fn transition(
+        &self,
+        id: &TaskId,
+        lease: &Lease,
+        change: Transition,
+    ) -> Result<bool, StoreError> {
+        let mut args = vec![self.prefix.to_string(), id.to_string(), lease.owner.to_string()];
+        match change {
+            Transition::AttemptFailed { retries_used, error, stacktrace } => {
+                args.extend(["attempt".to_owned(), retries_used.to_string(), error, stacktrace]);
+            }
+            Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
+                args.extend([
+                    "finish".to_owned(),
+                    status.as_str().to_owned(),
+                    rfc(end_time),
+                    micros(end_time).to_string(),
+                    retries_used.to_string(),
+                    result.map(|r| r.to_string()).unwrap_or_default(),
+                    u8::from(error.is_some()).to_string(),
+                    error.unwrap_or_default(),
+                    stacktrace.unwrap_or_default(),
+                ]);
+            }
+            Transition::Requeue => args.push("requeue".to_owned()),
+        }
+        let mut invocation = self.scripts.transition.prepare_invoke();
+        for arg in &args {
+            invocation.arg(arg);
+        }
+        let mut conn = self.conn.clone();
+        let applied: i64 = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(applied == 1)
+    }
+
+    async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let exists: bool = conn.exists(self.key(&format!("t:{id}"))).await.map_err(unavailable)?;
+        if !exists || logs.is_empty() {
+            return Ok(());
+        }
+        let lines: Vec<String> =
+            logs.iter().map(|entry| serde_json::to_string(entry).unwrap_or_default()).collect();
+        let _: () = conn.rpush(self.key(&format!("l:{id}")), lines).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        let now = Utc::now();
+        let mut conn = self.conn.clone();
+        let before: Option<String> = self
+            .scripts
+            .cancel
+            .arg(&*self.prefix)
+            .arg(id.to_string())
+            .arg(rfc(now))
+            .arg(micros(now))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        before
+            .map(|s| s.parse().map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason }))
+            .transpose()
+    }
+
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
+        let index = match (&query.status, &query.func_name) {
+            (Some(status), _) => self.key(&format!("s:{}", status.as_str())),
+            (None, Some(func)) => self.key(&format!("f:{func}")),
+            (None, None) => self.key("all"),
+        };
+        let mut bound: Option<i64> = query
+            .after
+            .as_ref()
+            .map(|a| a.parse().map_err(|_| StoreError::InvalidCursor(a.clone())))
+            .transpose()?;
+        let mut found: Vec<(TaskRecord, i64)> = Vec::new();
+        let mut conn = self.conn.clone();
+        loop {
+            // The next batch of the index beyond the bound, in the query's order.
+            let batch: Vec<(String, f64)> = if query.oldest_first {
+                let min = bound.map_or("-inf".to_owned(), |b| format!("({b}"));
+                conn.zrangebyscore_limit_withscores(&index, min, "+inf", 0, 500).await
+            } else {
+                let max = bound.map_or("+inf".to_owned(), |b| format!("({b}"));
+                conn.zrevrangebyscore_limit_withscores(&index, max, "-inf", 0, 500).await
+            }
+            .map_err(unavailable)?;
+            let Some(last) = batch.last() else { break };
+            bound = Some(last.1 as i64);
+            let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+            let seqs: HashMap<String, i64> =
+                batch.iter().map(|(id, s)| (id.clone(), *s as i64)).collect();
+            for record in self.records(&ids).await? {
+                if super::memory::matches(&record, query) {
+                    let seq = seqs[&record.task_id.to_string()];
+                    found.push((record, seq));
+                }
+            }
+            if found.len() > limit {
+                break;
+            }
+        }
+        let more = found.len() > limit;
+        found.truncate(limit);
+        let next = if more { found.last().map(|(_, seq)| seq.to_string()) } else { None };
+        Ok(TaskPage { tasks: found.into_iter().map(|(r, _)| r).collect(), next })
+    }
+
+    async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
+        let mut stats = TaskStats::default();
+        let mut conn = self.conn.clone();
+        let functions: Vec<String> = conn.smembers(self.key("funcs")).await.map_err(unavailable)?;
+        let mut functions = functions;
+        functions.sort();
+        for status in TaskStatus::ALL {
+            stats.by_status.insert(status.as_str().to_owned(), 0);
+        }
+        for func in functions {
+            let ids: Vec<String> =
+                conn.zrevrange(self.key(&format!("f:{func}")), 0, -1).await.map_err(unavailable)?;
+            let mut function = FunctionStats { func_name: func.clone(), ..Default::default() };
+            let mut durations = Vec::new();
+            for chunk in ids.chunks(500) {
+                for record in self.records(chunk).await? {
+                    if since.is_some_and(|at| record.created_at < at) {
+                        continue;
+                    }
+                    *stats.by_status.entry(record.status.as_str().to_owned()).or_default() += 1;
+                    if !matches!(
+                        record.status,
+                        TaskStatus::Success | TaskStatus::Failed | TaskStatus::Interrupted
+                    ) {
+                        continue;
+                    }
+                    function.runs += 1;
+                    function.successes += u64::from(record.status == TaskStatus::Success);
+                    function.failures += u64::from(record.status == TaskStatus::Failed);
+                    if let Some(duration) = record.duration {
+                        durations.push(duration);
+                    }
+                }
+            }
+            if function.runs == 0 {
+                continue;
+            }
+            function.success_rate = function.successes as f64 / function.runs as f64;
+            if !durations.is_empty() {
+                function.avg_duration =
+                    Some(durations.iter().sum::<f64>() / durations.len() as f64);
+                function.min_duration = durations.iter().copied().reduce(f64::min);
+                function.max_duration = durations.iter().copied().reduce(f64::max);
+                let mut latest: Vec<f64> = durations.iter().take(P95_WINDOW).copied().collect();
+                function.p95_duration = p95(&mut latest);
+            }
+            stats.functions.push(function);
+        }
+        Ok(stats)
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
+        let mut conn = self.conn.clone();
+        let stop = if limit == 0 {
+            return Ok(Vec::new());
+        } else {
+            limit.min(isize::MAX as usize) as isize - 1
+        };
+        let ids: Vec<String> =
+            conn.zrange(self.key("s:pending"), 0, stop).await.map_err(unavailable)?;
+        let mut pending: Vec<PendingTask> = self
+            .records(&ids)
+            .await?
+            .into_iter()
+            .filter(|r| r.status == TaskStatus::Pending)
+            .map(|r| PendingTask {
+                id: r.task_id,
+                func_name: r.func_name,
+                priority: r.priority,
+                scheduled_at: r.scheduled_at,
+            })
+            .collect();
+        pending.sort_by_key(|p| std::cmp::Reverse(p.priority));
+        Ok(pending)
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = self.scripts.renew.prepare_invoke();
+        invocation.arg(&*self.prefix).arg(owner).arg(rfc(expires_at)).arg(micros(expires_at));
+        for id in ids {
+            invocation.arg(id.to_string());
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn reclaim_expired(
+        &self,
+        now: DateTime<Utc>,
+        max_recoveries: u32,
+    ) -> Result<Reclaimed, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn
+            .zrangebyscore(self.key("running"), "-inf", format!("({}", micros(now)))
+            .await
+            .map_err(unavailable)?;
+        let mut reclaimed = Reclaimed::default();
+        for mut record in self.records(&ids).await? {
+            if record.status != TaskStatus::Running {
+                continue;
+            }
+            let outcome = reclaim(&mut record, now, max_recoveries);
+            let applied: i64 = self
+                .scripts
+                .reclaim
+                .arg(&*self.prefix)
+                .arg(record.task_id.to_string())
+                .arg(micros(now))
+                .arg(record.status.as_str())
+                .arg(record.end_time.map(rfc).unwrap_or_default())
+                .arg(record.error.clone().unwrap_or_default())
+                .arg(record.recoveries)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            if applied == 0 {
+                continue; // another instance got there first, or the lease was renewed
+            }
+            match outcome {
+                ReclaimAs::Requeued => reclaimed.requeued.push(PendingTask {
+                    id: record.task_id,
+                    func_name: record.func_name,
+                    priority: record.priority,
+                    scheduled_at: record.scheduled_at,
+                }),
+                ReclaimAs::Interrupted => reclaimed.interrupted.push(record.task_id),
+                ReclaimAs::Poisoned => reclaimed.poisoned.push(record.task_id),
+            }
+        }
+        Ok(reclaimed)
+    }
+
+    async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        let finished = self.key("finished");
+        let mut doomed: Vec<String> = Vec::new();
+        if let Some(max_age) =
+            retention.max_age.and_then(|age| chrono::Duration::from_std(age).ok())
+        {
+            let cutoff = format!("({}", micros(now - max_age));
+            doomed.extend(
+                conn.zrangebyscore::<_, _, _, Vec<String>>(&finished, "-inf", cutoff)
+                    .await
+                    .map_err(unavailable)?,
+            );
+        }
+        if let Some(max) = retention.max_finished {
+            let count: isize = conn.zcard(&finished).await.map_err(unavailable)?;
+            let extra = count - max.min(isize::MAX as usize) as isize;
+            if extra > 0 {
+                doomed.extend(
+                    conn.zrange::<_, Vec<String>>(&finished, 0, extra - 1)
+                        .await
+                        .map_err(unavailable)?,
+                );
+            }
+        }
+        doomed.sort();
+        doomed.dedup();
+        let mut removed = 0;
+        for chunk in doomed.chunks(500) {
+            let mut invocation = self.scripts.delete.prepare_invoke();
+            invocation.arg(&*self.prefix);
+            for id in chunk {
+                invocation.arg(id);
+            }
+            let count: i64 = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
+            removed += count as usize;
+        }
+        Ok(removed)
+    }
+
+    fn enqueued_elsewhere(&self) -> Option<Arc<tokio::sync::Notify>> {
+        // Polled: a signal that never fires turns polling on.
+        Some(Arc::clone(&self.wake))
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.writes.close();
+        self.writes.wait().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,174 @@
+//! The Lua scripts that make each change to a task atomic in Redis. Keys are derived from the
+//! prefix in `ARGV[1]`, so the store needs a single Redis node (not Cluster).
+
+/// Stores a task unless an active task holds its idempotency key; then records the id as an
+/// alias of the holder and returns the holder's id. Returns the stored id otherwise.
+/// ARGV: prefix, id, base, func, status, created_us, key, requeue, end, end_us, error.
+pub(super) const ENQUEUE: &str = r#"
+local p, id, key, status = ARGV[1], ARGV[2], ARGV[7], ARGV[5]
+if key ~= '' then
+  local holder = redis.call('GET', p..':k:'..key)
+  if holder then
+    local held = redis.call('HGET', p..':t:'..holder, 'status')
+    if held and held ~= 'failed' and held ~= 'cancelled' then
+      redis.call('SET', p..':a:'..id, holder)
+      return holder
+    end
+  end
+end
+local seq = redis.call('INCR', p..':seq')
+local t = p..':t:'..id
+redis.call('HSET', t, 'base', ARGV[3], 'seq', seq, 'status', status, 'func', ARGV[4],
+  'created_us', ARGV[6], 'key', key, 'requeue', ARGV[8], 'retries', 0, 'recoveries', 0)
+redis.call('ZADD', p..':all', seq, id)
+redis.call('ZADD', p..':s:'..status, seq, id)
+redis.call('ZADD', p..':f:'..ARGV[4], seq, id)
+redis.call('SADD', p..':funcs', ARGV[4])
+if status == 'pending' then
+  if key ~= '' then redis.call('SET', p..':k:'..key, id) end
+else
+  redis.call('HSET', t, 'end', ARGV[9], 'end_us', ARGV[10], 'error', ARGV[11], 'stack', ARGV[11])
+  redis.call('ZADD', p..':finished', ARGV[10], id)
+end
+return id
+"#;
+
+/// Moves a pending task to running under a lease; returns its fields, or nil.
+/// ARGV: prefix, id, now, now_us, owner, expires, expires_us.
+pub(super) const CLAIM: &str = r#"
+local p, id = ARGV[1], ARGV[2]
+local t = p..':t:'..id
+if redis.call('HGET', t, 'status') ~= 'pending' then return false end
+local seq = redis.call('HGET', t, 'seq')
+redis.call('HSETNX', t, 'start', ARGV[3])
+redis.call('HSETNX', t, 'start_us', ARGV[4])
+redis.call('HSET', t, 'status', 'running', 'owner', ARGV[5], 'expires', ARGV[6], 'expires_us', ARGV[7])
+redis.call('ZREM', p..':s:pending', id)
+redis.call('ZADD', p..':s:running', seq, id)
+redis.call('ZADD', p..':running', ARGV[7], id)
+return redis.call('HGETALL', t)
+"#;
+
+/// Ends a task's run: moves it between the status and lease indexes, and frees its key when
+/// it failed or was cancelled. Shared by the scripts below as a prelude.
+const SETTLE: &str = r#"
+local function settle(p, id, t, from, to, end_rfc, end_us)
+  local seq = redis.call('HGET', t, 'seq')
+  redis.call('HSET', t, 'status', to)
+  redis.call('HDEL', t, 'owner', 'expires', 'expires_us')
+  redis.call('ZREM', p..':s:'..from, id)
+  redis.call('ZADD', p..':s:'..to, seq, id)
+  redis.call('ZREM', p..':running', id)
+  if to ~= 'pending' and to ~= 'running' then
+    redis.call('HSET', t, 'end', end_rfc, 'end_us', end_us)
+    redis.call('ZADD', p..':finished', end_us, id)
+  end
+  if to == 'failed' or to == 'cancelled' then
+    local key = redis.call('HGET', t, 'key')
+    if key and key ~= '' and redis.call('GET', p..':k:'..key) == id then
+      redis.call('DEL', p..':k:'..key)
+    end
+  end
+end
+"#;
+
+/// A fenced change to a running task; 1 if applied, 0 when the lease no longer holds it.
+/// ARGV: prefix, id, owner, kind (`attempt`, `finish`, `requeue`), then per kind:
+/// attempt: retries, error, stack; finish: status, end, end_us, retries, result or '',
+/// has_error, error, stack.
+pub(super) fn transition() -> String {
+    format!(
+        "{SETTLE}{}",
+        r#"
+local p, id, owner, kind = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local t = p..':t:'..id
+if redis.call('HGET', t, 'status') ~= 'running' or redis.call('HGET', t, 'owner') ~= owner then
+  return 0
+end
+if kind == 'attempt' then
+  redis.call('HSET', t, 'retries', ARGV[5], 'error', ARGV[6], 'stack', ARGV[7])
+elseif kind == 'finish' then
+  local start_us = tonumber(redis.call('HGET', t, 'start_us') or ARGV[7])
+  redis.call('HSET', t, 'retries', ARGV[8], 'duration', (tonumber(ARGV[7]) - start_us) / 1000000)
+  if ARGV[9] ~= '' then redis.call('HSET', t, 'result', ARGV[9]) end
+  if ARGV[10] == '1' then redis.call('HSET', t, 'error', ARGV[11], 'stack', ARGV[12]) end
+  settle(p, id, t, 'running', ARGV[5], ARGV[6], ARGV[7])
+else
+  settle(p, id, t, 'running', 'pending', '', '')
+end
+return 1
+"#
+    )
+}
+
+/// Cancels a pending task; returns its status before the call, or nil.
+/// ARGV: prefix, id, now, now_us.
+pub(super) fn cancel() -> String {
+    format!(
+        "{SETTLE}{}",
+        r#"
+local p, id = ARGV[1], ARGV[2]
+local t = p..':t:'..id
+local status = redis.call('HGET', t, 'status')
+if not status then return false end
+if status == 'pending' then settle(p, id, t, 'pending', 'cancelled', ARGV[3], ARGV[4]) end
+return status
+"#
+    )
+}
+
+/// Settles a task whose runner died, if it is still running under an expired lease; 1 if
+/// this call did. ARGV: prefix, id, now_us, to, end, error, recoveries.
+pub(super) fn reclaim() -> String {
+    format!(
+        "{SETTLE}{}",
+        r#"
+local p, id = ARGV[1], ARGV[2]
+local t = p..':t:'..id
+if redis.call('HGET', t, 'status') ~= 'running' then return 0 end
+if tonumber(redis.call('HGET', t, 'expires_us') or '0') >= tonumber(ARGV[3]) then return 0 end
+redis.call('HSET', t, 'recoveries', ARGV[7])
+if ARGV[4] ~= 'pending' then redis.call('HSET', t, 'error', ARGV[6], 'stack', ARGV[6]) end
+settle(p, id, t, 'running', ARGV[4], ARGV[5], ARGV[3])
+return 1
+"#
+    )
+}
+
+/// Extends the leases `owner` holds. ARGV: prefix, owner, expires, expires_us, ids...
+pub(super) const RENEW: &str = r#"
+local p, owner = ARGV[1], ARGV[2]
+for i = 5, #ARGV do
+  local t = p..':t:'..ARGV[i]
+  if redis.call('HGET', t, 'status') == 'running' and redis.call('HGET', t, 'owner') == owner then
+    redis.call('HSET', t, 'expires', ARGV[3], 'expires_us', ARGV[4])
+    redis.call('ZADD', p..':running', ARGV[4], ARGV[i])
+  end
+end
+return 1
+"#;
+
+/// Deletes finished tasks; returns how many. ARGV: prefix, ids...
+pub(super) const DELETE: &str = r#"
+local p, removed = ARGV[1], 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local t = p..':t:'..id
+  local status = redis.call('HGET', t, 'status')
+  if status and status ~= 'pending' and status ~= 'running' then
+    local func, key = redis.call('HGET', t, 'func'), redis.call('HGET', t, 'key')
+    redis.call('ZREM', p..':all', id)
+    redis.call('ZREM', p..':s:'..status, id)
+    redis.call('ZREM', p..':f:'..func, id)
+    redis.call('ZREM', p..':finished', id)
+    if key and key ~= '' and redis.call('GET', p..':k:'..key) == id then
+      redis.call('DEL', p..':k:'..key)
+    end
+    redis.call('DEL', t, p..':l:'..id)
+    removed = removed + 1
+  elseif not status then
+    redis.call('ZREM', p..':finished', id)
+  end
+end
+return removed
+"#;
