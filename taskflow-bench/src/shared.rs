@@ -1,13 +1,14 @@
-//! Shared backends: enqueue + execute no-op tasks on PostgreSQL and MySQL/MariaDB with one and
-//! with three managers (each its own pool), beside the same driver inserting as many rows
-//! with as many connections. Needs `TASKFLOW_TEST_POSTGRES_URL` / `TASKFLOW_TEST_MYSQL_URL`;
-//! a backend without its variable is skipped, and says so.
+//! Shared backends: enqueue + execute no-op tasks on PostgreSQL, MySQL/MariaDB and Redis with
+//! one and with three managers (each its own pool), beside the same driver writing as many
+//! task-sized rows (hashes, for Redis) with as many connections. Needs
+//! `TASKFLOW_TEST_POSTGRES_URL` / `TASKFLOW_TEST_MYSQL_URL` / `TASKFLOW_TEST_REDIS_URL`; a
+//! backend without its variable is skipped, and says so.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use taskflow::{MysqlStore, PostgresStore, Store, TaskManager};
+use taskflow::{MysqlStore, PostgresStore, RedisStore, Store, TaskManager};
 
 use crate::{Row, all_ran, expect_runs, noop_async, rate};
 
@@ -18,6 +19,7 @@ const POOL: usize = 8;
 enum Backend {
     Postgres,
     Mysql,
+    Redis,
 }
 
 impl Backend {
@@ -25,6 +27,7 @@ impl Backend {
         match self {
             Backend::Postgres => "PostgreSQL",
             Backend::Mysql => "MySQL/MariaDB",
+            Backend::Redis => "Redis",
         }
     }
 
@@ -32,6 +35,7 @@ impl Backend {
         let variable = match self {
             Backend::Postgres => "TASKFLOW_TEST_POSTGRES_URL",
             Backend::Mysql => "TASKFLOW_TEST_MYSQL_URL",
+            Backend::Redis => "TASKFLOW_TEST_REDIS_URL",
         };
         let url = std::env::var(variable).ok();
         if url.is_none() {
@@ -61,6 +65,8 @@ impl Backend {
                 let base = url.rsplit_once('/').map_or(url, |(base, _)| base);
                 format!("{base}/{name}")
             }
+            // A key prefix of its own, after `#`.
+            Backend::Redis => format!("{url}#{name}"),
         }
     }
 
@@ -71,6 +77,10 @@ impl Backend {
             }
             Backend::Mysql => {
                 Arc::new(MysqlStore::connect_with_pool_size(url, POOL).await.expect("store"))
+            }
+            Backend::Redis => {
+                let (url, prefix) = url.split_once('#').expect("a prefix");
+                Arc::new(RedisStore::connect_with_prefix(url, prefix).await.expect("store"))
             }
         }
     }
@@ -153,6 +163,36 @@ impl Backend {
                 }
                 pool.disconnect().await.expect("disconnect");
             }
+            Backend::Redis => {
+                let (url, prefix) = url.split_once('#').expect("a prefix");
+                let client = redis::Client::open(url).expect("client");
+                started = Instant::now();
+                let mut workers = Vec::new();
+                for _ in 0..connections {
+                    let (client, payload, prefix) =
+                        (client.clone(), payload.clone(), prefix.to_owned());
+                    workers.push(tokio::spawn(async move {
+                        let mut conn =
+                            client.get_multiplexed_async_connection().await.expect("connect");
+                        for seq in 0..per {
+                            let id = taskflow::TaskId::new().to_string();
+                            let _: () = redis::pipe()
+                                .atomic()
+                                .hset_multiple(
+                                    format!("{prefix}:raw:{id}"),
+                                    &[("status", "pending"), ("payload", payload.as_str())],
+                                )
+                                .zadd(format!("{prefix}:raw"), &id, seq)
+                                .query_async(&mut conn)
+                                .await
+                                .expect("write");
+                        }
+                    }));
+                }
+                for worker in workers {
+                    worker.await.expect("worker");
+                }
+            }
         }
         rate(per * connections, started.elapsed())
     }
@@ -181,7 +221,7 @@ async fn run_tasks(backend: Backend, url: &str, instances: usize) -> f64 {
 /// Runs the scenario for every backend with its URL set; returns its rows.
 pub(crate) async fn run(reps: usize) -> Vec<Row> {
     let mut rows = Vec::new();
-    for backend in [Backend::Postgres, Backend::Mysql] {
+    for backend in [Backend::Postgres, Backend::Mysql, Backend::Redis] {
         let Some(url) = backend.url() else { continue };
         for instances in [1, 3] {
             let mut ours = Vec::new();
@@ -203,7 +243,11 @@ pub(crate) async fn run(reps: usize) -> Vec<Row> {
                 unit: "tasks/s",
                 taskflow: ours,
                 baseline: raw,
-                baseline_name: "same driver, 1-row INSERT transactions, same connections",
+                baseline_name: if backend == Backend::Redis {
+                    "same driver, one HSET + ZADD transaction per row, same connections"
+                } else {
+                    "same driver, 1-row INSERT transactions, same connections"
+                },
             });
         }
     }
