@@ -143,7 +143,14 @@ impl RedisStore {
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
         let open = |reason: String| StoreError::Open { path: url.to_owned(), reason };
         let client = redis::Client::open(url).map_err(|e| open(e.to_string()))?;
-        let conn = ConnectionManager::new(client).await.map_err(|e| open(e.to_string()))?;
+        // Generous timeouts: a big page or a busy server is slow, not gone. Reconnects are
+        // retried by the manager; what fails still reaches the caller as an error.
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(30)))
+            .set_connection_timeout(Some(std::time::Duration::from_secs(10)));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| open(e.to_string()))?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| open("must be called inside a tokio runtime".to_owned()))?;
         let scripts = Scripts {
@@ -178,19 +185,18 @@ impl RedisStore {
 
     /// The records of `ids`, in order, skipping any that vanished.
     async fn records(&self, ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.hgetall(self.key(&format!("t:{id}")));
-        }
-        let mut conn = self.conn.clone();
-        let all: Vec<Vec<String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         let mut records = Vec::new();
-        for (id, flat) in ids.iter().zip(all) {
-            if !flat.is_empty() {
-                records.push(decode(id, &pairs(flat))?);
+        let mut conn = self.conn.clone();
+        for chunk in ids.chunks(500) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.hgetall(self.key(&format!("t:{id}")));
+            }
+            let all: Vec<Vec<String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            for (id, flat) in chunk.iter().zip(all) {
+                if !flat.is_empty() {
+                    records.push(decode(id, &pairs(flat))?);
+                }
             }
         }
         Ok(records)
