@@ -3,7 +3,7 @@
 //! machines here are shared and noisy, so only ratios carry over.
 //!
 //! `cargo run --release -p taskflow-bench -- [--reps N] [SCENARIO...]`; with no scenario named,
-//! every scenario runs. Scenarios: `memory`, `sqlite`, `admin`, `shared` (PostgreSQL and
+//! every scenario runs. Scenarios: `memory`, `sqlite`, `http` (with `wrk`), `admin`, `shared` (PostgreSQL and
 //! MySQL/MariaDB, when `TASKFLOW_TEST_POSTGRES_URL` / `TASKFLOW_TEST_MYSQL_URL` are set).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,6 +13,7 @@ use taskflow::{TaskManager, task};
 use tokio::sync::Notify;
 
 mod admin;
+mod http;
 mod shared;
 mod sqlite;
 
@@ -193,7 +194,9 @@ fn main() {
         match arg.as_str() {
             "--reps" => reps = args.next().and_then(|n| n.parse().ok()).expect("--reps N"),
             "-h" | "--help" => {
-                println!("usage: taskflow-bench [--reps N] [memory] [sqlite] [admin] [shared]");
+                println!(
+                    "usage: taskflow-bench [--reps N] [memory] [sqlite] [http] [admin] [shared]"
+                );
                 return;
             }
             other => wanted.push(other.to_owned()),
@@ -212,6 +215,9 @@ fn main() {
         }
         if runs("sqlite") {
             rows.extend(sqlite::run(reps).await);
+        }
+        if runs("http") {
+            rows.extend(http::run(reps).await);
         }
         if runs("admin") {
             rows.extend(admin::run(reps).await);

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, Value};
 
-use super::reclaim::{ReclaimAs, reclaim};
+use super::reclaim::reclaim;
 use super::{
     DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
     Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
@@ -677,16 +677,7 @@ impl Store for MysqlStore {
             )
             .await
             .map_err(unavailable)?;
-            match outcome {
-                ReclaimAs::Requeued => reclaimed.requeued.push(PendingTask {
-                    id: record.task_id,
-                    func_name: record.func_name,
-                    priority: record.priority,
-                    scheduled_at: record.scheduled_at,
-                }),
-                ReclaimAs::Interrupted => reclaimed.interrupted.push(record.task_id),
-                ReclaimAs::Poisoned => reclaimed.poisoned.push(record.task_id),
-            }
+            reclaimed.add(outcome, record);
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(reclaimed)

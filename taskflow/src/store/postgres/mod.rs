@@ -12,7 +12,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
 use self::row::{COLUMNS, Params};
-use super::reclaim::{ReclaimAs, reclaim};
+use super::reclaim::reclaim;
 use super::{
     DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
     Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket,
@@ -595,16 +595,7 @@ impl Store for PostgresStore {
             )
             .await
             .map_err(unavailable)?;
-            match outcome {
-                ReclaimAs::Requeued => reclaimed.requeued.push(PendingTask {
-                    id: record.task_id,
-                    func_name: record.func_name,
-                    priority: record.priority,
-                    scheduled_at: record.scheduled_at,
-                }),
-                ReclaimAs::Interrupted => reclaimed.interrupted.push(record.task_id),
-                ReclaimAs::Poisoned => reclaimed.poisoned.push(record.task_id),
-            }
+            reclaimed.add(outcome, record);
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(reclaimed)

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
-use super::reclaim::{ReclaimAs, reclaim};
+use super::reclaim::reclaim;
 use super::{
     DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
     Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
@@ -521,16 +521,7 @@ impl Store for RedisStore {
             if applied == 0 {
                 continue; // another instance got there first, or the lease was renewed
             }
-            match outcome {
-                ReclaimAs::Requeued => reclaimed.requeued.push(PendingTask {
-                    id: record.task_id,
-                    func_name: record.func_name,
-                    priority: record.priority,
-                    scheduled_at: record.scheduled_at,
-                }),
-                ReclaimAs::Interrupted => reclaimed.interrupted.push(record.task_id),
-                ReclaimAs::Poisoned => reclaimed.poisoned.push(record.task_id),
-            }
+            reclaimed.add(outcome, record);
         }
         Ok(reclaimed)
     }

@@ -693,21 +693,10 @@ impl Store for SqliteStore {
                     if changed == 0 {
                         continue;
                     }
-                    match outcome {
-                        ReclaimAs::Requeued => reclaimed.requeued.push(PendingTask {
-                            id: record.task_id,
-                            func_name: record.func_name,
-                            priority: record.priority,
-                            scheduled_at: record.scheduled_at,
-                        }),
-                        ReclaimAs::Interrupted => reclaimed.interrupted.push(record.task_id),
-                        ReclaimAs::Poisoned => {
-                            reclaimed.poisoned.push(record.task_id);
-                            if let Some(key) = record.idempotency_key {
-                                released.push((key, record.task_id));
-                            }
-                        }
+                    if let (ReclaimAs::Poisoned, Some(key)) = (&outcome, &record.idempotency_key) {
+                        released.push((key.clone(), record.task_id));
                     }
+                    reclaimed.add(outcome, record);
                 }
                 Ok((reclaimed, released))
             })
