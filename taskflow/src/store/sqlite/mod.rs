@@ -133,6 +133,9 @@ fn release(keys: &Keys, key: &str, id: &TaskId) {
 
 const FINISHED: &str = "('success', 'failed', 'interrupted', 'cancelled')";
 
+/// How many finished tasks one pruning transaction deletes at most.
+const PRUNE_CHUNK: usize = 2_000;
+
 impl SqliteStore {
     /// Opens the database at `path`, creating it and its schema if needed, with the default
     /// [`SqliteOptions`].
@@ -708,55 +711,49 @@ impl Store for SqliteStore {
     }
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let retention = *retention;
-        let removed = self
-            .writer
-            .call(move |conn| {
-                let mut removed: Vec<(String, Option<String>)> = Vec::new();
-                let mut collect = |sql: &str, value: i64| -> Result<(), StoreError> {
-                    let mut statement = conn.prepare_cached(sql).map_err(unavailable)?;
-                    let mut rows = statement.query([value]).map_err(unavailable)?;
-                    while let Some(row) = rows.next().map_err(unavailable)? {
-                        removed.push((
-                            row.get(0).map_err(unavailable)?,
-                            row.get(1).map_err(unavailable)?,
-                        ));
-                    }
-                    Ok(())
-                };
-                if let Some(max_age) =
-                    retention.max_age.and_then(|age| chrono::Duration::from_std(age).ok())
-                {
-                    collect(
-                        &format!(
-                            "DELETE FROM tasks WHERE end_time IS NOT NULL AND end_time < ?1
-                               AND status IN {FINISHED}
-                             RETURNING id, idempotency_key"
-                        ),
-                        micros(now - max_age),
-                    )?;
-                }
-                if let Some(max) = retention.max_finished {
-                    collect(
-                        &format!(
-                            "DELETE FROM tasks WHERE id IN (
-                                SELECT id FROM tasks WHERE end_time IS NOT NULL
-                                  AND status IN {FINISHED}
-                                ORDER BY end_time DESC LIMIT -1 OFFSET ?1)
-                             RETURNING id, idempotency_key"
-                        ),
-                        max.min(i64::MAX as usize) as i64,
-                    )?;
-                }
-                Ok(removed)
-            })
-            .await?;
-        for (id, key) in &removed {
-            if let (Some(key), Ok(id)) = (key, id.parse::<TaskId>()) {
-                release(&self.keys, key, &id);
+        // Everything that ended before the cutoff goes: the older of the age limit and the end
+        // time of the newest finished task beyond the count limit.
+        let mut cutoff = retention
+            .max_age
+            .and_then(|age| chrono::Duration::from_std(age).ok())
+            .map(|age| micros(now - age) - 1);
+        if let Some(max) = retention.max_finished {
+            let offset = max.min(i64::MAX as usize) as i64;
+            let sql = format!(
+                "SELECT end_time FROM tasks INDEXED BY tasks_finished
+                 WHERE end_time IS NOT NULL AND status IN {FINISHED}
+                 ORDER BY end_time DESC LIMIT 1 OFFSET ?1"
+            );
+            let beyond =
+                self.reader.call(move |conn| select(conn, &sql, [offset], 1)).await?;
+            if let Some(row) = beyond.first() {
+                let end: i64 = row.value(0)?;
+                cutoff = Some(cutoff.map_or(end, |age| age.max(end)));
             }
         }
-        Ok(removed.len())
+        let Some(cutoff) = cutoff else { return Ok(0) };
+        // In chunks, each its own job: a large prune never holds up enqueues for long.
+        let mut removed = 0;
+        loop {
+            let sql = format!(
+                "DELETE FROM tasks WHERE seq IN (
+                    SELECT seq FROM tasks INDEXED BY tasks_finished
+                    WHERE end_time IS NOT NULL AND end_time <= ?1 AND status IN {FINISHED}
+                    LIMIT {PRUNE_CHUNK})
+                 RETURNING id, idempotency_key"
+            );
+            let rows = self.writer.call(move |conn| select(conn, &sql, [cutoff], 2)).await?;
+            for row in &rows {
+                let (id, key): (String, Option<String>) = (row.value(0)?, row.value(1)?);
+                if let (Some(key), Ok(id)) = (key, id.parse::<TaskId>()) {
+                    release(&self.keys, &key, &id);
+                }
+            }
+            removed += rows.len();
+            if rows.len() < PRUNE_CHUNK {
+                return Ok(removed);
+            }
+        }
     }
 
     async fn close(&self) -> Result<(), StoreError> {
