@@ -724,8 +724,7 @@ impl Store for SqliteStore {
                  WHERE end_time IS NOT NULL AND status IN {FINISHED}
                  ORDER BY end_time DESC LIMIT 1 OFFSET ?1"
             );
-            let beyond =
-                self.reader.call(move |conn| select(conn, &sql, [offset], 1)).await?;
+            let beyond = self.reader.call(move |conn| select(conn, &sql, [offset], 1)).await?;
             if let Some(row) = beyond.first() {
                 let end: i64 = row.value(0)?;
                 cutoff = Some(cutoff.map_or(end, |age| age.max(end)));
