@@ -3,7 +3,8 @@
 //! machines here are shared and noisy, so only ratios carry over.
 //!
 //! `cargo run --release -p taskflow-bench -- [--reps N] [SCENARIO...]`; with no scenario named,
-//! every scenario runs. Scenarios: `memory`, `sqlite`, `http` (with `wrk`), `admin`, `shared` (PostgreSQL and
+//! every scenario runs. Scenarios: `memory`, `costs` (enqueue alone, retries, RSS), `sqlite`,
+//! `http` (with `wrk`), `admin`, `shared` (PostgreSQL and
 //! MySQL/MariaDB, when `TASKFLOW_TEST_POSTGRES_URL` / `TASKFLOW_TEST_MYSQL_URL` are set).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -13,28 +14,29 @@ use taskflow::{TaskManager, task};
 use tokio::sync::Notify;
 
 mod admin;
+mod costs;
 mod http;
 mod shared;
 mod sqlite;
 
 /// How many no-op tasks have run, and a wake-up when the count a scenario waits for is hit.
-static RAN: AtomicUsize = AtomicUsize::new(0);
+pub(crate) static RAN: AtomicUsize = AtomicUsize::new(0);
 static TARGET: AtomicUsize = AtomicUsize::new(usize::MAX);
 static ALL_RAN: Notify = Notify::const_new();
 
-fn ran_one() {
+pub(crate) fn ran_one() {
     if RAN.fetch_add(1, Ordering::Relaxed) + 1 == TARGET.load(Ordering::Relaxed) {
         ALL_RAN.notify_one();
     }
 }
 
 /// Expects `n` runs from now on.
-fn expect_runs(n: usize) {
+pub(crate) fn expect_runs(n: usize) {
     RAN.store(0, Ordering::Relaxed);
     TARGET.store(n, Ordering::Relaxed);
 }
 
-async fn all_ran() {
+pub(crate) async fn all_ran() {
     ALL_RAN.notified().await;
 }
 
@@ -88,7 +90,7 @@ fn human(value: f64) -> String {
     }
 }
 
-fn rate(count: usize, elapsed: Duration) -> f64 {
+pub(crate) fn rate(count: usize, elapsed: Duration) -> f64 {
     count as f64 / elapsed.as_secs_f64()
 }
 
@@ -187,6 +189,12 @@ fn print(rows: &[Row]) {
 }
 
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("__memory") {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        runtime.block_on(costs::memory_child());
+        return;
+    }
     let mut reps = 5;
     let mut wanted = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -212,6 +220,9 @@ fn main() {
         if runs("memory") {
             rows.push(memory(reps, false).await);
             rows.push(memory(reps, true).await);
+        }
+        if runs("costs") {
+            rows.extend(costs::run(reps).await);
         }
         if runs("sqlite") {
             rows.extend(sqlite::run(reps).await);
