@@ -337,3 +337,35 @@ async fn retention_prunes_finished_tasks_in_the_background() {
     .await;
     manager.shutdown(LONG).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pruning_many_tasks_goes_in_chunks_and_keeps_the_newest() {
+    let store = SqliteStore::open(db()).unwrap();
+    let mut writes = Vec::new();
+    let mut ids = Vec::new();
+    let start = chrono::Utc::now() - chrono::Duration::hours(1);
+    for n in 0..5_000i64 {
+        let mut record = pending("thumbnail");
+        record.status = TaskStatus::Success;
+        record.end_time = Some(start + chrono::Duration::milliseconds(n));
+        ids.push(record.task_id);
+        writes.extend(store.enqueue(record).unwrap().write);
+    }
+    let waiting = pending("thumbnail");
+    let waiting_id = waiting.task_id;
+    writes.extend(store.enqueue(waiting).unwrap().write);
+    for write in writes {
+        write.wait().await.unwrap();
+    }
+    let keep = taskflow::Retention { max_age: None, max_finished: Some(10) };
+    let removed = store.prune(&keep, chrono::Utc::now()).await.unwrap();
+    assert_eq!(removed, 4_990, "more than one chunk of 2,000");
+    for id in &ids[..4_990] {
+        assert!(store.get(id).await.unwrap().is_none());
+    }
+    for id in &ids[4_990..] {
+        assert!(store.get(id).await.unwrap().is_some(), "the newest ten stay");
+    }
+    assert!(store.get(&waiting_id).await.unwrap().is_some(), "pending is never pruned");
+    store.close().await.unwrap();
+}
