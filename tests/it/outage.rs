@@ -1,4 +1,5 @@
-//! The database goes away and comes back: PostgreSQL behind a TCP proxy that the test cuts.
+//! The database goes away and comes back: PostgreSQL, MySQL/MariaDB or Redis behind a TCP
+//! proxy that the test cuts.
 //! The app keeps serving, enqueues fail clearly while the store is unreachable, running tasks'
 //! results are written once it returns, and no task a client holds an id for is lost.
 
@@ -77,13 +78,45 @@ async fn enqueue(tasks: Tasks, key: String) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_database_going_away_and_back_loses_nothing() {
+async fn postgres_going_away_and_back_loses_nothing() {
     let Some(schema) = postgres_schema().await else { return };
     let proxy = Proxy::start("127.0.0.1:5432").await;
     let url = schema.url.replacen("127.0.0.1:5432", &format!("127.0.0.1:{}", proxy.port), 1);
     assert_ne!(url, schema.url, "TASKFLOW_TEST_POSTGRES_URL names 127.0.0.1:5432");
     let store = taskflow::PostgresStore::connect_with_pool_size(&url, 4).await.unwrap();
-    let manager = TaskManager::builder().store(store).build().await.unwrap();
+    outage(Arc::new(store), &proxy, "postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_going_away_and_back_loses_nothing() {
+    let Some(url) = crate::conformance::mysql_url().await else { return };
+    let proxy = Proxy::start("127.0.0.1:3306").await;
+    let proxied = url.replacen("127.0.0.1:3306", &format!("127.0.0.1:{}", proxy.port), 1);
+    assert_ne!(proxied, url, "TASKFLOW_TEST_MYSQL_URL names 127.0.0.1:3306");
+    // mysql_async moves local connections to the server's Unix socket unless told not to.
+    let proxied = format!("{proxied}?prefer_socket=false");
+    let store = taskflow::MysqlStore::connect_with_pool_size(&proxied, 4).await.unwrap();
+    outage(Arc::new(store), &proxy, "mysql").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_going_away_and_back_loses_nothing() {
+    let Ok(url) = std::env::var("TASKFLOW_TEST_REDIS_URL") else {
+        println!("skipped: TASKFLOW_TEST_REDIS_URL is not set (.ci/run sets it)");
+        return;
+    };
+    let proxy = Proxy::start("127.0.0.1:6379").await;
+    let proxied = url.replacen("127.0.0.1:6379", &format!("127.0.0.1:{}", proxy.port), 1);
+    assert_ne!(proxied, url, "TASKFLOW_TEST_REDIS_URL names 127.0.0.1:6379");
+    let prefix = format!("outage-{}", taskflow::TaskId::new());
+    let store = taskflow::RedisStore::connect_with_prefix(&proxied, &prefix).await.unwrap();
+    outage(Arc::new(store), &proxy, "redis").await;
+}
+
+/// With `store` behind `proxy`: cut the database while a task runs and requests come in, then
+/// bring it back.
+async fn outage(store: Arc<dyn taskflow::Store>, proxy: &Proxy, backend: &str) {
+    let manager = TaskManager::builder().shared_store(store).build().await.unwrap();
     let app = Router::new().route("/enqueue", post(enqueue)).layer(manager.layer());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -102,7 +135,7 @@ async fn the_database_going_away_and_back_loses_nothing() {
     // While the database is away: enqueues fail clearly, the app keeps serving, and the
     // running task finishes in memory, its result waiting to be written.
     let err = manager.submit(quick, unique("refused"), EnqueueOptions::new()).await.unwrap_err();
-    assert!(err.to_string().contains("postgres"), "{err}");
+    assert!(err.to_string().contains(backend), "{err}");
     let response =
         http.post(format!("{base}/enqueue")).body(unique("refused")).send().await.unwrap();
     assert_eq!(response.status(), 503);
@@ -113,11 +146,15 @@ async fn the_database_going_away_and_back_loses_nothing() {
 
     proxy.restore();
     let record = manager.wait_for(running, Duration::from_secs(30)).await.unwrap();
-    assert_eq!(record.status, TaskStatus::Success, "the result was written once it came back");
+    assert_eq!(
+        record.status,
+        TaskStatus::Success,
+        "{backend}: the result was written once it came back"
+    );
     assert_eq!(record.result, Some(serde_json::json!(key)));
     let after = unique("after");
     let response = http.post(format!("{base}/enqueue")).body(after.clone()).send().await.unwrap();
-    assert_eq!(response.status(), 200, "enqueues work again");
+    assert_eq!(response.status(), 200, "{backend}: enqueues work again");
     let id: taskflow::TaskId = response.text().await.unwrap().parse().unwrap();
     assert_eq!(
         manager.wait_for(id, Duration::from_secs(20)).await.unwrap().status,
