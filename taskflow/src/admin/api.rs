@@ -266,10 +266,15 @@ pub(crate) async fn login(
     let user = request.username.unwrap_or_else(|| "token".to_owned());
     let set_cookie = format!(
         "{SESSION_COOKIE}={cookie}; Path={}; HttpOnly; SameSite=Strict",
-        if state.prefix.is_empty() { "/" } else { &state.prefix }
+        cookie_path(&state)
     );
     let body = Json(json!({ "user": user, "csrf": csrf }));
     Ok(([(header::SET_COOKIE, set_cookie)], body).into_response())
+}
+
+/// The session cookie's path: the router's prefix.
+fn cookie_path(state: &AdminState) -> &str {
+    if state.prefix.is_empty() { "/" } else { &state.prefix }
 }
 
 /// `POST /tasks/logout`.
@@ -277,7 +282,7 @@ pub(crate) async fn logout(State(state): State<Arc<AdminState>>, headers: Header
     state.auth.logout(&headers);
     let clear = format!(
         "{SESSION_COOKIE}=; Path={}; HttpOnly; SameSite=Strict; Max-Age=0",
-        if state.prefix.is_empty() { "/" } else { &state.prefix }
+        cookie_path(&state)
     );
     ([(header::SET_COOKIE, clear)], Json(json!({ "signed_out": true }))).into_response()
 }

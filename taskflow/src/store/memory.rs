@@ -204,7 +204,7 @@ impl Store for MemoryStore {
         let mut found: Vec<&TaskRecord> = state
             .tasks
             .values()
-            .filter(|r| matches(r, query))
+            .filter(|r| query.matches(r))
             .filter(|r| {
                 after.as_ref().is_none_or(|cursor| {
                     let key = (r.created_at.timestamp_micros(), r.task_id.to_string());
@@ -212,7 +212,7 @@ impl Store for MemoryStore {
                 })
             })
             .collect();
-        found.sort_by_key(|r| (r.created_at.timestamp_micros(), r.task_id.to_string()));
+        found.sort_by_cached_key(|r| (r.created_at.timestamp_micros(), r.task_id.to_string()));
         if !query.oldest_first {
             found.reverse();
         }
@@ -229,10 +229,7 @@ impl Store for MemoryStore {
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
         let state = self.lock();
-        let mut stats = TaskStats::default();
-        for status in TaskStatus::ALL {
-            stats.by_status.insert(status.as_str().to_owned(), 0);
-        }
+        let mut stats = TaskStats::zero();
         let mut functions: BTreeMap<&str, (FunctionStats, Vec<(DateTime<Utc>, f64)>)> =
             BTreeMap::new();
         for record in state.tasks.values().filter(|r| since.is_none_or(|at| r.created_at >= at)) {
@@ -352,18 +349,6 @@ impl Store for MemoryStore {
         }
         Ok(removed)
     }
-}
-
-/// Whether `record` passes `query`'s filters (not its cursor).
-pub(super) fn matches(record: &TaskRecord, query: &TaskQuery) -> bool {
-    query.status.is_none_or(|s| record.status == s)
-        && query.func_name.as_deref().is_none_or(|f| record.func_name == f)
-        && query.tag.as_ref().is_none_or(|(k, v)| record.tags.get(k) == Some(v))
-        && query.search.as_deref().is_none_or(|q| {
-            record.task_id.to_string().starts_with(q) || record.func_name.contains(q)
-        })
-        && query.since.is_none_or(|at| record.created_at >= at)
-        && query.until.is_none_or(|at| record.created_at < at)
 }
 
 fn cursor(record: &TaskRecord) -> String {

@@ -284,6 +284,52 @@ pub const P95_WINDOW: usize = 10_000;
 /// The default page size of [`Store::list`].
 pub const DEFAULT_PAGE: usize = 100;
 
+impl TaskQuery {
+    /// Whether `record` passes the filters (not the cursor), for stores that filter in code.
+    pub(crate) fn matches(&self, record: &TaskRecord) -> bool {
+        self.status.is_none_or(|s| record.status == s)
+            && self.func_name.as_deref().is_none_or(|f| record.func_name == f)
+            && self.tag.as_ref().is_none_or(|(k, v)| record.tags.get(k) == Some(v))
+            && self.search.as_deref().is_none_or(|q| {
+                record.task_id.to_string().starts_with(q) || record.func_name.contains(q)
+            })
+            && self.since.is_none_or(|at| record.created_at >= at)
+            && self.until.is_none_or(|at| record.created_at < at)
+    }
+}
+
+impl TaskStats {
+    /// No tasks yet: every status counted zero, no functions.
+    pub(crate) fn zero() -> TaskStats {
+        let by_status = TaskStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
+        TaskStats { by_status, functions: Vec::new() }
+    }
+}
+
+/// `text` with `\`, `%` and `_` escaped, for a SQL `LIKE ... ESCAPE '\'` pattern.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) fn like_escape(text: &str) -> String {
+    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
+}
+
+/// The SQL/JSON path of the member `key` of the tags object (`$."key"`).
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) fn tag_path(key: &str) -> String {
+    format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `url` without its password, for messages.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
+pub(crate) fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
+            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
+    }
+}
+
 /// The p95 of `durations` (sorted ascending in place), nearest-rank.
 pub(crate) fn p95(durations: &mut [f64]) -> Option<f64> {
     if durations.is_empty() {

@@ -45,7 +45,7 @@ pub struct MysqlStore {
 
 impl std::fmt::Debug for MysqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MysqlStore").field("url", &schema::redact(&self.url)).finish()
+        f.debug_struct("MysqlStore").field("url", &super::redact_url(&self.url)).finish()
     }
 }
 
@@ -275,7 +275,7 @@ impl MysqlStore {
     /// Like [`MysqlStore::connect`], with at most `size` pooled connections.
     pub async fn connect_with_pool_size(url: &str, size: usize) -> Result<MysqlStore, StoreError> {
         let opts = mysql_async::Opts::from_url(url).map_err(|err| StoreError::Open {
-            path: schema::redact(url),
+            path: super::redact_url(url),
             reason: err.to_string(),
         })?;
         let size = size.max(1);
@@ -284,7 +284,7 @@ impl MysqlStore {
         let pool = Pool::new(mysql_async::OptsBuilder::from_opts(opts).pool_opts(pool_opts));
         schema::migrate(&pool, url).await?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StoreError::Open {
-            path: schema::redact(url),
+            path: super::redact_url(url),
             reason: "must be called inside a tokio runtime".to_owned(),
         })?;
         Ok(MysqlStore {
@@ -500,12 +500,12 @@ impl Store for MysqlStore {
         }
         if let Some((key, value)) = &query.tag {
             filters.push("JSON_UNQUOTE(JSON_EXTRACT(tags, ?)) = ?");
-            let path = format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""));
+            let path = super::tag_path(key);
             values.push(s(&path));
             values.push(s(value));
         }
         if let Some(search) = &query.search {
-            let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let escaped = super::like_escape(search);
             filters.push("(id LIKE ? OR func_name LIKE ?)");
             values.push(s(&format!("{escaped}%")));
             values.push(s(&format!("%{escaped}%")));
@@ -560,10 +560,7 @@ impl Store for MysqlStore {
                 vec![Value::Int(since)],
             )
             .await?;
-        let mut stats = TaskStats::default();
-        for status in TaskStatus::ALL {
-            stats.by_status.insert(status.as_str().to_owned(), 0);
-        }
+        let mut stats = TaskStats::zero();
         for row in counts {
             let status = row.required(row.text(0, "status")?, "status")?;
             stats.by_status.insert(status, row.int(1, "count")?.unwrap_or(0).max(0) as u64);

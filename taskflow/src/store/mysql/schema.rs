@@ -67,7 +67,7 @@ const MIGRATIONS: [&[&str]; 1] = [&[
 
 /// Creates or migrates the schema; refuses a schema newer than this binary's.
 pub(super) async fn migrate(pool: &Pool, url: &str) -> Result<(), StoreError> {
-    let open = |reason: String| StoreError::Open { path: redact(url), reason };
+    let open = |reason: String| StoreError::Open { path: crate::store::redact_url(url), reason };
     let mut conn = pool.get_conn().await.map_err(|e| open(e.to_string()))?;
     let locked: Option<i64> = conn
         .query_first("SELECT GET_LOCK('taskflow_migrate', 60)")
@@ -90,7 +90,7 @@ pub(super) async fn migrate(pool: &Pool, url: &str) -> Result<(), StoreError> {
             .unwrap_or(0);
         if found > SCHEMA_VERSION {
             return Err(StoreError::IncompatibleSchema {
-                path: redact(url),
+                path: crate::store::redact_url(url),
                 found,
                 supported: SCHEMA_VERSION,
             });
@@ -111,15 +111,4 @@ pub(super) async fn migrate(pool: &Pool, url: &str) -> Result<(), StoreError> {
     .await;
     let _ = conn.query_drop("DO RELEASE_LOCK('taskflow_migrate')").await;
     result
-}
-
-/// `url` without its password, for messages.
-pub(super) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    }
 }

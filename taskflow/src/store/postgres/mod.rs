@@ -54,7 +54,7 @@ pub struct PostgresStore {
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostgresStore").field("url", &schema::redact(&self.url)).finish()
+        f.debug_struct("PostgresStore").field("url", &super::redact_url(&self.url)).finish()
     }
 }
 
@@ -93,11 +93,11 @@ impl PostgresStore {
         config.url = Some(url.to_owned());
         config.pool = Some(deadpool_postgres::PoolConfig::new(size.max(1)));
         let pool = config.create_pool(Some(Runtime::Tokio1), NoTls).map_err(|err| {
-            StoreError::Open { path: schema::redact(url), reason: err.to_string() }
+            StoreError::Open { path: super::redact_url(url), reason: err.to_string() }
         })?;
         schema::migrate(&pool, url).await?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StoreError::Open {
-            path: schema::redact(url),
+            path: super::redact_url(url),
             reason: "must be called inside a tokio runtime".to_owned(),
         })?;
         let writes = tokio_util::task::TaskTracker::new();
@@ -428,7 +428,7 @@ impl Store for PostgresStore {
             filters.push(format!("tags ->> {k} = {v}"));
         }
         if let Some(search) = &query.search {
-            let escaped = search.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let escaped = super::like_escape(search);
             let prefix = bind(Box::new(format!("{escaped}%")));
             let inside = bind(Box::new(format!("%{escaped}%")));
             filters.push(format!("(id::TEXT LIKE {prefix} OR func_name LIKE {inside})"));
@@ -483,10 +483,7 @@ impl Store for PostgresStore {
                 &[&since],
             )
             .await?;
-        let mut stats = TaskStats::default();
-        for status in TaskStatus::ALL {
-            stats.by_status.insert(status.as_str().to_owned(), 0);
-        }
+        let mut stats = TaskStats::zero();
         for row in counts {
             let count: i64 = row.get(1);
             stats.by_status.insert(row.get(0), count.max(0) as u64);

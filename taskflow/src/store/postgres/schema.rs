@@ -65,13 +65,13 @@ const MIGRATION_LOCK: i64 = 0x7461_736b_666c_6f77; // "taskflow"
 /// Creates or migrates the schema; refuses a schema newer than this binary's.
 pub(super) async fn migrate(pool: &Pool, url: &str) -> Result<(), StoreError> {
     let fail = |err: tokio_postgres::Error| StoreError::Open {
-        path: redact(url),
+        path: crate::store::redact_url(url),
         reason: err.to_string(),
     };
-    let mut client = pool
-        .get()
-        .await
-        .map_err(|err| StoreError::Open { path: redact(url), reason: err.to_string() })?;
+    let mut client = pool.get().await.map_err(|err| StoreError::Open {
+        path: crate::store::redact_url(url),
+        reason: err.to_string(),
+    })?;
     let tx = client.transaction().await.map_err(fail)?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await.map_err(fail)?;
     tx.batch_execute(
@@ -86,7 +86,7 @@ pub(super) async fn migrate(pool: &Pool, url: &str) -> Result<(), StoreError> {
         .map_or(0, |row| row.get(0));
     if found > SCHEMA_VERSION {
         return Err(StoreError::IncompatibleSchema {
-            path: redact(url),
+            path: crate::store::redact_url(url),
             found,
             supported: SCHEMA_VERSION,
         });
@@ -103,18 +103,4 @@ pub(super) async fn migrate(pool: &Pool, url: &str) -> Result<(), StoreError> {
         .map_err(fail)?;
     }
     tx.commit().await.map_err(unavailable)
-}
-
-/// `url` without its password, for messages.
-pub(super) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }

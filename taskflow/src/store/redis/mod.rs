@@ -207,7 +207,9 @@ impl RedisStore {
 impl Store for RedisStore {
     fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
         let id = record.task_id;
-        let base = serde_json::to_string(&TaskRecord { logs: Vec::new(), ..record.clone() })
+        // A record is enqueued before it runs, so it has no logs: they go to their own list.
+        debug_assert!(record.logs.is_empty());
+        let base = serde_json::to_string(&record)
             .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
         let end = record.end_time.map(|at| (rfc(at), micros(at).to_string())).unwrap_or_default();
         let args = vec![
@@ -362,15 +364,18 @@ impl Store for RedisStore {
             .map(|a| a.parse().map_err(|_| StoreError::InvalidCursor(a.clone())))
             .transpose()?;
         let mut found: Vec<(TaskRecord, i64)> = Vec::new();
+        // One page and the row that tells whether another follows, when nothing is filtered
+        // out; more per round trip, up to 500, when filters may drop some.
+        let batch = (limit + 1).clamp(50, 500) as isize;
         let mut conn = self.conn.clone();
         loop {
             // The next batch of the index beyond the bound, in the query's order.
             let batch: Vec<(String, f64)> = if query.oldest_first {
                 let min = bound.map_or("-inf".to_owned(), |b| format!("({b}"));
-                conn.zrangebyscore_limit_withscores(&index, min, "+inf", 0, 500).await
+                conn.zrangebyscore_limit_withscores(&index, min, "+inf", 0, batch).await
             } else {
                 let max = bound.map_or("+inf".to_owned(), |b| format!("({b}"));
-                conn.zrevrangebyscore_limit_withscores(&index, max, "-inf", 0, 500).await
+                conn.zrevrangebyscore_limit_withscores(&index, max, "-inf", 0, batch).await
             }
             .map_err(unavailable)?;
             let Some(last) = batch.last() else { break };
@@ -379,7 +384,7 @@ impl Store for RedisStore {
             let seqs: HashMap<String, i64> =
                 batch.iter().map(|(id, s)| (id.clone(), *s as i64)).collect();
             for record in self.records(&ids).await? {
-                if super::memory::matches(&record, query) {
+                if query.matches(&record) {
                     let seq = seqs[&record.task_id.to_string()];
                     found.push((record, seq));
                 }
@@ -395,14 +400,11 @@ impl Store for RedisStore {
     }
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
-        let mut stats = TaskStats::default();
+        let mut stats = TaskStats::zero();
         let mut conn = self.conn.clone();
-        let functions: Vec<String> = conn.smembers(self.key("funcs")).await.map_err(unavailable)?;
-        let mut functions = functions;
+        let mut functions: Vec<String> =
+            conn.smembers(self.key("funcs")).await.map_err(unavailable)?;
         functions.sort();
-        for status in TaskStatus::ALL {
-            stats.by_status.insert(status.as_str().to_owned(), 0);
-        }
         for func in functions {
             let ids: Vec<String> =
                 conn.zrevrange(self.key(&format!("f:{func}")), 0, -1).await.map_err(unavailable)?;

@@ -565,10 +565,7 @@ impl Store for SqliteStore {
                 Ok((counts, functions, p95s))
             })
             .await?;
-        let mut stats = TaskStats::default();
-        for status in TaskStatus::ALL {
-            stats.by_status.insert(status.as_str().to_owned(), 0);
-        }
+        let mut stats = TaskStats::zero();
         for row in counts {
             let count: i64 = row.value(1)?;
             stats.by_status.insert(row.value(0)?, count.max(0) as u64);

@@ -31,11 +31,6 @@ impl Filters {
     }
 }
 
-/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
-fn like_escape(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-}
-
 /// The SQL and values that select one page of `query` (one row more than `limit`, to learn
 /// whether another page follows), as [`columns!`] then `seq`.
 pub(super) fn page(query: &TaskQuery, limit: usize) -> Result<(String, Vec<Sql>), StoreError> {
@@ -47,11 +42,11 @@ pub(super) fn page(query: &TaskQuery, limit: usize) -> Result<(String, Vec<Sql>)
         filters.add("func_name = ?", [Sql::Text(func_name.clone())]);
     }
     if let Some((key, value)) = &query.tag {
-        let path = format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""));
+        let path = crate::store::tag_path(key);
         filters.add("json_extract(tags, ?) = ?", [Sql::Text(path), Sql::Text(value.clone())]);
     }
     if let Some(search) = &query.search {
-        let escaped = like_escape(search);
+        let escaped = crate::store::like_escape(search);
         filters.add(
             "(id LIKE ? ESCAPE '\\' OR func_name LIKE ? ESCAPE '\\')",
             [Sql::Text(format!("{escaped}%")), Sql::Text(format!("%{escaped}%"))],
