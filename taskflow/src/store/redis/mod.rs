@@ -141,7 +141,7 @@ impl RedisStore {
     /// Like [`RedisStore::connect`], with keys under `prefix` (several apps, or tests, can
     /// share one Redis).
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
-        let open = |reason: String| StoreError::Open { path: url.to_owned(), reason };
+        let open = |reason: String| StoreError::Open { path: super::redact_url(url), reason };
         let client = redis::Client::open(url).map_err(|e| open(e.to_string()))?;
         // Generous timeouts: a big page or a busy server is slow, not gone. Reconnects are
         // retried by the manager; what fails still reaches the caller as an error.
