@@ -3,7 +3,7 @@
 //! machines here are shared and noisy, so only ratios carry over.
 //!
 //! `cargo run --release -p taskflow-bench -- [--reps N] [SCENARIO...]`; with no scenario named,
-//! every scenario runs. Scenarios: `memory`, `costs` (enqueue alone, retries, RSS), `sqlite`,
+//! every scenario runs. Scenarios: `memory` (or just `memory-async` / `memory-sync`), `costs` (enqueue alone, retries, RSS), `sqlite`,
 //! `http` (with `wrk`), `admin`, `shared` (PostgreSQL and
 //! MySQL/MariaDB, when `TASKFLOW_TEST_POSTGRES_URL` / `TASKFLOW_TEST_MYSQL_URL` are set).
 
@@ -167,6 +167,35 @@ async fn memory(reps: usize, sync: bool) -> Row {
     .await
 }
 
+/// CPU seconds used so far by each thread of this process, by thread name.
+pub(crate) fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
+    let mut by_name = std::collections::BTreeMap::new();
+    let ticks = 100.0; // USER_HZ on Linux
+    for entry in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let name = stat[open + 1..close].to_owned();
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let used: f64 =
+            fields.get(11..13).into_iter().flatten().filter_map(|f| f.parse::<f64>().ok()).sum();
+        *by_name.entry(name).or_insert(0.0) += used / ticks;
+    }
+    by_name
+}
+
+/// Prints the CPU seconds each thread name used between two [`thread_cpu`] readings.
+pub(crate) fn print_thread_cpu(
+    before: &std::collections::BTreeMap<String, f64>,
+    after: &std::collections::BTreeMap<String, f64>,
+) {
+    for (name, &now) in after {
+        let used = now - before.get(name).copied().unwrap_or(0.0);
+        if used > 0.005 {
+            eprintln!("  cpu {name}: {used:.2} s");
+        }
+    }
+}
+
 fn print(rows: &[Row]) {
     println!(
         "| scenario | unit | taskflow median (min–max) | baseline | baseline median (min–max) | ratio |"
@@ -217,8 +246,10 @@ fn main() {
     println!("taskflow-bench: {reps} repetitions per scenario, {cores} cores\n");
     let mut rows = Vec::new();
     runtime.block_on(async {
-        if runs("memory") {
+        if runs("memory") || runs("memory-async") {
             rows.push(memory(reps, false).await);
+        }
+        if runs("memory") || runs("memory-sync") {
             rows.push(memory(reps, true).await);
         }
         if runs("costs") {

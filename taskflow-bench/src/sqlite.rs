@@ -83,6 +83,7 @@ pub(crate) async fn run(reps: usize) -> Vec<Row> {
 
 /// Runs the tasks; returns tasks/s and the average size of their stored rows.
 async fn durable_tasks(path: &std::path::Path) -> (f64, usize) {
+    let threads_before = crate::thread_cpu();
     let store = SqliteStore::open(path).expect("open");
     let manager = TaskManager::builder().store(store).build().await.expect("manager");
     expect_runs(TASKS);
@@ -94,11 +95,13 @@ async fn durable_tasks(path: &std::path::Path) -> (f64, usize) {
     let enqueued = started.elapsed();
     all_ran().await;
     let ran = started.elapsed();
+    let threads_after = crate::thread_cpu();
     // Shutdown waits for every task's final write and closes the store, which commits.
     manager.shutdown(Duration::from_secs(120)).await;
     let elapsed = started.elapsed();
     if std::env::var_os("TASKFLOW_BENCH_PHASES").is_some() {
         eprintln!("sqlite phases: enqueued {enqueued:?}, ran {ran:?}, stored {elapsed:?}");
+        crate::print_thread_cpu(&threads_before, &threads_after);
     }
     let check = SqliteStore::open(path).expect("reopen");
     let last = taskflow::Store::get(&check, &last.expect("enqueued")).await.expect("get");

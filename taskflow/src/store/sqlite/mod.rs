@@ -1,6 +1,7 @@
 //! [`SqliteStore`]: the embedded, durable default. One SQLite file in WAL mode, owned by one
 //! process, written by a thread of its own that commits many callers' writes at once.
 
+mod active;
 mod query;
 mod row;
 mod schema;
@@ -15,6 +16,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
+use self::active::ActiveRows;
 use self::row::{COLUMN_COUNT, RawRow, columns, log_columns, micros, placeholders};
 use self::writer::{Writer, unavailable};
 use super::reclaim::{ReclaimAs, reclaim};
@@ -113,6 +115,8 @@ pub struct SqliteStore {
     reader: Writer,
     /// Idempotency key -> the active task holding it.
     keys: Arc<Mutex<HashMap<String, TaskId>>>,
+    /// The rows of this process's active tasks.
+    active: Arc<ActiveRows>,
     durability: Durability,
     path: PathBuf,
 }
@@ -129,6 +133,14 @@ fn release(keys: &Keys, key: &str, id: &TaskId) {
     if keys.get(key) == Some(id) {
         keys.remove(key);
     }
+}
+
+/// The `seq` of a task: parameter `?N` when this store knows it (see [`ActiveRows`]), else
+/// found through the task's id in `?1`.
+macro_rules! row_of {
+    ($n:literal) => {
+        concat!("COALESCE(?", $n, ", (SELECT seq FROM tasks WHERE id = ?1))")
+    };
 }
 
 const FINISHED: &str = "('success', 'failed', 'interrupted', 'cancelled')";
@@ -157,6 +169,9 @@ impl SqliteStore {
         conn.execute("UPDATE tasks SET lease_expires_at = 0 WHERE status = 'running'", [])
             .map_err(|err| fail(err.to_string()))?;
         let keys = load_keys(&conn).map_err(|err| fail(err.to_string()))?;
+        let last: i64 = conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM tasks", [], |row| row.get(0))
+            .map_err(|err| fail(err.to_string()))?;
         let writer = Writer::spawn(conn, "taskflow-sqlite".to_owned(), true, Some(lock))
             .map_err(|err| fail(format!("cannot start the store's thread: {err}")))?;
         let reader = schema::open_reader(&path)?;
@@ -166,6 +181,7 @@ impl SqliteStore {
             writer,
             reader,
             keys: Arc::new(Mutex::new(keys)),
+            active: Arc::new(ActiveRows::after(last)),
             durability: options.durability,
             path,
         })
@@ -208,11 +224,14 @@ fn load_keys(conn: &Connection) -> rusqlite::Result<HashMap<String, TaskId>> {
     Ok(keys)
 }
 
-fn insert(conn: &Connection, values: &[Sql; 23]) -> Result<(), StoreError> {
+fn insert(conn: &Connection, seq: i64, values: &[Sql; 23]) -> Result<(), StoreError> {
     const SQL: &str =
-        concat!("INSERT INTO tasks (", columns!(), ") VALUES (", placeholders!(), ")");
+        concat!("INSERT INTO tasks (", columns!(), ", seq) VALUES (", placeholders!(), ", ?24)");
+    let seq = Sql::Integer(seq);
     let mut statement = conn.prepare_cached(SQL).map_err(unavailable)?;
-    statement.execute(params_from_iter(values.iter())).map_err(unavailable)?;
+    statement
+        .execute(params_from_iter(values.iter().chain(std::iter::once(&seq))))
+        .map_err(unavailable)?;
     Ok(())
 }
 
@@ -255,6 +274,7 @@ impl Store for SqliteStore {
             keys.insert(key.clone(), id);
         }
         let values = row::encode(&record);
+        let seq = self.active.insert(id, !record.status.is_finished());
         let (reply, ticket) = match self.durability {
             Durability::Async => (None, None),
             Durability::Committed | Durability::Fsync => {
@@ -263,9 +283,10 @@ impl Store for SqliteStore {
             }
         };
         let keys = Arc::clone(&self.keys);
+        let active = Arc::clone(&self.active);
         let job_key = key.clone();
         let submitted = self.writer.submit(Box::new(move |conn| {
-            let inserted = insert(conn, &values);
+            let inserted = insert(conn, seq, &values);
             let failed = inserted.as_ref().err().cloned();
             let done: writer::Done = Box::new(move |commit| {
                 let result = match (inserted, commit) {
@@ -274,6 +295,7 @@ impl Store for SqliteStore {
                     (Ok(()), None) => Ok(()),
                 };
                 if let Err(err) = &result {
+                    active.forget(&id);
                     if let Some(key) = &job_key {
                         release(&keys, key, &id);
                     }
@@ -288,6 +310,7 @@ impl Store for SqliteStore {
             (done, failed)
         }));
         if let Err(err) = submitted {
+            self.active.forget(&id);
             if let Some(key) = &key {
                 release(&self.keys, key, &id);
             }
@@ -320,20 +343,33 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
+        // An UPDATE, then a read of the row: cheaper in SQLite than `UPDATE ... RETURNING`,
+        // which collects its rows in a temporary table.
         const CLAIM: &str = concat!(
             "UPDATE tasks SET status = 'running', start_time = COALESCE(start_time, ?2),
                 lease_owner = ?3, lease_expires_at = ?4
-             WHERE id = ?1 AND status = 'pending' RETURNING ",
-            columns!()
+             WHERE seq = ",
+            row_of!(5),
+            " AND id = ?1 AND status = 'pending'"
         );
+        const CLAIMED: &str =
+            concat!("SELECT ", columns!(), " FROM tasks WHERE seq = ", row_of!(2));
         let task_id = id.to_string();
+        let seq = self.active.get(id);
         let owner = lease.owner.to_string();
         let expires = micros(lease.expires_at);
         let now = micros(Utc::now());
         let claimed = self
             .writer
             .call(move |conn| {
-                Ok(select(conn, CLAIM, params![task_id, now, owner, expires], COLUMN_COUNT)?.pop())
+                let mut claim = conn.prepare_cached(CLAIM).map_err(unavailable)?;
+                let changed = claim
+                    .execute(params![task_id, now, owner, expires, seq])
+                    .map_err(unavailable)?;
+                if changed == 0 {
+                    return Ok(None);
+                }
+                Ok(select(conn, CLAIMED, params![task_id, seq], COLUMN_COUNT)?.pop())
             })
             .await?;
         let Some(claimed) = claimed else { return Ok(None) };
@@ -369,29 +405,27 @@ impl Store for SqliteStore {
     ) -> Result<bool, StoreError> {
         let task_id = *id;
         let owner = lease.owner.to_string();
+        let seq = self.active.get(id);
+        let ends = matches!(change, Transition::Finished { .. });
         let releases_key = matches!(
             change,
             Transition::Finished { status: TaskStatus::Failed | TaskStatus::Cancelled, .. }
         );
-        let (applied, key) = self
+        let keys = Arc::clone(&self.keys);
+        let applied = self
             .writer
             .call(move |conn| {
                 let id = task_id.to_string();
-                let applied: Option<Option<String>> = match change {
-                    Transition::AttemptFailed { retries_used, error, stacktrace } => {
-                        let mut statement = conn
-                            .prepare_cached(
-                                "UPDATE tasks SET retries_used = ?3, error = ?4, stacktrace = ?5
-                                 WHERE id = ?1 AND status = 'running' AND lease_owner = ?2
-                                 RETURNING idempotency_key",
-                            )
-                            .map_err(unavailable)?;
-                        statement
-                            .query_row(params![id, owner, retries_used, error, stacktrace], |r| {
-                                r.get(0)
-                            })
-                            .optional()
-                    }
+                let (sql, values): (&str, Vec<Sql>) = match change {
+                    Transition::AttemptFailed { retries_used, error, stacktrace } => (
+                        concat!(
+                            "UPDATE tasks SET retries_used = ?4, error = ?5, stacktrace = ?6
+                             WHERE seq = ",
+                            row_of!(3),
+                            " AND id = ?1 AND status = 'running' AND lease_owner = ?2"
+                        ),
+                        vec![retries_used.into(), error.into(), stacktrace.into()],
+                    ),
                     Transition::Finished {
                         status,
                         end_time,
@@ -399,53 +433,59 @@ impl Store for SqliteStore {
                         result,
                         error,
                         stacktrace,
-                    } => {
-                        let mut statement = conn
-                            .prepare_cached(
-                                "UPDATE tasks SET status = ?3, end_time = ?4,
-                                    duration = (?4 - start_time) / 1000000.0, retries_used = ?5,
-                                    result = ?6,
-                                    stacktrace = CASE WHEN ?7 IS NULL THEN stacktrace ELSE ?8 END,
-                                    error = COALESCE(?7, error),
-                                    lease_owner = NULL, lease_expires_at = NULL
-                                 WHERE id = ?1 AND status = 'running' AND lease_owner = ?2
-                                 RETURNING idempotency_key",
-                            )
-                            .map_err(unavailable)?;
-                        statement
-                            .query_row(
-                                params![
-                                    id,
-                                    owner,
-                                    status.as_str(),
-                                    micros(end_time),
-                                    retries_used,
-                                    result.map(|r| r.to_string()),
-                                    error,
-                                    stacktrace,
-                                ],
-                                |r| r.get(0),
-                            )
-                            .optional()
-                    }
-                    Transition::Requeue => {
-                        let mut statement = conn
-                            .prepare_cached(
-                                "UPDATE tasks SET status = 'pending', lease_owner = NULL,
-                                    lease_expires_at = NULL
-                                 WHERE id = ?1 AND status = 'running' AND lease_owner = ?2
-                                 RETURNING idempotency_key",
-                            )
-                            .map_err(unavailable)?;
-                        statement.query_row(params![id, owner], |r| r.get(0)).optional()
-                    }
+                    } => (
+                        concat!(
+                            "UPDATE tasks SET status = ?4, end_time = ?5,
+                                duration = (?5 - start_time) / 1000000.0, retries_used = ?6,
+                                result = ?7,
+                                stacktrace = CASE WHEN ?8 IS NULL THEN stacktrace ELSE ?9 END,
+                                error = COALESCE(?8, error),
+                                lease_owner = NULL, lease_expires_at = NULL
+                             WHERE seq = ",
+                            row_of!(3),
+                            " AND id = ?1 AND status = 'running' AND lease_owner = ?2"
+                        ),
+                        vec![
+                            status.as_str().to_owned().into(),
+                            micros(end_time).into(),
+                            retries_used.into(),
+                            result.map(|r| r.to_string()).into(),
+                            error.into(),
+                            stacktrace.into(),
+                        ],
+                    ),
+                    Transition::Requeue => (
+                        concat!(
+                            "UPDATE tasks SET status = 'pending', lease_owner = NULL,
+                                lease_expires_at = NULL
+                             WHERE seq = ",
+                            row_of!(3),
+                            " AND id = ?1 AND status = 'running' AND lease_owner = ?2"
+                        ),
+                        Vec::new(),
+                    ),
+                };
+                let mut statement = conn.prepare_cached(sql).map_err(unavailable)?;
+                let fixed = [Sql::Text(id.clone()), Sql::Text(owner), seq.into()];
+                let changed = statement
+                    .execute(params_from_iter(fixed.iter().chain(&values)))
+                    .map_err(unavailable)?;
+                if changed == 0 || !releases_key {
+                    return Ok(changed > 0);
                 }
-                .map_err(unavailable)?;
-                Ok((applied.is_some(), applied.flatten()))
+                let key: Option<String> = conn
+                    .query_row("SELECT idempotency_key FROM tasks WHERE id = ?1", [&id], |r| {
+                        r.get(0)
+                    })
+                    .map_err(unavailable)?;
+                if let Some(key) = key {
+                    release(&keys, &key, &task_id);
+                }
+                Ok(true)
             })
             .await?;
-        if let (true, Some(key)) = (releases_key && applied, key) {
-            release(&self.keys, &key, id);
+        if ends {
+            self.active.forget(id);
         }
         Ok(applied)
     }
@@ -499,6 +539,9 @@ impl Store for SqliteStore {
                 Ok((Some(status), key))
             })
             .await?;
+        if before == Some(TaskStatus::Pending) {
+            self.active.forget(id);
+        }
         if let (Some(TaskStatus::Pending), Some(key)) = (before, key) {
             release(&self.keys, &key, id);
         }
@@ -703,6 +746,9 @@ impl Store for SqliteStore {
             .await?;
         for (key, id) in released {
             release(&self.keys, &key, &id);
+        }
+        for id in reclaimed.interrupted.iter().chain(&reclaimed.poisoned) {
+            self.active.forget(id);
         }
         Ok(reclaimed)
     }
