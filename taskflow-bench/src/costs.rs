@@ -104,10 +104,13 @@ async fn retries(reps: usize) -> Row {
 
 /// Runs 1,000,000 no-op tasks on the default (in-memory) store, whose retention keeps the
 /// newest 10,000 finished, at most 10,000 waiting at a time (as a service under steady load
-/// would); then prunes every finished task. Prints `rss <start> <full> <after> <kept>` (bytes).
+/// would); then prunes every finished task. Prints `rss <start> <full> <after> <kept>` and
+/// `heap <start> <full> <after>` (bytes; heap is what the program holds allocated, RSS what the
+/// process holds, including the allocator's free pages).
 /// Run in a process of its own ([`memory`]), so that other scenarios' memory is not counted.
 pub(crate) async fn memory_child() {
     let start = rss();
+    let heap_start = crate::heap_bytes();
     let manager = TaskManager::builder().build().await.expect("manager");
     expect_runs(FINISHED);
     for n in 0..FINISHED {
@@ -119,13 +122,16 @@ pub(crate) async fn memory_child() {
     all_ran().await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let full = rss();
+    let heap_full = crate::heap_bytes();
     let query = taskflow::TaskQuery { limit: Some(FINISHED), ..Default::default() };
     let kept = manager.store().list(&query).await.expect("list").tasks.len();
     let none = Retention { max_age: None, max_finished: Some(0) };
     manager.store().prune(&none, chrono::Utc::now()).await.expect("prune");
     let after = rss();
+    let heap_after = crate::heap_bytes();
     manager.shutdown(Duration::from_secs(10)).await;
     println!("rss {start} {full} {after} {kept}");
+    println!("heap {heap_start} {heap_full} {heap_after}");
 }
 
 /// RSS after 1,000,000 finished tasks with the default retention and after pruning them all,
@@ -138,12 +144,19 @@ fn memory() -> Vec<Row> {
     let figures: Vec<f64> =
         line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
     let [start, full, after, kept] = figures[..] else { panic!("bad rss line: {line}") };
+    let line = text.lines().find(|l| l.starts_with("heap ")).expect("a heap line");
+    let figures: Vec<f64> =
+        line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+    let [heap_start, heap_full, heap_after] = figures[..] else { panic!("bad heap line: {line}") };
     let mib = |bytes: f64| bytes / 1_048_576.0;
     eprintln!(
-        "memory: RSS {:.1} MiB at start, {:.1} MiB after {FINISHED} tasks ({kept} kept), {:.1} MiB after pruning",
+        "memory: RSS {:.1} MiB at start, {:.1} MiB after {FINISHED} tasks ({kept} kept), {:.1} MiB after pruning; heap {:.1} / {:.1} / {:.1} MiB",
         mib(start),
         mib(full),
-        mib(after)
+        mib(after),
+        mib(heap_start),
+        mib(heap_full),
+        mib(heap_after)
     );
     vec![
         Row {
@@ -161,6 +174,21 @@ fn memory() -> Vec<Row> {
             taskflow: vec![mib(after)],
             baseline: vec![mib(start)],
             baseline_name: "RSS of the same process at start",
+        },
+        Row {
+            scenario: "heap in use after pruning every finished task".to_owned(),
+            unit: "MiB (lower is better)",
+            taskflow: vec![mib(heap_after)],
+            baseline: vec![mib(heap_start)],
+            baseline_name: "heap in use at start",
+        },
+        Row {
+            scenario: "heap per retained finished record ((heap full - heap at start) / kept)"
+                .to_owned(),
+            unit: "bytes (lower is better)",
+            taskflow: vec![(heap_full - heap_start).max(0.0) / kept.max(1.0)],
+            baseline: vec![2048.0],
+            baseline_name: "the 2 KiB target",
         },
         Row {
             scenario: "memory per retained finished record ((RSS full - RSS at start) / kept)"

@@ -7,7 +7,8 @@
 //! `http` (with `wrk`), `admin`, `shared` (PostgreSQL and
 //! MySQL/MariaDB, when `TASKFLOW_TEST_POSTGRES_URL` / `TASKFLOW_TEST_MYSQL_URL` are set).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use taskflow::{TaskManager, task};
@@ -18,6 +19,65 @@ mod costs;
 mod http;
 mod shared;
 mod sqlite;
+
+/// The system allocator, counting the bytes in use when [`COUNTING`] is on: the memory
+/// scenario's child process turns it on first thing, so its figures are exact heap bytes
+/// rather than resident pages (which include the allocator's kept free memory).
+struct CountingAllocator;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static HEAP_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+fn count(bytes: isize) {
+    if COUNTING.load(Ordering::Relaxed) {
+        HEAP_BYTES.fetch_add(bytes, Ordering::Relaxed);
+    }
+}
+
+// SAFETY: every call goes to `System` unchanged; the counting only reads the layouts.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on.
+        let ptr = unsafe { System.alloc(layout) };
+        if !ptr.is_null() {
+            count(layout.size() as isize);
+        }
+        ptr
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on.
+        let ptr = unsafe { System.alloc_zeroed(layout) };
+        if !ptr.is_null() {
+            count(layout.size() as isize);
+        }
+        ptr
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is passed on.
+        unsafe { System.dealloc(ptr, layout) };
+        count(-(layout.size() as isize));
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's contract is passed on.
+        let new = unsafe { System.realloc(ptr, layout, new_size) };
+        if !new.is_null() {
+            count(new_size as isize - layout.size() as isize);
+        }
+        new
+    }
+}
+
+/// Bytes allocated and not yet freed since counting started.
+pub(crate) fn heap_bytes() -> isize {
+    HEAP_BYTES.load(Ordering::Relaxed)
+}
 
 /// How many no-op tasks have run, and a wake-up when the count a scenario waits for is hit.
 pub(crate) static RAN: AtomicUsize = AtomicUsize::new(0);
@@ -219,6 +279,7 @@ fn print(rows: &[Row]) {
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("__memory") {
+        COUNTING.store(true, Ordering::Relaxed);
         let runtime =
             tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
         runtime.block_on(costs::memory_child());

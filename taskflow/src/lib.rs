@@ -40,6 +40,7 @@ mod slots;
 mod store;
 mod task;
 mod tasks;
+mod trim;
 #[cfg(feature = "axum")]
 mod web;
 

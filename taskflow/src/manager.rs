@@ -592,7 +592,8 @@ impl TaskManager {
             Arc::new(RunningTask { stop: CancellationToken::new(), reason: Mutex::new(None) });
         self.lock_running().insert(record.task_id, Arc::clone(&running));
         let id = record.task_id;
-        self.run_claimed(record, lease, permit, &running).await;
+        // Boxed: the attempt's state is large, and the spawned future stays small.
+        Box::pin(self.run_claimed(record, lease, permit, &running)).await;
         self.lock_running().remove(&id);
     }
 

@@ -28,7 +28,9 @@ pub struct MemoryStore {
 
 #[derive(Debug, Default)]
 struct State {
-    tasks: HashMap<TaskId, TaskRecord>,
+    /// Boxed, so the map's spare room (up to half of it after growing) costs a pointer per
+    /// slot rather than a whole record.
+    tasks: HashMap<TaskId, Box<TaskRecord>>,
     /// Idempotency key -> the task that holds it while active.
     keys: HashMap<String, TaskId>,
     /// Finished tasks, oldest first.
@@ -62,16 +64,21 @@ impl MemoryStore {
 }
 
 impl State {
-    /// Records that `id` finished, evicting the oldest finished tasks beyond the cap.
-    fn finished(&mut self, id: TaskId) {
+    /// Records that `id` finished, evicting the oldest finished tasks beyond the cap. Returns
+    /// the evicted records, to be dropped once the lock is released.
+    #[must_use]
+    fn finished(&mut self, id: TaskId) -> Vec<TaskRecord> {
         self.finished.push_back(id);
+        let mut evicted = Vec::new();
         while self.finished.len() > self.max_finished {
             let Some(old) = self.finished.pop_front() else { break };
-            self.remove_finished(&old);
+            evicted.extend(self.remove_finished(&old));
         }
+        evicted
     }
 
-    fn remove_finished(&mut self, id: &TaskId) -> bool {
+    /// Removes `id` if it has finished.
+    fn remove_finished(&mut self, id: &TaskId) -> Option<TaskRecord> {
         match self.tasks.get(id) {
             Some(record) if record.status.is_finished() => {
                 if let Some(key) = &record.idempotency_key
@@ -79,10 +86,18 @@ impl State {
                 {
                     self.keys.remove(key);
                 }
-                self.tasks.remove(id);
-                true
+                self.tasks.remove(id).map(|record| *record)
             }
-            _ => false,
+            _ => None,
+        }
+    }
+
+    /// Gives back the maps' spare room once they hold far fewer tasks than they have room for.
+    fn shrink(&mut self) {
+        if self.tasks.capacity() > 4 * self.tasks.len().max(1024) {
+            self.tasks.shrink_to_fit();
+            self.keys.shrink_to_fit();
+            self.finished.shrink_to_fit();
         }
     }
 }
@@ -107,15 +122,15 @@ impl Store for MemoryStore {
             state.keys.insert(key.clone(), id);
         }
         let finished = record.status.is_finished();
-        state.tasks.insert(id, record);
-        if finished {
-            state.finished(id);
-        }
+        state.tasks.insert(id, Box::new(record));
+        let evicted = if finished { state.finished(id) } else { Vec::new() };
+        drop(state);
+        drop(evicted);
         Ok(Enqueued { id, created: true, write: None })
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self.lock().tasks.get(id).cloned())
+        Ok(self.lock().tasks.get(id).map(|record| TaskRecord::clone(record)))
     }
 
     async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
@@ -130,7 +145,7 @@ impl Store for MemoryStore {
         record.start_time.get_or_insert_with(chrono::Utc::now);
         record.lease_owner = Some(lease.owner.to_string());
         record.lease_expires_at = Some(lease.expires_at);
-        Ok(Some(record.clone()))
+        Ok(Some(TaskRecord::clone(record)))
     }
 
     async fn transition(
@@ -171,9 +186,9 @@ impl Store for MemoryStore {
                 record.lease_expires_at = None;
             }
         }
-        if ends {
-            state.finished(*id);
-        }
+        let evicted = if ends { state.finished(*id) } else { Vec::new() };
+        drop(state);
+        drop(evicted);
         Ok(true)
     }
 
@@ -190,11 +205,14 @@ impl Store for MemoryStore {
             return Ok(None);
         };
         let before = record.status;
+        let mut evicted = Vec::new();
         if before == TaskStatus::Pending {
             record.status = TaskStatus::Cancelled;
             record.end_time = Some(chrono::Utc::now());
-            state.finished(*id);
+            evicted = state.finished(*id);
         }
+        drop(state);
+        drop(evicted);
         Ok(Some(before))
     }
 
@@ -204,6 +222,7 @@ impl Store for MemoryStore {
         let mut found: Vec<&TaskRecord> = state
             .tasks
             .values()
+            .map(|r| &**r)
             .filter(|r| query.matches(r))
             .filter(|r| {
                 after.as_ref().is_none_or(|cursor| {
@@ -268,8 +287,12 @@ impl Store for MemoryStore {
 
     async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
         let state = self.lock();
-        let mut found: Vec<&TaskRecord> =
-            state.tasks.values().filter(|r| r.status == TaskStatus::Pending).collect();
+        let mut found: Vec<&TaskRecord> = state
+            .tasks
+            .values()
+            .map(|r| &**r)
+            .filter(|r| r.status == TaskStatus::Pending)
+            .collect();
         found.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.created_at));
         Ok(found.into_iter().take(limit).map(pending_task).collect())
     }
@@ -307,26 +330,29 @@ impl Store for MemoryStore {
             })
             .map(|r| r.task_id)
             .collect();
+        let mut evicted = Vec::new();
         for id in expired {
             let Some(record) = state.tasks.get_mut(&id) else { continue };
             match reclaim(record, now, max_recoveries) {
                 ReclaimAs::Requeued => reclaimed.requeued.push(pending_task(record)),
                 ReclaimAs::Interrupted => {
                     reclaimed.interrupted.push(id);
-                    state.finished(id);
+                    evicted.extend(state.finished(id));
                 }
                 ReclaimAs::Poisoned => {
                     reclaimed.poisoned.push(id);
-                    state.finished(id);
+                    evicted.extend(state.finished(id));
                 }
             }
         }
+        drop(state);
+        drop(evicted);
         Ok(reclaimed)
     }
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut state = self.lock();
-        let mut removed = 0;
+        let mut removed = Vec::new();
         if let Some(max_age) = retention.max_age.and_then(|d| chrono::Duration::from_std(d).ok()) {
             let cutoff = now - max_age;
             while let Some(oldest) = state.finished.front().copied() {
@@ -338,16 +364,23 @@ impl Store for MemoryStore {
                     break;
                 }
                 state.finished.pop_front();
-                removed += usize::from(state.remove_finished(&oldest));
+                removed.extend(state.remove_finished(&oldest));
             }
         }
         if let Some(max) = retention.max_finished {
             while state.finished.len() > max {
                 let Some(oldest) = state.finished.pop_front() else { break };
-                removed += usize::from(state.remove_finished(&oldest));
+                removed.extend(state.remove_finished(&oldest));
             }
         }
-        Ok(removed)
+        state.shrink();
+        drop(state);
+        let count = removed.len();
+        drop(removed);
+        if count >= crate::trim::WORTH_TRIMMING {
+            crate::trim::return_free_memory();
+        }
+        Ok(count)
     }
 }
 
