@@ -618,7 +618,7 @@ impl TaskManager {
                     Error::UnknownTask { name: record.func_name.clone() }.to_string(),
                 )),
                 Some(task) => task
-                    .invoke(record.args.clone())
+                    .invoke_stored(&record.args)
                     .map_err(|err| TaskFailure::new(FailureKind::InvalidTask, err.to_string())),
             };
             let outcome = match invocation {

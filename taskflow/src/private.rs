@@ -22,7 +22,13 @@ use crate::failure::{FailureKind, TaskFailure};
 use crate::task::Task;
 
 /// Decodes stored JSON arguments into `T::Args` and binds them; a mismatch names the field.
-pub fn invoke_json<T: Task>(args: serde_json::Value) -> Result<Invocation, Error> {
+pub fn invoke_json<T: Task>(args: &serde_json::Value) -> Result<Invocation, Error> {
+    use serde::Deserialize as _;
+    // Arguments usually fit: decode them plainly, and only a failure again, tracking the path
+    // to name the field (which costs as much as the decoding itself).
+    if let Ok(args) = T::Args::deserialize(args) {
+        return Ok(T::invoke(args));
+    }
     match serde_path_to_error::deserialize::<_, T::Args>(args) {
         Ok(args) => Ok(T::invoke(args)),
         Err(err) => Err(Error::InvalidArgs {

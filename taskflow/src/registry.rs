@@ -32,7 +32,7 @@ use crate::options::TaskOptions;
 /// run it from JSON arguments.
 pub struct RegisteredTask {
     options: &'static TaskOptions,
-    invoke: fn(Value) -> Result<Invocation>,
+    invoke: fn(&Value) -> Result<Invocation>,
     module_path: &'static str,
     file: &'static str,
     line: u32,
@@ -43,7 +43,7 @@ impl RegisteredTask {
     #[doc(hidden)]
     pub const fn new(
         options: &'static TaskOptions,
-        invoke: fn(Value) -> Result<Invocation>,
+        invoke: fn(&Value) -> Result<Invocation>,
         module_path: &'static str,
         file: &'static str,
         line: u32,
@@ -76,6 +76,11 @@ impl RegisteredTask {
     /// Arguments that do not fit the parameters are an [`Error::InvalidArgs`] that names the
     /// field, never a panic.
     pub fn invoke(&self, args: Value) -> Result<Invocation> {
+        (self.invoke)(&args)
+    }
+
+    /// As [`RegisteredTask::invoke`], reading the arguments where they are.
+    pub(crate) fn invoke_stored(&self, args: &Value) -> Result<Invocation> {
         (self.invoke)(args)
     }
 }
@@ -197,7 +202,7 @@ impl Registry {
 mod tests {
     use super::*;
 
-    fn noop(_: Value) -> Result<Invocation> {
+    fn noop(_: &Value) -> Result<Invocation> {
         Ok(Invocation::inline(|| Ok(None)))
     }
 

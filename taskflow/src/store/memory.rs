@@ -64,17 +64,17 @@ impl MemoryStore {
 }
 
 impl State {
-    /// Records that `id` finished, evicting the oldest finished tasks beyond the cap. Returns
-    /// the evicted records, to be dropped once the lock is released.
+    /// Records that `id` finished, evicting the oldest finished task beyond the cap (there is
+    /// never more than one: every task that finishes comes through here). Returns the evicted
+    /// record, to be dropped once the lock is released.
     #[must_use]
-    fn finished(&mut self, id: TaskId) -> Vec<TaskRecord> {
+    fn finished(&mut self, id: TaskId) -> Option<TaskRecord> {
         self.finished.push_back(id);
-        let mut evicted = Vec::new();
-        while self.finished.len() > self.max_finished {
-            let Some(old) = self.finished.pop_front() else { break };
-            evicted.extend(self.remove_finished(&old));
+        if self.finished.len() > self.max_finished {
+            let old = self.finished.pop_front()?;
+            return self.remove_finished(&old);
         }
-        evicted
+        None
     }
 
     /// Removes `id` if it has finished.
@@ -123,7 +123,7 @@ impl Store for MemoryStore {
         }
         let finished = record.status.is_finished();
         state.tasks.insert(id, Box::new(record));
-        let evicted = if finished { state.finished(id) } else { Vec::new() };
+        let evicted = if finished { state.finished(id) } else { None };
         drop(state);
         drop(evicted);
         Ok(Enqueued { id, created: true, write: None })
@@ -186,7 +186,7 @@ impl Store for MemoryStore {
                 record.lease_expires_at = None;
             }
         }
-        let evicted = if ends { state.finished(*id) } else { Vec::new() };
+        let evicted = if ends { state.finished(*id) } else { None };
         drop(state);
         drop(evicted);
         Ok(true)
@@ -205,7 +205,7 @@ impl Store for MemoryStore {
             return Ok(None);
         };
         let before = record.status;
-        let mut evicted = Vec::new();
+        let mut evicted = None;
         if before == TaskStatus::Pending {
             record.status = TaskStatus::Cancelled;
             record.end_time = Some(chrono::Utc::now());
