@@ -98,11 +98,16 @@ pub(crate) async fn run(reps: usize) -> Vec<Row> {
         // runtime keeps running while this thread waits for it.
         let enqueue_url = format!("{base}/enqueue");
         let fixed_url = format!("{base}/fixed");
+        let before = crate::thread_cpu();
         ours.push(
             tokio::task::spawn_blocking(move || load(wrk, &enqueue_url, seconds))
                 .await
                 .expect("wrk"),
         );
+        if std::env::var_os("TASKFLOW_BENCH_PHASES").is_some() {
+            eprintln!("http: CPU seconds by thread during one {seconds} s enqueue run:");
+            crate::print_thread_cpu(&before, &crate::thread_cpu());
+        }
         theirs.push(
             tokio::task::spawn_blocking(move || load(wrk, &fixed_url, seconds)).await.expect("wrk"),
         );

@@ -116,7 +116,7 @@ async fn durable_tasks(path: &std::path::Path) -> (f64, usize) {
 }
 
 /// Inserts [`TASKS`] rows of `row_bytes` in WAL mode with `synchronous = NORMAL`, `per_tx`
-/// rows per transaction. Each row has a random UUID that finds it, as a task does; the
+/// rows per transaction. Each row has a UUID (a task id) that finds it, as a task does; the
 /// baseline keeps nothing else (no status, no other index).
 fn raw_inserts(path: &std::path::Path, per_tx: usize, row_bytes: usize) -> f64 {
     let mut conn = Connection::open(path).expect("open");

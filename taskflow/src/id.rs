@@ -8,7 +8,10 @@ use uuid::Uuid;
 
 use crate::Error;
 
-/// The id of an enqueued task: a random UUID (version 4).
+/// The id of an enqueued task: a UUID of version 7 (RFC 9562), whose first 48 bits are the
+/// creation time in milliseconds and the other 74 random. Ids of tasks enqueued together sort
+/// together, so a database's index of ids takes new ones on its last pages instead of on a
+/// random page each (which, per commit, would write one page per task).
 ///
 /// It serialises as its hyphenated string and parses from one; a malformed string is an
 /// [`Error::InvalidTaskId`], never a panic.
@@ -25,9 +28,9 @@ use crate::Error;
 pub struct TaskId(Uuid);
 
 impl TaskId {
-    /// A fresh random id.
+    /// A fresh id: the current time, then random bits.
     pub fn new() -> Self {
-        TaskId(Uuid::new_v4())
+        TaskId(Uuid::new_v7(uuid::Timestamp::now(uuid::NoContext)))
     }
 
     /// The id as a UUID.
@@ -112,7 +115,12 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_version_4() {
-        assert_eq!(TaskId::new().as_uuid().get_version_num(), 4);
+    fn ids_are_version_7_and_later_ones_sort_after() {
+        let first = TaskId::new();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = TaskId::new();
+        assert_eq!(first.as_uuid().get_version_num(), 7);
+        assert!(first < second, "{first} then {second}");
+        assert!(first.to_string() < second.to_string());
     }
 }

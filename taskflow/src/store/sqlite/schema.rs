@@ -19,7 +19,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Each migration takes the schema from version `index` to `index + 1`.
 ///
 /// Rows live in `seq` order (insertion order), so the writes of tasks enqueued together touch
-/// the same few pages; the random UUIDs only go to the small `id` index. Indexes on `status`
+/// the same few pages; the UUIDs (time-ordered, version 7) only go to the small `id` index. Indexes on `status`
 /// and `func_name` are ordered by `seq` within each value, which is what listing needs.
 const MIGRATIONS: [&str; 1] = ["
     CREATE TABLE tasks (
