@@ -279,9 +279,13 @@ pub(crate) async fn list_filters_and_pages(store: Arc<dyn Store>) {
     assert_eq!(ids_of(store.list(&window).await.unwrap()), ids[3..].to_vec());
     let before = TaskQuery { until: Some(mid), oldest_first: true, ..base.clone() };
     assert_eq!(ids_of(store.list(&before).await.unwrap()), ids[..3].to_vec());
-    let prefix = ids[4].to_string()[..13].to_owned();
+    // Ids start with their creation time: a prefix that reaches the random part finds one.
+    let prefix = ids[4].to_string()[..28].to_owned();
     let by_id = TaskQuery { search: Some(prefix), ..base.clone() };
     assert_eq!(ids_of(store.list(&by_id).await.unwrap()), vec![ids[4]]);
+    let suffix = ids[4].to_string()[24..].to_owned();
+    let by_id_end = TaskQuery { search: Some(suffix), ..base.clone() };
+    assert_eq!(ids_of(store.list(&by_id_end).await.unwrap()), vec![ids[4]]);
     let by_name = TaskQuery { search: Some(func[7..20].to_owned()), ..Default::default() };
     assert_eq!(store.list(&by_name).await.unwrap().tasks.len(), 7);
     let wildcard = TaskQuery { search: Some("%".into()), ..base.clone() };

@@ -20,7 +20,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /tasks` | a page of tasks: `status`, `func_name`, `tag=key:value`, `q` (id prefix or name), `since`/`until` (RFC 3339 or `24h`), `sort` (`-created_at`, `created_at`), `limit` (≤ 1000), `cursor` |
+//! | `GET /tasks` | a page of tasks: `status`, `func_name`, `tag=key:value`, `q` (the start or end of an id, or part of a function name), `since`/`until` (RFC 3339 or `24h`), `sort` (`-created_at`, `created_at`), `limit` (≤ 1000), `cursor` |
 //! | `GET /tasks/{id}` | one task, with its logs |
 //! | `GET /tasks/{id}/logs` | its logs |
 //! | `POST /tasks/{id}/retry` | a failed, interrupted or cancelled task again, as a new task (`201`; `409` otherwise) |

@@ -222,7 +222,8 @@ pub struct TaskQuery {
     pub func_name: Option<String>,
     /// Only tasks with this tag (key, value).
     pub tag: Option<(String, String)>,
-    /// Only tasks whose id starts with this, or whose function name contains it.
+    /// Only tasks whose id starts or ends with this (ids start with their creation time; the
+    /// dashboard shows their last 12 characters), or whose function name contains it.
     pub search: Option<String>,
     /// Only tasks created at or after this time.
     pub since: Option<DateTime<Utc>>,
@@ -291,7 +292,8 @@ impl TaskQuery {
             && self.func_name.as_deref().is_none_or(|f| record.func_name == f)
             && self.tag.as_ref().is_none_or(|(k, v)| record.tags.get(k) == Some(v))
             && self.search.as_deref().is_none_or(|q| {
-                record.task_id.to_string().starts_with(q) || record.func_name.contains(q)
+                let id = record.task_id.to_string();
+                id.starts_with(q) || id.ends_with(q) || record.func_name.contains(q)
             })
             && self.since.is_none_or(|at| record.created_at >= at)
             && self.until.is_none_or(|at| record.created_at < at)

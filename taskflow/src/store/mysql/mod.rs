@@ -506,8 +506,9 @@ impl Store for MysqlStore {
         }
         if let Some(search) = &query.search {
             let escaped = super::like_escape(search);
-            filters.push("(id LIKE ? OR func_name LIKE ?)");
+            filters.push("(id LIKE ? OR id LIKE ? OR func_name LIKE ?)");
             values.push(s(&format!("{escaped}%")));
+            values.push(s(&format!("%{escaped}")));
             values.push(s(&format!("%{escaped}%")));
         }
         if let Some(since) = query.since {

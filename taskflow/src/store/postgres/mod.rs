@@ -430,8 +430,11 @@ impl Store for PostgresStore {
         if let Some(search) = &query.search {
             let escaped = super::like_escape(search);
             let prefix = bind(Box::new(format!("{escaped}%")));
+            let suffix = bind(Box::new(format!("%{escaped}")));
             let inside = bind(Box::new(format!("%{escaped}%")));
-            filters.push(format!("(id::TEXT LIKE {prefix} OR func_name LIKE {inside})"));
+            filters.push(format!(
+                "(id::TEXT LIKE {prefix} OR id::TEXT LIKE {suffix} OR func_name LIKE {inside})"
+            ));
         }
         if let Some(since) = query.since {
             filters.push(format!("created_at >= {}", bind(Box::new(since))));

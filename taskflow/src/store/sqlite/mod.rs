@@ -2,6 +2,7 @@
 //! process, written by a thread of its own that commits many callers' writes at once.
 
 mod active;
+mod checkpoint;
 mod query;
 mod row;
 mod schema;
@@ -17,6 +18,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use self::active::ActiveRows;
+use self::checkpoint::Checkpointer;
 use self::row::{COLUMN_COUNT, RawRow, columns, log_columns, micros, placeholders};
 use self::writer::{Writer, unavailable};
 use super::reclaim::{ReclaimAs, reclaim};
@@ -88,7 +90,8 @@ impl SqliteOptions {
 ///   transaction ran and commits them together. Listing and statistics run on a second,
 ///   read-only connection, so a dashboard never holds up enqueues. An enqueue
 ///   returns at once with a [`WriteTicket`]; the request layer awaits it before the response
-///   leaves ([`Durability`]).
+///   leaves ([`Durability`]). Checkpoints (copying the write-ahead log into the database
+///   file, with its syncs) run on a third thread, outside the commits.
 /// - **Idempotency** is enforced by a unique index over active tasks' keys, mirrored by an
 ///   index in memory so `enqueue` can answer at once.
 /// - **Schema** versions are kept in the file; an older binary refuses a newer file.
@@ -172,10 +175,12 @@ impl SqliteStore {
         let last: i64 = conn
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM tasks", [], |row| row.get(0))
             .map_err(|err| fail(err.to_string()))?;
-        let writer = Writer::spawn(conn, "taskflow-sqlite".to_owned(), true, Some(lock))
-            .map_err(|err| fail(format!("cannot start the store's thread: {err}")))?;
+        let checkpointer = Checkpointer::spawn(schema::open_checkpointer(&path, &options)?, &path)?;
+        let writer =
+            Writer::spawn(conn, "taskflow-sqlite".to_owned(), true, Some(checkpointer), Some(lock))
+                .map_err(|err| fail(format!("cannot start the store's thread: {err}")))?;
         let reader = schema::open_reader(&path)?;
-        let reader = Writer::spawn(reader, "taskflow-sqlite-read".to_owned(), false, None)
+        let reader = Writer::spawn(reader, "taskflow-sqlite-read".to_owned(), false, None, None)
             .map_err(|err| fail(format!("cannot start the store's reader thread: {err}")))?;
         Ok(SqliteStore {
             writer,

@@ -48,8 +48,12 @@ pub(super) fn page(query: &TaskQuery, limit: usize) -> Result<(String, Vec<Sql>)
     if let Some(search) = &query.search {
         let escaped = crate::store::like_escape(search);
         filters.add(
-            "(id LIKE ? ESCAPE '\\' OR func_name LIKE ? ESCAPE '\\')",
-            [Sql::Text(format!("{escaped}%")), Sql::Text(format!("%{escaped}%"))],
+            "(id LIKE ? ESCAPE '\\' OR id LIKE ? ESCAPE '\\' OR func_name LIKE ? ESCAPE '\\')",
+            [
+                Sql::Text(format!("{escaped}%")),
+                Sql::Text(format!("%{escaped}")),
+                Sql::Text(format!("%{escaped}%")),
+            ],
         );
     }
     if let Some(since) = query.since {

@@ -96,6 +96,30 @@ pub(super) fn lock(path: &Path) -> Result<File, StoreError> {
     }
 }
 
+/// Opens the connection that checkpoints the log beside the writer (see
+/// [`Checkpointer`](super::checkpoint::Checkpointer)), syncing as the writer does.
+pub(super) fn open_checkpointer(
+    path: &Path,
+    options: &SqliteOptions,
+) -> Result<Connection, StoreError> {
+    let fail = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags).map_err(|err| fail(err.to_string()))?;
+    conn.busy_timeout(LOCK_WAIT).map_err(|err| fail(err.to_string()))?;
+    conn.execute_batch(&format!("PRAGMA synchronous = {};", synchronous(options)))
+        .map_err(|err| fail(describe(&err)))?;
+    Ok(conn)
+}
+
+fn synchronous(options: &SqliteOptions) -> &'static str {
+    match options.durability {
+        Durability::Fsync => "FULL",
+        Durability::Committed | Durability::Async => "NORMAL",
+    }
+}
+
 /// Opens a second, read-only connection for queries that must not hold up writes.
 pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let fail = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
@@ -122,16 +146,15 @@ pub(super) fn open(path: &Path, options: &SqliteOptions) -> Result<Connection, S
     // Long enough for a previous owner that is just closing the file; short enough that a
     // second owner learns at once that it cannot have it.
     conn.busy_timeout(LOCK_WAIT).map_err(|err| fail(err.to_string()))?;
-    let synchronous = match options.durability {
-        Durability::Fsync => "FULL",
-        Durability::Committed | Durability::Async => "NORMAL",
-    };
+    // Checkpoints run on a thread of their own (see `Checkpointer`), not inside commits.
     let settings = format!(
         "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = {synchronous};
+         PRAGMA wal_autocheckpoint = 0;
+         PRAGMA synchronous = {};
          PRAGMA foreign_keys = ON;
          PRAGMA temp_store = MEMORY;
-         PRAGMA cache_size = -16000;"
+         PRAGMA cache_size = -16000;",
+        synchronous(options)
     );
     conn.execute_batch(&settings).map_err(|err| fail(describe(&err)))?;
     if let Some(bytes) = options.max_size {

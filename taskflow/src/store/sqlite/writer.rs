@@ -8,6 +8,7 @@ use std::thread;
 
 use rusqlite::Connection;
 
+use super::checkpoint::Checkpointer;
 use crate::store::StoreError;
 
 /// At most this many jobs share one transaction, so one batch never holds answers back long.
@@ -43,16 +44,20 @@ impl std::fmt::Debug for Command {
 
 impl Writer {
     /// Moves `conn` to a thread of its own named `name`, which runs each batch of jobs in one
-    /// transaction when `transactional` (the writer), or each job on its own (a reader). The
-    /// thread drops `guard` (the file's lock) only after closing the connection.
+    /// transaction when `transactional` (the writer), or each job on its own (a reader), and
+    /// tells `checkpointer` of each commit. The thread drops `guard` (the file's lock) only
+    /// after closing the connection.
     pub(super) fn spawn(
         conn: Connection,
         name: String,
         transactional: bool,
+        checkpointer: Option<Checkpointer>,
         guard: Option<File>,
     ) -> std::io::Result<Writer> {
         let (queue, jobs) = mpsc::channel();
-        thread::Builder::new().name(name).spawn(move || run(conn, &jobs, transactional, guard))?;
+        thread::Builder::new()
+            .name(name)
+            .spawn(move || run(conn, &jobs, transactional, checkpointer, guard))?;
         Ok(Writer { queue })
     }
 
@@ -93,7 +98,13 @@ impl Writer {
     }
 }
 
-fn run(conn: Connection, jobs: &mpsc::Receiver<Command>, transactional: bool, guard: Option<File>) {
+fn run(
+    conn: Connection,
+    jobs: &mpsc::Receiver<Command>,
+    transactional: bool,
+    mut checkpointer: Option<Checkpointer>,
+    guard: Option<File>,
+) {
     let mut batch = Vec::new();
     let mut done = Vec::new();
     while let Ok(first) = jobs.recv() {
@@ -136,18 +147,23 @@ fn run(conn: Connection, jobs: &mpsc::Receiver<Command>, transactional: bool, gu
         if commit.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
+        if let (true, Ok(()), Some(checkpointer)) = (began, &commit, &mut checkpointer) {
+            checkpointer.committed(&conn);
+        }
         let rolled_back = aborted.as_ref().map_or(done.len(), |(upto, _)| *upto);
         for (index, done) in done.drain(..).enumerate() {
             done(commit.as_ref().err().filter(|_| index < rolled_back));
         }
         if let Some(reply) = close {
+            drop(checkpointer); // its connection closes first, so this one checkpoints last
             let closed = conn.close().map_err(|(_, err)| unavailable(err));
             drop(guard);
             let _ = reply.send(commit.and(closed));
             return;
         }
     }
-    // Every handle is gone: close the connection, then let go of the file.
+    // Every handle is gone: close the connections, then let go of the file.
+    drop(checkpointer);
     drop(conn);
     drop(guard);
 }
