@@ -1,46 +1,95 @@
 //! [`ActiveRows`]: where this process's active tasks sit in the table, so that their claim and
-//! final writes find the row by its integer key instead of searching the index of random ids.
+//! final writes find the row by its integer key instead of searching the index of ids, and
+//! the records of the tasks it enqueued, so that claiming one does not read it back.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::id::TaskId;
+use chrono::{DateTime, Utc};
 
-/// The `seq` of every task this store inserted and that has not ended yet, and the next `seq`
-/// to give. Only this process writes the file, so numbering rows here is safe.
+use crate::id::TaskId;
+use crate::record::TaskRecord;
+
+/// At most this many pending records are kept for their claim (about 1 KiB each); tasks
+/// beyond it are read back from the table when claimed, as after a restart.
+const MAX_KEPT_RECORDS: usize = 10_000;
+
+/// The `seq` of every task this store inserted and that has not ended yet, the record of
+/// those still pending, and the next `seq` to give. Only this process writes the file, so
+/// numbering rows here is safe.
 #[derive(Debug)]
 pub(super) struct ActiveRows {
     next: AtomicI64,
-    seqs: Mutex<HashMap<TaskId, i64>>,
+    rows: Mutex<Rows>,
+}
+
+#[derive(Debug, Default)]
+struct Rows {
+    by_id: HashMap<TaskId, Row>,
+    kept_records: usize,
+}
+
+#[derive(Debug)]
+struct Row {
+    seq: i64,
+    /// The record as stored, while the task is pending.
+    pending: Option<Box<TaskRecord>>,
 }
 
 impl ActiveRows {
     /// Numbers new rows after `last`, the highest `seq` in the table.
     pub(super) fn after(last: i64) -> Self {
-        ActiveRows { next: AtomicI64::new(last + 1), seqs: Mutex::default() }
+        ActiveRows { next: AtomicI64::new(last + 1), rows: Mutex::default() }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<TaskId, i64>> {
-        self.seqs.lock().unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, Rows> {
+        self.rows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Gives `id` the next `seq`; remembers it while the task is active.
-    pub(super) fn insert(&self, id: TaskId, active: bool) -> i64 {
+    /// Gives `record` the next `seq`; remembers both while the task is active.
+    pub(super) fn insert(&self, mut record: TaskRecord) -> i64 {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        if active {
-            self.lock().insert(id, seq);
+        if record.status.is_finished() {
+            return seq;
+        }
+        // As the table will return them: to the microsecond.
+        record.created_at = to_micros(record.created_at);
+        record.scheduled_at = record.scheduled_at.map(to_micros);
+        let id = record.task_id;
+        let mut rows = self.lock();
+        let keep = rows.kept_records < MAX_KEPT_RECORDS;
+        rows.kept_records += usize::from(keep);
+        let pending = keep.then(|| Box::new(record));
+        if let Some(old) = rows.by_id.insert(id, Row { seq, pending }) {
+            rows.kept_records -= usize::from(old.pending.is_some());
         }
         seq
     }
 
     /// The `seq` of `id`, when this store inserted it and it is still active.
     pub(super) fn get(&self, id: &TaskId) -> Option<i64> {
-        self.lock().get(id).copied()
+        self.lock().by_id.get(id).map(|row| row.seq)
+    }
+
+    /// The `seq` of `id` and, once only, its record as enqueued, for its claim.
+    pub(super) fn claim(&self, id: &TaskId) -> (Option<i64>, Option<Box<TaskRecord>>) {
+        let mut rows = self.lock();
+        let Some(row) = rows.by_id.get_mut(id) else { return (None, None) };
+        let (seq, pending) = (row.seq, row.pending.take());
+        rows.kept_records -= usize::from(pending.is_some());
+        (Some(seq), pending)
     }
 
     /// Forgets `id`: it ended, or its row was never written.
     pub(super) fn forget(&self, id: &TaskId) {
-        self.lock().remove(id);
+        let mut rows = self.lock();
+        if let Some(row) = rows.by_id.remove(id) {
+            rows.kept_records -= usize::from(row.pending.is_some());
+        }
     }
+}
+
+fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    super::row::from_micros(super::row::micros(at)).unwrap_or(at)
 }

@@ -279,7 +279,7 @@ impl Store for SqliteStore {
             keys.insert(key.clone(), id);
         }
         let values = row::encode(&record);
-        let seq = self.active.insert(id, !record.status.is_finished());
+        let seq = self.active.insert(record);
         let (reply, ticket) = match self.durability {
             Durability::Async => (None, None),
             Durability::Committed | Durability::Fsync => {
@@ -360,24 +360,40 @@ impl Store for SqliteStore {
         const CLAIMED: &str =
             concat!("SELECT ", columns!(), " FROM tasks WHERE seq = ", row_of!(2));
         let task_id = id.to_string();
-        let seq = self.active.get(id);
+        let (seq, enqueued) = self.active.claim(id);
         let owner = lease.owner.to_string();
         let expires = micros(lease.expires_at);
-        let now = micros(Utc::now());
+        let at = micros(Utc::now());
+        let read_back = enqueued.is_none();
         let claimed = self
             .writer
             .call(move |conn| {
                 let mut claim = conn.prepare_cached(CLAIM).map_err(unavailable)?;
                 let changed = claim
-                    .execute(params![task_id, now, owner, expires, seq])
+                    .execute(params![task_id, at, owner, expires, seq])
                     .map_err(unavailable)?;
                 if changed == 0 {
                     return Ok(None);
                 }
-                Ok(select(conn, CLAIMED, params![task_id, seq], COLUMN_COUNT)?.pop())
+                if !read_back {
+                    return Ok(Some(None)); // the record enqueued here is the row
+                }
+                Ok(Some(select(conn, CLAIMED, params![task_id, seq], COLUMN_COUNT)?.pop()))
             })
             .await?;
-        let Some(claimed) = claimed else { return Ok(None) };
+        let claimed = match (claimed, enqueued) {
+            (None, _) | (Some(None), None) => return Ok(None),
+            (Some(None), Some(mut record)) => {
+                record.status = TaskStatus::Running;
+                // As the row now holds them, to the microsecond.
+                record.start_time = record.start_time.or(row::from_micros(at));
+                record.lease_owner = Some(lease.owner.to_string());
+                record.lease_expires_at = row::from_micros(expires);
+                return Ok(Some(*record));
+            }
+            (Some(Some(row)), _) => row,
+        };
+        let now = at;
         match row::decode(&claimed, true) {
             Ok(record) => Ok(Some(record)),
             Err(err) => {
