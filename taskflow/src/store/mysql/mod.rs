@@ -280,7 +280,12 @@ impl MysqlStore {
         })?;
         let size = size.max(1);
         let constraints = mysql_async::PoolConstraints::new(1, size).unwrap_or_default();
-        let pool_opts = mysql_async::PoolOpts::default().with_constraints(constraints);
+        // No reset when a connection goes back to the pool: the store leaves no session state
+        // behind (transactions end, the migration lock is released), and a reset would cost a
+        // round trip and empty the connection's prepared-statement cache every time.
+        let pool_opts = mysql_async::PoolOpts::default()
+            .with_constraints(constraints)
+            .with_reset_connection(false);
         let pool = Pool::new(mysql_async::OptsBuilder::from_opts(opts).pool_opts(pool_opts));
         schema::migrate(&pool, url).await?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| StoreError::Open {
