@@ -158,46 +158,51 @@ fn memory() -> Vec<Row> {
         mib(heap_full),
         mib(heap_after)
     );
+    let row = |scenario: String, unit, ours: f64, theirs: f64, baseline_name| Row {
+        scenario,
+        unit,
+        taskflow: vec![ours],
+        baseline: vec![theirs],
+        baseline_name,
+    };
+    let (mib_unit, bytes_unit) = ("MiB (lower is better)", "bytes (lower is better)");
+    let target = "the 2 KiB target";
     vec![
-        Row {
-            scenario: format!(
-                "RSS after {FINISHED} finished tasks, default retention ({kept} kept)"
-            ),
-            unit: "MiB (lower is better)",
-            taskflow: vec![mib(full)],
-            baseline: vec![mib(start)],
-            baseline_name: "RSS of the same process at start",
-        },
-        Row {
-            scenario: "RSS after pruning every finished task".to_owned(),
-            unit: "MiB (lower is better)",
-            taskflow: vec![mib(after)],
-            baseline: vec![mib(start)],
-            baseline_name: "RSS of the same process at start",
-        },
-        Row {
-            scenario: "heap in use after pruning every finished task".to_owned(),
-            unit: "MiB (lower is better)",
-            taskflow: vec![mib(heap_after)],
-            baseline: vec![mib(heap_start)],
-            baseline_name: "heap in use at start",
-        },
-        Row {
-            scenario: "heap per retained finished record ((heap full - heap at start) / kept)"
-                .to_owned(),
-            unit: "bytes (lower is better)",
-            taskflow: vec![(heap_full - heap_start).max(0.0) / kept.max(1.0)],
-            baseline: vec![2048.0],
-            baseline_name: "the 2 KiB target",
-        },
-        Row {
-            scenario: "memory per retained finished record ((RSS full - RSS at start) / kept)"
-                .to_owned(),
-            unit: "bytes (lower is better)",
-            taskflow: vec![(full - start).max(0.0) / kept.max(1.0)],
-            baseline: vec![2048.0],
-            baseline_name: "the 2 KiB target",
-        },
+        row(
+            format!("RSS after {FINISHED} finished tasks, default retention ({kept} kept)"),
+            mib_unit,
+            mib(full),
+            mib(start),
+            "RSS of the same process at start",
+        ),
+        row(
+            "RSS after pruning every finished task".to_owned(),
+            mib_unit,
+            mib(after),
+            mib(start),
+            "RSS of the same process at start",
+        ),
+        row(
+            "heap in use after pruning every finished task".to_owned(),
+            mib_unit,
+            mib(heap_after),
+            mib(heap_start),
+            "heap in use at start",
+        ),
+        row(
+            "heap per retained finished record ((heap full - heap at start) / kept)".to_owned(),
+            bytes_unit,
+            (heap_full - heap_start).max(0.0) / kept.max(1.0),
+            2048.0,
+            target,
+        ),
+        row(
+            "memory per retained finished record ((RSS full - RSS at start) / kept)".to_owned(),
+            bytes_unit,
+            (full - start).max(0.0) / kept.max(1.0),
+            2048.0,
+            target,
+        ),
     ]
 }
 

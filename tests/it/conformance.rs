@@ -83,10 +83,10 @@ pub(crate) async fn lifecycle_and_logs(store: Arc<dyn Store>) {
     assert_eq!(claimed.lease_owner.as_deref(), Some("runner-a"));
     // What the claim answers is what the store holds (a store may answer from memory).
     let stored = store.get(&id).await.unwrap().expect("stored");
-    assert_eq!(TaskRecord { lease_expires_at: None, ..claimed.clone() }, TaskRecord {
-        lease_expires_at: None,
-        ..stored.clone()
-    });
+    assert_eq!(
+        TaskRecord { lease_expires_at: None, ..claimed.clone() },
+        TaskRecord { lease_expires_at: None, ..stored.clone() }
+    );
     let expiry = |r: &TaskRecord| r.lease_expires_at.map(|at| at.timestamp_millis());
     assert_eq!(expiry(&claimed), expiry(&stored));
     let change = Transition::AttemptFailed {

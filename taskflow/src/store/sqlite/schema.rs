@@ -102,14 +102,23 @@ pub(super) fn open_checkpointer(
     path: &Path,
     options: &SqliteOptions,
 ) -> Result<Connection, StoreError> {
+    let settings = format!("PRAGMA synchronous = {};", synchronous(options));
+    open_helper(path, OpenFlags::SQLITE_OPEN_READ_WRITE, &settings)
+}
+
+/// Opens a second, read-only connection for queries that must not hold up writes.
+pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let settings = "PRAGMA query_only = 1; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;";
+    open_helper(path, OpenFlags::SQLITE_OPEN_READ_ONLY, settings)
+}
+
+/// Opens one of the connections beside the writer's, on a file the writer has set up.
+fn open_helper(path: &Path, mode: OpenFlags, settings: &str) -> Result<Connection, StoreError> {
     let fail = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
+    let flags = mode | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(|err| fail(err.to_string()))?;
     conn.busy_timeout(LOCK_WAIT).map_err(|err| fail(err.to_string()))?;
-    conn.execute_batch(&format!("PRAGMA synchronous = {};", synchronous(options)))
-        .map_err(|err| fail(describe(&err)))?;
+    conn.execute_batch(settings).map_err(|err| fail(describe(&err)))?;
     Ok(conn)
 }
 
@@ -118,21 +127,6 @@ fn synchronous(options: &SqliteOptions) -> &'static str {
         Durability::Fsync => "FULL",
         Durability::Committed | Durability::Async => "NORMAL",
     }
-}
-
-/// Opens a second, read-only connection for queries that must not hold up writes.
-pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let fail = |reason: String| StoreError::Open { path: path.display().to_string(), reason };
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(|err| fail(err.to_string()))?;
-    conn.busy_timeout(LOCK_WAIT).map_err(|err| fail(err.to_string()))?;
-    conn.execute_batch(
-        "PRAGMA query_only = 1; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -16000;",
-    )
-    .map_err(|err| fail(describe(&err)))?;
-    Ok(conn)
 }
 
 /// Opens (creating if needed) and migrates the database at `path`. Call [`lock`] first.
