@@ -1,5 +1,6 @@
 //! [`PostgresStore`]: tasks in PostgreSQL, shared by every instance of an app.
 
+mod inserts;
 mod row;
 mod schema;
 
@@ -11,6 +12,7 @@ use deadpool_postgres::{Pool, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
+use self::inserts::{Insert, Inserts};
 use self::row::{COLUMNS, Params};
 use super::reclaim::reclaim;
 use super::{
@@ -45,6 +47,8 @@ pub struct PostgresStore {
     runtime: tokio::runtime::Handle,
     /// The enqueue writes under way, which `close` waits for.
     writes: tokio_util::task::TaskTracker,
+    /// Enqueues waiting to be written together.
+    inserts: Inserts,
     /// Fired by `NOTIFY taskflow_enqueued` from any instance.
     wake: Arc<tokio::sync::Notify>,
     /// Stops the listener at close.
@@ -104,7 +108,8 @@ impl PostgresStore {
         let wake = Arc::new(tokio::sync::Notify::new());
         let closing = tokio_util::sync::CancellationToken::new();
         runtime.spawn(listen(url.to_owned(), Arc::clone(&wake), closing.clone()));
-        Ok(PostgresStore { pool, runtime, writes, wake, closing, url: url.into() })
+        let inserts = Inserts::default();
+        Ok(PostgresStore { pool, runtime, writes, inserts, wake, closing, url: url.into() })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -257,9 +262,13 @@ impl Store for PostgresStore {
         let key = record.idempotency_key.clone();
         let params = Params::of(&record);
         let (done, ticket) = WriteTicket::new();
-        let pool = self.pool.clone();
-        let write = async move { done.settle(insert(pool, params, *id.as_uuid(), key).await) };
-        self.writes.spawn_on(write, &self.runtime);
+        if self.writes.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        if self.inserts.push(Insert { params, id: *id.as_uuid(), key, done }) {
+            let write = self.inserts.clone().write(self.pool.clone());
+            self.writes.spawn_on(write, &self.runtime);
+        }
         // Whether the key was free is known only once the database answers; a duplicate's id
         // becomes an alias of the holder, so the caller's id always finds the task.
         Ok(Enqueued { id, created: true, write: Some(ticket) })
