@@ -5,6 +5,8 @@
 //! changes an attempt is *fenced* by that lease, so a runner that lost its lease (a rescued
 //! task) can never overwrite the task; idempotency keys are enforced by the store itself.
 
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod batch;
 mod memory;
 #[cfg(feature = "mysql")]
 mod mysql;

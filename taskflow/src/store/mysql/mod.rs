@@ -1,5 +1,6 @@
 //! [`MysqlStore`]: tasks in MySQL 8 or MariaDB 10.6+, shared by every instance of an app.
 
+mod inserts;
 mod schema;
 
 use std::sync::Arc;
@@ -9,6 +10,8 @@ use chrono::{DateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, Value};
 
+use self::inserts::Insert;
+use super::batch::Batches;
 use super::reclaim::reclaim;
 use super::{
     DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
@@ -39,6 +42,8 @@ pub struct MysqlStore {
     pool: Pool,
     runtime: tokio::runtime::Handle,
     writes: tokio_util::task::TaskTracker,
+    /// Enqueues waiting to be written together.
+    inserts: Batches<Insert>,
     wake: Arc<tokio::sync::Notify>,
     url: Arc<str>,
 }
@@ -296,6 +301,7 @@ impl MysqlStore {
             pool,
             runtime,
             writes: tokio_util::task::TaskTracker::new(),
+            inserts: Batches::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
             url: url.into(),
         })
@@ -329,9 +335,13 @@ impl Store for MysqlStore {
         let key = record.idempotency_key.clone();
         let values = encode(&record);
         let (done, ticket) = WriteTicket::new();
-        let pool = self.pool.clone();
-        let write = async move { done.settle(insert(pool, values, id, key).await) };
-        self.writes.spawn_on(write, &self.runtime);
+        if self.writes.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        if self.inserts.push(Insert { values, id, key, done }) {
+            let write = inserts::write(self.inserts.clone(), self.pool.clone());
+            self.writes.spawn_on(write, &self.runtime);
+        }
         Ok(Enqueued { id, created: true, write: Some(ticket) })
     }
 

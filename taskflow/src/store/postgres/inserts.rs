@@ -1,12 +1,10 @@
-//! [`Inserts`]: the enqueues of many callers written together. One writer at a time takes
-//! every insert queued meanwhile and stores them in one transaction, so a burst of enqueues
-//! costs one commit (one flush of the server's log) instead of one each.
-
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+//! The enqueues of many callers, inserted together: one transaction, pipelined, for every
+//! insert queued while the previous batch was written.
 
 use deadpool_postgres::Pool;
 
 use super::row::Params;
+use crate::store::batch::Batches;
 use crate::store::{StoreError, WriteDone};
 
 /// At most this many inserts share one transaction.
@@ -20,53 +18,9 @@ pub(super) struct Insert {
     pub(super) done: WriteDone,
 }
 
-#[derive(Default)]
-struct Queue {
-    waiting: Vec<Insert>,
-    /// Whether a writer is running; it takes what is queued until nothing is.
-    writing: bool,
-}
-
-/// The queue of inserts and its writer.
-#[derive(Clone, Default)]
-pub(super) struct Inserts {
-    queue: Arc<Mutex<Queue>>,
-}
-
-impl std::fmt::Debug for Inserts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Inserts").field("waiting", &self.lock().waiting.len()).finish()
-    }
-}
-
-impl Inserts {
-    fn lock(&self) -> MutexGuard<'_, Queue> {
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Queues `insert`. Returns `true` when no writer runs: the caller starts one with
-    /// [`Inserts::write`].
-    pub(super) fn push(&self, insert: Insert) -> bool {
-        let mut queue = self.lock();
-        queue.waiting.push(insert);
-        !std::mem::replace(&mut queue.writing, true)
-    }
-
-    /// Writes what is queued, batch after batch, until the queue is empty.
-    pub(super) async fn write(self, pool: Pool) {
-        loop {
-            let batch = {
-                let mut queue = self.lock();
-                if queue.waiting.is_empty() {
-                    queue.writing = false;
-                    return;
-                }
-                let take = queue.waiting.len().min(MAX_BATCH);
-                queue.waiting.drain(..take).collect::<Vec<_>>()
-            };
-            write_batch(&pool, batch).await;
-        }
-    }
+/// Writes what `inserts` holds, batch after batch, until it is empty.
+pub(super) async fn write(inserts: Batches<Insert>, pool: Pool) {
+    inserts.drain(MAX_BATCH, |batch| write_batch(&pool, batch)).await;
 }
 
 /// Inserts `batch` in one transaction; when that fails, each on its own, so that one bad

@@ -12,8 +12,9 @@ use deadpool_postgres::{Pool, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
-use self::inserts::{Insert, Inserts};
+use self::inserts::Insert;
 use self::row::{COLUMNS, Params};
+use super::batch::Batches;
 use super::reclaim::reclaim;
 use super::{
     DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
@@ -48,7 +49,7 @@ pub struct PostgresStore {
     /// The enqueue writes under way, which `close` waits for.
     writes: tokio_util::task::TaskTracker,
     /// Enqueues waiting to be written together.
-    inserts: Inserts,
+    inserts: Batches<Insert>,
     /// Fired by `NOTIFY taskflow_enqueued` from any instance.
     wake: Arc<tokio::sync::Notify>,
     /// Stops the listener at close.
@@ -108,7 +109,7 @@ impl PostgresStore {
         let wake = Arc::new(tokio::sync::Notify::new());
         let closing = tokio_util::sync::CancellationToken::new();
         runtime.spawn(listen(url.to_owned(), Arc::clone(&wake), closing.clone()));
-        let inserts = Inserts::default();
+        let inserts = Batches::default();
         Ok(PostgresStore { pool, runtime, writes, inserts, wake, closing, url: url.into() })
     }
 
@@ -266,7 +267,7 @@ impl Store for PostgresStore {
             return Err(StoreError::Closed);
         }
         if self.inserts.push(Insert { params, id: *id.as_uuid(), key, done }) {
-            let write = self.inserts.clone().write(self.pool.clone());
+            let write = inserts::write(self.inserts.clone(), self.pool.clone());
             self.writes.spawn_on(write, &self.runtime);
         }
         // Whether the key was free is known only once the database answers; a duplicate's id
