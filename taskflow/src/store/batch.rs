@@ -5,6 +5,8 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use super::StoreError;
+
 /// A queue of `T` and whether its writer runs.
 pub(crate) struct Batches<T> {
     queue: Arc<Mutex<Queue<T>>>,
@@ -65,6 +67,45 @@ impl<T> Batches<T> {
             };
             write(batch).await;
         }
+    }
+}
+
+/// Writes `batch`: all of it with `together` (one transaction), which hands the batch back with
+/// the positions it could not store that way (an idempotency key's conflict); those, or every
+/// write when `together` failed, go to `alone` one by one, so that one bad write fails only its
+/// own caller. `stored` answers the callers of the writes `together` stored.
+pub(crate) async fn write_each<T, Together, Alone>(
+    batch: Vec<T>,
+    together: impl FnOnce(Vec<T>) -> Together,
+    alone: impl Fn(T) -> Alone,
+    stored: impl Fn(T),
+) where
+    Together: Future<Output = (Vec<T>, Result<Vec<usize>, StoreError>)>,
+    Alone: Future<Output = ()>,
+{
+    let batch = if batch.len() > 1 {
+        let (batch, outcome) = together(batch).await;
+        match outcome {
+            Ok(left) => {
+                for (index, item) in batch.into_iter().enumerate() {
+                    if left.contains(&index) {
+                        alone(item).await;
+                    } else {
+                        stored(item);
+                    }
+                }
+                return;
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "taskflow: a batch of writes failed; writing them one by one");
+                batch
+            }
+        }
+    } else {
+        batch
+    };
+    for item in batch {
+        alone(item).await;
     }
 }
 

@@ -5,7 +5,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, TxOpts, Value};
 
 use crate::id::TaskId;
-use crate::store::batch::Batches;
+use crate::store::batch::{self, Batches};
 use crate::store::{StoreError, WriteDone};
 
 /// At most this many inserts share one transaction.
@@ -24,31 +24,21 @@ pub(super) async fn write(inserts: Batches<Insert>, pool: Pool) {
     inserts.drain(MAX_BATCH, |batch| write_batch(&pool, batch)).await;
 }
 
-/// Inserts `batch` in one transaction; when that fails, each on its own, so that one bad
-/// insert fails only its own caller. An insert whose key an active task holds is settled on
-/// its own after the commit, which records its id as that task's alias.
+/// Inserts `batch` in one transaction; see [`batch::write_each`].
 async fn write_batch(pool: &Pool, batch: Vec<Insert>) {
-    if batch.len() > 1 {
-        match insert_together(pool, &batch).await {
-            Ok(conflicts) => {
-                for (index, insert) in batch.into_iter().enumerate() {
-                    if conflicts.contains(&index) {
-                        let Insert { values, id, key, done } = insert;
-                        done.settle(super::insert(pool.clone(), values, id, key).await);
-                    } else {
-                        insert.done.settle(Ok(()));
-                    }
-                }
-                return;
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, "taskflow: a batch of inserts failed; inserting one by one");
-            }
-        }
-    }
-    for Insert { values, id, key, done } in batch {
-        done.settle(super::insert(pool.clone(), values, id, key).await);
-    }
+    batch::write_each(
+        batch,
+        |batch| async move {
+            let outcome = insert_together(pool, &batch).await;
+            (batch, outcome)
+        },
+        // Alone, an insert whose key an active task holds records its id as that task's alias.
+        |Insert { values, id, key, done }| async move {
+            done.settle(super::insert(pool.clone(), values, id, key).await)
+        },
+        |insert| insert.done.settle(Ok(())),
+    )
+    .await;
 }
 
 /// Runs every insert of `batch` in one transaction; returns the positions of those whose

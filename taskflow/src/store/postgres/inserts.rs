@@ -4,7 +4,7 @@
 use deadpool_postgres::Pool;
 
 use super::row::Params;
-use crate::store::batch::Batches;
+use crate::store::batch::{self, Batches};
 use crate::store::{StoreError, WriteDone};
 
 /// At most this many inserts share one transaction.
@@ -23,32 +23,21 @@ pub(super) async fn write(inserts: Batches<Insert>, pool: Pool) {
     inserts.drain(MAX_BATCH, |batch| write_batch(&pool, batch)).await;
 }
 
-/// Inserts `batch` in one transaction; when that fails, each on its own, so that one bad
-/// insert fails only its own caller.
+/// Inserts `batch` in one transaction; see [`batch::write_each`].
 async fn write_batch(pool: &Pool, batch: Vec<Insert>) {
-    if batch.len() > 1 {
-        match insert_together(pool, &batch).await {
-            Ok(conflicts) => {
-                let mut conflicts = conflicts.into_iter().peekable();
-                for (index, insert) in batch.into_iter().enumerate() {
-                    if conflicts.next_if_eq(&index).is_some() {
-                        // An active task holds its key: record the id as that task's alias.
-                        let Insert { params, id, key, done } = insert;
-                        done.settle(super::insert(pool.clone(), params, id, key).await);
-                    } else {
-                        insert.done.settle(Ok(()));
-                    }
-                }
-                return;
-            }
-            Err(err) => {
-                tracing::debug!(error = %err, "taskflow: a batch of inserts failed; inserting one by one");
-            }
-        }
-    }
-    for Insert { params, id, key, done } in batch {
-        done.settle(super::insert(pool.clone(), params, id, key).await);
-    }
+    batch::write_each(
+        batch,
+        |batch| async move {
+            let outcome = insert_together(pool, &batch).await;
+            (batch, outcome)
+        },
+        // Alone, an insert whose key an active task holds records its id as that task's alias.
+        |Insert { params, id, key, done }| async move {
+            done.settle(super::insert(pool.clone(), params, id, key).await)
+        },
+        |insert| insert.done.settle(Ok(())),
+    )
+    .await;
 }
 
 /// Runs every insert of `batch` in one transaction, pipelined; returns the positions of those
