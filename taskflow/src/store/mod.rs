@@ -6,7 +6,7 @@
 //! task) can never overwrite the task; idempotency keys are enforced by the store itself.
 
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-mod batch;
+mod inserts;
 mod memory;
 #[cfg(feature = "mysql")]
 mod mysql;

@@ -10,8 +10,7 @@ use chrono::{DateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, Value};
 
-use self::inserts::Insert;
-use super::batch::Batches;
+use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
     DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
@@ -40,10 +39,8 @@ use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
 #[derive(Clone)]
 pub struct MysqlStore {
     pool: Pool,
-    runtime: tokio::runtime::Handle,
-    writes: tokio_util::task::TaskTracker,
-    /// Enqueues waiting to be written together.
-    inserts: Batches<Insert>,
+    /// New tasks waiting to be inserted together; `close` waits for them.
+    inserts: InsertQueue<Pool>,
     wake: Arc<tokio::sync::Notify>,
     url: Arc<str>,
 }
@@ -298,10 +295,8 @@ impl MysqlStore {
             reason: "must be called inside a tokio runtime".to_owned(),
         })?;
         Ok(MysqlStore {
+            inserts: InsertQueue::new(pool.clone(), runtime),
             pool,
-            runtime,
-            writes: tokio_util::task::TaskTracker::new(),
-            inserts: Batches::default(),
             wake: Arc::new(tokio::sync::Notify::new()),
             url: url.into(),
         })
@@ -335,13 +330,7 @@ impl Store for MysqlStore {
         let key = record.idempotency_key.clone();
         let values = encode(&record);
         let (done, ticket) = WriteTicket::new();
-        if self.writes.is_closed() {
-            return Err(StoreError::Closed);
-        }
-        if self.inserts.push(Insert { values, id, key, done }) {
-            let write = inserts::write(self.inserts.clone(), self.pool.clone());
-            self.writes.spawn_on(write, &self.runtime);
-        }
+        self.inserts.push(Insert { values, id, key, done })?;
         Ok(Enqueued { id, created: true, write: Some(ticket) })
     }
 
@@ -738,8 +727,7 @@ impl Store for MysqlStore {
     }
 
     async fn close(&self) -> Result<(), StoreError> {
-        self.writes.close();
-        self.writes.wait().await;
+        self.inserts.close().await;
         self.pool.clone().disconnect().await.map_err(unavailable)
     }
 }

@@ -12,9 +12,8 @@ use deadpool_postgres::{Pool, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
-use self::inserts::Insert;
 use self::row::{COLUMNS, Params};
-use super::batch::Batches;
+use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
     DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
@@ -45,11 +44,8 @@ use crate::record::{LogEntry, TaskRecord, TaskStatus};
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
-    runtime: tokio::runtime::Handle,
-    /// The enqueue writes under way, which `close` waits for.
-    writes: tokio_util::task::TaskTracker,
-    /// Enqueues waiting to be written together.
-    inserts: Batches<Insert>,
+    /// New tasks waiting to be inserted together; `close` waits for them.
+    inserts: InsertQueue<Pool>,
     /// Fired by `NOTIFY taskflow_enqueued` from any instance.
     wake: Arc<tokio::sync::Notify>,
     /// Stops the listener at close.
@@ -105,12 +101,11 @@ impl PostgresStore {
             path: super::redact_url(url),
             reason: "must be called inside a tokio runtime".to_owned(),
         })?;
-        let writes = tokio_util::task::TaskTracker::new();
         let wake = Arc::new(tokio::sync::Notify::new());
         let closing = tokio_util::sync::CancellationToken::new();
         runtime.spawn(listen(url.to_owned(), Arc::clone(&wake), closing.clone()));
-        let inserts = Batches::default();
-        Ok(PostgresStore { pool, runtime, writes, inserts, wake, closing, url: url.into() })
+        let inserts = InsertQueue::new(pool.clone(), runtime);
+        Ok(PostgresStore { pool, inserts, wake, closing, url: url.into() })
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -263,13 +258,7 @@ impl Store for PostgresStore {
         let key = record.idempotency_key.clone();
         let params = Params::of(&record);
         let (done, ticket) = WriteTicket::new();
-        if self.writes.is_closed() {
-            return Err(StoreError::Closed);
-        }
-        if self.inserts.push(Insert { params, id: *id.as_uuid(), key, done }) {
-            let write = inserts::write(self.inserts.clone(), self.pool.clone());
-            self.writes.spawn_on(write, &self.runtime);
-        }
+        self.inserts.push(Insert { values: params, id: *id.as_uuid(), key, done })?;
         // Whether the key was free is known only once the database answers; a duplicate's id
         // becomes an alias of the holder, so the caller's id always finds the task.
         Ok(Enqueued { id, created: true, write: Some(ticket) })
@@ -644,8 +633,7 @@ impl Store for PostgresStore {
 
     async fn close(&self) -> Result<(), StoreError> {
         self.closing.cancel();
-        self.writes.close();
-        self.writes.wait().await;
+        self.inserts.close().await;
         self.pool.close();
         Ok(())
     }

@@ -16,7 +16,7 @@ pub(super) const COLUMNS: &str = "id, func_name, status, created_at, start_time,
     lease_owner, lease_expires_at";
 
 /// A record's values for [`COLUMNS`], owned so they can cross to the task that writes them.
-pub(super) struct Params(Vec<Box<dyn ToSql + Send + Sync>>);
+pub(crate) struct Params(Vec<Box<dyn ToSql + Send + Sync>>);
 
 impl Params {
     pub(super) fn of(record: &TaskRecord) -> Params {

@@ -1,0 +1,224 @@
+//! [`InsertQueue`]: the new tasks of a shared-database store, which many callers enqueue and
+//! one writer at a time inserts together, so that a burst of enqueues costs one transaction
+//! (one flush of the server's log) instead of one each.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio_util::task::TaskTracker;
+
+use super::{StoreError, WriteDone};
+
+/// At most this many inserts share one transaction.
+const MAX_BATCH: usize = 512;
+
+/// How a store inserts new tasks: all of a batch in one transaction, or one on its own.
+pub(crate) trait Inserter: Clone + Send + Sync + 'static {
+    /// A task's row, as the store's driver binds it.
+    type Values: Send + 'static;
+    /// A task's id, as the store's driver binds it.
+    type Id: Send + 'static;
+
+    /// Inserts every task of `batch` in one transaction; returns the positions of those whose
+    /// idempotency key an active task held (not inserted). An error means none was inserted.
+    fn together(
+        &self,
+        batch: &[Insert<Self>],
+    ) -> impl Future<Output = Result<Vec<usize>, StoreError>> + Send;
+
+    /// Inserts one task; when an active task holds its idempotency key, records its id as an
+    /// alias of that task instead.
+    fn alone(
+        &self,
+        values: Self::Values,
+        id: Self::Id,
+        key: Option<String>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// One task waiting to be inserted, and who waits for it.
+pub(crate) struct Insert<S: Inserter> {
+    pub(crate) values: S::Values,
+    pub(crate) id: S::Id,
+    pub(crate) key: Option<String>,
+    pub(crate) done: WriteDone,
+}
+
+/// The queue of inserts, its writer, and the writes that closing waits for.
+#[derive(Clone)]
+pub(crate) struct InsertQueue<S: Inserter> {
+    queue: Arc<Mutex<Queue<S>>>,
+    writes: TaskTracker,
+    runtime: tokio::runtime::Handle,
+    store: S,
+}
+
+struct Queue<S: Inserter> {
+    waiting: Vec<Insert<S>>,
+    /// Whether a writer is running; it takes what is queued until nothing is.
+    writing: bool,
+}
+
+impl<S: Inserter> std::fmt::Debug for InsertQueue<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InsertQueue").field("waiting", &self.lock().waiting.len()).finish()
+    }
+}
+
+impl<S: Inserter> InsertQueue<S> {
+    /// An empty queue whose writers run on `runtime` and insert through `store`.
+    pub(crate) fn new(store: S, runtime: tokio::runtime::Handle) -> Self {
+        let queue = Queue { waiting: Vec::new(), writing: false };
+        InsertQueue {
+            queue: Arc::new(Mutex::new(queue)),
+            writes: TaskTracker::new(),
+            runtime,
+            store,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue<S>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `insert`, starting a writer when none runs; [`StoreError::Closed`] once
+    /// [`InsertQueue::close`] has begun.
+    pub(crate) fn push(&self, insert: Insert<S>) -> Result<(), StoreError> {
+        if self.writes.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        let start = {
+            let mut queue = self.lock();
+            queue.waiting.push(insert);
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        if start {
+            self.writes.spawn_on(self.clone().write(), &self.runtime);
+        }
+        Ok(())
+    }
+
+    /// Takes no more inserts and waits until every queued one is written.
+    pub(crate) async fn close(&self) {
+        self.writes.close();
+        self.writes.wait().await;
+    }
+
+    /// Writes what is queued, batch after batch, until the queue is empty.
+    async fn write(self) {
+        loop {
+            let batch = {
+                let mut queue = self.lock();
+                if queue.waiting.is_empty() {
+                    queue.writing = false;
+                    return;
+                }
+                let take = queue.waiting.len().min(MAX_BATCH);
+                queue.waiting.drain(..take).collect::<Vec<_>>()
+            };
+            self.write_batch(batch).await;
+        }
+    }
+
+    /// Inserts `batch` in one transaction. The inserts that could not go in there (their key
+    /// was held), or all of them when that transaction failed, go in one by one, so that one
+    /// bad insert fails only its own caller.
+    async fn write_batch(&self, batch: Vec<Insert<S>>) {
+        if batch.len() > 1 {
+            match self.store.together(&batch).await {
+                Ok(held) => {
+                    for (index, insert) in batch.into_iter().enumerate() {
+                        if held.contains(&index) {
+                            self.alone(insert).await;
+                        } else {
+                            insert.done.settle(Ok(()));
+                        }
+                    }
+                    return;
+                }
+                Err(err) => {
+                    tracing::debug!(error = %err, "taskflow: a batch of inserts failed; inserting them one by one");
+                }
+            }
+        }
+        for insert in batch {
+            self.alone(insert).await;
+        }
+    }
+
+    async fn alone(&self, insert: Insert<S>) {
+        let Insert { values, id, key, done } = insert;
+        done.settle(self.store.alone(values, id, key).await);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::store::WriteTicket;
+
+    /// Records the batches it is given; fails a batch holding id 0, and a single id 0.
+    #[derive(Clone, Default)]
+    struct Recorder {
+        batches: Arc<Mutex<Vec<Vec<u32>>>>,
+        alone: Arc<AtomicUsize>,
+    }
+
+    impl Inserter for Recorder {
+        type Values = ();
+        type Id = u32;
+
+        async fn together(&self, batch: &[Insert<Self>]) -> Result<Vec<usize>, StoreError> {
+            let ids: Vec<u32> = batch.iter().map(|insert| insert.id).collect();
+            self.batches.lock().unwrap().push(ids.clone());
+            if ids.contains(&0) {
+                return Err(StoreError::Unavailable("bad row".into()));
+            }
+            Ok(batch.iter().enumerate().filter(|(_, i)| i.key.is_some()).map(|(n, _)| n).collect())
+        }
+
+        async fn alone(&self, (): (), id: u32, _: Option<String>) -> Result<(), StoreError> {
+            self.alone.fetch_add(1, Ordering::Relaxed);
+            if id == 0 { Err(StoreError::Unavailable("bad row".into())) } else { Ok(()) }
+        }
+    }
+
+    fn insert(id: u32, key: Option<&str>) -> (Insert<Recorder>, WriteTicket) {
+        let (done, ticket) = WriteTicket::new();
+        (Insert { values: (), id, key: key.map(str::to_owned), done }, ticket)
+    }
+
+    #[tokio::test]
+    async fn inserts_queued_together_are_written_together_and_a_bad_one_fails_alone() {
+        let store = Recorder::default();
+        let queue = InsertQueue::new(store.clone(), tokio::runtime::Handle::current());
+        // Queued before any writer runs (this runtime's thread is busy here): one batch.
+        let tickets: Vec<WriteTicket> = [(1, None), (2, Some("k")), (3, None)]
+            .into_iter()
+            .map(|(id, key)| {
+                let (insert, ticket) = insert(id, key);
+                queue.push(insert).unwrap();
+                ticket
+            })
+            .collect();
+        for ticket in tickets {
+            ticket.wait().await.unwrap();
+        }
+        assert_eq!(*store.batches.lock().unwrap(), vec![vec![1, 2, 3]]);
+        assert_eq!(store.alone.load(Ordering::Relaxed), 1, "the held key goes in alone");
+
+        let (bad, bad_ticket) = insert(0, None);
+        let (good, good_ticket) = insert(4, None);
+        queue.push(bad).unwrap();
+        queue.push(good).unwrap();
+        assert!(bad_ticket.wait().await.is_err());
+        good_ticket.wait().await.unwrap();
+        assert_eq!(store.alone.load(Ordering::Relaxed), 3, "a failed batch goes in one by one");
+
+        queue.close().await;
+        let (late, _) = insert(5, None);
+        assert!(matches!(queue.push(late), Err(StoreError::Closed)));
+    }
+}
