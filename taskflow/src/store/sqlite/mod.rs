@@ -393,7 +393,6 @@ impl Store for SqliteStore {
             }
             (Some(Some(row)), _) => row,
         };
-        let now = at;
         match row::decode(&claimed, true) {
             Ok(record) => Ok(Some(record)),
             Err(err) => {
@@ -408,7 +407,7 @@ impl Store for SqliteStore {
                             "UPDATE tasks SET status = 'failed', end_time = ?2, error = ?3,
                                 stacktrace = ?3, lease_owner = NULL, lease_expires_at = NULL
                              WHERE id = ?1",
-                            params![task_id, now, message],
+                            params![task_id, at, message],
                         )
                         .map_err(unavailable)
                     })
