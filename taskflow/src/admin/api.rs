@@ -32,8 +32,13 @@ fn task_id(raw: &str) -> Result<TaskId, ApiError> {
 }
 
 fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    body.map(|Json(value)| value)
-        .map_err(|err| ApiError::BadRequest(format!("request body: {}", err.body_text())))
+    body.map(|Json(value)| value).map_err(|err| {
+        if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(super::MAX_BODY)
+        } else {
+            ApiError::BadRequest(format!("request body: {}", err.body_text()))
+        }
+    })
 }
 
 /// `GET /tasks`.
@@ -205,7 +210,7 @@ pub(crate) async fn delete_history(
     RawQuery(raw): RawQuery,
 ) -> Result<Json<Value>, ApiError> {
     let params = Params::parse(raw.as_deref(), &["older_than"])?;
-    let older_than = params.parsed("older_than", params::duration)?.ok_or_else(|| {
+    let older_than = params.parsed("older_than", params::age)?.ok_or_else(|| {
         ApiError::BadRequest("parameter `older_than` is required, such as `7d`".to_owned())
     })?;
     let retention = Retention { max_age: Some(older_than), max_finished: None };
@@ -250,19 +255,21 @@ pub(crate) struct Login {
 /// the dashboard.
 pub(crate) async fn login(
     State(state): State<Arc<AdminState>>,
+    client: Option<Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     request: Result<Json<Login>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(request)?;
+    let client = client.map(|Extension(info)| info.0.ip());
     let session = match (&request.username, &request.password, &request.token) {
-        (Some(user), Some(password), None) => state.auth.login(user, password),
-        (None, None, Some(token)) => state.auth.login_with_token(token),
+        (Some(user), Some(password), None) => state.auth.login(client, user, password),
+        (None, None, Some(token)) => state.auth.login_with_token(client, token),
         _ => {
             return Err(ApiError::BadRequest(
                 "request body: give `username` and `password`, or `token`".to_owned(),
             ));
         }
     };
-    let (cookie, csrf) = session.ok_or(ApiError::Unauthorized)?;
+    let (cookie, csrf) = session?;
     let user = request.username.unwrap_or_else(|| "token".to_owned());
     let set_cookie = format!(
         "{SESSION_COOKIE}={cookie}; Path={}; HttpOnly; SameSite=Strict",

@@ -5,14 +5,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, header};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 
 use super::AdminState;
 use super::error::ApiError;
+use super::origin;
+use super::routes::{Access, changes_state};
+use super::throttle::Throttle;
 
 /// The session cookie's name.
 pub(crate) const SESSION_COOKIE: &str = "taskflow_session";
@@ -28,7 +31,10 @@ const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 pub(crate) struct Auth {
     pub(crate) basic: Option<(String, String)>,
     pub(crate) bearer: Option<String>,
+    /// Origins besides the request's own host that may change state (`scheme://host[:port]`).
+    pub(crate) trusted_origins: Vec<String>,
     sessions: Mutex<HashMap<String, Session>>,
+    throttle: Throttle,
 }
 
 #[derive(Clone, Debug)]
@@ -53,9 +59,26 @@ impl Identity {
     }
 }
 
-/// Compares without stopping at the first difference, so timing tells nothing.
+/// Compares in constant time (for equal lengths), so timing tells nothing about a secret.
 fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    use subtle::ConstantTimeEq;
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+/// The throttle's keys for a sign-in attempt: the client's address (when the server was
+/// started with connect info) and the user name.
+fn attempt_keys(client: Option<std::net::IpAddr>, user: &str) -> Vec<String> {
+    let mut keys = vec![format!("user:{user}")];
+    if let Some(ip) = client {
+        keys.push(format!("ip:{ip}"));
+    }
+    keys
+}
+
+/// The client address of `request`, when the server records it
+/// (`into_make_service_with_connect_info::<SocketAddr>()`).
+pub(crate) fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
+    request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip())
 }
 
 fn token() -> String {
@@ -68,19 +91,49 @@ impl Auth {
         self.basic.is_some() || self.bearer.is_some()
     }
 
-    /// Signs in with the Basic credentials; the new session's cookie token and CSRF token.
-    pub(crate) fn login(&self, user: &str, password: &str) -> Option<(String, String)> {
-        let (expected_user, expected_password) = self.basic.as_ref()?;
-        if !(same(user, expected_user) & same(password, expected_password)) {
-            return None;
+    /// Checks a sign-in attempt of `user` (throttled per user and client address); `ok` says
+    /// whether its secret was right. A locked-out attempt is refused even when right.
+    fn attempt(
+        &self,
+        client: Option<std::net::IpAddr>,
+        user: &str,
+        ok: impl FnOnce() -> bool,
+    ) -> Result<(), ApiError> {
+        let keys = attempt_keys(client, user);
+        self.throttle.check(&keys).map_err(ApiError::TooManyRequests)?;
+        if ok() {
+            self.throttle.succeeded(&keys[..1]);
+            Ok(())
+        } else {
+            self.throttle.failed(&keys);
+            Err(ApiError::Unauthorized)
         }
-        Some(self.open_session(user))
+    }
+
+    /// Signs in with the Basic credentials; the new session's cookie token and CSRF token.
+    pub(crate) fn login(
+        &self,
+        client: Option<std::net::IpAddr>,
+        user: &str,
+        password: &str,
+    ) -> Result<(String, String), ApiError> {
+        let (expected_user, expected_password) =
+            self.basic.as_ref().ok_or(ApiError::Unauthorized)?;
+        self.attempt(client, user, || {
+            same(user, expected_user) & same(password, expected_password)
+        })?;
+        Ok(self.open_session(user))
     }
 
     /// Signs in with the bearer token.
-    pub(crate) fn login_with_token(&self, given: &str) -> Option<(String, String)> {
-        let expected = self.bearer.as_ref()?;
-        same(given, expected).then(|| self.open_session("token"))
+    pub(crate) fn login_with_token(
+        &self,
+        client: Option<std::net::IpAddr>,
+        given: &str,
+    ) -> Result<(String, String), ApiError> {
+        let expected = self.bearer.as_ref().ok_or(ApiError::Unauthorized)?;
+        self.attempt(client, "token", || same(given, expected))?;
+        Ok(self.open_session("token"))
     }
 
     fn open_session(&self, user: &str) -> (String, String) {
@@ -110,14 +163,17 @@ impl Auth {
     }
 
     /// Who sent `headers`; an error when credentials are required and missing or wrong.
-    fn identify(&self, headers: &HeaderMap) -> Result<Identity, ApiError> {
+    fn identify(
+        &self,
+        headers: &HeaderMap,
+        client: Option<std::net::IpAddr>,
+    ) -> Result<Identity, ApiError> {
         if !self.required() {
             return Ok(Identity::anonymous());
         }
         if let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-            if let (Some(token), Some(expected)) = (value.strip_prefix("Bearer "), &self.bearer)
-                && same(token.trim(), expected)
-            {
+            if let (Some(token), Some(expected)) = (value.strip_prefix("Bearer "), &self.bearer) {
+                self.attempt(client, "token", || same(token.trim(), expected))?;
                 return Ok(Identity { actor: "token".to_owned(), csrf: None });
             }
             if let (Some(encoded), Some((user, password))) =
@@ -127,12 +183,12 @@ impl Auth {
                     .decode(encoded.trim())
                     .ok()
                     .and_then(|bytes| String::from_utf8(bytes).ok());
-                if let Some((given_user, given_password)) =
-                    decoded.as_deref().and_then(|d| d.split_once(':'))
-                    && same(given_user, user) & same(given_password, password)
-                {
-                    return Ok(Identity { actor: user.clone(), csrf: None });
-                }
+                let (given_user, given_password) =
+                    decoded.as_deref().and_then(|d| d.split_once(':')).unwrap_or(("", ""));
+                self.attempt(client, given_user, || {
+                    same(given_user, user) & same(given_password, password)
+                })?;
+                return Ok(Identity { actor: user.clone(), csrf: None });
             }
             return Err(ApiError::Unauthorized);
         }
@@ -154,36 +210,23 @@ fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .map(|(_, value)| value.to_owned())
 }
 
-/// Routes anyone may reach: the dashboard's page (which shows a login when needed) and the
-/// login itself.
-fn public(method: &Method, path: &str, prefix: &str) -> bool {
-    let rest = path.strip_prefix(prefix).unwrap_or(path);
-    (*method == Method::GET && rest == "/dashboard")
-        || (*method == Method::POST && rest == "/login")
-        || (*method == Method::GET && rest == "/session")
-}
-
-/// The admin router's guard: refuses cross-site state changes, authenticates, and checks the
-/// CSRF token of cookie-authenticated state changes. Puts the [`Identity`] in the request.
+/// The admin router's guard on a route with `access`: refuses cross-origin state changes
+/// (whatever the credentials), authenticates, and checks the CSRF token of cookie-
+/// authenticated state changes. Puts the [`Identity`] in the request.
 pub(crate) async fn guard(
-    State(state): State<Arc<AdminState>>,
+    State((state, access)): State<(Arc<AdminState>, Access)>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let method = request.method().clone();
-    let changes_state = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let changes_state = changes_state(request.method());
     let headers = request.headers();
-    // A browser says where a request comes from; another site may not change anything here.
-    let cross_site =
-        headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) == Some("cross-site");
-    if changes_state && cross_site {
-        return ApiError::Forbidden("cross-site requests may not change tasks".to_owned())
-            .into_response();
+    if changes_state && let Some(why) = origin::refusal(headers, &state.auth.trusted_origins) {
+        return ApiError::Forbidden(why).into_response();
     }
-    if public(&method, request.uri().path(), &state.prefix) {
+    if access == Access::Open {
         return next.run(request).await;
     }
-    let identity = match state.auth.identify(headers) {
+    let identity = match state.auth.identify(headers, client_ip(&request)) {
         Ok(identity) => identity,
         Err(err) => return err.into_response(),
     };

@@ -33,6 +33,12 @@ pub(crate) enum ApiError {
     /// The store failed.
     #[error("{0}")]
     Unavailable(String),
+    /// Too many failed sign-ins from this client or for this user: retry after the span.
+    #[error("too many failed sign-ins; retry in {} s", .0.as_secs().max(1))]
+    TooManyRequests(std::time::Duration),
+    /// The request body is larger than the admin API takes.
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 impl ApiError {
@@ -45,13 +51,23 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
+        let mut response =
+            (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        if let ApiError::TooManyRequests(wait) = self {
+            let seconds = wait.as_secs().max(1).to_string();
+            if let Ok(value) = seconds.parse() {
+                response.headers_mut().insert(axum::http::header::RETRY_AFTER, value);
+            }
+        }
+        response
     }
 }
 

@@ -35,16 +35,22 @@
 //! | `GET /tasks/audit` | who retried, cancelled or deleted what |
 //!
 //! Errors are JSON `{"error": "..."}`: `400` for a malformed id, parameter (named) or body,
-//! `401` without credentials, `403` for a cross-site or CSRF-less change, `404` for an unknown
-//! task, `409` for a task in the wrong state, `422` for a task whose fn is not in this binary,
-//! `503` when the store fails.
+//! `401` without credentials, `403` for a cross-origin or CSRF-less change, `404` for an unknown
+//! task, `409` for a task in the wrong state, `413` for a body over [`MAX_BODY`], `422` for a
+//! task whose fn is not in this binary, `429` (with `Retry-After`) after too many failed
+//! sign-ins, `503` when the store fails. Every response carries `X-Content-Type-Options:
+//! nosniff`. [`routes`] lists the routes with who may call them.
 //!
 //! **Security.** With [`Admin::basic_auth`] or [`Admin::bearer_token`], every route needs the
 //! credentials (an `Authorization` header, or the session cookie of the dashboard's login);
 //! only the dashboard page itself (which then shows the login), the login and the session
 //! probe are open. A state-changing request that comes with the session cookie must carry the
-//! session's CSRF token in `x-taskflow-csrf`, and browsers' cross-site state changes are
-//! refused in every configuration. For anything else (SSO, IP filters), wrap the router in
+//! session's CSRF token in `x-taskflow-csrf`, and a state-changing request whose `Origin` (or,
+//! without it, `Referer`) is not this server nor one of [`Admin::trusted_origins`] is refused
+//! in every configuration, whatever credentials it carries (`Sec-Fetch-Site: cross-site`
+//! always; `same-site` unless trusted). Failed sign-ins (the login, or wrong Basic or bearer
+//! credentials) are throttled per user and, when the server is started with connect info,
+//! per client address: after 10 in 5 minutes, `429` until the 5 minutes have passed. For anything else (SSO, IP filters), wrap the router in
 //! your own tower layer: `admin.router().layer(...)`. The dashboard writes every value as
 //! text and sends a strict Content-Security-Policy.
 
@@ -54,21 +60,29 @@ mod auth;
 mod dashboard;
 mod error;
 mod metrics;
+mod origin;
 mod params;
 mod redact;
+mod routes;
 mod stream;
+mod throttle;
 
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::{HeaderValue, header};
 use axum::middleware::from_fn_with_state;
-use axum::routing::{delete, get, post};
 
 use self::audit::AuditLog;
 use self::auth::Auth;
 use self::redact::Redaction;
+pub use self::routes::{Access, Route, routes};
 use crate::manager::TaskManager;
 use crate::store::TaskStats;
+
+/// The largest request body the admin API reads (a bulk retry of 1,000 ids takes ~40 KiB);
+/// larger ones are answered `413`.
+pub const MAX_BODY: usize = 256 * 1024;
 
 /// The default mount point of the admin router.
 pub const DEFAULT_PREFIX: &str = "/tasks";
@@ -130,6 +144,14 @@ impl AdminState {
     }
 }
 
+/// Every admin response tells browsers not to guess its type.
+async fn nosniff(mut response: axum::response::Response) -> axum::response::Response {
+    response
+        .headers_mut()
+        .insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
 impl TaskManager {
     /// A builder of this manager's admin router (the tasks API and dashboard).
     pub fn admin(&self) -> Admin {
@@ -173,6 +195,21 @@ impl Admin {
         self
     }
 
+    /// Origins besides the server's own that the dashboard may be used from
+    /// (`https://admin.example.com`), for example a sibling subdomain (`Sec-Fetch-Site:
+    /// same-site`) or a proxy that rewrites `Host` without setting `X-Forwarded-Host`.
+    /// State-changing requests from any other origin are refused.
+    pub fn trusted_origins<I, O>(mut self, origins: I) -> Admin
+    where
+        I: IntoIterator<Item = O>,
+        O: Into<String>,
+    {
+        self.auth
+            .trusted_origins
+            .extend(origins.into_iter().map(|o| o.into().trim_end_matches('/').to_owned()));
+        self
+    }
+
     /// Whether task arguments are shown (default: yes). Hidden, they read `"[hidden]"`.
     pub fn display_args(mut self, display: bool) -> Admin {
         self.redaction.display_args = display;
@@ -202,25 +239,19 @@ impl Admin {
             audit: AuditLog::default(),
             stats: tokio::sync::Mutex::new(None),
         });
-        let root = if p.is_empty() { "/".to_owned() } else { p.clone() };
-        Router::new()
-            .route(&root, get(api::list))
-            .route(&format!("{p}/metrics"), get(api::metrics))
-            .route(&format!("{p}/metrics/prometheus"), get(api::prometheus))
-            .route(&format!("{p}/stream"), get(stream::stream))
-            .route(&format!("{p}/dashboard"), get(dashboard::page))
-            .route(&format!("{p}/audit"), get(api::audit))
-            .route(&format!("{p}/session"), get(api::session))
-            .route(&format!("{p}/login"), post(api::login))
-            .route(&format!("{p}/logout"), post(api::logout))
-            .route(&format!("{p}/bulk-retry"), post(api::bulk_retry))
-            .route(&format!("{p}/retry-failed"), post(api::retry_failed))
-            .route(&format!("{p}/history"), delete(api::delete_history))
-            .route(&format!("{p}/{{id}}"), get(api::get))
-            .route(&format!("{p}/{{id}}/logs"), get(api::logs))
-            .route(&format!("{p}/{{id}}/retry"), post(api::retry))
-            .route(&format!("{p}/{{id}}/cancel"), post(api::cancel))
-            .layer(from_fn_with_state(Arc::clone(&state), auth::guard))
+        let mut router = Router::new();
+        for (route, handler) in routes::handlers() {
+            let path = match format!("{p}{}", route.path) {
+                path if path.is_empty() => "/".to_owned(),
+                path => path,
+            };
+            let guarded = handler
+                .route_layer(from_fn_with_state((Arc::clone(&state), route.access), auth::guard));
+            router = router.route(&path, guarded);
+        }
+        router
+            .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
+            .layer(axum::middleware::map_response(nosniff))
             .with_state(state)
     }
 }

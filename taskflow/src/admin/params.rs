@@ -110,7 +110,21 @@ pub(crate) fn time(value: &str) -> Result<DateTime<Utc>, String> {
     let ago = duration(value).map_err(|_| {
         format!("`{value}` is neither an RFC 3339 time nor a span such as `15m`, `24h` or `7d`")
     })?;
-    Ok(Utc::now() - chrono::Duration::from_std(ago).map_err(|e| e.to_string())?)
+    back_from_now(value, ago)
+}
+
+/// A span back from now that ends at a representable time (`older_than`).
+pub(crate) fn age(value: &str) -> Result<Duration, String> {
+    let span = duration(value)?;
+    back_from_now(value, span).map(|_| span)
+}
+
+/// Now minus `span`, or an error naming `value` when that is before any time a task can carry.
+fn back_from_now(value: &str, span: Duration) -> Result<DateTime<Utc>, String> {
+    chrono::Duration::from_std(span)
+        .ok()
+        .and_then(|span| Utc::now().checked_sub_signed(span))
+        .ok_or_else(|| format!("`{value}` reaches back too far (at most about 260,000 years)"))
 }
 
 /// A span: a whole number and a unit, `s`, `m`, `h` or `d` (`90s`, `7d`).

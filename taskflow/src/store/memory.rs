@@ -353,8 +353,7 @@ impl Store for MemoryStore {
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut state = self.lock();
         let mut removed = Vec::new();
-        if let Some(max_age) = retention.max_age.and_then(|d| chrono::Duration::from_std(d).ok()) {
-            let cutoff = now - max_age;
+        if let Some(cutoff) = retention.age_cutoff(now) {
             while let Some(oldest) = state.finished.front().copied() {
                 let old_enough = state
                     .tasks

@@ -171,6 +171,16 @@ impl Default for Retention {
     }
 }
 
+impl Retention {
+    /// The end time before which finished tasks are too old, for `max_age` counted back from
+    /// `now`; `None` without an age limit, or when the limit reaches back before any time a
+    /// task can carry (nothing is that old).
+    pub fn age_cutoff(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let age = chrono::Duration::from_std(self.max_age?).ok()?;
+        now.checked_sub_signed(age)
+    }
+}
+
 /// After this many recoveries from a dead process, a requeued task is failed as a poison pill.
 pub(crate) const MAX_RECOVERIES: u32 = 3;
 

@@ -688,13 +688,11 @@ impl Store for MysqlStore {
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut removed = 0;
         let finished = "status IN ('success', 'failed', 'interrupted', 'cancelled')";
-        if let Some(max_age) =
-            retention.max_age.and_then(|age| chrono::Duration::from_std(age).ok())
-        {
+        if let Some(cutoff) = retention.age_cutoff(now) {
             removed += self
                 .affected(
                     &format!("DELETE FROM taskflow_tasks WHERE end_time < ? AND {finished}"),
-                    vec![Value::Int(micros(now - max_age))],
+                    vec![Value::Int(micros(cutoff))],
                 )
                 .await?;
         }

@@ -602,14 +602,12 @@ impl Store for PostgresStore {
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut removed = 0;
-        if let Some(max_age) =
-            retention.max_age.and_then(|age| chrono::Duration::from_std(age).ok())
-        {
+        if let Some(cutoff) = retention.age_cutoff(now) {
             removed += self
                 .execute(
                     "DELETE FROM taskflow_tasks WHERE end_time IS NOT NULL AND end_time < $1
                        AND status IN ('success', 'failed', 'interrupted', 'cancelled')",
-                    &[&(now - max_age)],
+                    &[&cutoff],
                 )
                 .await?;
         }

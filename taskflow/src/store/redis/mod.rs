@@ -532,10 +532,8 @@ impl Store for RedisStore {
         let mut conn = self.conn.clone();
         let finished = self.key("finished");
         let mut doomed: Vec<String> = Vec::new();
-        if let Some(max_age) =
-            retention.max_age.and_then(|age| chrono::Duration::from_std(age).ok())
-        {
-            let cutoff = format!("({}", micros(now - max_age));
+        if let Some(cutoff) = retention.age_cutoff(now) {
+            let cutoff = format!("({}", micros(cutoff));
             doomed.extend(
                 conn.zrangebyscore::<_, _, _, Vec<String>>(&finished, "-inf", cutoff)
                     .await

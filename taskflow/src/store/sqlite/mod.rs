@@ -776,10 +776,7 @@ impl Store for SqliteStore {
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
         // Everything that ended before the cutoff goes: the older of the age limit and the end
         // time of the newest finished task beyond the count limit.
-        let mut cutoff = retention
-            .max_age
-            .and_then(|age| chrono::Duration::from_std(age).ok())
-            .map(|age| micros(now - age) - 1);
+        let mut cutoff = retention.age_cutoff(now).map(|at| micros(at) - 1);
         if let Some(max) = retention.max_finished {
             let offset = max.min(i64::MAX as usize) as i64;
             let sql = format!(
