@@ -201,22 +201,30 @@ impl TaskManager {
 
     /// Stores a task, waits until the store has made it durable, then starts it. Unlike
     /// [`TaskManager::add_task_with`], every store failure comes back as the error, including
-    /// those a durable store only meets when it commits (a full disk).
+    /// those a durable store only meets when it commits (a full disk). Returns the task's id,
+    /// or the id of the active task that holds its idempotency key.
     pub async fn submit<T: Task>(
         &self,
         task: T,
         args: impl IntoTaskArgs<T>,
         options: EnqueueOptions,
     ) -> Result<TaskId> {
+        let keyed = options.idempotency_key_str().is_some();
         let new = crate::tasks::new_task(task, args, options);
         let (enqueued, dispatch) = self.store_new(new)?;
+        let mut id = enqueued.id;
         if let Some(write) = enqueued.write {
             write.wait().await?;
+            // A remote store learns only now whether the key was free; a duplicate's id is an
+            // alias, and the caller gets the id of the task that holds the key.
+            if keyed && let Some(canonical) = self.inner.store.resolve(&id).await? {
+                id = canonical;
+            }
         }
         if let Some(dispatch) = dispatch {
             self.dispatch(dispatch);
         }
-        Ok(enqueued.id)
+        Ok(id)
     }
 
     /// Starts `dispatch` once `write` has made it durable; logs a failed write.
@@ -344,7 +352,13 @@ impl TaskManager {
     }
 
     /// Cancels a task: a pending one never runs, a running one stops at its next await point.
+    ///
+    /// `id` may be any id an enqueue returned, including a duplicate idempotent enqueue's
+    /// alias on a remote store.
     pub async fn cancel(&self, id: TaskId) -> Result<CancelOutcome> {
+        let Some(id) = self.inner.store.resolve(&id).await? else {
+            return Ok(CancelOutcome::NotFound);
+        };
         match self.inner.store.cancel_pending(&id).await? {
             None => Ok(CancelOutcome::NotFound),
             Some(TaskStatus::Pending) => {

@@ -75,7 +75,7 @@ pub(crate) async fn logs(
     let id = task_id(&raw)?;
     let record = state.manager.store().get(&id).await?.ok_or_else(|| not_found(id))?;
     let record = state.redaction.apply(record);
-    Ok(Json(json!({ "task_id": id, "logs": record.logs })))
+    Ok(Json(json!({ "task_id": record.task_id, "logs": record.logs })))
 }
 
 /// `POST /tasks/{id}/retry`.

@@ -373,6 +373,14 @@ pub trait Store: Send + Sync + 'static {
     /// The task with this id.
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError>;
 
+    /// The id of the task that `id` names: `id` itself, or for an alias (a duplicate
+    /// idempotent enqueue's id on a remote store) the id of the task holding the key; `None`
+    /// when no task has it. Every other method taking an id accepts an alias too; this one
+    /// gives the canonical id to report and to look up in-process state by.
+    async fn resolve(&self, id: &TaskId) -> Result<Option<TaskId>, StoreError> {
+        Ok(self.get(id).await?.map(|record| record.task_id))
+    }
+
     /// Atomically moves a `pending` task to `running` under `lease` and returns it; `None`
     /// when it is not pending (cancelled, or claimed by another runner).
     async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError>;
@@ -388,7 +396,7 @@ pub trait Store: Send + Sync + 'static {
     /// Appends log entries to a task.
     async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError>;
 
-    /// Cancels a `pending` task atomically; returns its status *before* the call, so
+    /// Cancels a `pending` task atomically (`id` may be an alias); returns its status *before* the call, so
     /// `Some(Pending)` means this call cancelled it (`None`: no such task).
     async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError>;
 

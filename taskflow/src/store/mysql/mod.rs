@@ -334,6 +334,22 @@ impl Store for MysqlStore {
         Ok(Enqueued { id, created: true, write: Some(ticket) })
     }
 
+    async fn resolve(&self, id: &TaskId) -> Result<Option<TaskId>, StoreError> {
+        let rows = self
+            .rows(
+                "SELECT id FROM taskflow_tasks WHERE id = ?
+                 UNION ALL
+                 SELECT t.id FROM taskflow_aliases a JOIN taskflow_tasks t ON t.id = a.task_id
+                 WHERE a.alias = ?
+                 LIMIT 1",
+                vec![s(&id.to_string()), s(&id.to_string())],
+            )
+            .await?;
+        let Some(row) = rows.first() else { return Ok(None) };
+        let text = row.required(row.text(0, "id")?, "id")?;
+        text.parse().map(Some).map_err(|_| row.corrupt("id", &text))
+    }
+
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
         let sql = format!(
             "SELECT {COLUMNS} FROM taskflow_tasks WHERE id = ?
@@ -468,20 +484,22 @@ impl Store for MysqlStore {
     async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
         let mut conn = self.conn().await?;
         let mut tx = conn.start_transaction(Default::default()).await.map_err(unavailable)?;
-        let status: Option<String> = tx
+        let found: Option<(String, String)> = tx
             .exec_first(
-                "SELECT status FROM taskflow_tasks WHERE id = ? FOR UPDATE",
-                (id.to_string(),),
+                "SELECT id, status FROM taskflow_tasks
+                 WHERE id = COALESCE((SELECT task_id FROM taskflow_aliases WHERE alias = ?), ?)
+                 FOR UPDATE",
+                (id.to_string(), id.to_string()),
             )
             .await
             .map_err(unavailable)?;
-        let Some(status) = status else { return Ok(None) };
+        let Some((target, status)) = found else { return Ok(None) };
         let status: TaskStatus =
             status.parse().map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason })?;
         if status == TaskStatus::Pending {
             tx.exec_drop(
                 "UPDATE taskflow_tasks SET status = 'cancelled', end_time = ? WHERE id = ?",
-                (micros(Utc::now()), id.to_string()),
+                (micros(Utc::now()), target),
             )
             .await
             .map_err(unavailable)?;

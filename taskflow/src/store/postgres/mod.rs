@@ -287,6 +287,20 @@ impl Store for PostgresStore {
         Ok(Some(record))
     }
 
+    async fn resolve(&self, id: &TaskId) -> Result<Option<TaskId>, StoreError> {
+        let rows = self
+            .query(
+                "SELECT id FROM taskflow_tasks WHERE id = $1
+                 UNION ALL
+                 SELECT t.id FROM taskflow_aliases a JOIN taskflow_tasks t ON t.id = a.task_id
+                 WHERE a.alias = $1
+                 LIMIT 1",
+                &[id.as_uuid()],
+            )
+            .await?;
+        Ok(rows.first().map(|row| TaskId::from(row.get::<_, uuid::Uuid>(0))))
+    }
+
     async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
         let sql = format!(
             "UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $2),
@@ -387,19 +401,22 @@ impl Store for PostgresStore {
         let tx = client.transaction().await.map_err(unavailable)?;
         let found = tx
             .query_opt(
-                "SELECT status FROM taskflow_tasks WHERE id = $1 FOR UPDATE",
+                "SELECT id, status FROM taskflow_tasks
+                 WHERE id = COALESCE((SELECT task_id FROM taskflow_aliases WHERE alias = $1), $1)
+                 FOR UPDATE",
                 &[id.as_uuid()],
             )
             .await
             .map_err(unavailable)?;
         let Some(found) = found else { return Ok(None) };
-        let status: String = found.get(0);
+        let target: uuid::Uuid = found.get(0);
+        let status: String = found.get(1);
         let status: TaskStatus =
             status.parse().map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason })?;
         if status == TaskStatus::Pending {
             tx.execute(
                 "UPDATE taskflow_tasks SET status = 'cancelled', end_time = $2 WHERE id = $1",
-                &[id.as_uuid(), &Utc::now()],
+                &[&target, &Utc::now()],
             )
             .await
             .map_err(unavailable)?;

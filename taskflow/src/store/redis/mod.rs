@@ -267,6 +267,25 @@ impl Store for RedisStore {
         Ok(Some(record))
     }
 
+    async fn resolve(&self, id: &TaskId) -> Result<Option<TaskId>, StoreError> {
+        let mut conn = self.conn.clone();
+        let key = id.to_string();
+        let exists: bool = conn.exists(self.key(&format!("t:{key}"))).await.map_err(unavailable)?;
+        if exists {
+            return Ok(Some(*id));
+        }
+        let holder: Option<String> =
+            conn.get(self.key(&format!("a:{key}"))).await.map_err(unavailable)?;
+        let Some(holder) = holder else { return Ok(None) };
+        let exists: bool =
+            conn.exists(self.key(&format!("t:{holder}"))).await.map_err(unavailable)?;
+        let parsed = holder.parse().map_err(|_| StoreError::Corrupt {
+            id: key,
+            reason: format!("alias points at `{holder}`, not a task id"),
+        })?;
+        Ok(exists.then_some(parsed))
+    }
+
     async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
         let now = Utc::now();
         let mut conn = self.conn.clone();

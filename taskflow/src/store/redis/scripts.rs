@@ -101,13 +101,17 @@ return 1
     )
 }
 
-/// Cancels a pending task; returns its status before the call, or nil.
+/// Cancels a pending task (`ARGV[2]` may be an alias); returns its status before the call, or
+/// nil.
 /// ARGV: prefix, id, now, now_us.
 pub(super) fn cancel() -> String {
     format!(
         "{SETTLE}{}",
         r#"
 local p, id = ARGV[1], ARGV[2]
+if redis.call('EXISTS', p..':t:'..id) == 0 then
+  id = redis.call('GET', p..':a:'..id) or id
+end
 local t = p..':t:'..id
 local status = redis.call('HGET', t, 'status')
 if not status then return false end

@@ -1,10 +1,13 @@
 //! The store conformance suite: the same checks against every backend. Each backend module
 //! at the bottom instantiates every check with its own fresh store.
 
+mod aliases;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use self::aliases::{aliases_resolve_everywhere, manager_resolves_aliases};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use taskflow::{
@@ -47,7 +50,7 @@ fn lease(owner: &str, ttl: Duration) -> Lease {
 }
 
 /// Stores `record` and waits until it is durable.
-async fn put(store: &dyn Store, record: TaskRecord) -> TaskId {
+pub(crate) async fn put(store: &dyn Store, record: TaskRecord) -> TaskId {
     let enqueued = store.enqueue(record).unwrap();
     if let Some(write) = enqueued.write {
         write.wait().await.unwrap();
@@ -448,6 +451,8 @@ macro_rules! all_checks {
             stats_count_outcomes_and_durations,
             reclaim_settles_dead_runners,
             retention_prunes_only_finished,
+            aliases_resolve_everywhere,
+            manager_resolves_aliases,
         );
     };
 }
