@@ -66,6 +66,9 @@ pub use crate::store::MysqlStore;
 pub use crate::store::PostgresStore;
 #[cfg(feature = "redis")]
 pub use crate::store::RedisStore;
+/// Fault injection for tests (feature `fault-injection`).
+#[cfg(feature = "fault-injection")]
+pub use crate::store::faults;
 pub use crate::store::{
     DEFAULT_PAGE, Enqueued, FunctionStats, Lease, MemoryStore, P95_WINDOW, PendingTask, Reclaimed,
     Retention, Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteDone,

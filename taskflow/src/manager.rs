@@ -73,9 +73,9 @@ struct Inner {
     prune_every: Duration,
     /// A shared store's signal that tasks were enqueued elsewhere (`None`: not shared).
     wake: Option<Arc<tokio::sync::Notify>>,
-    /// With a shared store: the tasks this instance has queued or is running.
+    /// The tasks this instance has queued or is running.
     queued: Mutex<std::collections::HashSet<TaskId>>,
-    /// With a shared store: how often pending tasks are polled without a signal.
+    /// How often pending tasks that nobody runs are polled for, without a signal.
     poll_every: Duration,
 }
 
@@ -234,6 +234,7 @@ impl TaskManager {
             match write.wait().await {
                 Ok(()) => manager.dispatch(dispatch),
                 Err(err) => {
+                    manager.untrack_queued(&dispatch.id);
                     tracing::error!(task_id = %dispatch.id, error = %err, "taskflow: the task could not be stored; it will not run");
                 }
             }
@@ -248,7 +249,10 @@ impl TaskManager {
         let (status, priority, scheduled_at) =
             (record.status, record.priority, record.scheduled_at);
         let tags = (!self.inner.observers.is_empty()).then(|| Arc::new(record.tags.clone()));
-        let enqueued = self.inner.store.enqueue(record)?;
+        let mut enqueued = self.inner.store.enqueue(record)?;
+        let id = enqueued.id;
+        enqueued.write =
+            enqueued.write.map(|write| write.read_back(Arc::clone(&self.inner.store), id));
         if !enqueued.created || status != TaskStatus::Pending {
             return Ok((enqueued, None));
         }
@@ -268,18 +272,14 @@ impl TaskManager {
         Ok((enqueued, Some(dispatch)))
     }
 
-    /// With a shared store, remembers that this instance will run `id`, so that polling for
-    /// tasks enqueued elsewhere leaves it alone.
+    /// Remembers that this instance will run `id`, so that polling for pending tasks nobody
+    /// runs leaves it alone.
     fn track_queued(&self, id: TaskId) {
-        if self.inner.wake.is_some() {
-            self.inner.queued.lock().unwrap_or_else(PoisonError::into_inner).insert(id);
-        }
+        self.inner.queued.lock().unwrap_or_else(PoisonError::into_inner).insert(id);
     }
 
     fn untrack_queued(&self, id: &TaskId) {
-        if self.inner.wake.is_some() {
-            self.inner.queued.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
-        }
+        self.inner.queued.lock().unwrap_or_else(PoisonError::into_inner).remove(id);
     }
 
     /// Stores a task through `client`, a transaction of yours (or a plain client) on the
@@ -342,11 +342,8 @@ impl TaskManager {
         let manager = self.clone();
         let future = async move {
             let id = dispatch.id;
-            let shared = manager.inner.wake.is_some().then(|| manager.clone());
-            manager.run(dispatch).await;
-            if let Some(manager) = shared {
-                manager.untrack_queued(&id);
-            }
+            manager.clone().run(dispatch).await;
+            manager.untrack_queued(&id);
         };
         self.inner.tracker.spawn_on(future, &self.inner.runtime);
     }
@@ -427,7 +424,7 @@ impl TaskManager {
         let context = self.context_for(&record);
         let enqueued = self.inner.store.enqueue(record)?;
         if let Some(write) = enqueued.write {
-            write.wait().await?;
+            write.read_back(Arc::clone(&self.inner.store), enqueued.id).wait().await?;
         }
         context.emit(EventKind::Enqueued, Some(format!("retry of {id}")));
         let timeout = options.attempt_timeout();
@@ -511,22 +508,24 @@ impl TaskManager {
                 manager.maintain(&mut last_prune).await;
             }
         });
-        if let Some(wake) = self.inner.wake.clone() {
-            let weak = Arc::downgrade(&self.inner);
-            let stopping = self.inner.stopping.clone();
-            let every = self.inner.poll_every;
-            self.inner.runtime.spawn(async move {
-                loop {
-                    tokio::select! {
-                        () = tokio::time::sleep(every) => {}
-                        () = wake.notified() => {}
-                        () = stopping.cancelled() => return,
-                    }
-                    let Some(inner) = weak.upgrade() else { return };
-                    TaskManager { inner }.poll_pending().await;
+        // Every store is polled: a shared one for tasks other instances left or added in a
+        // transaction (and woken by its signal), any store for a task whose dispatch was
+        // dropped (a claim that failed past shutdown's start, a write reported late).
+        let wake = self.inner.wake.clone().unwrap_or_default();
+        let weak = Arc::downgrade(&self.inner);
+        let stopping = self.inner.stopping.clone();
+        let every = self.inner.poll_every;
+        self.inner.runtime.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(every) => {}
+                    () = wake.notified() => {}
+                    () = stopping.cancelled() => return,
                 }
-            });
-        }
+                let Some(inner) = weak.upgrade() else { return };
+                TaskManager { inner }.poll_pending().await;
+            }
+        });
     }
 
     async fn maintain(&self, last_prune: &mut tokio::time::Instant) {
@@ -593,15 +592,7 @@ impl TaskManager {
         if stopping.is_cancelled() {
             return;
         }
-        let lease = self.new_lease(dispatch.timeout);
-        let record = match self.inner.store.claim(&dispatch.id, &lease).await {
-            Ok(Some(record)) => record,
-            Ok(None) => return, // cancelled meanwhile, or another runner has it
-            Err(err) => {
-                tracing::error!(task_id = %dispatch.id, error = %err, "taskflow: could not claim task; it stays pending");
-                return;
-            }
-        };
+        let Some((record, lease)) = self.claim(&dispatch).await else { return };
         let running =
             Arc::new(RunningTask { stop: CancellationToken::new(), reason: Mutex::new(None) });
         self.lock_running().insert(record.task_id, Arc::clone(&running));
@@ -609,6 +600,48 @@ impl TaskManager {
         // Boxed: the attempt's state is large, and the spawned future stays small.
         Box::pin(self.run_claimed(record, lease, permit, &running)).await;
         self.lock_running().remove(&id);
+    }
+
+    /// Claims `dispatch`'s task under a new lease. A failed claim is tried again with backoff
+    /// until the store answers (or shutdown), and a claim whose reply was lost is found by
+    /// reading the task back: a task this runner holds runs, a pending one is claimed again.
+    /// `None` when the task is not for this runner (cancelled, or another runner has it).
+    async fn claim(&self, dispatch: &Dispatch) -> Option<(TaskRecord, Lease)> {
+        let store = &self.inner.store;
+        let mut pause = Duration::from_millis(50);
+        let mut lease = self.new_lease(dispatch.timeout);
+        loop {
+            match store.claim(&dispatch.id, &lease).await {
+                Ok(Some(record)) => return Some((record, lease)),
+                Ok(None) => return None, // cancelled meanwhile, or another runner has it
+                Err(err) => {
+                    tracing::error!(task_id = %dispatch.id, error = %err, "taskflow: could not claim task; trying again");
+                }
+            }
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = self.inner.stopping.cancelled() => return None, // it stays pending
+                }
+                pause = (pause * 2).min(Duration::from_secs(5));
+                match store.get(&dispatch.id).await {
+                    Ok(Some(record))
+                        if record.status == TaskStatus::Running
+                            && record.lease_owner.as_deref() == Some(&*self.inner.runner) =>
+                    {
+                        // The claim went through; only its reply was lost.
+                        lease.expires_at = record.lease_expires_at.unwrap_or(lease.expires_at);
+                        return Some((record, lease));
+                    }
+                    Ok(Some(record)) if record.status == TaskStatus::Pending => break,
+                    Ok(_) => return None,
+                    Err(err) => {
+                        tracing::error!(task_id = %dispatch.id, error = %err, "taskflow: could not read task back after a failed claim; trying again");
+                    }
+                }
+            }
+            lease = self.new_lease(dispatch.timeout);
+        }
     }
 
     async fn run_claimed(
@@ -971,8 +1004,8 @@ impl TaskManagerBuilder {
         self
     }
 
-    /// With a store shared by several instances: how often to look for pending tasks that no
-    /// instance has taken, besides the store's own signal (default: every 5 seconds).
+    /// How often to look for pending tasks that nobody runs (on a shared store: that no
+    /// instance has taken, besides the store's own signal), default every 5 seconds.
     pub fn poll_every(mut self, every: Duration) -> Self {
         self.poll_every = every.max(Duration::from_millis(10));
         self

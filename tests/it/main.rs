@@ -6,6 +6,7 @@ mod crash;
 mod dsl;
 mod engine;
 mod external;
+mod faults;
 mod hostile;
 mod http;
 mod multi;

@@ -5,6 +5,8 @@
 //! changes an attempt is *fenced* by that lease, so a runner that lost its lease (a rescued
 //! task) can never overwrite the task; idempotency keys are enforced by the store itself.
 
+#[cfg(feature = "fault-injection")]
+pub mod faults;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod inserts;
 mod memory;
@@ -96,8 +98,22 @@ pub struct Enqueued {
 
 /// Resolves once a staged write is durable (or failed). Cloning it gives another handle on
 /// the same write.
-#[derive(Clone, Debug)]
-pub struct WriteTicket(tokio::sync::watch::Receiver<Option<Result<(), StoreError>>>);
+#[derive(Clone)]
+pub struct WriteTicket {
+    settled: tokio::sync::watch::Receiver<Option<Result<(), StoreError>>>,
+    /// Where to look when the write reports a failure: a remote commit whose reply was lost
+    /// may have gone through, and a task that is stored must not be reported as not stored.
+    read_back: Option<(Arc<dyn Store>, TaskId)>,
+}
+
+impl std::fmt::Debug for WriteTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteTicket")
+            .field("settled", &*self.settled.borrow())
+            .field("read_back", &self.read_back.as_ref().map(|(_, id)| id))
+            .finish()
+    }
+}
 
 /// Settles a [`WriteTicket`]: held by the store while the write is under way.
 #[derive(Debug)]
@@ -107,15 +123,34 @@ impl WriteTicket {
     /// A ticket and what settles it.
     pub fn new() -> (WriteDone, WriteTicket) {
         let (tx, rx) = tokio::sync::watch::channel(None);
-        (WriteDone(tx), WriteTicket(rx))
+        (WriteDone(tx), WriteTicket { settled: rx, read_back: None })
+    }
+
+    /// This ticket, which on a reported failure asks `store` whether task `id` (or an alias
+    /// with that id) is stored after all, and then reports success: a failure means "not
+    /// stored", never "maybe".
+    pub(crate) fn read_back(self, store: Arc<dyn Store>, id: TaskId) -> WriteTicket {
+        WriteTicket { read_back: Some((store, id)), ..self }
     }
 
     /// Waits for the write.
     pub async fn wait(mut self) -> Result<(), StoreError> {
-        match self.0.wait_for(Option::is_some).await {
+        let outcome = match self.settled.wait_for(Option::is_some).await {
             Ok(settled) => settled.clone().unwrap_or(Err(StoreError::Closed)),
             Err(_) => {
                 Err(StoreError::Unavailable("the store stopped before the write finished".into()))
+            }
+        };
+        let (Err(err), Some((store, id))) = (&outcome, self.read_back) else { return outcome };
+        match store.resolve(&id).await {
+            Ok(Some(_)) => {
+                tracing::warn!(task_id = %id, error = %err, "taskflow: a write reported a failure but the task is stored; treating it as stored");
+                Ok(())
+            }
+            Ok(None) => outcome,
+            Err(read) => {
+                tracing::error!(task_id = %id, error = %err, read_back = %read, "taskflow: a write failed and reading it back failed too; the task may be stored");
+                outcome
             }
         }
     }

@@ -525,15 +525,16 @@ pub(crate) async fn mysql_url() -> Option<String> {
     Some(format!("{base}/{name}"))
 }
 
+/// A MySQL/MariaDB store in a database of its own (see [`mysql_url`]).
+pub(crate) async fn mysql_store() -> Option<taskflow::MysqlStore> {
+    let url = mysql_url().await?;
+    Some(taskflow::MysqlStore::connect_with_pool_size(&url, 8).await.unwrap())
+}
+
 mod mysql {
     use super::*;
 
-    async fn fresh() -> Option<Arc<dyn Store>> {
-        let url = mysql_url().await?;
-        Some(Arc::new(taskflow::MysqlStore::connect_with_pool_size(&url, 8).await.unwrap()))
-    }
-
-    all_checks!(fresh().await);
+    all_checks!(mysql_store().await.map(|store| Arc::new(store) as Arc<dyn Store>));
 }
 
 /// A Redis store under a key prefix of its own; `None` (and a line saying why) without

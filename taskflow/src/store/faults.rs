@@ -1,0 +1,210 @@
+//! [`FaultyStore`]: a store wrapper that makes chosen operations fail, or succeed and lose
+//! their reply, for tests of what the engine does when a database misbehaves (feature
+//! `fault-injection`; not for production).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{
+    Enqueued, Lease, PendingTask, Reclaimed, Retention, Store, StoreError, TaskPage, TaskQuery,
+    TaskStats, Transition, WriteTicket,
+};
+use crate::id::TaskId;
+use crate::record::{LogEntry, TaskRecord, TaskStatus};
+
+/// An operation a fault can hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Operation {
+    /// [`Store::claim`].
+    Claim,
+    /// [`Store::transition`].
+    Transition,
+    /// The durable write of an enqueue (its [`WriteTicket`]).
+    Commit,
+}
+
+/// What goes wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The operation fails without reaching the store.
+    Fail,
+    /// The operation reaches the store and takes effect, but its caller gets an error (a
+    /// reply lost with the connection).
+    LoseReply,
+}
+
+const SLOTS: usize = 6;
+
+fn slot(operation: Operation, fault: Fault) -> usize {
+    let op = match operation {
+        Operation::Claim => 0,
+        Operation::Transition => 1,
+        Operation::Commit => 2,
+    };
+    op * 2 + usize::from(fault == Fault::LoseReply)
+}
+
+/// A store whose next operations fail as planned with [`FaultyStore::inject`].
+pub struct FaultyStore {
+    inner: Arc<dyn Store>,
+    planned: [AtomicUsize; SLOTS],
+    hit: [AtomicUsize; SLOTS],
+}
+
+impl std::fmt::Debug for FaultyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultyStore").finish_non_exhaustive()
+    }
+}
+
+impl FaultyStore {
+    /// Wraps `inner`; nothing fails until [`FaultyStore::inject`] says so.
+    pub fn new(inner: Arc<dyn Store>) -> FaultyStore {
+        FaultyStore { inner, planned: Default::default(), hit: Default::default() }
+    }
+
+    /// Makes the next `times` calls of `operation` meet `fault` (added to any still planned).
+    pub fn inject(&self, operation: Operation, fault: Fault, times: usize) {
+        self.planned[slot(operation, fault)].fetch_add(times, Ordering::SeqCst);
+    }
+
+    /// How many calls of `operation` have met `fault` so far.
+    pub fn hits(&self, operation: Operation, fault: Fault) -> usize {
+        self.hit[slot(operation, fault)].load(Ordering::SeqCst)
+    }
+
+    /// The fault planned for this call of `operation`, if any (taking it from the plan).
+    fn next(&self, operation: Operation) -> Option<Fault> {
+        [Fault::Fail, Fault::LoseReply].into_iter().find(|fault| {
+            let i = slot(operation, *fault);
+            let taken = self.planned[i]
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if taken {
+                self.hit[i].fetch_add(1, Ordering::SeqCst);
+            }
+            taken
+        })
+    }
+}
+
+fn injected(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("injected fault: {what}"))
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
+        let fault = self.next(Operation::Commit);
+        let mut enqueued = self.inner.enqueue(record)?;
+        let Some(fault) = fault else { return Ok(enqueued) };
+        let inner = enqueued.write.take();
+        let (done, ticket) = WriteTicket::new();
+        tokio::spawn(async move {
+            let stored = match inner {
+                Some(write) => write.wait().await,
+                None => Ok(()),
+            };
+            done.settle(match (fault, stored) {
+                (_, Err(err)) => Err(err),
+                (Fault::Fail, Ok(())) => Err(injected("commit failed (but it was stored)")),
+                (Fault::LoseReply, Ok(())) => Err(injected("commit reply lost")),
+            });
+        });
+        enqueued.write = Some(ticket);
+        Ok(enqueued)
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush().await
+    }
+
+    async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        self.inner.get(id).await
+    }
+
+    async fn resolve(&self, id: &TaskId) -> Result<Option<TaskId>, StoreError> {
+        self.inner.resolve(id).await
+    }
+
+    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
+        match self.next(Operation::Claim) {
+            Some(Fault::Fail) => Err(injected("claim failed")),
+            Some(Fault::LoseReply) => {
+                self.inner.claim(id, lease).await?;
+                Err(injected("claim reply lost"))
+            }
+            None => self.inner.claim(id, lease).await,
+        }
+    }
+
+    async fn transition(
+        &self,
+        id: &TaskId,
+        lease: &Lease,
+        change: Transition,
+    ) -> Result<bool, StoreError> {
+        match self.next(Operation::Transition) {
+            Some(Fault::Fail) => Err(injected("write failed")),
+            Some(Fault::LoseReply) => {
+                self.inner.transition(id, lease, change).await?;
+                Err(injected("write reply lost"))
+            }
+            None => self.inner.transition(id, lease, change).await,
+        }
+    }
+
+    async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {
+        self.inner.append_logs(id, logs).await
+    }
+
+    async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        self.inner.cancel_pending(id).await
+    }
+
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        self.inner.list(query).await
+    }
+
+    async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
+        self.inner.stats(since).await
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
+        self.inner.pending(limit).await
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        self.inner.renew_leases(owner, ids, expires_at).await
+    }
+
+    async fn reclaim_expired(
+        &self,
+        now: DateTime<Utc>,
+        max_recoveries: u32,
+    ) -> Result<Reclaimed, StoreError> {
+        self.inner.reclaim_expired(now, max_recoveries).await
+    }
+
+    async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.inner.prune(retention, now).await
+    }
+
+    fn enqueued_elsewhere(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.enqueued_elsewhere()
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.inner.close().await
+    }
+}

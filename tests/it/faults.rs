@@ -1,0 +1,139 @@
+//! The engine over a store that misbehaves on purpose (`taskflow::faults::FaultyStore`), on
+//! every backend: a failed claim or a claim whose reply was lost leaves the task to run, and a
+//! commit whose reply was lost is not reported as "not stored".
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use taskflow::faults::{Fault, FaultyStore, Operation};
+use taskflow::{EnqueueOptions, Store, TaskManager, TaskStatus};
+
+use crate::support::{note, notes, unique};
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[taskflow::task]
+async fn fault_probe(key: String, n: u32) -> u32 {
+    note(&key, format!("ran {n}"));
+    n
+}
+
+async fn manager(store: Arc<FaultyStore>) -> TaskManager {
+    TaskManager::builder()
+        .shared_store(store)
+        .poll_every(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Claims that fail, and claims that take effect but lose their reply: every task still runs,
+/// once.
+async fn failed_claims_leave_tasks_runnable(store: Arc<dyn Store>) {
+    let faulty = Arc::new(FaultyStore::new(store));
+    let manager = manager(Arc::clone(&faulty)).await;
+    let key = unique("claims");
+    faulty.inject(Operation::Claim, Fault::Fail, 3);
+    faulty.inject(Operation::Claim, Fault::LoseReply, 2);
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        ids.push(
+            manager.submit(fault_probe, (key.clone(), n), EnqueueOptions::new()).await.unwrap(),
+        );
+    }
+    for id in ids {
+        let record = manager.wait_for(id, LONG).await.unwrap();
+        assert_eq!(record.status, TaskStatus::Success, "{record:?}");
+    }
+    assert_eq!(faulty.hits(Operation::Claim, Fault::Fail), 3);
+    assert_eq!(faulty.hits(Operation::Claim, Fault::LoseReply), 2);
+    let mut ran = notes(&key);
+    ran.sort();
+    ran.dedup();
+    assert_eq!(ran.len(), 10, "each ran exactly once: {:?}", notes(&key));
+    assert_eq!(notes(&key).len(), 10);
+    manager.shutdown(Duration::from_secs(5)).await;
+}
+
+/// A commit that went through but whose reply was lost: `submit` says stored (it is), and the
+/// task runs once. A 503 would make a client retry and get a duplicate.
+async fn lost_commit_replies_are_read_back(store: Arc<dyn Store>) {
+    let faulty = Arc::new(FaultyStore::new(store));
+    let manager = manager(Arc::clone(&faulty)).await;
+    let key = unique("commits");
+    faulty.inject(Operation::Commit, Fault::LoseReply, 3);
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let submitted = manager.submit(fault_probe, (key.clone(), n), EnqueueOptions::new()).await;
+        ids.push(submitted.expect("a stored task is reported stored"));
+    }
+    assert_eq!(faulty.hits(Operation::Commit, Fault::LoseReply), 3);
+    for id in ids {
+        assert_eq!(manager.wait_for(id, LONG).await.unwrap().status, TaskStatus::Success);
+    }
+    assert_eq!(notes(&key).len(), 6, "each ran once: {:?}", notes(&key));
+    manager.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Writes of an attempt's outcome that fail or lose their reply: the outcome is still recorded.
+async fn failed_outcome_writes_are_retried(store: Arc<dyn Store>) {
+    let faulty = Arc::new(FaultyStore::new(store));
+    let manager = manager(Arc::clone(&faulty)).await;
+    let key = unique("outcomes");
+    faulty.inject(Operation::Transition, Fault::Fail, 2);
+    let id = manager.submit(fault_probe, (key.clone(), 7), EnqueueOptions::new()).await.unwrap();
+    let record = manager.wait_for(id, LONG).await.unwrap();
+    assert_eq!(record.status, TaskStatus::Success);
+    assert_eq!(record.result, Some(serde_json::json!(7)));
+    assert_eq!(faulty.hits(Operation::Transition, Fault::Fail), 2);
+    manager.shutdown(Duration::from_secs(5)).await;
+}
+
+macro_rules! on_every_store {
+    ($($check:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                super::$check(std::sync::Arc::new(taskflow::MemoryStore::new())).await;
+            })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = taskflow::SqliteStore::open(dir.path().join("tasks.db")).unwrap();
+                super::$check(std::sync::Arc::new(store)).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(store) = crate::conformance::postgres_store().await {
+                    super::$check(std::sync::Arc::new(store)).await;
+                }
+            })*
+        }
+        mod mysql {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(store) = crate::conformance::mysql_store().await {
+                    super::$check(std::sync::Arc::new(store)).await;
+                }
+            })*
+        }
+        mod redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(store) = crate::conformance::redis_store().await {
+                    super::$check(std::sync::Arc::new(store)).await;
+                }
+            })*
+        }
+    };
+}
+
+on_every_store!(
+    failed_claims_leave_tasks_runnable,
+    lost_commit_replies_are_read_back,
+    failed_outcome_writes_are_retried,
+);
