@@ -71,8 +71,8 @@ pub use crate::store::RedisStore;
 pub use crate::store::faults;
 pub use crate::store::{
     DEFAULT_PAGE, Enqueued, FunctionStats, Lease, MemoryStore, P95_WINDOW, PendingTask, Reclaimed,
-    Retention, Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteDone,
-    WriteTicket,
+    Retention, Store, StoreError, StoreTimeouts, TaskPage, TaskQuery, TaskStats, Transition,
+    WriteDone, WriteTicket,
 };
 #[cfg(feature = "sqlite")]
 pub use crate::store::{Durability, SqliteOptions, SqliteStore};

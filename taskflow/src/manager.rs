@@ -21,8 +21,8 @@ use crate::record::{TaskRecord, TaskSource, TaskStatus};
 use crate::registry::registry;
 use crate::slots::{Permit, Slots};
 use crate::store::{
-    Enqueued, Lease, MAX_RECOVERIES, MemoryStore, PendingTask, Retention, Store, Transition,
-    WriteTicket,
+    Deadline, Enqueued, Lease, MAX_RECOVERIES, MemoryStore, PendingTask, Retention, Store,
+    StoreTimeouts, Transition, WriteTicket,
 };
 use crate::task::{IntoTaskArgs, Task};
 use crate::tasks::{NewTask, Tasks};
@@ -116,6 +116,7 @@ pub struct TaskManagerBuilder {
     prune_every: Duration,
     recover: bool,
     poll_every: Duration,
+    store_timeouts: StoreTimeouts,
     #[cfg(feature = "sqlite")]
     sqlite: Option<std::path::PathBuf>,
 }
@@ -132,6 +133,7 @@ impl TaskManager {
             prune_every: Duration::from_secs(60),
             recover: true,
             poll_every: Duration::from_secs(5),
+            store_timeouts: StoreTimeouts::default(),
             #[cfg(feature = "sqlite")]
             sqlite: None,
         }
@@ -1011,6 +1013,16 @@ impl TaskManagerBuilder {
         self
     }
 
+    /// With a store shared by several instances (PostgreSQL, MySQL, Redis): how long each of
+    /// its operations may take before it is an error ([`StoreTimeouts::default`]: 5 s for
+    /// one task's operations and durable enqueues, 60 s for statistics and maintenance). A
+    /// database that hangs then answers enqueues with `503` within the bound, and the app
+    /// keeps serving. An embedded store (SQLite, memory) has no such bound.
+    pub fn store_timeouts(mut self, timeouts: StoreTimeouts) -> Self {
+        self.store_timeouts = timeouts;
+        self
+    }
+
     /// Whether `build` recovers the store: reclaims tasks whose runner died and dispatches
     /// pending tasks (default: yes).
     pub fn recover(mut self, recover: bool) -> Self {
@@ -1039,8 +1051,11 @@ impl TaskManagerBuilder {
     fn start(self) -> Result<TaskManager> {
         registry().check()?;
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
-        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let mut store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let wake = store.enqueued_elsewhere();
+        if wake.is_some() {
+            store = Arc::new(Deadline::new(store, self.store_timeouts));
+        }
         Ok(TaskManager {
             inner: Arc::new(Inner {
                 store,

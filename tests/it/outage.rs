@@ -15,36 +15,67 @@ use tokio::task::JoinHandle;
 use crate::conformance::postgres_schema;
 use crate::support::{note, notes, unique, wait_until};
 
-/// A TCP proxy to `target` that can be cut (every connection dropped, new ones refused) and
-/// restored.
-struct Proxy {
-    port: u16,
+/// A TCP proxy to `target` that can be cut (every connection dropped, new ones refused),
+/// frozen (connections held open, new ones accepted, no byte passing either way) and restored.
+pub(crate) struct Proxy {
+    pub(crate) port: u16,
     up: Arc<std::sync::atomic::AtomicBool>,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
+/// Copies `from` to `to`, holding every byte while `frozen`.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        while frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        while frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
 impl Proxy {
-    async fn start(target: &'static str) -> Proxy {
+    pub(crate) async fn start(target: &'static str) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let (accepting, tracked) = (up.clone(), links.clone());
+        let (accepting, tracked, held) = (up.clone(), links.clone(), frozen.clone());
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                let Ok((inbound, _)) = listener.accept().await else { return };
                 if !accepting.load(std::sync::atomic::Ordering::SeqCst) {
                     continue; // dropped: the database is "down"
                 }
+                let held = held.clone();
                 let link = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
+                    let Ok(outbound) = TcpStream::connect(target).await else { return };
+                    let (in_read, in_write) = inbound.into_split();
+                    let (out_read, out_write) = outbound.into_split();
+                    let up = tokio::spawn(pump(in_read, out_write, held.clone()));
+                    pump(out_read, in_write, held).await;
+                    up.abort();
                 });
                 tracked.lock().unwrap().push(link);
             }
         });
-        Proxy { port, up, links }
+        Proxy { port, up, frozen, links }
     }
 
     fn cut(&self) {
@@ -54,7 +85,13 @@ impl Proxy {
         }
     }
 
-    fn restore(&self) {
+    /// Connections stay open and new ones are accepted, but nothing passes: a hung server.
+    pub(crate) fn freeze(&self) {
+        self.frozen.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn restore(&self) {
+        self.frozen.store(false, std::sync::atomic::Ordering::SeqCst);
         self.up.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 }

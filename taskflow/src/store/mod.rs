@@ -5,6 +5,7 @@
 //! changes an attempt is *fenced* by that lease, so a runner that lost its lease (a rescued
 //! task) can never overwrite the task; idempotency keys are enforced by the store itself.
 
+mod deadline;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -26,6 +27,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub(crate) use self::deadline::Deadline;
+pub use self::deadline::StoreTimeouts;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "mysql")]
 pub use self::mysql::MysqlStore;
@@ -68,6 +71,15 @@ pub enum StoreError {
     /// The store was closed.
     #[error("task store closed")]
     Closed,
+    /// The store did not answer in time (a database that hangs); the operation may or may
+    /// not have taken effect, and an enqueue is read back before it is reported failed.
+    #[error("task store did not answer within {after:?} ({what})")]
+    TimedOut {
+        /// The operation.
+        what: &'static str,
+        /// The bound it ran past.
+        after: std::time::Duration,
+    },
     /// A list cursor that this store did not give out.
     #[error("invalid cursor `{0}`")]
     InvalidCursor(String),
@@ -101,6 +113,8 @@ pub struct Enqueued {
 #[derive(Clone)]
 pub struct WriteTicket {
     settled: tokio::sync::watch::Receiver<Option<Result<(), StoreError>>>,
+    /// How long to wait for the write before reporting it failed (then read back).
+    deadline: Option<std::time::Duration>,
     /// Where to look when the write reports a failure: a remote commit whose reply was lost
     /// may have gone through, and a task that is stored must not be reported as not stored.
     read_back: Option<(Arc<dyn Store>, TaskId)>,
@@ -123,7 +137,7 @@ impl WriteTicket {
     /// A ticket and what settles it.
     pub fn new() -> (WriteDone, WriteTicket) {
         let (tx, rx) = tokio::sync::watch::channel(None);
-        (WriteDone(tx), WriteTicket { settled: rx, read_back: None })
+        (WriteDone(tx), WriteTicket { settled: rx, deadline: None, read_back: None })
     }
 
     /// This ticket, which on a reported failure asks `store` whether task `id` (or an alias
@@ -133,13 +147,24 @@ impl WriteTicket {
         WriteTicket { read_back: Some((store, id)), ..self }
     }
 
+    /// This ticket, which reports the write failed when it has not settled within `limit`.
+    pub(crate) fn deadline(self, limit: std::time::Duration) -> WriteTicket {
+        WriteTicket { deadline: Some(limit), ..self }
+    }
+
     /// Waits for the write.
     pub async fn wait(mut self) -> Result<(), StoreError> {
-        let outcome = match self.settled.wait_for(Option::is_some).await {
-            Ok(settled) => settled.clone().unwrap_or(Err(StoreError::Closed)),
-            Err(_) => {
-                Err(StoreError::Unavailable("the store stopped before the write finished".into()))
+        let settled = async {
+            match self.settled.wait_for(Option::is_some).await {
+                Ok(settled) => settled.clone().unwrap_or(Err(StoreError::Closed)),
+                Err(_) => Err(StoreError::Unavailable(
+                    "the store stopped before the write finished".into(),
+                )),
             }
+        };
+        let outcome = match self.deadline {
+            Some(limit) => deadline::within("enqueue", limit, settled).await,
+            None => settled.await,
         };
         let (Err(err), Some((store, id))) = (&outcome, self.read_back) else { return outcome };
         match store.resolve(&id).await {

@@ -1,0 +1,145 @@
+//! [`Deadline`]: every operation on a shared store answers within a bound, so a database that
+//! hangs (connections held open with no bytes passing) turns into errors and `503`s instead of
+//! requests that hang for the whole outage.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{
+    Enqueued, Lease, PendingTask, Reclaimed, Retention, Store, StoreError, TaskPage, TaskQuery,
+    TaskStats, Transition,
+};
+use crate::id::TaskId;
+use crate::record::{LogEntry, TaskRecord, TaskStatus};
+
+/// The bounds of a [`Deadline`] store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreTimeouts {
+    /// Operations on one task and its durable enqueue: get, claim, writes, cancel, a page of
+    /// the list (default 5 s).
+    pub operation: Duration,
+    /// Operations over many tasks: statistics, reclaim, prune, the pending scan at start
+    /// (default 60 s).
+    pub bulk: Duration,
+}
+
+impl Default for StoreTimeouts {
+    fn default() -> Self {
+        StoreTimeouts { operation: Duration::from_secs(5), bulk: Duration::from_secs(60) }
+    }
+}
+
+/// A store whose every operation is bounded by [`StoreTimeouts`]; what runs past its bound is
+/// dropped and reported as [`StoreError::TimedOut`].
+pub(crate) struct Deadline {
+    inner: Arc<dyn Store>,
+    timeouts: StoreTimeouts,
+}
+
+impl Deadline {
+    pub(crate) fn new(inner: Arc<dyn Store>, timeouts: StoreTimeouts) -> Deadline {
+        Deadline { inner, timeouts }
+    }
+}
+
+/// `future`, or [`StoreError::TimedOut`] after `limit`.
+pub(crate) async fn within<T>(
+    what: &'static str,
+    limit: Duration,
+    future: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(limit, future).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(StoreError::TimedOut { what, after: limit }),
+    }
+}
+
+#[async_trait]
+impl Store for Deadline {
+    fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
+        let mut enqueued = self.inner.enqueue(record)?;
+        enqueued.write = enqueued.write.map(|write| write.deadline(self.timeouts.operation));
+        Ok(enqueued)
+    }
+
+    async fn flush(&self) -> Result<(), StoreError> {
+        within("flush", self.timeouts.operation, self.inner.flush()).await
+    }
+
+    async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        within("get", self.timeouts.operation, self.inner.get(id)).await
+    }
+
+    async fn resolve(&self, id: &TaskId) -> Result<Option<TaskId>, StoreError> {
+        within("resolve", self.timeouts.operation, self.inner.resolve(id)).await
+    }
+
+    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
+        within("claim", self.timeouts.operation, self.inner.claim(id, lease)).await
+    }
+
+    async fn transition(
+        &self,
+        id: &TaskId,
+        lease: &Lease,
+        change: Transition,
+    ) -> Result<bool, StoreError> {
+        within("transition", self.timeouts.operation, self.inner.transition(id, lease, change))
+            .await
+    }
+
+    async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {
+        within("append_logs", self.timeouts.operation, self.inner.append_logs(id, logs)).await
+    }
+
+    async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        within("cancel", self.timeouts.operation, self.inner.cancel_pending(id)).await
+    }
+
+    async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
+        within("list", self.timeouts.operation, self.inner.list(query)).await
+    }
+
+    async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
+        within("stats", self.timeouts.bulk, self.inner.stats(since)).await
+    }
+
+    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
+        within("pending", self.timeouts.bulk, self.inner.pending(limit)).await
+    }
+
+    async fn renew_leases(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let renew = self.inner.renew_leases(owner, ids, expires_at);
+        within("renew_leases", self.timeouts.operation, renew).await
+    }
+
+    async fn reclaim_expired(
+        &self,
+        now: DateTime<Utc>,
+        max_recoveries: u32,
+    ) -> Result<Reclaimed, StoreError> {
+        let reclaim = self.inner.reclaim_expired(now, max_recoveries);
+        within("reclaim", self.timeouts.bulk, reclaim).await
+    }
+
+    async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        within("prune", self.timeouts.bulk, self.inner.prune(retention, now)).await
+    }
+
+    fn enqueued_elsewhere(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.inner.enqueued_elsewhere()
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        within("close", self.timeouts.bulk, self.inner.close()).await
+    }
+}
