@@ -50,6 +50,18 @@ pub enum Error {
     /// The task store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// A task carries more than [`Limits`](crate::Limits) allows; nothing was stored. In a
+    /// request, the axum layer answers `413 Payload Too Large`.
+    #[error("task {what} too large: {size} over the limit of {limit}")]
+    TooLarge {
+        /// What is too large: `arguments` (bytes), `tags` (count), `tag key`, `tag value`,
+        /// `idempotency key` (bytes).
+        what: &'static str,
+        /// Its size (for arguments over the limit: at least this).
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// No task has this id.
     #[error("task {id} not found")]
     TaskNotFound {

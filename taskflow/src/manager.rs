@@ -15,6 +15,7 @@ use crate::context::TaskContext;
 use crate::error::{Error, Result};
 use crate::failure::{FailureKind, TaskFailure};
 use crate::id::TaskId;
+use crate::limits::{Limits, cut};
 use crate::observer::{EventKind, Observers, TaskObserver};
 use crate::options::EnqueueOptions;
 use crate::record::{TaskRecord, TaskSource, TaskStatus};
@@ -77,6 +78,8 @@ struct Inner {
     queued: Mutex<std::collections::HashSet<TaskId>>,
     /// How often pending tasks that nobody runs are polled for, without a signal.
     poll_every: Duration,
+    /// The most a task may carry.
+    pub(crate) limits: Limits,
 }
 
 /// A task between claim and final status, as the manager tracks it.
@@ -117,6 +120,7 @@ pub struct TaskManagerBuilder {
     recover: bool,
     poll_every: Duration,
     store_timeouts: StoreTimeouts,
+    limits: Limits,
     #[cfg(feature = "sqlite")]
     sqlite: Option<std::path::PathBuf>,
 }
@@ -134,6 +138,7 @@ impl TaskManager {
             recover: true,
             poll_every: Duration::from_secs(5),
             store_timeouts: StoreTimeouts::default(),
+            limits: Limits::default(),
             #[cfg(feature = "sqlite")]
             sqlite: None,
         }
@@ -250,6 +255,7 @@ impl TaskManager {
         let record = new_record(new);
         let (status, priority, scheduled_at) =
             (record.status, record.priority, record.scheduled_at);
+        self.inner.limits.check(&record)?;
         let tags = (!self.inner.observers.is_empty()).then(|| Arc::new(record.tags.clone()));
         let mut enqueued = self.inner.store.enqueue(record)?;
         let id = enqueued.id;
@@ -729,10 +735,11 @@ impl TaskManager {
                 {
                     drop(permit.take()); // free the slot while recording and waiting
                     self.flush_logs(&record.task_id, &context).await;
+                    let limit = self.inner.limits.max_error_bytes;
                     let change = Transition::AttemptFailed {
                         retries_used: attempt + 1,
-                        error: failure.message.clone(),
-                        stacktrace: failure.stacktrace.clone(),
+                        error: cut(failure.message.clone(), limit),
+                        stacktrace: cut(failure.stacktrace.clone(), limit),
                     };
                     if !self.write(&record.task_id, &lease, change).await {
                         return; // the lease was lost: another runner owns the task now
@@ -826,6 +833,12 @@ impl TaskManager {
         result: Option<serde_json::Value>,
         failure: Option<TaskFailure>,
     ) {
+        let limit = self.inner.limits.max_error_bytes;
+        let failure = failure.map(|f| TaskFailure {
+            message: cut(f.message, limit),
+            stacktrace: cut(f.stacktrace, limit),
+            ..f
+        });
         let message = failure.as_ref().map(|f| f.message.clone());
         let change = Transition::Finished {
             status,
@@ -1023,6 +1036,13 @@ impl TaskManagerBuilder {
         self
     }
 
+    /// The most a task may carry (arguments, tags, idempotency key) and produce (error text,
+    /// log lines); default [`Limits::default`].
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Whether `build` recovers the store: reclaims tasks whose runner died and dispatches
     /// pending tasks (default: yes).
     pub fn recover(mut self, recover: bool) -> Self {
@@ -1073,6 +1093,7 @@ impl TaskManagerBuilder {
                 wake,
                 queued: Mutex::default(),
                 poll_every: self.poll_every,
+                limits: self.limits,
             }),
         })
     }

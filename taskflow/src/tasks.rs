@@ -117,7 +117,8 @@ impl Tasks {
     /// parameters in order for several, or the generated `Args` struct.
     ///
     /// When the store cannot take the task, the error is logged and, in a request, the
-    /// response becomes a `503` so the client never holds an id that does not exist; use
+    /// response becomes a `503` (a `413` for a task over the manager's
+    /// [`Limits`](crate::Limits)) so the client never holds an id that does not exist; use
     /// [`Tasks::try_add_task`] to handle it yourself. A durable store may only learn later,
     /// when it commits, that a write failed (a full disk): in a request that too turns the
     /// response into a `503`; outside a request it is logged and the task never starts (use
@@ -140,7 +141,9 @@ impl Tasks {
             Err(err) => {
                 tracing::error!(task_id = %id, error = %err, "taskflow: could not enqueue task");
                 if let Sink::Request(batch) = &self.sink {
-                    batch.lock().errors.push(err.to_string());
+                    let mut state = batch.lock();
+                    state.too_large |= matches!(err, Error::TooLarge { .. });
+                    state.errors.push(err.to_string());
                 }
                 id
             }
@@ -232,6 +235,8 @@ struct BatchState {
     deferred: Vec<Dispatch>,
     writes: Vec<WriteTicket>,
     errors: Vec<String>,
+    /// Whether one of `errors` is a task over the limits (the response is then a `413`).
+    too_large: bool,
     released: bool,
 }
 
@@ -249,9 +254,10 @@ impl RequestBatch {
         self.enqueued.load(Ordering::Acquire)
     }
 
-    /// Store errors met while enqueuing.
-    pub(crate) fn errors(&self) -> Vec<String> {
-        self.lock().errors.clone()
+    /// Errors met while enqueuing, and whether one was a task over the limits.
+    pub(crate) fn errors(&self) -> (Vec<String>, bool) {
+        let state = self.lock();
+        (state.errors.clone(), state.too_large)
     }
 
     /// Waits until every task the request stored is durable.

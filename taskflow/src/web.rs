@@ -113,9 +113,9 @@ where
             let response = inner.call(request).await.into_response();
             let response = match stored(&batch).await {
                 Ok(()) => response,
-                Err(message) => {
+                Err((status, message)) => {
                     let body = serde_json::json!({ "error": message });
-                    (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+                    (status, Json(body)).into_response()
                 }
             };
             Ok(response.map(|body| Body::new(ReleasingBody { body, _guard: guard })))
@@ -123,18 +123,21 @@ where
     }
 }
 
-/// Waits until the request's tasks are durable; the error to send when they are not.
-async fn stored(batch: &RequestBatch) -> Result<(), String> {
+/// Waits until the request's tasks are durable; the status and error to send when they are
+/// not: `413` for a task over the limits, `503` otherwise.
+async fn stored(batch: &RequestBatch) -> Result<(), (StatusCode, String)> {
+    let (errors, too_large) = batch.errors();
+    if !errors.is_empty() {
+        let status =
+            if too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::SERVICE_UNAVAILABLE };
+        return Err((status, format!("could not enqueue background task: {}", errors.join("; "))));
+    }
     if !batch.enqueued_any() {
         return Ok(());
     }
-    let errors = batch.errors();
-    if !errors.is_empty() {
-        return Err(format!("could not enqueue background task: {}", errors.join("; ")));
-    }
     batch.durable().await.map_err(|err| {
         tracing::error!(error = %err, "taskflow: could not make the request's tasks durable");
-        format!("could not enqueue background task: {err}")
+        (StatusCode::SERVICE_UNAVAILABLE, format!("could not enqueue background task: {err}"))
     })
 }
 

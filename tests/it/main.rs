@@ -10,6 +10,7 @@ mod faults;
 mod hang;
 mod hostile;
 mod http;
+mod limits;
 mod multi;
 pub(crate) mod outage;
 mod routes;

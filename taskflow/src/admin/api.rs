@@ -49,8 +49,32 @@ pub(crate) async fn list(
     let params = Params::parse(raw.as_deref(), &LIST_PARAMS)?;
     let query = params::task_query(&params)?;
     let page = state.manager.store().list(&query).await?;
-    let tasks: Vec<_> = page.tasks.into_iter().map(|r| state.redaction.apply(r)).collect();
+    let tasks: Vec<_> =
+        page.tasks.into_iter().map(|r| previewed(state.redaction.apply(r))).collect();
     Ok(Json(json!({ "tasks": tasks, "next_cursor": page.next, "limit": query.limit })))
+}
+
+/// The most bytes of a task's encoded arguments or result a list page carries; longer ones
+/// are cut to a preview (`GET /tasks/{id}` has them whole).
+pub(crate) const PREVIEW_BYTES: usize = 512;
+
+/// `record` as a list row: arguments and result over [`PREVIEW_BYTES`] become a string
+/// preview, flagged by `args_truncated` / `result_truncated`.
+fn previewed(record: crate::record::TaskRecord) -> Value {
+    let mut row = serde_json::to_value(record).unwrap_or(Value::Null);
+    for field in ["args", "result"] {
+        let Some(value) = row.get_mut(field) else { continue };
+        let encoded = value.to_string();
+        if encoded.len() > PREVIEW_BYTES {
+            let mut end = PREVIEW_BYTES;
+            while !encoded.is_char_boundary(end) {
+                end -= 1;
+            }
+            *value = Value::String(format!("{}…", &encoded[..end]));
+            row[format!("{field}_truncated")] = Value::Bool(true);
+        }
+    }
+    row
 }
 
 /// `GET /tasks/{id}`.
