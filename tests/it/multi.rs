@@ -10,6 +10,10 @@ use taskflow::{EnqueueOptions, Store, TaskManager, TaskQuery, TaskStatus, task, 
 
 use crate::conformance::{mysql_url, pending, postgres_schema};
 
+/// Bounds for the stress tests here, where slowness is load, not a hung database.
+const STRESS_TIMEOUTS: taskflow::StoreTimeouts =
+    taskflow::StoreTimeouts { operation: Duration::from_secs(120), bulk: Duration::from_secs(300) };
+
 /// A shared database under test, and where its tasks count their runs.
 #[derive(Clone)]
 enum Shared {
@@ -146,8 +150,15 @@ fn instance(shared: Shared) -> Instance {
             .unwrap();
         runtime.block_on(async move {
             let store = shared.store().await;
-            let manager =
-                TaskManager::builder().shared_store(store).concurrency(32).build().await.unwrap();
+            let manager = TaskManager::builder()
+                .shared_store(store)
+                .concurrency(32)
+                // 10,000 tasks on a busy 2-core machine in a debug build: a durable enqueue
+                // may queue behind thousands of others for longer than the 5 s default.
+                .store_timeouts(STRESS_TIMEOUTS)
+                .build()
+                .await
+                .unwrap();
             tx.send(manager).unwrap();
             let _ = stopped.await;
         });

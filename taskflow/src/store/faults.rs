@@ -105,6 +105,7 @@ impl Store for FaultyStore {
         let Some(fault) = fault else { return Ok(enqueued) };
         let inner = enqueued.write.take();
         let (done, ticket) = WriteTicket::new();
+        done.start(); // what it wraps may be under way: never withdrawn, only read back
         tokio::spawn(async move {
             let stored = match inner {
                 Some(write) => write.wait().await,

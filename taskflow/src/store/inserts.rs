@@ -114,8 +114,13 @@ impl<S: Inserter> InsertQueue<S> {
                     return;
                 }
                 let take = queue.waiting.len().min(MAX_BATCH);
-                queue.waiting.drain(..take).collect::<Vec<_>>()
+                // Inserts whose callers gave up waiting (a slow database) are not written:
+                // they were told the task is not stored.
+                queue.waiting.drain(..take).filter(|insert| insert.done.start()).collect::<Vec<_>>()
             };
+            if batch.is_empty() {
+                continue;
+            }
             self.write_batch(batch).await;
         }
     }

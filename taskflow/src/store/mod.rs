@@ -113,6 +113,9 @@ pub struct Enqueued {
 #[derive(Clone)]
 pub struct WriteTicket {
     settled: tokio::sync::watch::Receiver<Option<Result<(), StoreError>>>,
+    /// Shared with the [`WriteDone`]: whether the store has started the write, or the
+    /// waiter gave up before it did (then the store must not write it).
+    state: Arc<std::sync::atomic::AtomicU8>,
     /// How long to wait for the write before reporting it failed (then read back).
     deadline: Option<std::time::Duration>,
     /// Where to look when the write reports a failure: a remote commit whose reply was lost
@@ -131,13 +134,23 @@ impl std::fmt::Debug for WriteTicket {
 
 /// Settles a [`WriteTicket`]: held by the store while the write is under way.
 #[derive(Debug)]
-pub struct WriteDone(tokio::sync::watch::Sender<Option<Result<(), StoreError>>>);
+pub struct WriteDone {
+    settle: tokio::sync::watch::Sender<Option<Result<(), StoreError>>>,
+    state: Arc<std::sync::atomic::AtomicU8>,
+}
+
+/// [`WriteTicket`] states: queued, started by the store, abandoned by its waiter.
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const ABANDONED: u8 = 2;
 
 impl WriteTicket {
     /// A ticket and what settles it.
     pub fn new() -> (WriteDone, WriteTicket) {
         let (tx, rx) = tokio::sync::watch::channel(None);
-        (WriteDone(tx), WriteTicket { settled: rx, deadline: None, read_back: None })
+        let state = Arc::new(std::sync::atomic::AtomicU8::new(QUEUED));
+        let done = WriteDone { settle: tx, state: Arc::clone(&state) };
+        (done, WriteTicket { settled: rx, state, deadline: None, read_back: None })
     }
 
     /// This ticket, which on a reported failure asks `store` whether task `id` (or an alias
@@ -153,20 +166,36 @@ impl WriteTicket {
     }
 
     /// Waits for the write.
-    pub async fn wait(mut self) -> Result<(), StoreError> {
+    pub async fn wait(self) -> Result<(), StoreError> {
+        let WriteTicket { mut settled, state, deadline, read_back } = self;
+        let abandon = || {
+            use std::sync::atomic::Ordering;
+            state.compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        };
         let settled = async {
-            match self.settled.wait_for(Option::is_some).await {
+            match settled.wait_for(Option::is_some).await {
                 Ok(settled) => settled.clone().unwrap_or(Err(StoreError::Closed)),
                 Err(_) => Err(StoreError::Unavailable(
                     "the store stopped before the write finished".into(),
                 )),
             }
         };
-        let outcome = match self.deadline {
-            Some(limit) => deadline::within("enqueue", limit, settled).await,
+        let outcome = match deadline {
             None => settled.await,
+            Some(limit) => {
+                tokio::pin!(settled);
+                match tokio::time::timeout(limit, &mut settled).await {
+                    Ok(outcome) => outcome,
+                    // Not started yet: withdrawn, so it is certainly not stored.
+                    Err(_) if abandon() => {
+                        return Err(StoreError::TimedOut { what: "enqueue", after: limit });
+                    }
+                    // Under way: give it one more bound, then read it back.
+                    Err(_) => deadline::within("enqueue", limit, settled).await,
+                }
+            }
         };
-        let (Err(err), Some((store, id))) = (&outcome, self.read_back) else { return outcome };
+        let (Err(err), Some((store, id))) = (&outcome, read_back) else { return outcome };
         match store.resolve(&id).await {
             Ok(Some(_)) => {
                 tracing::warn!(task_id = %id, error = %err, "taskflow: a write reported a failure but the task is stored; treating it as stored");
@@ -182,9 +211,27 @@ impl WriteTicket {
 }
 
 impl WriteDone {
+    /// Marks the write as started; `false` when its waiter gave up first, and then the store
+    /// must not make the write (its caller was told it failed). Settles the ticket as timed out
+    /// in that case.
+    pub fn start(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        let started = self
+            .state
+            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if !started {
+            self.settle.send_replace(Some(Err(StoreError::TimedOut {
+                what: "enqueue (withdrawn before it was written)",
+                after: std::time::Duration::ZERO,
+            })));
+        }
+        started
+    }
+
     /// Settles the ticket with `result`.
     pub fn settle(self, result: Result<(), StoreError>) {
-        self.0.send_replace(Some(result));
+        self.settle.send_replace(Some(result));
     }
 }
 

@@ -228,6 +228,9 @@ impl Store for RedisStore {
         let (done, ticket) = WriteTicket::new();
         let (scripts, mut conn) = (Arc::clone(&self.scripts), self.conn.clone());
         let write = async move {
+            if !done.start() {
+                return; // its caller gave up waiting and was told it is not stored
+            }
             let mut invocation = scripts.enqueue.prepare_invoke();
             for arg in &args {
                 invocation.arg(arg);
