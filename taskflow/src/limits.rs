@@ -8,7 +8,7 @@ use crate::record::TaskRecord;
 
 /// The maxima; [`Limits::default`] gives the documented defaults.
 ///
-/// ```rust
+/// ```rust,standalone_crate
 /// use taskflow::{Limits, TaskManager};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
