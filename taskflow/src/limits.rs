@@ -106,10 +106,7 @@ pub(crate) fn cut(mut text: String, limit: usize) -> String {
         return text;
     }
     let dropped = text.len();
-    let mut end = limit;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
+    let end = text.floor_char_boundary(limit);
     text.truncate(end);
     text.push_str(&format!(" [... cut: {} of {dropped} bytes dropped]", dropped - end));
     text

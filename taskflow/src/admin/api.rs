@@ -66,10 +66,7 @@ fn previewed(record: crate::record::TaskRecord) -> Value {
         let Some(value) = row.get_mut(field) else { continue };
         let encoded = value.to_string();
         if encoded.len() > PREVIEW_BYTES {
-            let mut end = PREVIEW_BYTES;
-            while !encoded.is_char_boundary(end) {
-                end -= 1;
-            }
+            let end = encoded.floor_char_boundary(PREVIEW_BYTES);
             *value = Value::String(format!("{}…", &encoded[..end]));
             row[format!("{field}_truncated")] = Value::Bool(true);
         }
