@@ -17,7 +17,7 @@ use crate::Row;
 const RECORDS: usize = 1_000_000;
 const FUNCTIONS: [&str; 5] = ["send_email", "resize_image", "charge_card", "sync_crm", "report"];
 
-fn finished(n: usize) -> TaskRecord {
+pub(crate) fn finished(n: usize) -> TaskRecord {
     let created = Utc::now() - chrono::Duration::seconds((RECORDS - n) as i64);
     let failed = n.is_multiple_of(10);
     TaskRecord {

@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release -p taskflow-bench -- [--reps N] [SCENARIO...]`; with no scenario named,
 //! every scenario runs. Scenarios: `memory` (or just `memory-async` / `memory-sync`), `costs` (enqueue alone, retries, RSS), `sqlite`,
-//! `http` (with `wrk`), `admin`, `shared` (PostgreSQL and
+//! `http` (with `wrk`), `admin`, `list` (a page of 1 MB-argument tasks, peak RSS), `feed` (SSE readers, with `curl`), `shared` (PostgreSQL and
 //! MySQL/MariaDB, when `TASKFLOW_TEST_POSTGRES_URL` / `TASKFLOW_TEST_MYSQL_URL` are set).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -16,7 +16,9 @@ use tokio::sync::Notify;
 
 mod admin;
 mod costs;
+mod feed;
 mod http;
+mod list;
 mod shared;
 mod sqlite;
 
@@ -257,6 +259,9 @@ pub(crate) fn print_thread_cpu(
 }
 
 fn print(rows: &[Row]) {
+    if rows.is_empty() {
+        return;
+    }
     println!(
         "| scenario | unit | taskflow median (min–max) | baseline | baseline median (min–max) | ratio |"
     );
@@ -285,6 +290,12 @@ fn main() {
         runtime.block_on(costs::memory_child());
         return;
     }
+    if std::env::args().nth(1).as_deref() == Some("__list") {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        runtime.block_on(list::child());
+        return;
+    }
     let mut reps = 5;
     let mut wanted = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -293,7 +304,7 @@ fn main() {
             "--reps" => reps = args.next().and_then(|n| n.parse().ok()).expect("--reps N"),
             "-h" | "--help" => {
                 println!(
-                    "usage: taskflow-bench [--reps N] [memory] [sqlite] [http] [admin] [shared]"
+                    "usage: taskflow-bench [--reps N] [memory] [sqlite] [http] [admin] [list] [feed] [shared]"
                 );
                 return;
             }
@@ -324,6 +335,12 @@ fn main() {
         }
         if runs("admin") {
             rows.extend(admin::run(reps).await);
+        }
+        if runs("list") {
+            list::run();
+        }
+        if runs("feed") {
+            rows.extend(feed::run(reps).await);
         }
         if runs("shared") {
             rows.extend(shared::run(reps).await);

@@ -2,12 +2,13 @@
 //! through [`task_context()`], and the buffer that [`task_log!`](crate::task_log) writes to.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Map, Value};
 
 use crate::id::TaskId;
+use crate::limits::{Limits, cut};
 use crate::manager::TaskManager;
 use crate::observer::{EventKind, Observers};
 use crate::record::{LogEntry, LogLevel};
@@ -37,9 +38,18 @@ struct ContextInner {
     task_id: TaskId,
     func_name: Arc<str>,
     tags: Arc<BTreeMap<String, String>>,
-    logs: Mutex<Vec<LogEntry>>,
+    logs: Mutex<Logs>,
     observers: Observers,
     manager: Option<TaskManager>,
+    limits: Limits,
+}
+
+/// The lines written since the last flush: at most `Limits::max_log_entries`, the oldest
+/// dropped first and counted.
+#[derive(Debug, Default)]
+struct Logs {
+    kept: VecDeque<LogEntry>,
+    dropped: usize,
 }
 
 impl TaskContext {
@@ -49,15 +59,17 @@ impl TaskContext {
         tags: Arc<BTreeMap<String, String>>,
         observers: Observers,
         manager: Option<TaskManager>,
+        limits: Limits,
     ) -> Self {
         TaskContext {
             inner: Arc::new(ContextInner {
                 task_id,
                 func_name,
                 tags,
-                logs: Mutex::new(Vec::new()),
+                logs: Mutex::new(Logs::default()),
                 observers,
                 manager,
+                limits,
             }),
             attempt: 0,
         }
@@ -102,15 +114,45 @@ impl TaskContext {
     }
 
     pub(crate) fn log(&self, level: LogLevel, message: String, fields: Map<String, Value>) {
+        let limits = &self.inner.limits;
+        let message = cut(message, limits.max_log_message_bytes);
         let entry =
             LogEntry { at: chrono::Utc::now(), level, message, attempt: self.attempt, fields };
         self.inner.observers.log(self, &entry);
-        self.inner.logs.lock().unwrap_or_else(PoisonError::into_inner).push(entry);
+        let mut logs = self.inner.logs.lock().unwrap_or_else(PoisonError::into_inner);
+        if logs.kept.len() >= limits.max_log_entries {
+            if logs.kept.pop_front().is_none() {
+                // A limit of zero keeps nothing.
+                logs.dropped += 1;
+                return;
+            }
+            logs.dropped += 1;
+        }
+        logs.kept.push_back(entry);
     }
 
-    /// Takes the log entries written since the last call.
+    /// Takes the log entries written since the last call; when some were dropped, a marker
+    /// line saying how many comes first.
     pub(crate) fn take_logs(&self) -> Vec<LogEntry> {
-        std::mem::take(&mut *self.inner.logs.lock().unwrap_or_else(PoisonError::into_inner))
+        let logs =
+            std::mem::take(&mut *self.inner.logs.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut taken = Vec::with_capacity(logs.kept.len() + 1);
+        if logs.dropped > 0 {
+            let at = logs.kept.front().map_or_else(chrono::Utc::now, |first| first.at);
+            let message = format!(
+                "[... {} earlier log lines dropped: at most {} are kept per attempt]",
+                logs.dropped, self.inner.limits.max_log_entries
+            );
+            taken.push(LogEntry {
+                at,
+                level: LogLevel::Warn,
+                message,
+                attempt: self.attempt,
+                fields: Map::new(),
+            });
+        }
+        taken.extend(logs.kept);
+        taken
     }
 
     pub(crate) fn emit(&self, kind: EventKind, message: Option<String>) {

@@ -1,47 +1,74 @@
-//! The live feed of lifecycle events: numbered, kept for a while for clients that reconnect,
-//! and broadcast to every subscriber (the admin stream).
+//! The live feed of lifecycle events: numbered, kept in a fixed window for clients that
+//! reconnect or fall behind, and announced to subscribers by sequence number only.
+//!
+//! Publishing costs one short lock and a copy of the event's small fields (tags and names are
+//! shared, messages are cut to [`SUMMARY_BYTES`]); nothing is serialised until a client reads
+//! it, and then once for all clients. Subscribers are woken through a `watch` of the newest
+//! number and read what they missed from the window in one go, so a flood of events wakes
+//! each client once per batch, not once per event, and a client that fell out of the window
+//! gets a snapshot instead of a backlog.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use tokio::sync::broadcast;
+use tokio::sync::watch;
 
+use crate::limits::cut;
 use crate::observer::TaskEvent;
 
-/// How many recent events the feed keeps for reconnecting clients, and how far a subscriber
-/// may fall behind before it is told to resynchronise.
-pub(crate) const FEED_CAPACITY: usize = 1024;
+/// How many recent events the feed keeps for clients that reconnect or read late.
+pub(crate) const FEED_CAPACITY: usize = 4096;
+
+/// The most of an event's message (an error, a log line) the feed keeps.
+pub(crate) const SUMMARY_BYTES: usize = 512;
 
 /// One event of the feed with its sequence number (the SSE event id).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct FeedEvent {
     pub(crate) seq: u64,
-    pub(crate) event: TaskEvent,
+    event: TaskEvent,
+    frame: OnceLock<String>,
+}
+
+impl FeedEvent {
+    /// The event as one Server-Sent Events message (`id`, `event: task`, JSON `data` on one
+    /// line), encoded by the first reader for all of them.
+    pub(crate) fn sse_frame(&self) -> &str {
+        self.frame.get_or_init(|| {
+            // Compact JSON escapes every newline, so the data is a single line.
+            let json = serde_json::to_string(&self.event).unwrap_or_else(|_| "{}".into());
+            format!("id: {}\nevent: task\ndata: {json}\n\n", self.seq)
+        })
+    }
 }
 
 /// The feed of one manager; off until something subscribes for the first time.
 #[derive(Debug)]
 pub(crate) struct Feed {
     enabled: AtomicBool,
-    state: Mutex<FeedState>,
-    sender: broadcast::Sender<Arc<FeedEvent>>,
-}
-
-#[derive(Debug, Default)]
-struct FeedState {
-    next_seq: u64,
-    recent: VecDeque<Arc<FeedEvent>>,
+    recent: Mutex<VecDeque<Arc<FeedEvent>>>,
+    newest: watch::Sender<u64>,
 }
 
 impl Default for Feed {
     fn default() -> Self {
         Feed {
             enabled: AtomicBool::new(false),
-            state: Mutex::new(FeedState { next_seq: 1, recent: VecDeque::new() }),
-            sender: broadcast::channel(FEED_CAPACITY).0,
+            recent: Mutex::new(VecDeque::with_capacity(FEED_CAPACITY)),
+            newest: watch::Sender::new(0),
         }
     }
+}
+
+/// What a subscriber reads after the events it has seen.
+#[derive(Debug)]
+pub(crate) enum Catchup {
+    /// The events after the ones seen, in order (possibly none).
+    Events(Vec<Arc<FeedEvent>>),
+    /// Some of the events after the ones seen are no longer kept; resynchronise, then go on
+    /// after `newest`.
+    Gap { newest: u64 },
 }
 
 impl Feed {
@@ -55,35 +82,98 @@ impl Feed {
         self.enabled.store(true, Ordering::Relaxed);
     }
 
-    /// Numbers `event`, keeps it, and sends it to subscribers.
+    /// Numbers a summary of `event`, keeps it, and wakes subscribers.
     pub(crate) fn publish(&self, event: &TaskEvent) {
         if !self.enabled() {
             return;
         }
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let numbered = Arc::new(FeedEvent { seq: state.next_seq, event: event.clone() });
-        state.next_seq += 1;
-        if state.recent.len() == FEED_CAPACITY {
-            state.recent.pop_front();
+        let mut summary = event.clone();
+        summary.message = summary.message.map(|m| cut(m, SUMMARY_BYTES));
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let seq = recent.back().map_or(*self.newest.borrow(), |e| e.seq) + 1;
+        if recent.len() == FEED_CAPACITY {
+            recent.pop_front();
         }
-        state.recent.push_back(Arc::clone(&numbered));
-        // Sent under the lock, so subscribers see events in sequence order.
-        let _ = self.sender.send(numbered);
+        recent.push_back(Arc::new(FeedEvent { seq, event: summary, frame: OnceLock::new() }));
+        // Under the lock, so the announced number is always in the window.
+        self.newest.send_replace(seq);
     }
 
-    /// A subscription, and the kept events after `last_seen` when all of them are still
-    /// kept (`None`: some were dropped, the client must resynchronise).
-    pub(crate) fn subscribe(
-        &self,
-        last_seen: Option<u64>,
-    ) -> (broadcast::Receiver<Arc<FeedEvent>>, Option<Vec<Arc<FeedEvent>>>) {
-        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let receiver = self.sender.subscribe();
-        let replay = last_seen.and_then(|seen| {
-            let oldest = state.recent.front().map_or(state.next_seq, |e| e.seq);
-            (seen + 1 >= oldest && seen < state.next_seq)
-                .then(|| state.recent.iter().filter(|e| e.seq > seen).cloned().collect())
-        });
-        (receiver, replay)
+    /// A receiver of the newest sequence number.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.newest.subscribe()
+    }
+
+    /// The newest sequence number published so far (0: none).
+    pub(crate) fn newest(&self) -> u64 {
+        *self.newest.borrow()
+    }
+
+    /// The events after `seen`, or a gap when some of them were dropped from the window.
+    pub(crate) fn after(&self, seen: u64) -> Catchup {
+        let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        let newest = recent.back().map_or(0, |e| e.seq);
+        let oldest = recent.front().map_or(newest + 1, |e| e.seq);
+        if seen >= newest {
+            return Catchup::Events(Vec::new());
+        }
+        if seen + 1 < oldest {
+            return Catchup::Gap { newest };
+        }
+        let skip = (seen + 1 - oldest) as usize;
+        Catchup::Events(recent.iter().skip(skip).cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::id::TaskId;
+    use crate::observer::EventKind;
+
+    fn event(message: &str) -> TaskEvent {
+        TaskEvent {
+            kind: EventKind::Log,
+            task_id: TaskId::new(),
+            func_name: "f".into(),
+            tags: Arc::new(BTreeMap::new()),
+            attempt: 0,
+            at: chrono::Utc::now(),
+            message: Some(message.to_owned()),
+        }
+    }
+
+    #[test]
+    fn readers_catch_up_from_the_window_or_are_told_of_a_gap() {
+        let feed = Feed::default();
+        feed.publish(&event("ignored: not enabled"));
+        assert_eq!(feed.newest(), 0);
+        feed.enable();
+        for n in 0..FEED_CAPACITY + 10 {
+            feed.publish(&event(&n.to_string()));
+        }
+        let newest = feed.newest();
+        assert_eq!(newest, (FEED_CAPACITY + 10) as u64);
+        assert!(matches!(feed.after(3), Catchup::Gap { newest: n } if n == newest));
+        let Catchup::Events(tail) = feed.after(newest - 2) else { panic!("in the window") };
+        assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [newest - 1, newest]);
+        let Catchup::Events(none) = feed.after(newest) else { panic!("nothing new") };
+        assert!(none.is_empty());
+        let Catchup::Events(all) = feed.after(10) else { panic!("the oldest kept is 11") };
+        assert_eq!(all.len(), FEED_CAPACITY);
+    }
+
+    #[test]
+    fn summaries_are_small() {
+        let feed = Feed::default();
+        feed.enable();
+        feed.publish(&event(&"m".repeat(100_000)));
+        let Catchup::Events(events) = feed.after(0) else { panic!() };
+        let frame = events[0].sse_frame();
+        assert!(frame.len() < 2 * SUMMARY_BYTES, "{}", frame.len());
+        assert!(frame.starts_with("id: 1\nevent: task\ndata: {"), "{frame}");
+        assert_eq!(frame.matches('\n').count(), 4, "one data line: {frame}");
     }
 }

@@ -271,6 +271,7 @@ impl TaskManager {
                 tags,
                 self.inner.observers.clone(),
                 None,
+                self.inner.limits,
             );
             context.emit(EventKind::Enqueued, None);
         }
@@ -581,6 +582,7 @@ impl TaskManager {
             Arc::new(record.tags.clone()),
             self.inner.observers.clone(),
             Some(self.clone()),
+            self.inner.limits,
         )
     }
 

@@ -46,8 +46,11 @@ enum Kind {
 
 /// Eight clients enqueue without pause into `apps` (client `i` into app `i % apps.len()`),
 /// until at least `enough` ids came back; then `apps[0]` is killed with SIGKILL. Returns every
-/// id a client received, with its kind.
-async fn load_then_kill(apps: &mut [App], enough: usize) -> Vec<(TaskId, Kind)> {
+/// id a client received, with its kind, and when the kill was sent.
+async fn load_then_kill(
+    apps: &mut [App],
+    enough: usize,
+) -> (Vec<(TaskId, Kind)>, chrono::DateTime<chrono::Utc>) {
     let received: Arc<Mutex<Vec<(TaskId, Kind)>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let client = reqwest::Client::new();
@@ -76,19 +79,26 @@ async fn load_then_kill(apps: &mut [App], enough: usize) -> Vec<(TaskId, Kind)> 
         (received.lock().unwrap().len() >= enough).then_some(())
     })
     .await;
+    let killed_at = chrono::Utc::now();
     apps[0].child.kill().await.unwrap(); // SIGKILL
     tokio::time::sleep(Duration::from_millis(200)).await; // the others go on a moment
     stop.store(true, Ordering::Relaxed);
     for client in clients {
         client.await.unwrap();
     }
-    received.lock().unwrap().clone()
+    let received = received.lock().unwrap().clone();
+    (received, killed_at)
 }
 
 /// Waits until every received id has ended (asking `base`), then checks each ran as its kind
 /// allows: requeued tasks succeed, at most once more per recovery; the others succeed after
-/// one run or end `interrupted`. Returns how many the kill caught running.
-async fn check_outcomes(base: &str, received: &[(TaskId, Kind)], runs: &Path) -> usize {
+/// one run or end `interrupted`. Returns how many the kill caught running, and when the last
+/// of the recovered ones finished.
+async fn check_outcomes(
+    base: &str,
+    received: &[(TaskId, Kind)],
+    runs: &Path,
+) -> (usize, Option<chrono::DateTime<chrono::Utc>>) {
     let http = reqwest::Client::new();
     let mut records = HashMap::new();
     for (id, kind) in received {
@@ -110,6 +120,7 @@ async fn check_outcomes(base: &str, received: &[(TaskId, Kind)], runs: &Path) ->
         *starts.entry(id).or_default() += 1;
     }
     let mut crashed = 0;
+    let mut last_recovered = None;
     for (id, (kind, record)) in &records {
         let status: TaskStatus = serde_json::from_value(record["status"].clone()).unwrap();
         let recoveries = record["recoveries"].as_u64().unwrap() as u32;
@@ -123,6 +134,10 @@ async fn check_outcomes(base: &str, received: &[(TaskId, Kind)], runs: &Path) ->
                     "{id} ran {started} times with {recoveries} recoveries"
                 );
                 crashed += usize::from(recoveries > 0);
+                if recoveries > 0 {
+                    let ended = serde_json::from_value(record["end_time"].clone()).unwrap();
+                    last_recovered = last_recovered.max(Some(ended));
+                }
             }
             Kind::Plain => {
                 match status {
@@ -137,7 +152,7 @@ async fn check_outcomes(base: &str, received: &[(TaskId, Kind)], runs: &Path) ->
             }
         }
     }
-    crashed
+    (crashed, last_recovered)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,9 +161,9 @@ async fn a_killed_app_loses_no_task_and_runs_none_twice_unless_requeued() {
     let database = dir.path().join("tasks.db").display().to_string();
     let runs = dir.path().join("runs.log");
     let mut apps = [start(&database, &runs, &[]).await];
-    let received = load_then_kill(&mut apps, 400).await;
+    let (received, _) = load_then_kill(&mut apps, 400).await;
     let restarted = start(&database, &runs, &[]).await;
-    let crashed = check_outcomes(&restarted.base, &received, &runs).await;
+    let (crashed, _) = check_outcomes(&restarted.base, &received, &runs).await;
     assert!(crashed > 0, "the kill should have caught some tasks running");
     println!("crash test: {} ids received, {crashed} caught running by the kill", received.len());
 }
@@ -164,11 +179,13 @@ async fn kill_one_of_three(url: &str, backend: &str) {
     for _ in 0..3 {
         apps.push(start(url, &runs, &env).await);
     }
-    let received = load_then_kill(&mut apps, 600).await;
-    let crashed = check_outcomes(&apps[1].base, &received, &runs).await;
+    let (received, killed_at) = load_then_kill(&mut apps, 600).await;
+    let (crashed, last_recovered) = check_outcomes(&apps[1].base, &received, &runs).await;
     assert!(crashed > 0, "{backend}: the kill should have caught some tasks running");
+    let recovered_after = last_recovered.map(|at| (at - killed_at).as_seconds_f64());
     println!(
-        "kill test ({backend}, 3 instances): {} ids received, {crashed} caught running by the kill",
+        "kill test ({backend}, 3 instances, lease 1.5 s): {} ids received, {crashed} caught \
+         running by the kill, the last recovered one finished {recovered_after:.1?} s after it",
         received.len()
     );
 }

@@ -99,3 +99,70 @@ async fn list_pages_carry_previews_and_errors_are_cut() {
     assert_eq!(whole["args"]["blob"].as_str().unwrap().len(), 200_000, "the detail is whole");
     manager.shutdown(Duration::from_secs(5)).await;
 }
+
+#[task]
+async fn verbose(lines: usize) {
+    let wide = "w".repeat(1000);
+    taskflow::task_log!("{wide}");
+    for n in 0..lines {
+        taskflow::task_log!("line {n}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_lines_are_bounded_per_attempt_with_a_marker() {
+    let limits = Limits { max_log_entries: 100, max_log_message_bytes: 64, ..Limits::default() };
+    let manager = TaskManager::builder().limits(limits).build().await.unwrap();
+    let id = manager.add_task(verbose, 1_500);
+    let done = manager.wait_for(id, LONG).await.unwrap();
+    assert_eq!(done.status, TaskStatus::Success);
+    let logs = manager.store().get(&id).await.unwrap().unwrap().logs;
+    assert_eq!(logs.len(), 101, "100 kept lines and the marker");
+    assert!(logs[0].message.contains("1401 earlier log lines dropped"), "{}", logs[0].message);
+    assert_eq!(logs[1].message, "line 1400", "the oldest were dropped");
+    assert_eq!(logs[100].message, "line 1499", "the newest kept");
+
+    let short = manager.add_task(verbose, 0);
+    manager.wait_for(short, LONG).await.unwrap();
+    let logs = manager.store().get(&short).await.unwrap().unwrap().logs;
+    assert_eq!(logs.len(), 1);
+    assert!(logs[0].message.len() < 128, "a long line is cut: {}", logs[0].message.len());
+    assert!(logs[0].message.contains("bytes dropped]"), "{}", logs[0].message);
+    manager.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_list_page_is_read_in_chunks_and_pages_on_correctly() {
+    let manager = TaskManager::builder().build().await.unwrap();
+    let mut ids = Vec::new();
+    for n in 0..130 {
+        ids.push(manager.add_task(carries, format!("blob {n}")));
+    }
+    for id in &ids {
+        manager.wait_for(*id, LONG).await.unwrap();
+    }
+    let app = manager.admin_router();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let get = |url: String| async move {
+        reqwest::get(url).await.unwrap().json::<serde_json::Value>().await.unwrap()
+    };
+    let first = get(format!("{base}/tasks?func_name=carries&limit=120&sort=created_at")).await;
+    let seen: Vec<String> = first["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["task_id"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    assert_eq!(seen, expected[..120], "120 rows, oldest first, none twice");
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let rest =
+        get(format!("{base}/tasks?func_name=carries&limit=120&sort=created_at&cursor={cursor}"))
+            .await;
+    let rest: Vec<&str> =
+        rest["tasks"].as_array().unwrap().iter().map(|t| t["task_id"].as_str().unwrap()).collect();
+    assert_eq!(rest, expected[120..], "the next page has the other 10");
+    manager.shutdown(Duration::from_secs(5)).await;
+}

@@ -1,79 +1,128 @@
 //! `GET /tasks/stream`: lifecycle events as Server-Sent Events. A client that reconnects with
 //! `Last-Event-ID` gets what it missed while it is still kept; otherwise, and whenever it
-//! falls too far behind, a `snapshot` event tells it to reload. Each client holds a fixed
-//! window of the shared feed, so a slow browser cannot grow server memory.
+//! falls too far behind (out of the feed's window), a `snapshot` event tells it to reload.
+//!
+//! Clients share the feed's one window and hold at most one batch of it, so a slow browser
+//! cannot grow server memory. Each event is encoded once for all clients, and what a client
+//! missed since its last read goes out as one chunk: a flood of events costs each client one
+//! wake-up and one write per batch interval, not per event.
 
 use std::convert::Infallible;
+use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
-use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::AdminState;
-use crate::feed::FeedEvent;
+use crate::feed::{Catchup, Feed};
+
+/// The shortest time between two reads of the feed by one client.
+const BATCH_INTERVAL: Duration = Duration::from_millis(20);
+
+/// A comment line sent after this long without events, so proxies keep the connection.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 struct Client {
-    pending: std::collections::VecDeque<Event>,
-    receiver: tokio::sync::broadcast::Receiver<Arc<FeedEvent>>,
+    feed: Arc<Feed>,
+    /// What to send next: whole SSE messages.
+    pending: String,
+    newest: watch::Receiver<u64>,
     last_sent: u64,
+    next_read: Instant,
     stopping: CancellationToken,
 }
 
-fn task_event(event: &FeedEvent) -> Event {
-    let data = serde_json::to_string(&event.event).unwrap_or_else(|_| "{}".to_owned());
-    Event::default().id(event.seq.to_string()).event("task").data(data)
+fn snapshot(out: &mut String, reason: &str) {
+    let _ = write!(out, "event: snapshot\ndata: {{\"reason\":\"{reason}\"}}\n\n");
 }
 
-fn snapshot(reason: &str) -> Event {
-    Event::default().event("snapshot").data(json!({ "reason": reason }).to_string())
+impl Client {
+    /// Queues what the feed holds after `last_sent`, or a snapshot when some of it is gone.
+    fn catch_up(&mut self, gap_reason: &str) {
+        match self.feed.after(self.last_sent) {
+            Catchup::Events(events) => {
+                for event in events {
+                    self.last_sent = event.seq;
+                    self.pending.push_str(event.sse_frame());
+                }
+            }
+            Catchup::Gap { newest } => {
+                self.last_sent = newest;
+                snapshot(&mut self.pending, gap_reason);
+            }
+        }
+    }
+
+    /// Waits until there is something newer than `last_sent` and the batch interval has
+    /// passed, then queues it; queues a keep-alive comment after [`KEEP_ALIVE`] of quiet.
+    /// `false` when the manager stops.
+    async fn next_batch(&mut self) -> bool {
+        let quiet_until = Instant::now() + KEEP_ALIVE;
+        while *self.newest.borrow_and_update() <= self.last_sent {
+            tokio::select! {
+                changed = self.newest.changed() => if changed.is_err() { return false },
+                () = tokio::time::sleep_until(quiet_until) => {
+                    self.pending.push_str(":\n\n");
+                    return true;
+                }
+                () = self.stopping.cancelled() => return false,
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(self.next_read) => {}
+            () = self.stopping.cancelled() => return false,
+        }
+        self.next_read = Instant::now() + BATCH_INTERVAL;
+        self.catch_up("lagged");
+        true
+    }
 }
 
 /// The SSE handler.
-pub(crate) async fn stream(
-    State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let last_seen = headers
+pub(crate) async fn stream(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+    let last_seen: Option<u64> = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok());
-    let (receiver, replay) = state.manager.feed().subscribe(last_seen);
-    let mut pending = std::collections::VecDeque::new();
-    let mut last_sent = last_seen.unwrap_or(0);
-    match replay {
-        Some(events) => {
-            for event in events {
-                last_sent = event.seq;
-                pending.push_back(task_event(&event));
-            }
+    let feed = Arc::clone(state.manager.feed());
+    let newest = feed.subscribe();
+    let published = feed.newest();
+    let mut client = Client {
+        feed,
+        pending: String::new(),
+        newest,
+        last_sent: published,
+        next_read: Instant::now(),
+        stopping: state.manager.stopping_token(),
+    };
+    match last_seen {
+        // An id from before a restart (numbers start again) or from another instance.
+        Some(seen) if seen > published => snapshot(&mut client.pending, "gap"),
+        Some(seen) => {
+            client.last_sent = seen;
+            client.catch_up("gap");
         }
-        None => pending.push_back(snapshot(if last_seen.is_some() { "gap" } else { "connected" })),
+        None => snapshot(&mut client.pending, "connected"),
     }
-    let client = Client { pending, receiver, last_sent, stopping: state.manager.stopping_token() };
-    let events = futures_util::stream::unfold(client, |mut client| async move {
-        loop {
-            if let Some(event) = client.pending.pop_front() {
-                return Some((Ok(event), client));
-            }
-            let received = tokio::select! {
-                received = client.receiver.recv() => received,
-                () = client.stopping.cancelled() => return None,
-            };
-            match received {
-                Ok(event) if event.seq <= client.last_sent => {}
-                Ok(event) => {
-                    client.last_sent = event.seq;
-                    return Some((Ok(task_event(&event)), client));
-                }
-                Err(RecvError::Lagged(_)) => return Some((Ok(snapshot("lagged")), client)),
-                Err(RecvError::Closed) => return None,
+    let chunks = futures_util::stream::unfold(client, |mut client| async move {
+        while client.pending.is_empty() {
+            if !client.next_batch().await {
+                return None;
             }
         }
+        let chunk = Bytes::from(std::mem::take(&mut client.pending));
+        Some((Ok::<_, Infallible>(chunk), client))
     });
-    Sse::new(events).keep_alive(KeepAlive::default())
+    let mut response = Body::from_stream(chunks).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
