@@ -2,11 +2,14 @@
 //! through its lifecycle: claim, attempts with retries and timeouts, logs, final status.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -498,32 +501,19 @@ impl TaskManager {
         Ok(())
     }
 
-    /// Renews this runner's leases, reclaims tasks of dead runners, and applies retention,
-    /// until shutdown.
-    fn spawn_maintenance(&self) {
+    /// Spawns a loop that calls `work` on this manager every `every` until shutdown (or until
+    /// the manager is dropped). Each maintenance duty has a loop of its own, so a slow one (a
+    /// prune of a million rows, a store that hangs until its bound) never delays another:
+    /// leases are renewed and dead runners' tasks reclaimed on time whatever pruning costs.
+    fn spawn_periodic<F>(&self, every: Duration, wake: Option<Arc<Notify>>, work: F)
+    where
+        F: for<'a> Fn(&'a TaskManager) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>>
+            + Send
+            + 'static,
+    {
         let weak = Arc::downgrade(&self.inner);
         let stopping = self.inner.stopping.clone();
-        let tick = (self.inner.lease / 3).max(Duration::from_millis(10));
-        let prune_every = self.inner.prune_every;
-        self.inner.runtime.spawn(async move {
-            let mut last_prune = tokio::time::Instant::now();
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep(tick.min(prune_every)) => {}
-                    () = stopping.cancelled() => return,
-                }
-                let Some(inner) = weak.upgrade() else { return };
-                let manager = TaskManager { inner };
-                manager.maintain(&mut last_prune).await;
-            }
-        });
-        // Every store is polled: a shared one for tasks other instances left or added in a
-        // transaction (and woken by its signal), any store for a task whose dispatch was
-        // dropped (a claim that failed past shutdown's start, a write reported late).
-        let wake = self.inner.wake.clone().unwrap_or_default();
-        let weak = Arc::downgrade(&self.inner);
-        let stopping = self.inner.stopping.clone();
-        let every = self.inner.poll_every;
+        let wake = wake.unwrap_or_default();
         self.inner.runtime.spawn(async move {
             loop {
                 tokio::select! {
@@ -532,21 +522,38 @@ impl TaskManager {
                     () = stopping.cancelled() => return,
                 }
                 let Some(inner) = weak.upgrade() else { return };
-                TaskManager { inner }.poll_pending().await;
+                work(&TaskManager { inner }).await;
             }
         });
     }
 
-    async fn maintain(&self, last_prune: &mut tokio::time::Instant) {
-        let store = &self.inner.store;
+    /// Starts the maintenance loops: lease renewal and reclaim every third of a lease,
+    /// retention every `prune_every`, and polling for pending tasks. Every store is polled: a
+    /// shared one for tasks other instances left or added in a transaction (and woken by its
+    /// signal), any store for a task whose dispatch was dropped (a claim that failed past
+    /// shutdown's start, a write reported late).
+    fn spawn_maintenance(&self) {
+        let tick = (self.inner.lease / 3).max(Duration::from_millis(10));
+        self.spawn_periodic(tick, None, |m| Box::pin(m.renew_leases()));
+        self.spawn_periodic(tick, None, |m| Box::pin(m.reclaim_expired()));
+        self.spawn_periodic(self.inner.prune_every, None, |m| Box::pin(m.prune()));
+        let wake = self.inner.wake.clone();
+        self.spawn_periodic(self.inner.poll_every, wake, |m| Box::pin(m.poll_pending()));
+    }
+
+    async fn renew_leases(&self) {
         let ids: Vec<TaskId> = self.lock_running().keys().copied().collect();
-        if !ids.is_empty() {
-            let until = self.new_lease(None).expires_at;
-            if let Err(err) = store.renew_leases(&self.inner.runner, &ids, until).await {
-                tracing::error!(error = %err, "taskflow: could not renew task leases");
-            }
+        if ids.is_empty() {
+            return;
         }
-        match store.reclaim_expired(Utc::now(), MAX_RECOVERIES).await {
+        let until = self.new_lease(None).expires_at;
+        if let Err(err) = self.inner.store.renew_leases(&self.inner.runner, &ids, until).await {
+            tracing::error!(error = %err, "taskflow: could not renew task leases");
+        }
+    }
+
+    async fn reclaim_expired(&self) {
+        match self.inner.store.reclaim_expired(Utc::now(), MAX_RECOVERIES).await {
             Ok(reclaimed) => {
                 for pending in reclaimed.requeued {
                     self.dispatch(Dispatch::from(pending));
@@ -554,11 +561,11 @@ impl TaskManager {
             }
             Err(err) => tracing::error!(error = %err, "taskflow: could not reclaim expired tasks"),
         }
-        if last_prune.elapsed() >= self.inner.prune_every {
-            *last_prune = tokio::time::Instant::now();
-            if let Err(err) = store.prune(&self.inner.retention, Utc::now()).await {
-                tracing::error!(error = %err, "taskflow: could not prune finished tasks");
-            }
+    }
+
+    async fn prune(&self) {
+        if let Err(err) = self.inner.store.prune(&self.inner.retention, Utc::now()).await {
+            tracing::error!(error = %err, "taskflow: could not prune finished tasks");
         }
     }
 

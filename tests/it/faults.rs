@@ -1,6 +1,7 @@
 //! The engine over a store that misbehaves on purpose (`taskflow::faults::FaultyStore`), on
 //! every backend: a failed claim or a claim whose reply was lost leaves the task to run, and a
-//! commit whose reply was lost is not reported as "not stored".
+//! commit whose reply was lost is not reported as "not stored", and a maintenance call that
+//! hangs holds up no other.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -89,6 +90,71 @@ async fn failed_outcome_writes_are_retried(store: Arc<dyn Store>) {
     manager.shutdown(Duration::from_secs(5)).await;
 }
 
+#[taskflow::task(requeue_on_interrupt = true)]
+async fn reclaim_probe(key: String) {
+    note(&key, "ran".to_owned());
+}
+
+/// A task claimed by a runner that died (its lease lapses in a second), on a store whose
+/// prune never answers: the survivor still reclaims it and runs it, because no maintenance
+/// duty waits for another.
+async fn a_hung_prune_does_not_hold_up_reclaim(store: Arc<dyn Store>) {
+    let faulty = Arc::new(FaultyStore::new(Arc::clone(&store)));
+    faulty.inject(Operation::Prune, Fault::Hang, 1);
+    let key = unique("reclaim");
+    let now = chrono::Utc::now();
+    let record = taskflow::TaskRecord {
+        task_id: taskflow::TaskId::new(),
+        func_name: "reclaim_probe".to_owned(),
+        status: TaskStatus::Pending,
+        created_at: now,
+        start_time: None,
+        end_time: None,
+        duration: None,
+        retries_used: 0,
+        max_retries: 0,
+        error: None,
+        stacktrace: None,
+        logs: Vec::new(),
+        tags: Default::default(),
+        source: taskflow::TaskSource::Manual,
+        priority: 0,
+        args: serde_json::json!({ "key": key }),
+        result: None,
+        idempotency_key: None,
+        scheduled_at: None,
+        retry_of: None,
+        requeue_on_interrupt: true,
+        recoveries: 0,
+        lease_owner: None,
+        lease_expires_at: None,
+    };
+    let id = record.task_id;
+    if let Some(write) = store.enqueue(record).unwrap().write {
+        write.wait().await.unwrap();
+    }
+    let dead = taskflow::Lease {
+        owner: "a runner that died".into(),
+        expires_at: now + chrono::Duration::seconds(1),
+    };
+    assert!(store.claim(&id, &dead).await.unwrap().is_some(), "claimed by the dead runner");
+    let manager = TaskManager::builder()
+        .shared_store(Arc::clone(&faulty) as Arc<dyn Store>)
+        .lease(Duration::from_millis(600))
+        .prune_every(Duration::from_millis(10))
+        .recover(false)
+        .build()
+        .await
+        .unwrap();
+    // Within the bound a hung maintenance call gets on shared stores (60 s), with room.
+    let record = manager.wait_for(id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(record.status, TaskStatus::Success, "{record:?}");
+    assert_eq!(record.recoveries, 1);
+    assert_eq!(faulty.hits(Operation::Prune, Fault::Hang), 1, "the prune did hang");
+    assert_eq!(notes(&key), ["ran"]);
+    manager.shutdown(Duration::from_secs(5)).await;
+}
+
 macro_rules! on_every_store {
     ($($check:ident),* $(,)?) => {
         mod memory {
@@ -136,4 +202,5 @@ on_every_store!(
     failed_claims_leave_tasks_runnable,
     lost_commit_replies_are_read_back,
     failed_outcome_writes_are_retried,
+    a_hung_prune_does_not_hold_up_reclaim,
 );

@@ -25,6 +25,8 @@ pub enum Operation {
     Transition,
     /// The durable write of an enqueue (its [`WriteTicket`]).
     Commit,
+    /// [`Store::prune`].
+    Prune,
 }
 
 /// What goes wrong.
@@ -36,17 +38,25 @@ pub enum Fault {
     /// The operation reaches the store and takes effect, but its caller gets an error (a
     /// reply lost with the connection).
     LoseReply,
+    /// The operation never answers (a database that holds the connection and says nothing).
+    Hang,
 }
 
-const SLOTS: usize = 6;
+const FAULTS: [Fault; 3] = [Fault::Fail, Fault::LoseReply, Fault::Hang];
+const SLOTS: usize = 4 * FAULTS.len();
 
 fn slot(operation: Operation, fault: Fault) -> usize {
     let op = match operation {
         Operation::Claim => 0,
         Operation::Transition => 1,
         Operation::Commit => 2,
+        Operation::Prune => 3,
     };
-    op * 2 + usize::from(fault == Fault::LoseReply)
+    op * FAULTS.len() + FAULTS.iter().position(|f| *f == fault).unwrap_or(0)
+}
+
+async fn hang<T>() -> T {
+    std::future::pending().await
 }
 
 /// A store whose next operations fail as planned with [`FaultyStore::inject`].
@@ -80,7 +90,7 @@ impl FaultyStore {
 
     /// The fault planned for this call of `operation`, if any (taking it from the plan).
     fn next(&self, operation: Operation) -> Option<Fault> {
-        [Fault::Fail, Fault::LoseReply].into_iter().find(|fault| {
+        FAULTS.into_iter().find(|fault| {
             let i = slot(operation, *fault);
             let taken = self.planned[i]
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -111,8 +121,12 @@ impl Store for FaultyStore {
                 Some(write) => write.wait().await,
                 None => Ok(()),
             };
+            if fault == Fault::Hang {
+                return hang::<()>().await;
+            }
             done.settle(match (fault, stored) {
                 (_, Err(err)) => Err(err),
+                (Fault::Hang, Ok(())) => unreachable!("hung above"),
                 (Fault::Fail, Ok(())) => Err(injected("commit failed (but it was stored)")),
                 (Fault::LoseReply, Ok(())) => Err(injected("commit reply lost")),
             });
@@ -140,6 +154,7 @@ impl Store for FaultyStore {
                 self.inner.claim(id, lease).await?;
                 Err(injected("claim reply lost"))
             }
+            Some(Fault::Hang) => hang().await,
             None => self.inner.claim(id, lease).await,
         }
     }
@@ -156,6 +171,7 @@ impl Store for FaultyStore {
                 self.inner.transition(id, lease, change).await?;
                 Err(injected("write reply lost"))
             }
+            Some(Fault::Hang) => hang().await,
             None => self.inner.transition(id, lease, change).await,
         }
     }
@@ -198,7 +214,15 @@ impl Store for FaultyStore {
     }
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        self.inner.prune(retention, now).await
+        match self.next(Operation::Prune) {
+            Some(Fault::Fail) => Err(injected("prune failed")),
+            Some(Fault::LoseReply) => {
+                self.inner.prune(retention, now).await?;
+                Err(injected("prune reply lost"))
+            }
+            Some(Fault::Hang) => hang().await,
+            None => self.inner.prune(retention, now).await,
+        }
     }
 
     fn enqueued_elsewhere(&self) -> Option<Arc<tokio::sync::Notify>> {
