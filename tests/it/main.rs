@@ -2,6 +2,7 @@
 
 mod admin;
 mod conformance;
+mod corrupt;
 mod crash;
 mod dsl;
 mod engine;

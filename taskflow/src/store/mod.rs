@@ -427,6 +427,27 @@ impl TaskStats {
     }
 }
 
+/// The records (or pending tasks) of `rows` that decode, in order. A row that does not (a damaged or
+/// hand-edited one) is left out with an error log naming the task and the column, so one bad
+/// row cannot hide every other task from a list, a poll or a reclaim; [`Store::get`] still
+/// reports it. Errors other than [`StoreError::Corrupt`] are passed on.
+pub(crate) fn readable<R, T>(
+    rows: impl IntoIterator<Item = R>,
+    mut decode: impl FnMut(R) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut records = Vec::new();
+    for row in rows {
+        match decode(row) {
+            Ok(record) => records.push(record),
+            Err(StoreError::Corrupt { id, reason }) => {
+                tracing::error!(task_id = %id, %reason, "taskflow: a stored task cannot be read; left out");
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(records)
+}
+
 /// `text` with `\`, `%` and `_` escaped, for a SQL `LIKE ... ESCAPE '\'` pattern.
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) fn like_escape(text: &str) -> String {

@@ -561,7 +561,7 @@ impl Store for MysqlStore {
             (true, Some(row)) => row.int(23, "seq")?.map(|seq| seq.to_string()),
             _ => None,
         };
-        let tasks = rows.iter().map(Cells::record).collect::<Result<_, _>>()?;
+        let tasks = super::readable(&rows, Cells::record)?;
         Ok(TaskPage { tasks, next })
     }
 
@@ -626,16 +626,14 @@ impl Store for MysqlStore {
                 vec![Value::UInt(limit.min(i64::MAX as usize) as u64)],
             )
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(PendingTask {
-                    id: row.required(row.id(0, "id")?, "id")?,
-                    func_name: row.required(row.text(1, "func_name")?, "func_name")?,
-                    priority: row.int(2, "priority")?.unwrap_or(0) as i32,
-                    scheduled_at: row.time(3, "scheduled_at")?,
-                })
+        super::readable(&rows, |row| {
+            Ok(PendingTask {
+                id: row.required(row.id(0, "id")?, "id")?,
+                func_name: row.required(row.text(1, "func_name")?, "func_name")?,
+                priority: row.int(2, "priority")?.unwrap_or(0) as i32,
+                scheduled_at: row.time(3, "scheduled_at")?,
             })
-            .collect()
+        })
     }
 
     async fn renew_leases(

@@ -478,7 +478,7 @@ impl Store for PostgresStore {
         rows.truncate(limit);
         let next =
             if more { rows.last().map(|row| row.get::<_, i64>(23).to_string()) } else { None };
-        let tasks = rows.iter().map(row::decode).collect::<Result<_, _>>()?;
+        let tasks = super::readable(&rows, row::decode)?;
         Ok(TaskPage { tasks, next })
     }
 
@@ -545,15 +545,24 @@ impl Store for PostgresStore {
                 &[&limit],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|row| PendingTask {
-                id: TaskId::from(row.get::<_, uuid::Uuid>(0)),
-                func_name: row.get(1),
-                priority: row.get(2),
-                scheduled_at: row.get(3),
-            })
-            .collect())
+        let mut pending = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let id = TaskId::from(row.get::<_, uuid::Uuid>(0));
+            // A time out of chrono's range (`infinity`, year 294276) is a damaged row.
+            match row.try_get(3) {
+                Ok(scheduled_at) => pending.push(PendingTask {
+                    id,
+                    func_name: row.get(1),
+                    priority: row.get(2),
+                    scheduled_at,
+                }),
+                Err(err) => tracing::error!(
+                    task_id = %id, column = "scheduled_at", reason = %err,
+                    "taskflow: a stored task cannot be read; left out"
+                ),
+            }
+        }
+        Ok(pending)
     }
 
     async fn renew_leases(

@@ -123,13 +123,21 @@ fn decode(id: &str, fields: &HashMap<String, String>) -> Result<TaskRecord, Stor
 }
 
 /// `HGETALL`'s flat answer as a map.
-fn pairs(flat: Vec<String>) -> HashMap<String, String> {
+fn pairs(id: &str, flat: Vec<Vec<u8>>) -> Result<HashMap<String, String>, StoreError> {
     let mut map = HashMap::new();
     let mut items = flat.into_iter();
     while let (Some(key), Some(value)) = (items.next(), items.next()) {
+        let key = String::from_utf8(key).map_err(|_| StoreError::Corrupt {
+            id: id.to_owned(),
+            reason: "a field name is not UTF-8".to_owned(),
+        })?;
+        let value = String::from_utf8(value).map_err(|_| StoreError::Corrupt {
+            id: id.to_owned(),
+            reason: format!("field `{key}`: not UTF-8"),
+        })?;
         map.insert(key, value);
     }
-    map
+    Ok(map)
 }
 
 impl RedisStore {
@@ -178,9 +186,9 @@ impl RedisStore {
 
     async fn fields(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {
         let mut conn = self.conn.clone();
-        let flat: Vec<String> =
+        let flat: Vec<Vec<u8>> =
             conn.hgetall(self.key(&format!("t:{id}"))).await.map_err(unavailable)?;
-        Ok(pairs(flat))
+        pairs(id, flat)
     }
 
     /// The records of `ids`, in order, skipping any that vanished.
@@ -192,12 +200,9 @@ impl RedisStore {
             for id in chunk {
                 pipe.hgetall(self.key(&format!("t:{id}")));
             }
-            let all: Vec<Vec<String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-            for (id, flat) in chunk.iter().zip(all) {
-                if !flat.is_empty() {
-                    records.push(decode(id, &pairs(flat))?);
-                }
-            }
+            let all: Vec<Vec<Vec<u8>>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            let present = chunk.iter().zip(all).filter(|(_, flat)| !flat.is_empty());
+            records.extend(super::readable(present, |(id, flat)| decode(id, &pairs(id, flat)?))?);
         }
         Ok(records)
     }
@@ -292,7 +297,7 @@ impl Store for RedisStore {
     async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
         let now = Utc::now();
         let mut conn = self.conn.clone();
-        let fields: Option<Vec<String>> = self
+        let fields: Option<Vec<Vec<u8>>> = self
             .scripts
             .claim
             .arg(&*self.prefix)
@@ -305,7 +310,8 @@ impl Store for RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        fields.map(|flat| decode(&id.to_string(), &pairs(flat))).transpose()
+        let id = id.to_string();
+        fields.map(|flat| decode(&id, &pairs(&id, flat)?)).transpose()
     }
 
     async fn transition(

@@ -218,12 +218,22 @@ fn load_keys(conn: &Connection) -> rusqlite::Result<HashMap<String, TaskId>> {
         "SELECT idempotency_key, id FROM tasks
          WHERE idempotency_key IS NOT NULL AND status NOT IN ('failed', 'cancelled')",
     )?;
-    let rows = statement.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?)))?;
+    let rows = statement.query_map([], |row| Ok((row.get::<_, Sql>(0)?, row.get::<_, Sql>(1)?)))?;
     let mut keys = HashMap::new();
     for row in rows {
-        let (key, id): (String, String) = row?;
-        if let Ok(id) = id.parse() {
-            keys.insert(key, id);
+        let (key, id) = row?;
+        let parsed = match &id {
+            Sql::Text(text) => text.parse::<TaskId>().ok(),
+            _ => None,
+        };
+        match (key, parsed) {
+            (Sql::Text(key), Some(id)) => {
+                keys.insert(key, id);
+            }
+            (key, _) => tracing::error!(
+                task_id = ?id, key = ?key,
+                "taskflow: a stored idempotency key or id is not text; the key is not held"
+            ),
         }
     }
     Ok(keys)
@@ -578,7 +588,7 @@ impl Store for SqliteStore {
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next = if more { rows.last().map(|row| row.seq()).transpose()? } else { None };
-        let tasks = rows.iter().map(|row| row::decode(row, false)).collect::<Result<_, _>>()?;
+        let tasks = super::readable(&rows, |row| row::decode(row, false))?;
         Ok(TaskPage { tasks, next: next.map(|seq| seq.to_string()) })
     }
 
@@ -611,7 +621,7 @@ impl Store for SqliteStore {
                 )?;
                 let mut p95s = Vec::new();
                 for function in &functions {
-                    let name: String = function.value(0)?;
+                    let name = function.text_lossy(0);
                     let durations = select(
                         conn,
                         "SELECT duration FROM tasks
@@ -621,8 +631,9 @@ impl Store for SqliteStore {
                         params![name, since, P95_WINDOW as i64],
                         1,
                     )?;
+                    // A damaged duration (text, a blob) is left out of the percentile.
                     let mut durations: Vec<f64> =
-                        durations.iter().map(|row| row.value(0)).collect::<Result<_, _>>()?;
+                        durations.iter().filter_map(|row| row.value(0).ok()).collect();
                     p95s.push(p95(&mut durations));
                 }
                 Ok((counts, functions, p95s))
@@ -631,21 +642,22 @@ impl Store for SqliteStore {
         let mut stats = TaskStats::zero();
         for row in counts {
             let count: i64 = row.value(1)?;
-            stats.by_status.insert(row.value(0)?, count.max(0) as u64);
+            *stats.by_status.entry(row.text_lossy(0)).or_default() += count.max(0) as u64;
         }
         for (row, p95_duration) in functions.iter().zip(p95s) {
             let runs: i64 = row.value(1)?;
             let successes: i64 = row.value(2)?;
             let failures: i64 = row.value(3)?;
             stats.functions.push(FunctionStats {
-                func_name: row.value(0)?,
+                func_name: row.text_lossy(0),
                 runs: runs.max(0) as u64,
                 successes: successes.max(0) as u64,
                 failures: failures.max(0) as u64,
                 success_rate: successes as f64 / runs.max(1) as f64,
-                avg_duration: row.value(4)?,
-                min_duration: row.value(5)?,
-                max_duration: row.value(6)?,
+                // min and max of a column holding a damaged text value may be that text.
+                avg_duration: row.value(4).ok().flatten(),
+                min_duration: row.value(5).ok().flatten(),
+                max_duration: row.value(6).ok().flatten(),
                 p95_duration,
             });
         }
@@ -665,18 +677,24 @@ impl Store for SqliteStore {
                 let mut rows = statement.query([limit]).map_err(unavailable)?;
                 let mut found = Vec::new();
                 while let Some(row) = rows.next().map_err(unavailable)? {
-                    let id: String = row.get(0).map_err(unavailable)?;
-                    let scheduled_at: Option<i64> = row.get(3).map_err(unavailable)?;
-                    let Ok(task_id) = id.parse() else {
-                        tracing::error!(task_id = %id, "taskflow: stored task has an invalid id; skipped");
-                        continue;
+                    let read = || -> Result<PendingTask, (&str, String)> {
+                        let failed = |column| move |err: rusqlite::Error| (column, err.to_string());
+                        let id: String = row.get(0).map_err(failed("id"))?;
+                        let scheduled_at: Option<i64> = row.get(3).map_err(failed("scheduled_at"))?;
+                        Ok(PendingTask {
+                            id: id.parse::<TaskId>().map_err(|err| ("id", err.to_string()))?,
+                            func_name: row.get(1).map_err(failed("func_name"))?,
+                            priority: row.get(2).map_err(failed("priority"))?,
+                            scheduled_at: scheduled_at.and_then(DateTime::from_timestamp_micros),
+                        })
                     };
-                    found.push(PendingTask {
-                        id: task_id,
-                        func_name: row.get(1).map_err(unavailable)?,
-                        priority: row.get(2).map_err(unavailable)?,
-                        scheduled_at: scheduled_at.and_then(DateTime::from_timestamp_micros),
-                    });
+                    match read() {
+                        Ok(task) => found.push(task),
+                        Err((column, reason)) => {
+                            let id = row.get::<_, rusqlite::types::Value>(0).map(|v| format!("{v:?}"));
+                            tracing::error!(task_id = ?id.ok(), column, %reason, "taskflow: a stored task cannot be read; left out");
+                        }
+                    }
                 }
                 Ok(found)
             })

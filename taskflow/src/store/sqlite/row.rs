@@ -78,6 +78,18 @@ impl RawRow {
         self.get(index).map_err(|err| StoreError::Unavailable(format!("sqlite: {err}")))
     }
 
+    /// The value at `index` as text whatever its type (a damaged row may hold a blob or a
+    /// number where text belongs): for figures that must not fail over one bad row.
+    pub(super) fn text_lossy(&self, index: usize) -> String {
+        match self.0.get(index) {
+            Some(Sql::Text(text)) => text.clone(),
+            Some(Sql::Blob(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+            Some(Sql::Integer(n)) => n.to_string(),
+            Some(Sql::Real(x)) => x.to_string(),
+            Some(Sql::Null) | None => "null".to_owned(),
+        }
+    }
+
     /// The `seq` selected after [`columns!`].
     pub(super) fn seq(&self) -> Result<i64, StoreError> {
         self.value(COLUMN_COUNT)
