@@ -29,6 +29,9 @@ mod context;
 mod error;
 mod failure;
 mod feed;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod id;
 mod invocation;
 mod limits;

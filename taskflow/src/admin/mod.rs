@@ -255,3 +255,22 @@ impl Admin {
             .with_state(state)
     }
 }
+
+/// Parses `raw` as the query of each admin route that takes one (`GET /tasks`, the metrics
+/// window, the history cutoff); for the fuzz targets. Never panics, whatever `raw` is.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn parse_queries(raw: &str) {
+    if let Ok(parsed) = params::Params::parse(Some(raw), &params::LIST_PARAMS) {
+        let _ = params::task_query(&parsed);
+    }
+    if let Ok(parsed) = params::Params::parse(Some(raw), &["older_than"]) {
+        let _ = parsed.parsed("older_than", params::age);
+    }
+    if let Ok(parsed) = params::Params::parse(Some(raw), &["since"]) {
+        let _ = parsed.parsed("since", params::age);
+    }
+    for value in raw.split('&') {
+        let _ = (params::time(value), params::duration(value), params::tag(value));
+        let _ = (params::status(value), params::task_id(value), params::limit(value));
+    }
+}

@@ -745,3 +745,13 @@ impl Store for MysqlStore {
         self.pool.clone().disconnect().await.map_err(unavailable)
     }
 }
+
+/// Decodes `values` as a stored row; for the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_values(values: Vec<Value>) {
+    let id = match values.first() {
+        Some(Value::Bytes(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        _ => "?".to_owned(),
+    };
+    let _ = Cells { values, id }.record();
+}

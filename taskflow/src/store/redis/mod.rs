@@ -605,3 +605,12 @@ impl Store for RedisStore {
         Ok(())
     }
 }
+
+/// Decodes `flat` (field, value, field, value, ...) as a stored task hash; for the fuzz
+/// targets.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_fields(flat: Vec<Vec<u8>>) {
+    if let Ok(fields) = pairs("fuzzed", flat) {
+        let _ = decode("fuzzed", &fields);
+    }
+}

@@ -840,3 +840,12 @@ impl Store for SqliteStore {
         written.and(read)
     }
 }
+
+/// Decodes `values` as a stored row (strict and lenient); for the fuzz targets.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_values(values: Vec<Sql>) {
+    let row = row::RawRow::from_values(values);
+    let _ = row::decode(&row, true);
+    let _ = row::decode(&row, false);
+    let _ = row::decode_log(&row);
+}

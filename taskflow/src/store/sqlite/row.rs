@@ -73,6 +73,12 @@ impl RawRow {
         (0..columns).map(|index| row.get::<_, Sql>(index)).collect::<Result<_, _>>().map(RawRow)
     }
 
+    /// A row of these values (for the fuzz targets).
+    #[cfg(feature = "fuzzing")]
+    pub(super) fn from_values(values: Vec<Sql>) -> RawRow {
+        RawRow(values)
+    }
+
     /// The value at `index`, converted.
     pub(super) fn value<T: FromSql>(&self, index: usize) -> Result<T, StoreError> {
         self.get(index).map_err(|err| StoreError::Unavailable(format!("sqlite: {err}")))
