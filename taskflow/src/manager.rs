@@ -642,12 +642,16 @@ impl TaskManager {
                 }
                 pause = (pause * 2).min(Duration::from_secs(5));
                 match store.get(&dispatch.id).await {
+                    // The claim went through and only its reply was lost: the task runs
+                    // under this very lease (its expiry, to the microsecond every store
+                    // keeps, tells it from a claim by another dispatch of this runner).
                     Ok(Some(record))
                         if record.status == TaskStatus::Running
-                            && record.lease_owner.as_deref() == Some(&*self.inner.runner) =>
+                            && record.lease_owner.as_deref() == Some(&*self.inner.runner)
+                            && record.lease_expires_at.map(|at| at.timestamp_micros())
+                                == Some(lease.expires_at.timestamp_micros())
+                            && !self.lock_running().contains_key(&dispatch.id) =>
                     {
-                        // The claim went through; only its reply was lost.
-                        lease.expires_at = record.lease_expires_at.unwrap_or(lease.expires_at);
                         return Some((record, lease));
                     }
                     Ok(Some(record)) if record.status == TaskStatus::Pending => break,

@@ -51,7 +51,11 @@ impl Shared {
             return None;
         };
         let client = redis::Client::open(url.as_str()).unwrap();
-        let runs = client.get_multiplexed_async_connection().await.unwrap();
+        // A generous response timeout: under load a timed-out RPUSH may still have been
+        // applied, and the task's retry would then count its run twice.
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(Duration::from_secs(120)));
+        let runs = client.get_multiplexed_async_connection_with_config(&config).await.unwrap();
         Some(Shared::Redis { url, prefix: format!("multi-{}", taskflow::TaskId::new()), runs })
     }
 
