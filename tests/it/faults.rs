@@ -73,6 +73,37 @@ async fn lost_commit_replies_are_read_back(store: Arc<dyn Store>) {
         assert_eq!(manager.wait_for(id, LONG).await.unwrap().status, TaskStatus::Success);
     }
     assert_eq!(notes(&key).len(), 6, "each ran once: {:?}", notes(&key));
+
+    // Through the axum layer: a request whose commit reply was lost is answered 200, never a
+    // 503 for a task that was stored (a client retrying a 503 would get a duplicate).
+    let web_key = unique("web-commits");
+    let route_key = web_key.clone();
+    let enqueue = move |tasks: taskflow::Tasks,
+                        axum::extract::Path(n): axum::extract::Path<u32>| {
+        let key = route_key.clone();
+        async move { tasks.add_task(fault_probe, (key, n)).to_string() }
+    };
+    let app = axum::Router::new()
+        .route("/enqueue/{n}", axum::routing::post(enqueue))
+        .layer(manager.layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    faulty.inject(Operation::Commit, Fault::LoseReply, 10);
+    let http = reqwest::Client::new();
+    let mut unavailable = 0;
+    for n in 0..20 {
+        let response = http.post(format!("{base}/enqueue/{n}")).send().await.unwrap();
+        unavailable += usize::from(response.status() == 503);
+    }
+    assert_eq!(faulty.hits(Operation::Commit, Fault::LoseReply), 13);
+    crate::support::wait_until(LONG, "the 20 web tasks to run", || async {
+        (notes(&web_key).len() >= 20).then_some(())
+    })
+    .await;
+    println!("lost commit replies over HTTP: 10 of 20 requests, {unavailable} answered 503");
+    assert_eq!(unavailable, 0, "every request's task was stored");
+    assert_eq!(notes(&web_key).len(), 20, "each ran once: {:?}", notes(&web_key));
     manager.shutdown(Duration::from_secs(5)).await;
 }
 

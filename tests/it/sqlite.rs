@@ -369,3 +369,70 @@ async fn pruning_many_tasks_goes_in_chunks_and_keeps_the_newest() {
     assert!(store.get(&waiting_id).await.unwrap().is_some(), "pending is never pruned");
     store.close().await.unwrap();
 }
+
+/// The full-disk episode: eight clients enqueue until the database is full, then
+/// space is freed. Every task a client got an id for runs; none stays `pending`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_full_disk_episode_every_acknowledged_task_runs() {
+    let path = db();
+    let store = SqliteStore::open_with(&path, SqliteOptions::new().max_size(512 * 1024)).unwrap();
+    let manager = TaskManager::builder()
+        .store(store)
+        .poll_every(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let app = Router::new().route("/big", post(big)).layer(manager.layer());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let url = format!("{base}/big");
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut accepted = Vec::new();
+            for _ in 0..500 {
+                let response = client.post(&url).send().await.unwrap();
+                if response.status() != 200 {
+                    assert_eq!(response.status(), 503);
+                    return accepted;
+                }
+                let body: Value = response.json().await.unwrap();
+                accepted.push(body["id"].as_str().unwrap().parse::<taskflow::TaskId>().unwrap());
+            }
+            panic!("the database never filled up");
+        }));
+    }
+    let mut accepted = Vec::new();
+    for client in clients {
+        accepted.extend(client.await.unwrap());
+    }
+    // Space comes back: finished tasks are pruned until every acknowledged one has run.
+    let everything = taskflow::Retention { max_age: None, max_finished: Some(0) };
+    let store = Arc::clone(manager.store());
+    let mut stuck = accepted.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while !stuck.is_empty() && tokio::time::Instant::now() < deadline {
+        let _ = store.prune(&everything, chrono::Utc::now()).await;
+        let mut still = Vec::new();
+        for id in stuck {
+            match store.get(&id).await {
+                Ok(None) => {} // finished, then pruned
+                Ok(Some(record)) if record.status.is_finished() => {
+                    assert_eq!(record.status, TaskStatus::Success, "{record:?}");
+                }
+                _ => still.push(id),
+            }
+        }
+        stuck = still;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "full-disk episode: {} tasks acknowledged, {} stuck afterwards",
+        accepted.len(),
+        stuck.len()
+    );
+    assert!(stuck.is_empty(), "{} acknowledged tasks never ran: {stuck:?}", stuck.len());
+    manager.shutdown(LONG).await;
+}
