@@ -73,10 +73,24 @@ async fn enqueue(http: &reqwest::Client, base: &str, email: &str) -> String {
     body["task_id"].as_str().unwrap().to_owned()
 }
 
-/// Clicks the element `css` selects.
+/// Clicks the element `css` selects. The live table re-renders its rows whenever tasks
+/// change, so an element found a moment ago may be gone by the click: find it again then.
 async fn click(client: &Client, css: &str) {
-    let element = client.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
-    element.click().await.unwrap();
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let clicked = match client.find(Locator::Css(css)).await {
+            Ok(element) => element.click().await,
+            Err(err) => Err(err),
+        };
+        match clicked {
+            Ok(()) => return,
+            // Stale, or not there yet: the next render has it.
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(err) => panic!("{css}: {err}"),
+        }
+    }
 }
 
 fn row_status(id: &str) -> String {
