@@ -225,7 +225,7 @@ async fn unusable_database_files_are_clear_errors() {
     rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", 99).unwrap();
     let err = SqliteStore::open(&newer).unwrap_err();
     assert!(
-        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 1, .. }),
+        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 2, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("upgrade taskflow"), "{err}");
@@ -435,4 +435,36 @@ async fn after_a_full_disk_episode_every_acknowledged_task_runs() {
     );
     assert!(stuck.is_empty(), "{} acknowledged tasks never ran: {stuck:?}", stuck.len());
     manager.shutdown(LONG).await;
+}
+
+/// A file written by a taskflow before fetching (schema version 1) opens with its waiting
+/// tasks still waiting and its due ones available.
+#[tokio::test]
+async fn a_version_1_file_is_migrated_for_fetching() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    let store = SqliteStore::open(&path).unwrap();
+    let mut later = pending("migrated_later");
+    later.scheduled_at = Some(chrono::Utc::now() + chrono::Duration::hours(1));
+    let later = crate::conformance::put(&store, later).await;
+    let due = crate::conformance::put(&store, pending("migrated_due")).await;
+    store.close().await.unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP INDEX tasks_available; DROP INDEX tasks_waiting;
+         ALTER TABLE tasks DROP COLUMN wait_until; PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).unwrap();
+    let lease = taskflow::Lease {
+        owner: "migrated".into(),
+        expires_at: chrono::Utc::now() + chrono::Duration::minutes(1),
+    };
+    let now = store.fetch(10, chrono::Utc::now(), &lease).await.unwrap();
+    assert_eq!(now.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![due]);
+    let at = chrono::Utc::now() + chrono::Duration::hours(2);
+    let then = store.fetch(10, at, &lease).await.unwrap();
+    assert_eq!(then.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![later]);
 }

@@ -108,6 +108,19 @@ impl Store for Deadline {
         within("stats", self.timeouts.bulk, self.inner.stats(since)).await
     }
 
+    async fn fetch(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        within("fetch", self.timeouts.operation, self.inner.fetch(limit, now, lease)).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
+        within("release", self.timeouts.operation, self.inner.release(lease)).await
+    }
+
     async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
         within("pending", self.timeouts.bulk, self.inner.pending(limit)).await
     }

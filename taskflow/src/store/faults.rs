@@ -27,6 +27,8 @@ pub enum Operation {
     Commit,
     /// [`Store::prune`].
     Prune,
+    /// [`Store::fetch`].
+    Fetch,
 }
 
 /// What goes wrong.
@@ -43,7 +45,7 @@ pub enum Fault {
 }
 
 const FAULTS: [Fault; 3] = [Fault::Fail, Fault::LoseReply, Fault::Hang];
-const SLOTS: usize = 4 * FAULTS.len();
+const SLOTS: usize = 5 * FAULTS.len();
 
 fn slot(operation: Operation, fault: Fault) -> usize {
     let op = match operation {
@@ -51,6 +53,7 @@ fn slot(operation: Operation, fault: Fault) -> usize {
         Operation::Transition => 1,
         Operation::Commit => 2,
         Operation::Prune => 3,
+        Operation::Fetch => 4,
     };
     op * FAULTS.len() + FAULTS.iter().position(|f| *f == fault).unwrap_or(0)
 }
@@ -190,6 +193,27 @@ impl Store for FaultyStore {
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
         self.inner.stats(since).await
+    }
+
+    async fn fetch(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        match self.next(Operation::Fetch) {
+            Some(Fault::Fail) => Err(injected("fetch failed")),
+            Some(Fault::LoseReply) => {
+                self.inner.fetch(limit, now, lease).await?;
+                Err(injected("fetch reply lost"))
+            }
+            Some(Fault::Hang) => hang().await,
+            None => self.inner.fetch(limit, now, lease).await,
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
+        self.inner.release(lease).await
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {

@@ -185,6 +185,17 @@ impl Store for MemoryStore {
                 record.lease_owner = None;
                 record.lease_expires_at = None;
             }
+            Transition::Reschedule { due, retries_used, error, stacktrace } => {
+                record.status = TaskStatus::Pending;
+                record.scheduled_at = Some(due);
+                record.retries_used = retries_used;
+                if error.is_some() {
+                    record.error = error;
+                    record.stacktrace = stacktrace;
+                }
+                record.lease_owner = None;
+                record.lease_expires_at = None;
+            }
         }
         let evicted = if ends { state.finished(*id) } else { None };
         drop(state);
@@ -283,6 +294,47 @@ impl Store for MemoryStore {
             stats.functions.push(function);
         }
         Ok(stats)
+    }
+
+    async fn fetch(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut state = self.lock();
+        let mut due: Vec<&TaskRecord> = state
+            .tasks
+            .values()
+            .map(|r| &**r)
+            .filter(|r| r.status == TaskStatus::Pending && super::due_at(r) <= now)
+            .collect();
+        due.sort_by_key(|r| super::fetch_order(r));
+        let ids: Vec<TaskId> = due.into_iter().take(limit).map(|r| r.task_id).collect();
+        let mut fetched = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(record) = state.tasks.get_mut(&id) else { continue };
+            record.status = TaskStatus::Running;
+            record.start_time.get_or_insert(now);
+            record.lease_owner = Some(lease.owner.to_string());
+            record.lease_expires_at = Some(lease.expires_at);
+            fetched.push(TaskRecord::clone(record));
+        }
+        Ok(fetched)
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
+        let mut state = self.lock();
+        let mut released = 0;
+        for record in state.tasks.values_mut() {
+            if holds(record, lease) && record.lease_expires_at == Some(lease.expires_at) {
+                record.status = TaskStatus::Pending;
+                record.lease_owner = None;
+                record.lease_expires_at = None;
+                released += 1;
+            }
+        }
+        Ok(released)
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {

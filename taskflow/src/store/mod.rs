@@ -330,6 +330,18 @@ pub enum Transition {
     },
     /// The task goes back to `pending` (interrupted with `requeue_on_interrupt`).
     Requeue,
+    /// The attempt is over and the task waits in the store for its next one: back to
+    /// `pending`, due at `due`, its lease released (a retry after a failure, or a snooze).
+    Reschedule {
+        /// When the next attempt is due.
+        due: DateTime<Utc>,
+        /// Retries used once the next attempt starts (unchanged by a snooze).
+        retries_used: u32,
+        /// The failure's message; `None` keeps the last one.
+        error: Option<String>,
+        /// The failure's chain of causes, with `error`.
+        stacktrace: Option<String>,
+    },
 }
 
 /// Filters, order and page of [`Store::list`].
@@ -448,6 +460,17 @@ pub(crate) fn readable<R, T>(
     Ok(records)
 }
 
+/// When a pending task is due: its `scheduled_at`, else its creation.
+pub(crate) fn due_at(record: &TaskRecord) -> DateTime<Utc> {
+    record.scheduled_at.unwrap_or(record.created_at)
+}
+
+/// The order of [`Store::fetch`] as a sort key: highest priority, earliest due, oldest id
+/// (ids are ordered by creation).
+pub(crate) fn fetch_order(record: &TaskRecord) -> (std::cmp::Reverse<i32>, DateTime<Utc>, TaskId) {
+    (std::cmp::Reverse(record.priority), due_at(record), record.task_id)
+}
+
 /// `text` with `\`, `%` and `_` escaped, for a SQL `LIKE ... ESCAPE '\'` pattern.
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) fn like_escape(text: &str) -> String {
@@ -535,6 +558,23 @@ pub trait Store: Send + Sync + 'static {
     /// Counts by status and per-function outcomes and durations, over tasks created at or
     /// after `since` (all when `None`).
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError>;
+
+    /// Up to `limit` *available* tasks, each moved to `running` under `lease` in the same
+    /// atomic step, so fetchers racing on a shared store get disjoint tasks. Available means
+    /// `pending` and due at `now` (no `scheduled_at`, or one not after `now`). Order: highest
+    /// priority first, then the earliest due (its `scheduled_at`, else its creation), then
+    /// enqueue order. A task not yet due is never returned, however many wait ahead of it.
+    async fn fetch(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// Puts the tasks still `running` under exactly `lease` (its owner and its expiry, to the
+    /// microsecond) back to `pending`, as they were: for a [`Store::fetch`] whose answer was
+    /// lost, whose tasks never started. Returns how many.
+    async fn release(&self, lease: &Lease) -> Result<usize, StoreError>;
 
     /// Pending tasks, highest priority first, to dispatch at start.
     async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError>;

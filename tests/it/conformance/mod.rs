@@ -2,12 +2,18 @@
 //! at the bottom instantiates every check with its own fresh store.
 
 mod aliases;
+mod fetch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use self::aliases::{aliases_resolve_everywhere, manager_resolves_aliases};
+use self::fetch::{
+    a_lost_fetch_is_released, concurrent_fetchers_take_disjoint_tasks, fetch_orders_due_tasks,
+    future_tasks_do_not_hide_a_due_one, requeued_tasks_are_fetched_again,
+    rescheduled_tasks_come_back_when_due,
+};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use taskflow::{
@@ -453,6 +459,12 @@ macro_rules! all_checks {
             retention_prunes_only_finished,
             aliases_resolve_everywhere,
             manager_resolves_aliases,
+            fetch_orders_due_tasks,
+            future_tasks_do_not_hide_a_due_one,
+            concurrent_fetchers_take_disjoint_tasks,
+            rescheduled_tasks_come_back_when_due,
+            a_lost_fetch_is_released,
+            requeued_tasks_are_fetched_again,
         );
     };
 }

@@ -1,5 +1,6 @@
 //! [`MysqlStore`]: tasks in MySQL 8 or MariaDB 10.6+, shared by every instance of an app.
 
+mod fetch;
 mod inserts;
 mod schema;
 
@@ -63,8 +64,8 @@ const COLUMNS: &str = "id, func_name, status, created_at, start_time, end_time, 
 const INSERT: &str = "INSERT INTO taskflow_tasks (id, func_name, status, created_at, \
     start_time, end_time, duration, retries_used, max_retries, error, stacktrace, tags, source, \
     priority, args, result, idempotency_key, scheduled_at, retry_of, requeue_on_interrupt, \
-    recoveries, lease_owner, lease_expires_at) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    recoveries, lease_owner, lease_expires_at, wait_until) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -103,6 +104,8 @@ fn encode(record: &TaskRecord) -> Vec<Value> {
         Value::Int(record.recoveries.into()),
         text(record.lease_owner.clone()),
         time(record.lease_expires_at),
+        // Not due yet: it waits until then (see the schema's version 2).
+        time(record.scheduled_at.filter(|at| *at > record.created_at)),
     ]
 }
 
@@ -389,7 +392,8 @@ impl Store for MysqlStore {
         let claimed = self
             .affected(
                 "UPDATE taskflow_tasks SET status = 'running',
-                    start_time = COALESCE(start_time, ?), lease_owner = ?, lease_expires_at = ?
+                    start_time = COALESCE(start_time, ?), lease_owner = ?, lease_expires_at = ?,
+                    wait_until = NULL
                  WHERE id = ? AND status = 'pending'",
                 vec![
                     Value::Int(micros(Utc::now())),
@@ -437,6 +441,26 @@ impl Store for MysqlStore {
                         Value::Int(micros(end_time)),
                         Value::Int(retries_used.into()),
                         text(result.map(|r| r.to_string())),
+                        Value::Int(replaces.into()),
+                        text(error),
+                        Value::Int(replaces.into()),
+                        text(stacktrace),
+                    ],
+                )
+            }
+            Transition::Reschedule { due, retries_used, error, stacktrace } => {
+                let replaces = error.is_some();
+                (
+                    format!(
+                        "UPDATE taskflow_tasks SET status = 'pending', scheduled_at = ?,
+                            wait_until = scheduled_at, retries_used = ?, error = IF(?, ?, error),
+                            stacktrace = IF(?, ?, stacktrace),
+                            lease_owner = NULL, lease_expires_at = NULL
+                         {fence}"
+                    ),
+                    vec![
+                        Value::Int(micros(due)),
+                        Value::Int(retries_used.into()),
                         Value::Int(replaces.into()),
                         text(error),
                         Value::Int(replaces.into()),
@@ -616,6 +640,19 @@ impl Store for MysqlStore {
             });
         }
         Ok(stats)
+    }
+
+    async fn fetch(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        self.fetch_available(limit, now, lease).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
+        self.release_lease(lease).await
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {

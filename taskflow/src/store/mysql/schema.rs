@@ -9,12 +9,17 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// Each migration, a list of statements, takes the schema from version `index` to
 /// `index + 1`. Neither server has partial indexes: the unique index over active
-/// idempotency keys is on a generated column that is `NULL` for ended tasks.
-const MIGRATIONS: [&[&str]; 1] = [&[
+/// idempotency keys is on a generated column that is `NULL` for ended tasks. Version 2 adds
+/// `wait_until`, set while a pending task is not yet due (a delay, a retry's backoff) and
+/// cleared by the fetch that finds it due, the due time as a generated column, and two
+/// indexes: the waiting tasks by due time, and the tasks in fetch order (by status and
+/// waiting, then highest priority, earliest due, `seq`), so that a fetch reads only the rows
+/// it takes however many tasks wait.
+const MIGRATIONS: [&[&str]; 2] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
         id CHAR(36) NOT NULL,
@@ -63,6 +68,14 @@ const MIGRATIONS: [&[&str]; 1] = [&[
         task_id CHAR(36) NOT NULL,
         FOREIGN KEY (task_id) REFERENCES taskflow_tasks (id) ON DELETE CASCADE
     ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+], &[
+    "ALTER TABLE taskflow_tasks
+        ADD COLUMN wait_until BIGINT NULL,
+        ADD COLUMN due_at BIGINT AS (COALESCE(scheduled_at, created_at)) STORED,
+        ADD KEY taskflow_tasks_waiting (wait_until),
+        ADD KEY taskflow_tasks_available (status, wait_until, priority DESC, due_at, seq)",
+    "UPDATE taskflow_tasks SET wait_until = scheduled_at
+        WHERE status = 'pending' AND scheduled_at > UNIX_TIMESTAMP(NOW(6)) * 1000000",
 ]];
 
 /// Creates or migrates the schema; refuses a schema newer than this binary's.

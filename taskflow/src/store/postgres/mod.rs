@@ -1,5 +1,6 @@
 //! [`PostgresStore`]: tasks in PostgreSQL, shared by every instance of an app.
 
+mod fetch;
 mod inserts;
 mod row;
 mod schema;
@@ -132,8 +133,9 @@ impl PostgresStore {
 /// Inserts a task unless an active task holds its idempotency key; returns its id if stored.
 fn insert_sql() -> String {
     format!(
-        "INSERT INTO taskflow_tasks ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,
-            $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+        "INSERT INTO taskflow_tasks ({COLUMNS}, wait_until) VALUES ($1, $2, $3, $4, $5, $6, $7,
+            $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
+            CASE WHEN $18::TIMESTAMPTZ > $4::TIMESTAMPTZ THEN $18::TIMESTAMPTZ END)
          ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY} DO NOTHING RETURNING id"
     )
 }
@@ -304,7 +306,7 @@ impl Store for PostgresStore {
     async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
         let sql = format!(
             "UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $2),
-                lease_owner = $3, lease_expires_at = $4
+                lease_owner = $3, lease_expires_at = $4, wait_until = NULL
              WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"
         );
         let owner: &str = &lease.owner;
@@ -354,6 +356,18 @@ impl Store for PostgresStore {
                     ],
                 )
                 .await?
+            }
+            Transition::Reschedule { due, retries_used, error, stacktrace } => {
+                let sql = format!(
+                    "UPDATE taskflow_tasks SET status = 'pending', scheduled_at = $3,
+                        wait_until = $3, retries_used = $4,
+                        stacktrace = CASE WHEN $5::TEXT IS NULL THEN stacktrace ELSE $6 END,
+                        error = COALESCE($5, error),
+                        lease_owner = NULL, lease_expires_at = NULL
+                     {fence}"
+                );
+                let retries = retries_used as i32;
+                self.execute(&sql, &[uuid, &owner, &due, &retries, &error, &stacktrace]).await?
             }
             Transition::Requeue => {
                 let sql = format!(
@@ -534,6 +548,19 @@ impl Store for PostgresStore {
             });
         }
         Ok(stats)
+    }
+
+    async fn fetch(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        self.fetch_available(limit, now, lease).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
+        self.release_lease(lease).await
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {

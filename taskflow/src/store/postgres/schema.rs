@@ -7,10 +7,14 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
-/// Each migration takes the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 1] = ["
+/// Each migration takes the schema from version `index` to `index + 1`. Version 2 adds
+/// `wait_until`, set while a pending task is not yet due (a delay, a retry's backoff) and
+/// cleared by the fetch that finds it due, and two indexes: the waiting tasks by due time, and
+/// the available ones (pending, not waiting) in fetch order, so that a fetch reads only the
+/// rows it takes however many tasks wait for later.
+const MIGRATIONS: [&str; 2] = ["
     CREATE TABLE taskflow_tasks (
         seq BIGSERIAL UNIQUE,
         id UUID PRIMARY KEY,
@@ -57,6 +61,15 @@ const MIGRATIONS: [&str; 1] = ["
         alias UUID PRIMARY KEY,
         task_id UUID NOT NULL REFERENCES taskflow_tasks (id) ON DELETE CASCADE
     );
+", "
+    ALTER TABLE taskflow_tasks ADD COLUMN wait_until TIMESTAMPTZ;
+    UPDATE taskflow_tasks SET wait_until = scheduled_at
+        WHERE status = 'pending' AND scheduled_at > now();
+    CREATE INDEX taskflow_tasks_waiting ON taskflow_tasks (wait_until)
+        WHERE wait_until IS NOT NULL;
+    CREATE INDEX taskflow_tasks_available
+        ON taskflow_tasks (priority DESC, (COALESCE(scheduled_at, created_at)), seq)
+        WHERE status = 'pending' AND wait_until IS NULL;
 "];
 
 /// Any number: the advisory lock key under which instances migrate one at a time.

@@ -1,5 +1,6 @@
 //! [`RedisStore`]: tasks in Redis, shared by every instance of an app.
 
+mod fetch;
 mod scripts;
 
 use std::collections::HashMap;
@@ -49,6 +50,7 @@ pub struct RedisStore {
     writes: tokio_util::task::TaskTracker,
     wake: Arc<tokio::sync::Notify>,
     scripts: Arc<Scripts>,
+    fetch: Arc<fetch::FetchScripts>,
 }
 
 struct Scripts {
@@ -117,6 +119,10 @@ fn decode(id: &str, fields: &HashMap<String, String>) -> Result<TaskRecord, Stor
         .get("result")
         .map(|v| serde_json::from_str(v).map_err(|e| corrupt("result", e.to_string())))
         .transpose()?;
+    // A retry or a snooze moved it (the base keeps the time it was enqueued with).
+    if let Some(due) = time("sched")? {
+        record.scheduled_at = Some(due);
+    }
     record.lease_owner = fields.get("owner").cloned();
     record.lease_expires_at = time("expires")?;
     Ok(record)
@@ -162,22 +168,25 @@ impl RedisStore {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| open("must be called inside a tokio runtime".to_owned()))?;
         let scripts = Scripts {
-            enqueue: Script::new(scripts::ENQUEUE),
-            claim: Script::new(scripts::CLAIM),
+            enqueue: Script::new(&scripts::enqueue()),
+            claim: Script::new(&scripts::claim()),
             transition: Script::new(&scripts::transition()),
             cancel: Script::new(&scripts::cancel()),
             reclaim: Script::new(&scripts::reclaim()),
             renew: Script::new(scripts::RENEW),
             delete: Script::new(scripts::DELETE),
         };
-        Ok(RedisStore {
+        let store = RedisStore {
             conn,
             prefix: prefix.into(),
             runtime,
             writes: tokio_util::task::TaskTracker::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
             scripts: Arc::new(scripts),
-        })
+            fetch: fetch::FetchScripts::new(),
+        };
+        store.adopt_pending().await.map_err(|e| open(e.to_string()))?;
+        Ok(store)
     }
 
     fn key(&self, parts: &str) -> String {
@@ -217,6 +226,7 @@ impl Store for RedisStore {
         let base = serde_json::to_string(&record)
             .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
         let end = record.end_time.map(|at| (rfc(at), micros(at).to_string())).unwrap_or_default();
+        let due = micros(crate::store::due_at(&record)).to_string();
         let args = vec![
             self.prefix.to_string(),
             id.to_string(),
@@ -229,6 +239,8 @@ impl Store for RedisStore {
             end.0,
             end.1,
             record.error.unwrap_or_default(),
+            record.priority.to_string(),
+            due,
         ];
         let (done, ticket) = WriteTicket::new();
         let (scripts, mut conn) = (Arc::clone(&self.scripts), self.conn.clone());
@@ -333,6 +345,17 @@ impl Store for RedisStore {
                     micros(end_time).to_string(),
                     retries_used.to_string(),
                     result.map(|r| r.to_string()).unwrap_or_default(),
+                    u8::from(error.is_some()).to_string(),
+                    error.unwrap_or_default(),
+                    stacktrace.unwrap_or_default(),
+                ]);
+            }
+            Transition::Reschedule { due, retries_used, error, stacktrace } => {
+                args.extend([
+                    "reschedule".to_owned(),
+                    rfc(due),
+                    micros(due).to_string(),
+                    retries_used.to_string(),
                     u8::from(error.is_some()).to_string(),
                     error.unwrap_or_default(),
                     stacktrace.unwrap_or_default(),
@@ -473,6 +496,19 @@ impl Store for RedisStore {
             stats.functions.push(function);
         }
         Ok(stats)
+    }
+
+    async fn fetch(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        self.fetch_available(limit, now, lease).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
+        self.release_lease(lease).await
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {

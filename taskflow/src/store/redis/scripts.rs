@@ -3,8 +3,12 @@
 
 /// Stores a task unless an active task holds its idempotency key; then records the id as an
 /// alias of the holder and returns the holder's id. Returns the stored id otherwise.
-/// ARGV: prefix, id, base, func, status, created_us, key, requeue, end, end_us, error.
-pub(super) const ENQUEUE: &str = r#"
+/// ARGV: prefix, id, base, func, status, created_us, key, requeue, end, end_us, error,
+/// priority, due_us.
+pub(super) fn enqueue() -> String {
+    format!(
+        "{PENDING}{}",
+        r#"
 local p, id, key, status = ARGV[1], ARGV[2], ARGV[7], ARGV[5]
 if key ~= '' then
   local holder = redis.call('GET', p..':k:'..key)
@@ -19,26 +23,53 @@ end
 local seq = redis.call('INCR', p..':seq')
 local t = p..':t:'..id
 redis.call('HSET', t, 'base', ARGV[3], 'seq', seq, 'status', status, 'func', ARGV[4],
-  'created_us', ARGV[6], 'key', key, 'requeue', ARGV[8], 'retries', 0, 'recoveries', 0)
+  'created_us', ARGV[6], 'key', key, 'requeue', ARGV[8], 'retries', 0, 'recoveries', 0,
+  'prio', ARGV[12], 'due_us', ARGV[13])
 redis.call('ZADD', p..':all', seq, id)
 redis.call('ZADD', p..':s:'..status, seq, id)
 redis.call('ZADD', p..':f:'..ARGV[4], seq, id)
 redis.call('SADD', p..':funcs', ARGV[4])
 if status == 'pending' then
   if key ~= '' then redis.call('SET', p..':k:'..key, id) end
+  to_pending(p, id, t)
 else
   redis.call('HSET', t, 'end', ARGV[9], 'end_us', ARGV[10], 'error', ARGV[11], 'stack', ARGV[11])
   redis.call('ZADD', p..':finished', ARGV[10], id)
 end
 return id
+"#
+    )
+}
+
+/// The index of pending tasks, shared by the scripts as a prelude. A pending task waits in
+/// `later` (scored by its due time) until a fetch finds it due and moves it to `ready`, where
+/// every member has the score `-priority` and the name `<due><seq>:<id>` (zero-padded hex),
+/// so that `ZRANGE ready 0 n` lists the available tasks in fetch order: highest priority,
+/// earliest due, enqueue order. The task's hash keeps its `ready` name in `rk`.
+pub(super) const PENDING: &str = r#"
+local function to_pending(p, id, t)
+  redis.call('ZADD', p..':later', redis.call('HGET', t, 'due_us') or 0, id)
+end
+local function out_of_pending(p, id, t)
+  redis.call('ZREM', p..':later', id)
+  local rk = redis.call('HGET', t, 'rk')
+  if rk then
+    redis.call('ZREM', p..':ready', rk)
+    redis.call('HDEL', t, 'rk')
+  end
+end
 "#;
 
 /// Moves a pending task to running under a lease; returns its fields, or nil.
 /// ARGV: prefix, id, now, now_us, owner, expires, expires_us.
-pub(super) const CLAIM: &str = r#"
+pub(super) fn claim() -> String {
+    format!(
+        "{PENDING}{}",
+        r#"
 local p, id = ARGV[1], ARGV[2]
 local t = p..':t:'..id
 if redis.call('HGET', t, 'status') ~= 'pending' then return false end
+out_of_pending(p, id, t)
 local seq = redis.call('HGET', t, 'seq')
 redis.call('HSETNX', t, 'start', ARGV[3])
 redis.call('HSETNX', t, 'start_us', ARGV[4])
@@ -47,13 +78,17 @@ redis.call('ZREM', p..':s:pending', id)
 redis.call('ZADD', p..':s:running', seq, id)
 redis.call('ZADD', p..':running', ARGV[7], id)
 return redis.call('HGETALL', t)
-"#;
+"#
+    )
+}
 
 /// Ends a task's run: moves it between the status and lease indexes, and frees its key when
-/// it failed or was cancelled. Shared by the scripts below as a prelude.
+/// it failed or was cancelled. Shared by the scripts below as a prelude, after [`PENDING`].
 const SETTLE: &str = r#"
 local function settle(p, id, t, from, to, end_rfc, end_us)
   local seq = redis.call('HGET', t, 'seq')
+  if from == 'pending' then out_of_pending(p, id, t) end
+  if to == 'pending' then to_pending(p, id, t) end
   redis.call('HSET', t, 'status', to)
   redis.call('HDEL', t, 'owner', 'expires', 'expires_us')
   redis.call('ZREM', p..':s:'..from, id)
@@ -73,12 +108,12 @@ end
 "#;
 
 /// A fenced change to a running task; 1 if applied, 0 when the lease no longer holds it.
-/// ARGV: prefix, id, owner, kind (`attempt`, `finish`, `requeue`), then per kind:
-/// attempt: retries, error, stack; finish: status, end, end_us, retries, result or '',
-/// has_error, error, stack.
+/// ARGV: prefix, id, owner, kind (`attempt`, `finish`, `reschedule`, `requeue`), then per
+/// kind: attempt: retries, error, stack; finish: status, end, end_us, retries, result or '',
+/// has_error, error, stack; reschedule: due, due_us, retries, has_error, error, stack.
 pub(super) fn transition() -> String {
     format!(
-        "{SETTLE}{}",
+        "{PENDING}{SETTLE}{}",
         r#"
 local p, id, owner, kind = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local t = p..':t:'..id
@@ -93,6 +128,10 @@ elseif kind == 'finish' then
   if ARGV[9] ~= '' then redis.call('HSET', t, 'result', ARGV[9]) end
   if ARGV[10] == '1' then redis.call('HSET', t, 'error', ARGV[11], 'stack', ARGV[12]) end
   settle(p, id, t, 'running', ARGV[5], ARGV[6], ARGV[7])
+elseif kind == 'reschedule' then
+  redis.call('HSET', t, 'sched', ARGV[5], 'due_us', ARGV[6], 'retries', ARGV[7])
+  if ARGV[8] == '1' then redis.call('HSET', t, 'error', ARGV[9], 'stack', ARGV[10]) end
+  settle(p, id, t, 'running', 'pending', '', '')
 else
   settle(p, id, t, 'running', 'pending', '', '')
 end
@@ -106,7 +145,7 @@ return 1
 /// ARGV: prefix, id, now, now_us.
 pub(super) fn cancel() -> String {
     format!(
-        "{SETTLE}{}",
+        "{PENDING}{SETTLE}{}",
         r#"
 local p, id = ARGV[1], ARGV[2]
 if redis.call('EXISTS', p..':t:'..id) == 0 then
@@ -125,7 +164,7 @@ return status
 /// this call did. ARGV: prefix, id, now_us, to, end, error, recoveries.
 pub(super) fn reclaim() -> String {
     format!(
-        "{SETTLE}{}",
+        "{PENDING}{SETTLE}{}",
         r#"
 local p, id = ARGV[1], ARGV[2]
 local t = p..':t:'..id

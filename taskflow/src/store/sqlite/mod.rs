@@ -3,6 +3,7 @@
 
 mod active;
 mod checkpoint;
+mod fetch;
 mod query;
 mod row;
 mod schema;
@@ -240,8 +241,13 @@ fn load_keys(conn: &Connection) -> rusqlite::Result<HashMap<String, TaskId>> {
 }
 
 fn insert(conn: &Connection, seq: i64, values: &[Sql; 23]) -> Result<(), StoreError> {
-    const SQL: &str =
-        concat!("INSERT INTO tasks (", columns!(), ", seq) VALUES (", placeholders!(), ", ?24)");
+    const SQL: &str = concat!(
+        "INSERT INTO tasks (",
+        columns!(),
+        ", seq, wait_until) VALUES (",
+        placeholders!(),
+        ", ?24, CASE WHEN ?18 > ?4 THEN ?18 END)"
+    );
     let seq = Sql::Integer(seq);
     let mut statement = conn.prepare_cached(SQL).map_err(unavailable)?;
     statement
@@ -362,7 +368,7 @@ impl Store for SqliteStore {
         // which collects its rows in a temporary table.
         const CLAIM: &str = concat!(
             "UPDATE tasks SET status = 'running', start_time = COALESCE(start_time, ?2),
-                lease_owner = ?3, lease_expires_at = ?4
+                lease_owner = ?3, lease_expires_at = ?4, wait_until = NULL
              WHERE seq = ",
             row_of!(5),
             " AND id = ?1 AND status = 'pending'"
@@ -480,6 +486,24 @@ impl Store for SqliteStore {
                             micros(end_time).into(),
                             retries_used.into(),
                             result.map(|r| r.to_string()).into(),
+                            error.into(),
+                            stacktrace.into(),
+                        ],
+                    ),
+                    Transition::Reschedule { due, retries_used, error, stacktrace } => (
+                        concat!(
+                            "UPDATE tasks SET status = 'pending', scheduled_at = ?4,
+                                wait_until = ?4, retries_used = ?5,
+                                stacktrace = CASE WHEN ?6 IS NULL THEN stacktrace ELSE ?7 END,
+                                error = COALESCE(?6, error),
+                                lease_owner = NULL, lease_expires_at = NULL
+                             WHERE seq = ",
+                            row_of!(3),
+                            " AND id = ?1 AND status = 'running' AND lease_owner = ?2"
+                        ),
+                        vec![
+                            micros(due).into(),
+                            retries_used.into(),
                             error.into(),
                             stacktrace.into(),
                         ],
@@ -662,6 +686,19 @@ impl Store for SqliteStore {
             });
         }
         Ok(stats)
+    }
+
+    async fn fetch(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        self.fetch_available(limit, now, lease).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
+        self.release_lease(lease).await
     }
 
     async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {

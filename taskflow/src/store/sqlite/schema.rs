@@ -11,7 +11,7 @@ use super::{Durability, SqliteOptions};
 use crate::store::StoreError;
 
 /// The schema version this binary writes. Migrations take older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// How long opening waits for another connection to let go of the file.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -21,7 +21,12 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Rows live in `seq` order (insertion order), so the writes of tasks enqueued together touch
 /// the same few pages; the UUIDs (time-ordered, version 7) only go to the small `id` index. Indexes on `status`
 /// and `func_name` are ordered by `seq` within each value, which is what listing needs.
-const MIGRATIONS: [&str; 1] = ["
+/// Version 2 adds `wait_until`, set while a pending task is not yet due (a delay, a retry's
+/// backoff) and cleared by the fetch that finds it due, with two indexes: `tasks_waiting` by
+/// due time, and `tasks_available` (pending, not waiting) in fetch order (highest priority,
+/// earliest due, `seq`), so a fetch reads only the rows it takes however many tasks wait.
+const MIGRATIONS: [&str; 2] = [
+    "
     CREATE TABLE tasks (
         seq INTEGER PRIMARY KEY,
         id TEXT NOT NULL UNIQUE,
@@ -63,7 +68,16 @@ const MIGRATIONS: [&str; 1] = ["
         fields TEXT NOT NULL
     );
     CREATE INDEX task_logs_by_task ON task_logs (task_id, seq);
-"];
+",
+    "
+    ALTER TABLE tasks ADD COLUMN wait_until INTEGER;
+    UPDATE tasks SET wait_until = scheduled_at WHERE status = 'pending'
+        AND scheduled_at > CAST((julianday('now') - 2440587.5) * 86400000000 AS INTEGER);
+    CREATE INDEX tasks_waiting ON tasks (wait_until) WHERE wait_until IS NOT NULL;
+    CREATE INDEX tasks_available ON tasks (priority DESC, COALESCE(scheduled_at, created_at))
+        WHERE status = 'pending' AND wait_until IS NULL;
+",
+];
 
 /// Takes the database at `path` for this process alone, through an advisory lock on a file
 /// beside it (`<path>.lock`), held until the returned file is dropped.

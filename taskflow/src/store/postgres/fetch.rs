@@ -1,0 +1,85 @@
+//! Fetching available tasks and releasing a lost fetch: one statement picks the due tasks
+//! through the `taskflow_tasks_available` index with `FOR UPDATE SKIP LOCKED` (fetchers on
+//! other instances take other rows, never wait) and leases them.
+
+use chrono::{DateTime, Utc};
+
+use super::PostgresStore;
+use super::row::{self, COLUMNS};
+use crate::record::TaskRecord;
+use crate::store::{Lease, StoreError, fetch_order};
+
+impl PostgresStore {
+    pub(super) async fn fetch_available(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Waiting tasks whose time has come join the available ones.
+        self.execute(
+            "UPDATE taskflow_tasks SET wait_until = NULL
+             WHERE wait_until IS NOT NULL AND wait_until <= $1",
+            &[&now],
+        )
+        .await?;
+        let sql = format!(
+            "WITH picked AS (
+                SELECT id AS picked_id FROM taskflow_tasks
+                WHERE status = 'pending' AND wait_until IS NULL
+                ORDER BY priority DESC, COALESCE(scheduled_at, created_at), seq
+                LIMIT $2 FOR UPDATE SKIP LOCKED)
+             UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $1),
+                lease_owner = $3, lease_expires_at = $4
+             FROM picked WHERE id = picked.picked_id
+             RETURNING {COLUMNS}"
+        );
+        let owner: &str = &lease.owner;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.query(&sql, &[&now, &limit, &owner, &lease.expires_at]).await?;
+        let mut fetched = Vec::with_capacity(rows.len());
+        for found in &rows {
+            match row::decode(found) {
+                Ok(record) => fetched.push(record),
+                Err(err) => self.fail_unreadable(found, &err).await?,
+            }
+        }
+        fetched.sort_by_key(fetch_order);
+        Ok(fetched)
+    }
+
+    /// Fails a leased task whose row cannot be read: it cannot run, and dropping it would
+    /// lose it; its stored values stay for a look.
+    async fn fail_unreadable(
+        &self,
+        found: &tokio_postgres::Row,
+        err: &StoreError,
+    ) -> Result<(), StoreError> {
+        tracing::error!(error = %err, "taskflow: stored task is unreadable; marking it failed");
+        let id: uuid::Uuid = found.get(0);
+        let message = format!("the stored task cannot be read: {err}");
+        self.execute(
+            "UPDATE taskflow_tasks SET status = 'failed', end_time = $2, error = $3,
+                stacktrace = $3, lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
+            &[&id, &Utc::now(), &message],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn release_lease(&self, lease: &Lease) -> Result<usize, StoreError> {
+        let owner: &str = &lease.owner;
+        let released = self
+            .execute(
+                "UPDATE taskflow_tasks SET status = 'pending', lease_owner = NULL,
+                    lease_expires_at = NULL
+                 WHERE status = 'running' AND lease_owner = $1 AND lease_expires_at = $2",
+                &[&owner, &lease.expires_at],
+            )
+            .await?;
+        Ok(released as usize)
+    }
+}

@@ -1,0 +1,212 @@
+//! Fetching available tasks and releasing a lost fetch, each one Lua script: due tasks move
+//! from `later` to `ready` (see [`PENDING`]), then the first of `ready` are leased.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::scripts::PENDING;
+use super::{RedisStore, decode, micros, pairs, rfc, unavailable};
+use crate::record::TaskRecord;
+use crate::store::{Lease, StoreError};
+
+/// How many newly due tasks one fetch moves to `ready` at most, so that one script never
+/// runs long after an outage left a million due; the next fetch moves the next ones.
+const PROMOTE_BATCH: usize = 1000;
+
+/// Leases up to `limit` available tasks; returns, per task, its id then its hash's fields.
+/// ARGV: prefix, now_us, now, owner, expires, expires_us, limit, promote batch.
+fn fetch_script() -> String {
+    format!(
+        "{PENDING}{}",
+        r#"
+local p, now_us, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[7])
+local due = redis.call('ZRANGEBYSCORE', p..':later', '-inf', now_us, 'LIMIT', 0, tonumber(ARGV[8]))
+for _, id in ipairs(due) do
+  local t = p..':t:'..id
+  redis.call('ZREM', p..':later', id)
+  if redis.call('HGET', t, 'status') == 'pending' then
+    local f = redis.call('HMGET', t, 'prio', 'due_us', 'seq')
+    local rk = string.format('%016x%016x:%s', tonumber(f[2]) or 0, tonumber(f[3]) or 0, id)
+    redis.call('ZADD', p..':ready', -(tonumber(f[1]) or 0), rk)
+    redis.call('HSET', t, 'rk', rk)
+  end
+end
+local out = {}
+if limit <= 0 then return out end
+local picked = redis.call('ZRANGE', p..':ready', 0, limit - 1)
+for _, rk in ipairs(picked) do
+  redis.call('ZREM', p..':ready', rk)
+  local id = string.match(rk, ':(.*)$')
+  local t = p..':t:'..id
+  if redis.call('HGET', t, 'status') == 'pending' then
+    redis.call('HDEL', t, 'rk')
+    local seq = redis.call('HGET', t, 'seq')
+    redis.call('HSETNX', t, 'start', ARGV[3])
+    redis.call('HSETNX', t, 'start_us', ARGV[2])
+    redis.call('HSET', t, 'status', 'running', 'owner', ARGV[4], 'expires', ARGV[5], 'expires_us', ARGV[6])
+    redis.call('ZREM', p..':s:pending', id)
+    redis.call('ZADD', p..':s:running', seq, id)
+    redis.call('ZADD', p..':running', ARGV[6], id)
+    table.insert(out, id)
+    table.insert(out, redis.call('HGETALL', t))
+  end
+end
+return out
+"#
+    )
+}
+
+/// Puts the tasks running under exactly this lease back to pending; returns how many.
+/// ARGV: prefix, owner, expires_us.
+fn release_script() -> String {
+    format!(
+        "{PENDING}{}",
+        r#"
+local p, owner, expires = ARGV[1], ARGV[2], ARGV[3]
+local released = 0
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', p..':running', expires, expires)) do
+  local t = p..':t:'..id
+  local f = redis.call('HMGET', t, 'status', 'owner', 'expires_us')
+  if f[1] == 'running' and f[2] == owner and f[3] == expires then
+    local seq = redis.call('HGET', t, 'seq')
+    redis.call('HSET', t, 'status', 'pending')
+    redis.call('HDEL', t, 'owner', 'expires', 'expires_us')
+    redis.call('ZREM', p..':s:running', id)
+    redis.call('ZADD', p..':s:pending', seq, id)
+    redis.call('ZREM', p..':running', id)
+    to_pending(p, id, t)
+    released = released + 1
+  end
+end
+return released
+"#
+    )
+}
+
+/// The fetch scripts, loaded once per store.
+pub(super) struct FetchScripts {
+    fetch: redis::Script,
+    release: redis::Script,
+}
+
+impl FetchScripts {
+    pub(super) fn new() -> Arc<FetchScripts> {
+        Arc::new(FetchScripts {
+            fetch: redis::Script::new(&fetch_script()),
+            release: redis::Script::new(&release_script()),
+        })
+    }
+}
+
+/// The layout of the keys this binary writes: 2 added the index of pending tasks.
+const LAYOUT: i64 = 2;
+
+impl RedisStore {
+    /// Takes keys written by an older taskflow to [`LAYOUT`]: pending tasks enqueued before
+    /// the index of pending tasks existed are put in it. Idempotent, so instances starting
+    /// together may both do it.
+    pub(super) async fn adopt_pending(&self) -> Result<(), StoreError> {
+        use redis::AsyncCommands;
+        let mut conn = self.conn.clone();
+        let layout: Option<i64> = conn.get(self.key("layout")).await.map_err(unavailable)?;
+        if layout.is_some_and(|found| found >= LAYOUT) {
+            return Ok(());
+        }
+        let ids: Vec<String> =
+            conn.zrange(self.key("s:pending"), 0, -1).await.map_err(unavailable)?;
+        for record in self.records(&ids).await? {
+            let id = record.task_id.to_string();
+            let due = micros(crate::store::due_at(&record));
+            let mut pipe = redis::pipe();
+            pipe.hset(self.key(&format!("t:{id}")), "prio", record.priority)
+                .hset(self.key(&format!("t:{id}")), "due_us", due)
+                .zadd(self.key("later"), &id, due);
+            let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        }
+        let _: () = conn.set(self.key("layout"), LAYOUT).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) async fn fetch_available(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let flat: Vec<redis::Value> = self
+            .fetch
+            .fetch
+            .arg(&*self.prefix)
+            .arg(micros(now))
+            .arg(rfc(now))
+            .arg(&*lease.owner)
+            .arg(rfc(lease.expires_at))
+            .arg(micros(lease.expires_at))
+            .arg(limit.min(i64::MAX as usize))
+            .arg(PROMOTE_BATCH)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut fetched = Vec::new();
+        let mut items = flat.into_iter();
+        while let (Some(id), Some(fields)) = (items.next(), items.next()) {
+            let malformed = |e| StoreError::Unavailable(format!("redis: fetch answered {e}"));
+            let id: String = redis::from_redis_value(id).map_err(malformed)?;
+            let fields: Vec<Vec<u8>> = redis::from_redis_value(fields).map_err(malformed)?;
+            match pairs(&id, fields).and_then(|fields| decode(&id, &fields)) {
+                Ok(record) => fetched.push(record),
+                Err(err) => self.fail_unreadable(&id, lease, &err).await?,
+            }
+        }
+        Ok(fetched)
+    }
+
+    /// Fails a leased task whose hash cannot be read: it cannot run, and dropping it would
+    /// lose it; its stored fields stay for a look.
+    async fn fail_unreadable(
+        &self,
+        id: &str,
+        lease: &Lease,
+        err: &StoreError,
+    ) -> Result<(), StoreError> {
+        tracing::error!(error = %err, "taskflow: stored task is unreadable; marking it failed");
+        let now = Utc::now();
+        let message = format!("the stored task cannot be read: {err}");
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .scripts
+            .transition
+            .arg(&*self.prefix)
+            .arg(id)
+            .arg(&*lease.owner)
+            .arg("finish")
+            .arg("failed")
+            .arg(rfc(now))
+            .arg(micros(now))
+            .arg(0)
+            .arg("")
+            .arg(1)
+            .arg(&message)
+            .arg(&message)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) async fn release_lease(&self, lease: &Lease) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        let released: i64 = self
+            .fetch
+            .release
+            .arg(&*self.prefix)
+            .arg(&*lease.owner)
+            .arg(micros(lease.expires_at))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(released as usize)
+    }
+}

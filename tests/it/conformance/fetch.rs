@@ -1,0 +1,188 @@
+//! Conformance of [`Store::fetch`]: what is available, in which order, to whom; and of the
+//! writes that put a task back to wait (retries, snoozes, a lost fetch).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use taskflow::{Lease, Store, TaskId, TaskRecord, TaskStatus, Transition};
+
+use super::{lease, pending, put, trunc};
+
+fn ids(records: &[TaskRecord]) -> Vec<TaskId> {
+    records.iter().map(|r| r.task_id).collect()
+}
+
+fn later(hours: i64) -> chrono::DateTime<Utc> {
+    trunc(Utc::now() + chrono::Duration::hours(hours))
+}
+
+pub(crate) async fn fetch_orders_due_tasks(store: Arc<dyn Store>) {
+    let with = |priority: i32, scheduled_at| {
+        let mut record = pending("fetched");
+        record.priority = priority;
+        record.scheduled_at = scheduled_at;
+        record
+    };
+    let a = put(&*store, with(0, None)).await;
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let b = put(&*store, with(5, None)).await;
+    let c = put(&*store, with(0, Some(trunc(Utc::now() - chrono::Duration::seconds(5))))).await;
+    let d = put(&*store, with(10, Some(later(1)))).await;
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let e = put(&*store, with(0, None)).await;
+    let runner = lease("fetcher", Duration::from_secs(60));
+    let fetched = store.fetch(10, Utc::now(), &runner).await.unwrap();
+    assert_eq!(
+        ids(&fetched),
+        vec![b, c, a, e],
+        "highest priority, then earliest due, then enqueue order; the task due later waits"
+    );
+    for record in &fetched {
+        assert_eq!(record.status, TaskStatus::Running);
+        assert_eq!(record.lease_owner.as_deref(), Some("fetcher"));
+        assert!(record.start_time.is_some());
+        let stored = store.get(&record.task_id).await.unwrap().unwrap();
+        assert_eq!(stored.status, TaskStatus::Running, "the lease is in the store");
+        assert_eq!(stored.args, record.args, "the fetch carries the whole record");
+    }
+    assert!(store.fetch(10, Utc::now(), &runner).await.unwrap().is_empty(), "each task once");
+    let at_its_time = store.fetch(10, later(2), &runner).await.unwrap();
+    assert_eq!(ids(&at_its_time), vec![d], "due once its time has come");
+    // The limit: two at a time, in order.
+    let mut rest = Vec::new();
+    for _ in 0..5 {
+        rest.push(put(&*store, with(0, None)).await);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert_eq!(ids(&store.fetch(2, Utc::now(), &runner).await.unwrap()), rest[..2]);
+    assert_eq!(ids(&store.fetch(2, Utc::now(), &runner).await.unwrap()), rest[2..4]);
+    assert!(store.fetch(0, Utc::now(), &runner).await.unwrap().is_empty());
+    assert_eq!(ids(&store.fetch(2, Utc::now(), &runner).await.unwrap()), rest[4..]);
+}
+
+pub(crate) async fn future_tasks_do_not_hide_a_due_one(store: Arc<dyn Store>) {
+    let next_week = trunc(Utc::now() + chrono::Duration::days(7));
+    let mut writes = Vec::new();
+    for _ in 0..10_000 {
+        let mut record = pending("next_week");
+        record.scheduled_at = Some(next_week);
+        writes.extend(store.enqueue(record).unwrap().write);
+    }
+    for write in writes {
+        write.wait().await.unwrap();
+    }
+    let now = put(&*store, pending("due_now")).await;
+    let runner = lease("fetcher", Duration::from_secs(60));
+    let fetched = store.fetch(10, Utc::now(), &runner).await.unwrap();
+    assert_eq!(ids(&fetched), vec![now], "the due task, at once, with a small limit");
+}
+
+pub(crate) async fn concurrent_fetchers_take_disjoint_tasks(store: Arc<dyn Store>) {
+    let mut writes = Vec::new();
+    let mut all = HashSet::new();
+    for _ in 0..200 {
+        let enqueued = store.enqueue(pending("raced")).unwrap();
+        all.insert(enqueued.id);
+        writes.extend(enqueued.write);
+    }
+    for write in writes {
+        write.wait().await.unwrap();
+    }
+    let fetchers = (0..8).map(|n| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let runner = lease(&format!("fetcher-{n}"), Duration::from_secs(60));
+            let mut mine = Vec::new();
+            loop {
+                let batch = store.fetch(7, Utc::now(), &runner).await.unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                for record in batch {
+                    assert_eq!(record.lease_owner.as_deref(), Some(&*runner.owner));
+                    mine.push(record.task_id);
+                }
+            }
+        })
+    });
+    let mut seen = Vec::new();
+    for fetcher in fetchers {
+        seen.extend(fetcher.await.unwrap());
+    }
+    let distinct: HashSet<TaskId> = seen.iter().copied().collect();
+    assert_eq!(seen.len(), distinct.len(), "no task was leased twice");
+    assert_eq!(distinct, all, "every task was leased");
+}
+
+pub(crate) async fn rescheduled_tasks_come_back_when_due(store: Arc<dyn Store>) {
+    let id = put(&*store, pending("retried")).await;
+    let runner = lease("runner", Duration::from_secs(60));
+    let first = store.fetch(1, Utc::now(), &runner).await.unwrap().pop().unwrap();
+    let due = later(1);
+    let retry = Transition::Reschedule {
+        due,
+        retries_used: 1,
+        error: Some("boom".into()),
+        stacktrace: Some("boom\ncaused by: io".into()),
+    };
+    let intruder = lease("intruder", Duration::from_secs(60));
+    assert!(!store.transition(&id, &intruder, retry.clone()).await.unwrap(), "fenced");
+    assert!(store.transition(&id, &runner, retry).await.unwrap());
+    let waiting = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(waiting.status, TaskStatus::Pending);
+    assert_eq!(waiting.scheduled_at, Some(due));
+    assert_eq!(waiting.retries_used, 1);
+    assert_eq!(waiting.error.as_deref(), Some("boom"));
+    assert_eq!(waiting.lease_owner, None);
+    assert!(store.fetch(10, Utc::now(), &runner).await.unwrap().is_empty(), "not due yet");
+    let second = store.fetch(10, later(2), &runner).await.unwrap().pop().expect("due");
+    assert_eq!(second.task_id, id);
+    assert_eq!(second.retries_used, 1);
+    assert_eq!(second.start_time, first.start_time, "the first start stays");
+    // A snooze keeps the attempts and the last error.
+    let until = later(3);
+    let snooze =
+        Transition::Reschedule { due: until, retries_used: 1, error: None, stacktrace: None };
+    assert!(store.transition(&id, &runner, snooze).await.unwrap());
+    let snoozed = store.get(&id).await.unwrap().unwrap();
+    assert_eq!((snoozed.retries_used, snoozed.error.as_deref()), (1, Some("boom")));
+    assert_eq!(snoozed.scheduled_at, Some(until));
+    // A waiting task can be cancelled, and then never fetched.
+    assert_eq!(store.cancel_pending(&id).await.unwrap(), Some(TaskStatus::Pending));
+    assert!(store.fetch(10, later(4), &runner).await.unwrap().is_empty());
+}
+
+pub(crate) async fn a_lost_fetch_is_released(store: Arc<dyn Store>) {
+    let first = put(&*store, pending("released")).await;
+    let second = put(&*store, pending("released")).await;
+    let lost = lease("runner", Duration::from_secs(60));
+    assert_eq!(store.fetch(2, Utc::now(), &lost).await.unwrap().len(), 2);
+    let other = Lease {
+        owner: lost.owner.clone(),
+        expires_at: lost.expires_at + chrono::Duration::microseconds(1),
+    };
+    assert_eq!(store.release(&other).await.unwrap(), 0, "only that very lease");
+    assert_eq!(store.release(&lost).await.unwrap(), 2);
+    for id in [first, second] {
+        let record = store.get(&id).await.unwrap().unwrap();
+        assert_eq!((record.status, record.lease_owner), (TaskStatus::Pending, None));
+    }
+    let again = store.fetch(10, Utc::now(), &lease("next", Duration::from_secs(60))).await;
+    assert_eq!(ids(&again.unwrap()), vec![first, second], "fetched again, in order");
+}
+
+pub(crate) async fn requeued_tasks_are_fetched_again(store: Arc<dyn Store>) {
+    let mut record = pending("requeued");
+    record.requeue_on_interrupt = true;
+    let id = put(&*store, record).await;
+    let dead = lease("dead", Duration::from_millis(1));
+    assert_eq!(ids(&store.fetch(5, Utc::now(), &dead).await.unwrap()), vec![id]);
+    let reclaimed = store.reclaim_expired(Utc::now() + chrono::Duration::seconds(1), 3).await;
+    assert!(reclaimed.unwrap().requeued.iter().any(|p| p.id == id));
+    let runner = lease("alive", Duration::from_secs(60));
+    assert_eq!(ids(&store.fetch(5, Utc::now(), &runner).await.unwrap()), vec![id]);
+    assert!(store.transition(&id, &runner, Transition::Requeue).await.unwrap());
+    assert_eq!(ids(&store.fetch(5, Utc::now(), &runner).await.unwrap()), vec![id]);
+}
