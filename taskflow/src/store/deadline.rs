@@ -66,6 +66,20 @@ impl Store for Deadline {
         Ok(enqueued)
     }
 
+    fn enqueue_held(
+        &self,
+        record: TaskRecord,
+        until: DateTime<Utc>,
+    ) -> Result<Enqueued, StoreError> {
+        let mut enqueued = self.inner.enqueue_held(record, until)?;
+        enqueued.write = enqueued.write.map(|write| write.deadline(self.timeouts.operation));
+        Ok(enqueued)
+    }
+
+    async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        within("release_held", self.timeouts.operation, self.inner.release_held(ids)).await
+    }
+
     async fn flush(&self) -> Result<(), StoreError> {
         within("flush", self.timeouts.operation, self.inner.flush()).await
     }

@@ -106,15 +106,14 @@ impl FaultyStore {
     }
 }
 
-fn injected(what: &str) -> StoreError {
-    StoreError::Unavailable(format!("injected fault: {what}"))
-}
-
-#[async_trait]
-impl Store for FaultyStore {
-    fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
+impl FaultyStore {
+    /// An enqueue through `enqueue`, meeting the fault planned for commits, if any.
+    fn enqueue_with(
+        &self,
+        enqueue: impl FnOnce(&dyn Store) -> Result<Enqueued, StoreError>,
+    ) -> Result<Enqueued, StoreError> {
         let fault = self.next(Operation::Commit);
-        let mut enqueued = self.inner.enqueue(record)?;
+        let mut enqueued = enqueue(&*self.inner)?;
         let Some(fault) = fault else { return Ok(enqueued) };
         let inner = enqueued.write.take();
         let (done, ticket) = WriteTicket::new();
@@ -136,6 +135,29 @@ impl Store for FaultyStore {
         });
         enqueued.write = Some(ticket);
         Ok(enqueued)
+    }
+}
+
+fn injected(what: &str) -> StoreError {
+    StoreError::Unavailable(format!("injected fault: {what}"))
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
+        self.enqueue_with(|inner| inner.enqueue(record))
+    }
+
+    fn enqueue_held(
+        &self,
+        record: TaskRecord,
+        until: DateTime<Utc>,
+    ) -> Result<Enqueued, StoreError> {
+        self.enqueue_with(|inner| inner.enqueue_held(record, until))
+    }
+
+    async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        self.inner.release_held(ids).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {

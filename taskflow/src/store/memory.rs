@@ -35,6 +35,8 @@ struct State {
     keys: HashMap<String, TaskId>,
     /// Finished tasks, oldest first.
     finished: VecDeque<TaskId>,
+    /// Pending tasks held back from fetching, until when at the latest.
+    held: HashMap<TaskId, DateTime<Utc>>,
     max_finished: usize,
 }
 
@@ -60,6 +62,35 @@ impl MemoryStore {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Stores a new task, held back from fetching until `held`, if given.
+    fn store(
+        &self,
+        record: TaskRecord,
+        held: Option<DateTime<Utc>>,
+    ) -> Result<Enqueued, StoreError> {
+        let mut state = self.lock();
+        let id = record.task_id;
+        if let Some(key) = &record.idempotency_key {
+            let active =
+                state.keys.get(key).and_then(|id| state.tasks.get(id)).filter(|existing| {
+                    !matches!(existing.status, TaskStatus::Failed | TaskStatus::Cancelled)
+                });
+            if let Some(existing) = active {
+                return Ok(Enqueued { id: existing.task_id, created: false, write: None });
+            }
+            state.keys.insert(key.clone(), id);
+        }
+        let finished = record.status.is_finished();
+        state.tasks.insert(id, Box::new(record));
+        if let Some(until) = held.filter(|_| !finished) {
+            state.held.insert(id, until);
+        }
+        let evicted = if finished { state.finished(id) } else { None };
+        drop(state);
+        drop(evicted);
+        Ok(Enqueued { id, created: true, write: None })
     }
 }
 
@@ -109,24 +140,23 @@ fn holds(record: &TaskRecord, lease: &Lease) -> bool {
 #[async_trait]
 impl Store for MemoryStore {
     fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
+        self.store(record, None)
+    }
+
+    fn enqueue_held(
+        &self,
+        record: TaskRecord,
+        until: DateTime<Utc>,
+    ) -> Result<Enqueued, StoreError> {
+        self.store(record, Some(until))
+    }
+
+    async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {
         let mut state = self.lock();
-        let id = record.task_id;
-        if let Some(key) = &record.idempotency_key {
-            let active =
-                state.keys.get(key).and_then(|id| state.tasks.get(id)).filter(|existing| {
-                    !matches!(existing.status, TaskStatus::Failed | TaskStatus::Cancelled)
-                });
-            if let Some(existing) = active {
-                return Ok(Enqueued { id: existing.task_id, created: false, write: None });
-            }
-            state.keys.insert(key.clone(), id);
+        for id in ids {
+            state.held.remove(id);
         }
-        let finished = record.status.is_finished();
-        state.tasks.insert(id, Box::new(record));
-        let evicted = if finished { state.finished(id) } else { None };
-        drop(state);
-        drop(evicted);
-        Ok(Enqueued { id, created: true, write: None })
+        Ok(())
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -218,6 +248,8 @@ impl Store for MemoryStore {
         let before = record.status;
         let mut evicted = None;
         if before == TaskStatus::Pending {
+            state.held.remove(id);
+            let Some(record) = state.tasks.get_mut(id) else { return Ok(None) };
             record.status = TaskStatus::Cancelled;
             record.end_time = Some(chrono::Utc::now());
             evicted = state.finished(*id);
@@ -308,11 +340,13 @@ impl Store for MemoryStore {
             .values()
             .map(|r| &**r)
             .filter(|r| r.status == TaskStatus::Pending && super::due_at(r) <= now)
+            .filter(|r| state.held.get(&r.task_id).is_none_or(|until| *until <= now))
             .collect();
         due.sort_by_key(|r| super::fetch_order(r));
         let ids: Vec<TaskId> = due.into_iter().take(limit).map(|r| r.task_id).collect();
         let mut fetched = Vec::with_capacity(ids.len());
         for id in ids {
+            state.held.remove(&id);
             let Some(record) = state.tasks.get_mut(&id) else { continue };
             record.status = TaskStatus::Running;
             record.start_time.get_or_insert(now);

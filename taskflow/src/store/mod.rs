@@ -516,6 +516,18 @@ pub trait Store: Send + Sync + 'static {
     /// before the response leaves.
     fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError>;
 
+    /// Stores a new task as [`Store::enqueue`] does, held back from [`Store::fetch`] until
+    /// [`Store::release_held`] lets it go or, should that never come (the process died),
+    /// until `until`: a request's tasks, which start once its response is out.
+    fn enqueue_held(
+        &self,
+        record: TaskRecord,
+        until: DateTime<Utc>,
+    ) -> Result<Enqueued, StoreError>;
+
+    /// Lets the held tasks `ids` be fetched (at their due time, if they have one).
+    async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError>;
+
     /// Makes every task enqueued before this call durable.
     async fn flush(&self) -> Result<(), StoreError> {
         Ok(())

@@ -186,3 +186,25 @@ pub(crate) async fn requeued_tasks_are_fetched_again(store: Arc<dyn Store>) {
     assert!(store.transition(&id, &runner, Transition::Requeue).await.unwrap());
     assert_eq!(ids(&store.fetch(5, Utc::now(), &runner).await.unwrap()), vec![id]);
 }
+
+pub(crate) async fn held_tasks_wait_for_their_release(store: Arc<dyn Store>) {
+    let hold = later(1);
+    let held = store.enqueue_held(pending("held"), hold).unwrap();
+    let mut delayed = pending("held_delayed");
+    delayed.scheduled_at = Some(later(2));
+    let delayed = store.enqueue_held(delayed, hold).unwrap();
+    let forgotten = store.enqueue_held(pending("held_forgotten"), hold).unwrap();
+    for write in [held.write, delayed.write, forgotten.write].into_iter().flatten() {
+        write.wait().await.unwrap();
+    }
+    let runner = lease("runner", Duration::from_secs(60));
+    assert!(store.fetch(10, Utc::now(), &runner).await.unwrap().is_empty(), "held back");
+    let listed = store.get(&held.id).await.unwrap().unwrap();
+    assert_eq!((listed.status, listed.scheduled_at), (TaskStatus::Pending, None));
+    store.release_held(&[held.id, delayed.id]).await.unwrap();
+    assert_eq!(ids(&store.fetch(10, Utc::now(), &runner).await.unwrap()), vec![held.id]);
+    // A released task with a due time waits for it; one never released, for its hold.
+    let after_hold = trunc(hold + chrono::Duration::seconds(1));
+    assert_eq!(ids(&store.fetch(10, after_hold, &runner).await.unwrap()), vec![forgotten.id]);
+    assert_eq!(ids(&store.fetch(10, later(3), &runner).await.unwrap()), vec![delayed.id]);
+}

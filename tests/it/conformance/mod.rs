@@ -11,8 +11,8 @@ use std::time::Duration;
 use self::aliases::{aliases_resolve_everywhere, manager_resolves_aliases};
 use self::fetch::{
     a_lost_fetch_is_released, concurrent_fetchers_take_disjoint_tasks, fetch_orders_due_tasks,
-    future_tasks_do_not_hide_a_due_one, requeued_tasks_are_fetched_again,
-    rescheduled_tasks_come_back_when_due,
+    future_tasks_do_not_hide_a_due_one, held_tasks_wait_for_their_release,
+    requeued_tasks_are_fetched_again, rescheduled_tasks_come_back_when_due,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -465,6 +465,7 @@ macro_rules! all_checks {
             rescheduled_tasks_come_back_when_due,
             a_lost_fetch_is_released,
             requeued_tasks_are_fetched_again,
+            held_tasks_wait_for_their_release,
         );
     };
 }

@@ -79,7 +79,9 @@ fn text(value: Option<String>) -> Value {
     value.map_or(Value::NULL, |v| Value::Bytes(v.into_bytes()))
 }
 
-fn encode(record: &TaskRecord) -> Vec<Value> {
+/// The values of [`INSERT`]: `record`'s, then when it waits until (held back from fetching
+/// until `hold`, if given, else until its due time if that is later than its creation).
+fn encode(record: &TaskRecord, hold: Option<DateTime<Utc>>) -> Vec<Value> {
     vec![
         text(Some(record.task_id.to_string())),
         text(Some(record.func_name.clone())),
@@ -105,7 +107,7 @@ fn encode(record: &TaskRecord) -> Vec<Value> {
         text(record.lease_owner.clone()),
         time(record.lease_expires_at),
         // Not due yet: it waits until then (see the schema's version 2).
-        time(record.scheduled_at.filter(|at| *at > record.created_at)),
+        time(hold.or(record.scheduled_at.filter(|at| *at > record.created_at))),
     ]
 }
 
@@ -322,6 +324,22 @@ impl MysqlStore {
     }
 }
 
+impl MysqlStore {
+    /// Queues `record` for insertion, held back from fetching until `hold`, if given.
+    fn stage(
+        &self,
+        record: TaskRecord,
+        hold: Option<DateTime<Utc>>,
+    ) -> Result<Enqueued, StoreError> {
+        let id = record.task_id;
+        let key = record.idempotency_key.clone();
+        let values = encode(&record, hold);
+        let (done, ticket) = WriteTicket::new();
+        self.inserts.push(Insert { values, id, key, done })?;
+        Ok(Enqueued { id, created: true, write: Some(ticket) })
+    }
+}
+
 fn s(text: &str) -> Value {
     Value::Bytes(text.as_bytes().to_vec())
 }
@@ -329,12 +347,28 @@ fn s(text: &str) -> Value {
 #[async_trait]
 impl Store for MysqlStore {
     fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
-        let id = record.task_id;
-        let key = record.idempotency_key.clone();
-        let values = encode(&record);
-        let (done, ticket) = WriteTicket::new();
-        self.inserts.push(Insert { values, id, key, done })?;
-        Ok(Enqueued { id, created: true, write: Some(ticket) })
+        self.stage(record, None)
+    }
+
+    fn enqueue_held(
+        &self,
+        record: TaskRecord,
+        until: DateTime<Utc>,
+    ) -> Result<Enqueued, StoreError> {
+        self.stage(record, Some(until))
+    }
+
+    async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let marks = vec!["?"; ids.len()].join(", ");
+        let sql = format!(
+            "UPDATE taskflow_tasks SET wait_until = IF(scheduled_at > created_at, scheduled_at, NULL)
+             WHERE id IN ({marks}) AND status = 'pending'"
+        );
+        self.affected(&sql, ids.iter().map(|id| s(&id.to_string())).collect()).await?;
+        Ok(())
     }
 
     async fn resolve(&self, id: &TaskId) -> Result<Option<TaskId>, StoreError> {

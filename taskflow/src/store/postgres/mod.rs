@@ -109,6 +109,23 @@ impl PostgresStore {
         Ok(PostgresStore { pool, inserts, wake, closing, url: url.into() })
     }
 
+    /// Queues `record` for insertion, held back from fetching until `hold`, if given.
+    fn stage(
+        &self,
+        record: TaskRecord,
+        hold: Option<DateTime<Utc>>,
+    ) -> Result<Enqueued, StoreError> {
+        let id = record.task_id;
+        let key = record.idempotency_key.clone();
+        let params = Params::of(&record, hold);
+
+        let (done, ticket) = WriteTicket::new();
+        self.inserts.push(Insert { values: params, id: *id.as_uuid(), key, done })?;
+        // Whether the key was free is known only once the database answers; a duplicate's id
+        // becomes an alias of the holder, so the caller's id always finds the task.
+        Ok(Enqueued { id, created: true, write: Some(ticket) })
+    }
+
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
     }
@@ -135,7 +152,8 @@ fn insert_sql() -> String {
     format!(
         "INSERT INTO taskflow_tasks ({COLUMNS}, wait_until) VALUES ($1, $2, $3, $4, $5, $6, $7,
             $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
-            CASE WHEN $18::TIMESTAMPTZ > $4::TIMESTAMPTZ THEN $18::TIMESTAMPTZ END)
+            COALESCE($24::TIMESTAMPTZ,
+                CASE WHEN $18::TIMESTAMPTZ > $4::TIMESTAMPTZ THEN $18::TIMESTAMPTZ END))
          ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY} DO NOTHING RETURNING id"
     )
 }
@@ -191,7 +209,7 @@ pub(crate) async fn insert_in(
     client: &impl tokio_postgres::GenericClient,
     record: &TaskRecord,
 ) -> Result<TaskId, StoreError> {
-    let params = Params::of(record);
+    let params = Params::of(record, None);
     let inserted = client.query_opt(&insert_sql(), &params.refs()).await.map_err(unavailable)?;
     let id = match (inserted, &record.idempotency_key) {
         (Some(_), _) => record.task_id,
@@ -256,14 +274,27 @@ async fn insert(
 #[async_trait]
 impl Store for PostgresStore {
     fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
-        let id = record.task_id;
-        let key = record.idempotency_key.clone();
-        let params = Params::of(&record);
-        let (done, ticket) = WriteTicket::new();
-        self.inserts.push(Insert { values: params, id: *id.as_uuid(), key, done })?;
-        // Whether the key was free is known only once the database answers; a duplicate's id
-        // becomes an alias of the holder, so the caller's id always finds the task.
-        Ok(Enqueued { id, created: true, write: Some(ticket) })
+        self.stage(record, None)
+    }
+
+    fn enqueue_held(
+        &self,
+        record: TaskRecord,
+        until: DateTime<Utc>,
+    ) -> Result<Enqueued, StoreError> {
+        self.stage(record, Some(until))
+    }
+
+    async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+        self.execute(
+            "UPDATE taskflow_tasks SET wait_until =
+                CASE WHEN scheduled_at > created_at THEN scheduled_at END
+             WHERE id = ANY($1) AND status = 'pending'",
+            &[&ids],
+        )
+        .await?;
+        Ok(())
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {

@@ -19,7 +19,8 @@ pub(super) const COLUMNS: &str = "id, func_name, status, created_at, start_time,
 pub(crate) struct Params(Vec<Box<dyn ToSql + Send + Sync>>);
 
 impl Params {
-    pub(super) fn of(record: &TaskRecord) -> Params {
+    /// The values of `record`, then its hold (`$24`): held back from fetching until then.
+    pub(super) fn of(record: &TaskRecord, hold: Option<chrono::DateTime<chrono::Utc>>) -> Params {
         let tags = serde_json::to_value(&record.tags).unwrap_or_default();
         Params(vec![
             Box::new(*record.task_id.as_uuid()),
@@ -45,6 +46,7 @@ impl Params {
             Box::new(record.recoveries as i32),
             Box::new(record.lease_owner.clone()),
             Box::new(record.lease_expires_at),
+            Box::new(hold),
         ])
     }
 

@@ -84,10 +84,25 @@ return released
     )
 }
 
+/// Lets held tasks be fetched at their due time: back in `later` under it, if still pending
+/// and waiting there. ARGV: prefix, ids...
+const RELEASE_HELD: &str = r#"
+local p = ARGV[1]
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local t = p..':t:'..id
+  if redis.call('HGET', t, 'status') == 'pending' and redis.call('ZSCORE', p..':later', id) then
+    redis.call('ZADD', p..':later', redis.call('HGET', t, 'due_us') or 0, id)
+  end
+end
+return 1
+"#;
+
 /// The fetch scripts, loaded once per store.
 pub(super) struct FetchScripts {
     fetch: redis::Script,
     release: redis::Script,
+    release_held: redis::Script,
 }
 
 impl FetchScripts {
@@ -95,6 +110,7 @@ impl FetchScripts {
         Arc::new(FetchScripts {
             fetch: redis::Script::new(&fetch_script()),
             release: redis::Script::new(&release_script()),
+            release_held: redis::Script::new(RELEASE_HELD),
         })
     }
 }
@@ -193,6 +209,22 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) async fn release_held_tasks(
+        &self,
+        ids: &[crate::id::TaskId],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        for chunk in ids.chunks(500) {
+            let mut invocation = self.fetch.release_held.prepare_invoke();
+            invocation.arg(&*self.prefix);
+            for id in chunk {
+                invocation.arg(id.to_string());
+            }
+            let _: i64 = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
+        }
         Ok(())
     }
 

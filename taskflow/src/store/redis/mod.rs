@@ -193,6 +193,52 @@ impl RedisStore {
         format!("{}:{parts}", self.prefix)
     }
 
+    /// Writes `record` in the background, held back from fetching until `hold`, if given.
+    fn stage(
+        &self,
+        record: TaskRecord,
+        hold: Option<DateTime<Utc>>,
+    ) -> Result<Enqueued, StoreError> {
+        let id = record.task_id;
+        // A record is enqueued before it runs, so it has no logs: they go to their own list.
+        debug_assert!(record.logs.is_empty());
+        let base = serde_json::to_string(&record)
+            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
+        let end = record.end_time.map(|at| (rfc(at), micros(at).to_string())).unwrap_or_default();
+        let due = micros(crate::store::due_at(&record)).to_string();
+        let args = vec![
+            self.prefix.to_string(),
+            id.to_string(),
+            base,
+            record.func_name.clone(),
+            record.status.as_str().to_owned(),
+            micros(record.created_at).to_string(),
+            record.idempotency_key.clone().unwrap_or_default(),
+            u8::from(record.requeue_on_interrupt).to_string(),
+            end.0,
+            end.1,
+            record.error.unwrap_or_default(),
+            record.priority.to_string(),
+            due,
+            hold.map(|at| micros(at).to_string()).unwrap_or_default(),
+        ];
+        let (done, ticket) = WriteTicket::new();
+        let (scripts, mut conn) = (Arc::clone(&self.scripts), self.conn.clone());
+        let write = async move {
+            if !done.start() {
+                return; // its caller gave up waiting and was told it is not stored
+            }
+            let mut invocation = scripts.enqueue.prepare_invoke();
+            for arg in &args {
+                invocation.arg(arg);
+            }
+            let stored: Result<String, _> = invocation.invoke_async(&mut conn).await;
+            done.settle(stored.map(|_| ()).map_err(unavailable));
+        };
+        self.writes.spawn_on(write, &self.runtime);
+        Ok(Enqueued { id, created: true, write: Some(ticket) })
+    }
+
     async fn fields(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {
         let mut conn = self.conn.clone();
         let flat: Vec<Vec<u8>> =
@@ -220,43 +266,19 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
-        let id = record.task_id;
-        // A record is enqueued before it runs, so it has no logs: they go to their own list.
-        debug_assert!(record.logs.is_empty());
-        let base = serde_json::to_string(&record)
-            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
-        let end = record.end_time.map(|at| (rfc(at), micros(at).to_string())).unwrap_or_default();
-        let due = micros(crate::store::due_at(&record)).to_string();
-        let args = vec![
-            self.prefix.to_string(),
-            id.to_string(),
-            base,
-            record.func_name.clone(),
-            record.status.as_str().to_owned(),
-            micros(record.created_at).to_string(),
-            record.idempotency_key.clone().unwrap_or_default(),
-            u8::from(record.requeue_on_interrupt).to_string(),
-            end.0,
-            end.1,
-            record.error.unwrap_or_default(),
-            record.priority.to_string(),
-            due,
-        ];
-        let (done, ticket) = WriteTicket::new();
-        let (scripts, mut conn) = (Arc::clone(&self.scripts), self.conn.clone());
-        let write = async move {
-            if !done.start() {
-                return; // its caller gave up waiting and was told it is not stored
-            }
-            let mut invocation = scripts.enqueue.prepare_invoke();
-            for arg in &args {
-                invocation.arg(arg);
-            }
-            let stored: Result<String, _> = invocation.invoke_async(&mut conn).await;
-            done.settle(stored.map(|_| ()).map_err(unavailable));
-        };
-        self.writes.spawn_on(write, &self.runtime);
-        Ok(Enqueued { id, created: true, write: Some(ticket) })
+        self.stage(record, None)
+    }
+
+    fn enqueue_held(
+        &self,
+        record: TaskRecord,
+        until: DateTime<Utc>,
+    ) -> Result<Enqueued, StoreError> {
+        self.stage(record, Some(until))
+    }
+
+    async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        self.release_held_tasks(ids).await
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {

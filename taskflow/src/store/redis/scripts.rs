@@ -4,7 +4,7 @@
 /// Stores a task unless an active task holds its idempotency key; then records the id as an
 /// alias of the holder and returns the holder's id. Returns the stored id otherwise.
 /// ARGV: prefix, id, base, func, status, created_us, key, requeue, end, end_us, error,
-/// priority, due_us.
+/// priority, due_us, held_until_us (or '': not held).
 pub(super) fn enqueue() -> String {
     format!(
         "{PENDING}{}",
@@ -32,6 +32,7 @@ redis.call('SADD', p..':funcs', ARGV[4])
 if status == 'pending' then
   if key ~= '' then redis.call('SET', p..':k:'..key, id) end
   to_pending(p, id, t)
+  if ARGV[14] ~= '' then redis.call('ZADD', p..':later', ARGV[14], id) end
 else
   redis.call('HSET', t, 'end', ARGV[9], 'end_us', ARGV[10], 'error', ARGV[11], 'stack', ARGV[11])
   redis.call('ZADD', p..':finished', ARGV[10], id)

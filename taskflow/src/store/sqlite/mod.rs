@@ -198,6 +198,70 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Stages `record` for the next commit, held back from fetching until `hold` (micros), if
+    /// given.
+    fn stage(&self, record: TaskRecord, hold: Option<i64>) -> Result<Enqueued, StoreError> {
+        let id = record.task_id;
+        let key = record
+            .idempotency_key
+            .clone()
+            .filter(|_| !matches!(record.status, TaskStatus::Failed | TaskStatus::Cancelled));
+        if let Some(key) = &key {
+            let mut keys = lock(&self.keys);
+            if let Some(existing) = keys.get(key) {
+                let existing = *existing;
+                drop(keys);
+                // The holder may still be on its way to disk: answer once it is there.
+                return Ok(Enqueued { id: existing, created: false, write: self.barrier()? });
+            }
+            keys.insert(key.clone(), id);
+        }
+        let values = row::encode(&record);
+        let seq = self.active.insert(record);
+        let (reply, ticket) = match self.durability {
+            Durability::Async => (None, None),
+            Durability::Committed | Durability::Fsync => {
+                let (tx, ticket) = WriteTicket::new();
+                (Some(tx), Some(ticket))
+            }
+        };
+        let keys = Arc::clone(&self.keys);
+        let active = Arc::clone(&self.active);
+        let job_key = key.clone();
+        let submitted = self.writer.submit(Box::new(move |conn| {
+            let inserted = insert(conn, seq, &values, hold);
+            let failed = inserted.as_ref().err().cloned();
+            let done: writer::Done = Box::new(move |commit| {
+                let result = match (inserted, commit) {
+                    (Err(err), _) => Err(err),
+                    (Ok(()), Some(err)) => Err(err.clone()),
+                    (Ok(()), None) => Ok(()),
+                };
+                if let Err(err) = &result {
+                    active.forget(&id);
+                    if let Some(key) = &job_key {
+                        release(&keys, key, &id);
+                    }
+                    if reply.is_none() {
+                        tracing::error!(task_id = %id, error = %err, "taskflow: a task enqueued with Durability::Async was not stored");
+                    }
+                }
+                if let Some(reply) = reply {
+                    reply.settle(result);
+                }
+            });
+            (done, failed)
+        }));
+        if let Err(err) = submitted {
+            self.active.forget(&id);
+            if let Some(key) = &key {
+                release(&self.keys, key, &id);
+            }
+            return Err(err);
+        }
+        Ok(Enqueued { id, created: true, write: ticket })
+    }
+
     /// A ticket that resolves once everything queued so far is committed.
     fn barrier(&self) -> Result<Option<WriteTicket>, StoreError> {
         if self.durability == Durability::Async {
@@ -240,19 +304,22 @@ fn load_keys(conn: &Connection) -> rusqlite::Result<HashMap<String, TaskId>> {
     Ok(keys)
 }
 
-fn insert(conn: &Connection, seq: i64, values: &[Sql; 23]) -> Result<(), StoreError> {
+fn insert(
+    conn: &Connection,
+    seq: i64,
+    values: &[Sql; 23],
+    hold: Option<i64>,
+) -> Result<(), StoreError> {
     const SQL: &str = concat!(
         "INSERT INTO tasks (",
         columns!(),
         ", seq, wait_until) VALUES (",
         placeholders!(),
-        ", ?24, CASE WHEN ?18 > ?4 THEN ?18 END)"
+        ", ?24, COALESCE(?25, CASE WHEN ?18 > ?4 THEN ?18 END))"
     );
-    let seq = Sql::Integer(seq);
+    let extra = [Sql::Integer(seq), hold.map_or(Sql::Null, Sql::Integer)];
     let mut statement = conn.prepare_cached(SQL).map_err(unavailable)?;
-    statement
-        .execute(params_from_iter(values.iter().chain(std::iter::once(&seq))))
-        .map_err(unavailable)?;
+    statement.execute(params_from_iter(values.iter().chain(&extra))).map_err(unavailable)?;
     Ok(())
 }
 
@@ -279,65 +346,34 @@ const SELECT_LOGS: &str =
 #[async_trait]
 impl Store for SqliteStore {
     fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
-        let id = record.task_id;
-        let key = record
-            .idempotency_key
-            .clone()
-            .filter(|_| !matches!(record.status, TaskStatus::Failed | TaskStatus::Cancelled));
-        if let Some(key) = &key {
-            let mut keys = lock(&self.keys);
-            if let Some(existing) = keys.get(key) {
-                let existing = *existing;
-                drop(keys);
-                // The holder may still be on its way to disk: answer once it is there.
-                return Ok(Enqueued { id: existing, created: false, write: self.barrier()? });
-            }
-            keys.insert(key.clone(), id);
-        }
-        let values = row::encode(&record);
-        let seq = self.active.insert(record);
-        let (reply, ticket) = match self.durability {
-            Durability::Async => (None, None),
-            Durability::Committed | Durability::Fsync => {
-                let (tx, ticket) = WriteTicket::new();
-                (Some(tx), Some(ticket))
-            }
-        };
-        let keys = Arc::clone(&self.keys);
-        let active = Arc::clone(&self.active);
-        let job_key = key.clone();
-        let submitted = self.writer.submit(Box::new(move |conn| {
-            let inserted = insert(conn, seq, &values);
-            let failed = inserted.as_ref().err().cloned();
-            let done: writer::Done = Box::new(move |commit| {
-                let result = match (inserted, commit) {
-                    (Err(err), _) => Err(err),
-                    (Ok(()), Some(err)) => Err(err.clone()),
-                    (Ok(()), None) => Ok(()),
-                };
-                if let Err(err) = &result {
-                    active.forget(&id);
-                    if let Some(key) = &job_key {
-                        release(&keys, key, &id);
-                    }
-                    if reply.is_none() {
-                        tracing::error!(task_id = %id, error = %err, "taskflow: a task enqueued with Durability::Async was not stored");
-                    }
+        self.stage(record, None)
+    }
+
+    fn enqueue_held(
+        &self,
+        record: TaskRecord,
+        until: DateTime<Utc>,
+    ) -> Result<Enqueued, StoreError> {
+        self.stage(record, Some(micros(until)))
+    }
+
+    async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        let ids: Vec<String> = ids.iter().map(TaskId::to_string).collect();
+        self.writer
+            .call(move |conn| {
+                let mut release = conn
+                    .prepare_cached(
+                        "UPDATE tasks SET wait_until =
+                            CASE WHEN scheduled_at > created_at THEN scheduled_at END
+                         WHERE id = ?1 AND status = 'pending'",
+                    )
+                    .map_err(unavailable)?;
+                for id in ids {
+                    release.execute([id]).map_err(unavailable)?;
                 }
-                if let Some(reply) = reply {
-                    reply.settle(result);
-                }
-            });
-            (done, failed)
-        }));
-        if let Err(err) = submitted {
-            self.active.forget(&id);
-            if let Some(key) = &key {
-                release(&self.keys, key, &id);
-            }
-            return Err(err);
-        }
-        Ok(Enqueued { id, created: true, write: ticket })
+                Ok(())
+            })
+            .await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
