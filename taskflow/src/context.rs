@@ -9,7 +9,6 @@ use serde_json::{Map, Value};
 
 use crate::id::TaskId;
 use crate::limits::{Limits, cut};
-use crate::manager::TaskManager;
 use crate::observer::{EventKind, Observers};
 use crate::record::{LogEntry, LogLevel};
 use crate::tasks::Tasks;
@@ -40,7 +39,8 @@ struct ContextInner {
     tags: Arc<BTreeMap<String, String>>,
     logs: Mutex<Logs>,
     observers: Observers,
-    manager: Option<TaskManager>,
+    /// Enqueues into the engine running this task.
+    tasks: Option<Tasks>,
     limits: Limits,
 }
 
@@ -58,7 +58,7 @@ impl TaskContext {
         func_name: Arc<str>,
         tags: Arc<BTreeMap<String, String>>,
         observers: Observers,
-        manager: Option<TaskManager>,
+        tasks: Option<Tasks>,
         limits: Limits,
     ) -> Self {
         TaskContext {
@@ -68,7 +68,7 @@ impl TaskContext {
                 tags,
                 logs: Mutex::new(Logs::default()),
                 observers,
-                manager,
+                tasks,
                 limits,
             }),
             attempt: 0,
@@ -102,7 +102,7 @@ impl TaskContext {
     /// A task collection of the manager running this task, so a task can enqueue others;
     /// they start at once.
     pub fn tasks(&self) -> Option<Tasks> {
-        self.inner.manager.as_ref().map(TaskManager::tasks)
+        self.inner.tasks.clone()
     }
 
     pub(crate) fn func_name_arc(&self) -> &Arc<str> {

@@ -19,6 +19,11 @@ pub enum FailureKind {
     Timeout,
     /// The stored arguments could not be decoded, or the task is not registered.
     InvalidTask,
+    /// The task returned [`TaskError::fatal`](crate::TaskError::fatal): no retry follows.
+    Fatal,
+    /// The task returned [`TaskError::snooze`](crate::TaskError::snooze): it runs again later
+    /// without using an attempt.
+    Snoozed,
 }
 
 /// Why one attempt of a task failed.
@@ -33,17 +38,23 @@ pub struct TaskFailure {
     pub message: String,
     /// The longer story: the error's chain of causes, or the panic's location.
     pub stacktrace: String,
+    /// For a snooze, how long the task waits.
+    #[serde(skip)]
+    pub(crate) snooze: Option<std::time::Duration>,
 }
 
 impl TaskFailure {
     /// A failure of the given kind whose story is its message alone.
     pub fn new(kind: FailureKind, message: impl Into<String>) -> Self {
         let message = message.into();
-        TaskFailure { kind, stacktrace: message.clone(), message }
+        TaskFailure { kind, stacktrace: message.clone(), message, snooze: None }
     }
 
     /// A failure from an error: its `Display` and its chain of `source()` causes.
+    /// A [`TaskError`](crate::TaskError) anywhere in the chain decides the kind: fatal or
+    /// snoozed.
     pub fn from_error(error: &(dyn StdError + 'static)) -> Self {
+        let (kind, snooze) = decided(error);
         let message = error.to_string();
         let mut stacktrace = message.clone();
         let mut source = error.source();
@@ -52,13 +63,35 @@ impl TaskFailure {
             stacktrace.push_str(&cause.to_string());
             source = cause.source();
         }
-        TaskFailure { kind: FailureKind::Error, message, stacktrace }
+        TaskFailure { kind, message, stacktrace, snooze }
+    }
+
+    /// For a snooze, how long the task waits before it runs again.
+    pub fn snoozed_for(&self) -> Option<std::time::Duration> {
+        self.snooze
     }
 
     /// A failure from a value that is only `Display`.
     pub fn from_display(error: &dyn fmt::Display) -> Self {
         TaskFailure::new(FailureKind::Error, error.to_string())
     }
+}
+
+/// The kind of failure `error` is: what the first [`TaskError`](crate::TaskError) in its
+/// chain decides, else a plain error.
+fn decided(error: &(dyn StdError + 'static)) -> (FailureKind, Option<std::time::Duration>) {
+    use crate::task_error::{Decision, TaskError};
+    let mut next = Some(error);
+    while let Some(current) = next {
+        if let Some(decision) = current.downcast_ref::<TaskError>().map(TaskError::decision) {
+            return match decision {
+                Decision::Fatal => (FailureKind::Fatal, None),
+                Decision::Snooze(wait) => (FailureKind::Snoozed, Some(wait)),
+            };
+        }
+        next = current.source();
+    }
+    (FailureKind::Error, None)
 }
 
 impl fmt::Display for TaskFailure {

@@ -192,7 +192,7 @@ fn panic_failure(payload: Box<dyn Any + Send>) -> TaskFailure {
         Some(at) => format!("panicked at {at}:\n{message}"),
         None => format!("panicked:\n{message}"),
     };
-    TaskFailure { kind: FailureKind::Panic, message: format!("panic: {message}"), stacktrace }
+    TaskFailure { stacktrace, ..TaskFailure::new(FailureKind::Panic, format!("panic: {message}")) }
 }
 
 #[cfg(test)]

@@ -26,7 +26,9 @@
 #[cfg(feature = "axum")]
 pub mod admin;
 mod context;
+mod engine;
 mod error;
+mod event;
 mod failure;
 mod feed;
 #[cfg(feature = "fuzzing")]
@@ -35,14 +37,15 @@ pub mod fuzzing;
 mod id;
 mod invocation;
 mod limits;
+mod maintenance;
 mod manager;
 mod observer;
 mod options;
 mod record;
 mod registry;
-mod slots;
 mod store;
 mod task;
+mod task_error;
 mod tasks;
 mod trim;
 #[cfg(feature = "axum")]
@@ -55,12 +58,13 @@ pub mod __private;
 #[cfg(feature = "axum")]
 pub use crate::admin::Admin;
 pub use crate::context::{TaskContext, task_context};
+pub use crate::engine::{DEFAULT_CONCURRENCY, TaskManagerBuilder};
 pub use crate::error::{Error, Result};
 pub use crate::failure::{FailureKind, TaskFailure};
 pub use crate::id::TaskId;
 pub use crate::invocation::{Invocation, TaskOutcome};
 pub use crate::limits::Limits;
-pub use crate::manager::{CancelOutcome, DEFAULT_CONCURRENCY, TaskManager, TaskManagerBuilder};
+pub use crate::manager::{CancelOutcome, TaskManager};
 pub use crate::observer::{EventKind, MemoryObserver, StdoutObserver, TaskEvent, TaskObserver};
 pub use crate::options::{EnqueueOptions, TaskOptions};
 pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
@@ -82,6 +86,7 @@ pub use crate::store::{
 #[cfg(feature = "sqlite")]
 pub use crate::store::{Durability, SqliteOptions, SqliteStore};
 pub use crate::task::{IntoTaskArgs, Task};
+pub use crate::task_error::TaskError;
 pub use crate::tasks::{NewTask, Tasks};
 #[cfg(feature = "axum")]
 pub use crate::web::{MissingTaskLayer, TaskLayer, TaskService};

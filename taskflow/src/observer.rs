@@ -1,58 +1,13 @@
 //! Lifecycle events and the observers that receive them: [`TaskObserver`], with a stdout
 //! observer and an in-memory one for tests.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
-
 use crate::context::TaskContext;
+pub use crate::event::{EventKind, TaskEvent};
 use crate::feed::Feed;
 use crate::id::TaskId;
 use crate::record::LogEntry;
-
-/// What happened to a task.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-#[non_exhaustive]
-pub enum EventKind {
-    /// Stored as pending.
-    Enqueued,
-    /// An attempt started.
-    Started,
-    /// An attempt failed; a retry follows.
-    Retrying,
-    /// Finished without error.
-    Succeeded,
-    /// Failed on its last attempt.
-    Failed,
-    /// Stopped by a shutdown.
-    Interrupted,
-    /// Cancelled.
-    Cancelled,
-    /// Wrote a log line.
-    Log,
-}
-
-/// One lifecycle event, with the task's tags.
-#[derive(Clone, Debug, Serialize)]
-pub struct TaskEvent {
-    /// What happened.
-    pub kind: EventKind,
-    /// The task.
-    pub task_id: TaskId,
-    /// Its name.
-    pub func_name: Arc<str>,
-    /// Its tags.
-    pub tags: Arc<BTreeMap<String, String>>,
-    /// The attempt (0 = first run).
-    pub attempt: u32,
-    /// When it happened.
-    pub at: DateTime<Utc>,
-    /// The error of a failure, or the line of a log event.
-    pub message: Option<String>,
-}
 
 /// Receives every lifecycle event of the manager it is registered with.
 ///
@@ -162,7 +117,7 @@ impl Observers {
             func_name: Arc::clone(context.func_name_arc()),
             tags: Arc::clone(context.tags_arc()),
             attempt: context.attempt(),
-            at: Utc::now(),
+            at: chrono::Utc::now(),
             message,
         });
     }

@@ -194,6 +194,7 @@ pub struct EnqueueOptions {
     tags: BTreeMap<String, String>,
     priority: Option<i32>,
     delay: Option<Duration>,
+    run_at: Option<chrono::DateTime<chrono::Utc>>,
     eager: Option<bool>,
     retries: Option<u32>,
 }
@@ -235,9 +236,26 @@ impl EnqueueOptions {
         self
     }
 
-    /// Starts the task no earlier than `delay` from now.
+    /// Starts the task no earlier than `delay` from now. Until then it waits in the store,
+    /// holding no slot and no timer.
     pub fn delay(mut self, delay: Duration) -> Self {
         self.delay = Some(delay);
+        self
+    }
+
+    /// Starts the task at `at` (within about a second; a time in the past is now). Until
+    /// then it waits in the store, holding no slot and no timer, and survives restarts.
+    /// Overrides [`EnqueueOptions::delay`].
+    ///
+    /// ```
+    /// use taskflow::EnqueueOptions;
+    ///
+    /// let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
+    /// let options = EnqueueOptions::new().run_at(tomorrow);
+    /// assert_eq!(options.start_at(), Some(tomorrow));
+    /// ```
+    pub fn run_at(mut self, at: chrono::DateTime<chrono::Utc>) -> Self {
+        self.run_at = Some(at);
         self
     }
 
@@ -271,6 +289,11 @@ impl EnqueueOptions {
     /// The start delay, if set.
     pub fn start_delay(&self) -> Option<Duration> {
         self.delay
+    }
+
+    /// The start time set with [`EnqueueOptions::run_at`], if any.
+    pub fn start_at(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.run_at
     }
 
     /// The eager override, if set.

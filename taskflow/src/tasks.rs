@@ -8,10 +8,21 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::id::TaskId;
-use crate::manager::{Dispatch, TaskManager};
 use crate::options::{EnqueueOptions, TaskOptions};
-use crate::store::WriteTicket;
+use crate::store::{Enqueued, WriteTicket};
 use crate::task::{IntoTaskArgs, Task};
+
+/// Where a collection's tasks go: the engine, seen through this trait so that collections (and
+/// the task context, which hands them out) do not depend on it.
+pub(crate) trait Enqueuer: Send + Sync + std::fmt::Debug {
+    /// Stores `new`; when `held`, it is not started until [`Enqueuer::release`] (a request's
+    /// tasks, which start once the response is out).
+    fn enqueue(self: Arc<Self>, new: NewTask, held: bool) -> Result<Enqueued>;
+    /// Lets the task `id` start once `write` (if any) has made it durable.
+    fn start_when_durable(self: Arc<Self>, id: TaskId, write: Option<WriteTicket>);
+    /// Lets held tasks start.
+    fn release(self: Arc<Self>, ids: Vec<TaskId>);
+}
 
 /// One enqueued task, before it is stored: its id, the task's declared options, its JSON
 /// arguments and the per-call options.
@@ -89,7 +100,7 @@ pub struct Tasks {
 #[derive(Clone, Debug)]
 enum Sink {
     Recording(Arc<Mutex<Vec<NewTask>>>),
-    Immediate(TaskManager),
+    Immediate(Arc<dyn Enqueuer>),
     Request(Arc<RequestBatch>),
 }
 
@@ -105,8 +116,8 @@ impl Tasks {
         Tasks { sink: Sink::Recording(Arc::default()) }
     }
 
-    pub(crate) fn immediate(manager: TaskManager) -> Self {
-        Tasks { sink: Sink::Immediate(manager) }
+    pub(crate) fn immediate(enqueuer: Arc<dyn Enqueuer>) -> Self {
+        Tasks { sink: Sink::Immediate(enqueuer) }
     }
 
     pub(crate) fn for_request(batch: Arc<RequestBatch>) -> Self {
@@ -169,31 +180,31 @@ impl Tasks {
                 recorded.lock().unwrap_or_else(PoisonError::into_inner).push(new);
                 Ok(id)
             }
-            Sink::Immediate(manager) => {
-                let (enqueued, dispatch) = manager.store_new(new)?;
-                match (dispatch, enqueued.write) {
-                    (Some(dispatch), Some(write)) => manager.dispatch_when_durable(dispatch, write),
-                    (Some(dispatch), None) => manager.dispatch(dispatch),
-                    (None, _) => {}
+            Sink::Immediate(enqueuer) => {
+                let enqueued = Arc::clone(enqueuer).enqueue(new, false)?;
+                if enqueued.created {
+                    Arc::clone(enqueuer).start_when_durable(enqueued.id, enqueued.write);
                 }
                 Ok(enqueued.id)
             }
             Sink::Request(batch) => {
-                let eager = new.eager();
-                let (enqueued, dispatch) = batch.manager.store_new(new)?;
+                // Held until the response is out, unless eager or the response already left.
+                let held = !new.eager() && !batch.lock().released;
+                let enqueued = Arc::clone(&batch.enqueuer).enqueue(new, held)?;
                 batch.enqueued.store(true, Ordering::Release);
                 let mut state = batch.lock();
                 state.writes.extend(enqueued.write.clone());
-                if let Some(dispatch) = dispatch {
-                    if eager || state.released {
-                        drop(state);
-                        match enqueued.write {
-                            Some(write) => batch.manager.dispatch_when_durable(dispatch, write),
-                            None => batch.manager.dispatch(dispatch),
-                        }
-                    } else {
-                        state.deferred.push(dispatch);
+                if !enqueued.created {
+                    return Ok(enqueued.id);
+                }
+                if held && !state.released {
+                    state.held.push(enqueued.id);
+                } else {
+                    drop(state);
+                    if held {
+                        Arc::clone(&batch.enqueuer).release(vec![enqueued.id]);
                     }
+                    Arc::clone(&batch.enqueuer).start_when_durable(enqueued.id, enqueued.write);
                 }
                 Ok(enqueued.id)
             }
@@ -225,14 +236,15 @@ pub(crate) fn new_task<T: Task>(
 /// The tasks one request enqueued, held back until its response has been handed to the server.
 #[derive(Debug)]
 pub(crate) struct RequestBatch {
-    manager: TaskManager,
+    enqueuer: Arc<dyn Enqueuer>,
     enqueued: AtomicBool,
     state: Mutex<BatchState>,
 }
 
 #[derive(Debug, Default)]
 struct BatchState {
-    deferred: Vec<Dispatch>,
+    /// The tasks stored held back, to release with the response.
+    held: Vec<TaskId>,
     writes: Vec<WriteTicket>,
     errors: Vec<String>,
     /// Whether one of `errors` is a task over the limits (the response is then a `413`).
@@ -241,8 +253,8 @@ struct BatchState {
 }
 
 impl RequestBatch {
-    pub(crate) fn new(manager: TaskManager) -> Self {
-        RequestBatch { manager, enqueued: AtomicBool::new(false), state: Mutex::default() }
+    pub(crate) fn new(enqueuer: Arc<dyn Enqueuer>) -> Self {
+        RequestBatch { enqueuer, enqueued: AtomicBool::new(false), state: Mutex::default() }
     }
 
     fn lock(&self) -> MutexGuard<'_, BatchState> {
@@ -269,15 +281,16 @@ impl RequestBatch {
         Ok(())
     }
 
-    /// Starts the held-back tasks; tasks enqueued later start at once.
+    /// Starts the held-back tasks (in one store write for all of them); tasks enqueued later
+    /// start at once.
     pub(crate) fn release(&self) {
-        let deferred = {
+        let held = {
             let mut state = self.lock();
             state.released = true;
-            std::mem::take(&mut state.deferred)
+            std::mem::take(&mut state.held)
         };
-        for dispatch in deferred {
-            self.manager.dispatch(dispatch);
+        if !held.is_empty() {
+            Arc::clone(&self.enqueuer).release(held);
         }
     }
 }

@@ -106,7 +106,7 @@ where
         // The clone is the one that is ready; keep it for this call (tower's usual swap).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let batch = Arc::new(RequestBatch::new(self.manager.clone()));
+        let batch = Arc::new(RequestBatch::new(self.manager.enqueuer()));
         let guard = ReleaseOnDrop(Arc::clone(&batch));
         request.extensions_mut().insert(Tasks::for_request(Arc::clone(&batch)));
         Box::pin(async move {

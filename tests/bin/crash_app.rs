@@ -21,7 +21,7 @@ use taskflow::{TaskId, TaskManager, Tasks, task, task_context};
 #[task(requeue_on_interrupt = true)]
 async fn requeued_work(n: u64) -> u64 {
     started();
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     n
 }
 
@@ -29,16 +29,16 @@ async fn requeued_work(n: u64) -> u64 {
 #[task]
 async fn plain_work(n: u64) -> u64 {
     started();
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     n
 }
 
-/// Appends `start <task id>` to the runs file, in one write.
+/// Appends `start <task id> <process id>` to the runs file, in one write.
 fn started() {
     let id = task_context().map(|c| c.task_id().to_string()).unwrap_or_default();
     let path = std::env::var("CRASH_APP_RUNS").expect("CRASH_APP_RUNS");
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
-    file.write_all(format!("start {id}\n").as_bytes()).unwrap();
+    file.write_all(format!("start {id} {}\n", std::process::id()).as_bytes()).unwrap();
 }
 
 async fn enqueue(tasks: Tasks, Path((kind, n)): Path<(String, u64)>) -> Response {

@@ -115,8 +115,11 @@ async fn check_outcomes(
     }
     let log = std::fs::read_to_string(runs).unwrap();
     let mut starts: HashMap<TaskId, u32> = HashMap::new();
+    let mut per_process: std::collections::BTreeMap<String, usize> = Default::default();
     for line in log.lines() {
-        let id = line.strip_prefix("start ").unwrap().parse().unwrap();
+        let mut words = line.strip_prefix("start ").unwrap().split(' ');
+        let id = words.next().unwrap().parse().unwrap();
+        *per_process.entry(words.next().unwrap_or("?").to_owned()).or_default() += 1;
         *starts.entry(id).or_default() += 1;
     }
     let mut crashed = 0;
@@ -152,6 +155,7 @@ async fn check_outcomes(
             }
         }
     }
+    println!("runs per process: {per_process:?}");
     (crashed, last_recovered)
 }
 

@@ -1,5 +1,5 @@
 //! The engine over a store that misbehaves on purpose (`taskflow::faults::FaultyStore`), on
-//! every backend: a failed claim or a claim whose reply was lost leaves the task to run, and a
+//! every backend: a failed fetch or a fetch whose reply was lost leaves its tasks to run, and a
 //! commit whose reply was lost is not reported as "not stored", and a maintenance call that
 //! hangs holds up no other.
 
@@ -28,14 +28,14 @@ async fn manager(store: Arc<FaultyStore>) -> TaskManager {
         .unwrap()
 }
 
-/// Claims that fail, and claims that take effect but lose their reply: every task still runs,
+/// Fetches that fail, and fetches that take effect but lose their reply: every task still runs,
 /// once.
-async fn failed_claims_leave_tasks_runnable(store: Arc<dyn Store>) {
+async fn failed_fetches_leave_tasks_runnable(store: Arc<dyn Store>) {
     let faulty = Arc::new(FaultyStore::new(store));
     let manager = manager(Arc::clone(&faulty)).await;
-    let key = unique("claims");
-    faulty.inject(Operation::Claim, Fault::Fail, 3);
-    faulty.inject(Operation::Claim, Fault::LoseReply, 2);
+    let key = unique("fetches");
+    faulty.inject(Operation::Fetch, Fault::Fail, 3);
+    faulty.inject(Operation::Fetch, Fault::LoseReply, 2);
     let mut ids = Vec::new();
     for n in 0..10 {
         ids.push(
@@ -46,8 +46,8 @@ async fn failed_claims_leave_tasks_runnable(store: Arc<dyn Store>) {
         let record = manager.wait_for(id, LONG).await.unwrap();
         assert_eq!(record.status, TaskStatus::Success, "{record:?}");
     }
-    assert_eq!(faulty.hits(Operation::Claim, Fault::Fail), 3);
-    assert_eq!(faulty.hits(Operation::Claim, Fault::LoseReply), 2);
+    assert_eq!(faulty.hits(Operation::Fetch, Fault::Fail), 3);
+    assert_eq!(faulty.hits(Operation::Fetch, Fault::LoseReply), 2);
     let mut ran = notes(&key);
     ran.sort();
     ran.dedup();
@@ -230,7 +230,7 @@ macro_rules! on_every_store {
 }
 
 on_every_store!(
-    failed_claims_leave_tasks_runnable,
+    failed_fetches_leave_tasks_runnable,
     lost_commit_replies_are_read_back,
     failed_outcome_writes_are_retried,
     a_hung_prune_does_not_hold_up_reclaim,

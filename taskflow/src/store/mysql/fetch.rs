@@ -1,15 +1,39 @@
-//! Fetching available tasks and releasing a lost fetch: in one transaction, waiting tasks now
-//! due are made available (through `taskflow_tasks_waiting`), the first available ones are
-//! picked through `taskflow_tasks_available` with `FOR UPDATE SKIP LOCKED` (other instances'
-//! fetchers take other rows, never wait), leased, and read.
+//! Fetching available tasks and releasing a lost fetch: waiting tasks now due are made
+//! available (through `taskflow_tasks_waiting`), then in one transaction the first available
+//! ones are picked through `taskflow_tasks_available` with `FOR UPDATE SKIP LOCKED` (other
+//! instances' fetchers take other rows, never wait), leased, and read. A try that InnoDB
+//! rolls back for a deadlock with another instance's is simply run again.
 
 use chrono::{DateTime, Utc};
 use mysql_async::Value;
 use mysql_async::prelude::Queryable;
 
 use super::{COLUMNS, Cells, MysqlStore, micros, s, unavailable};
+
+/// Why one try of a fetch failed: a lock conflict (tried again), another server error, or the
+/// pool.
+enum Conflict {
+    Lock(mysql_async::Error),
+    Other(mysql_async::Error),
+    Store(StoreError),
+}
+
+impl From<mysql_async::Error> for Conflict {
+    fn from(err: mysql_async::Error) -> Self {
+        if is_lock_conflict(&err) { Conflict::Lock(err) } else { Conflict::Other(err) }
+    }
+}
 use crate::record::TaskRecord;
 use crate::store::{Lease, StoreError, fetch_order};
+
+/// How many times a fetch that lost a deadlock to another instance's is tried again at once.
+const DEADLOCK_RETRIES: usize = 5;
+
+/// Whether `err` is InnoDB's "deadlock found" or "lock wait timeout": the transaction was
+/// rolled back and may simply run again.
+fn is_lock_conflict(err: &mysql_async::Error) -> bool {
+    matches!(err, mysql_async::Error::Server(server) if server.code == 1213 || server.code == 1205)
+}
 
 impl MysqlStore {
     pub(super) async fn fetch_available(
@@ -21,26 +45,55 @@ impl MysqlStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(Default::default()).await.map_err(unavailable)?;
+        let mut tries = 0;
+        loop {
+            match self.fetch_once(limit, now, lease).await {
+                Err(Conflict::Lock(err)) if tries < DEADLOCK_RETRIES => {
+                    tries += 1;
+                    tracing::debug!(error = %err, tries, "taskflow: a fetch met another's locks; trying again");
+                }
+                Err(Conflict::Lock(err) | Conflict::Other(err)) => return Err(unavailable(err)),
+                Err(Conflict::Store(err)) => return Err(err),
+                Ok(fetched) => return Ok(fetched),
+            }
+        }
+    }
+
+    async fn fetch_once(
+        &self,
+        limit: usize,
+        now: DateTime<Utc>,
+        lease: &Lease,
+    ) -> Result<Vec<TaskRecord>, Conflict> {
+        let mut conn = self.conn().await.map_err(Conflict::Store)?;
+        // Waiting tasks whose time has come join the available ones: a statement of its own,
+        // so its locks are held for as short as can be. When it meets another instance's
+        // promotion of the same rows, that one does the work.
+        let promoted = conn
+            .exec_drop(
+                "UPDATE taskflow_tasks SET wait_until = NULL WHERE wait_until <= ? LIMIT 10000",
+                (micros(now),),
+            )
+            .await;
+        match promoted {
+            Err(err) if !is_lock_conflict(&err) => return Err(err.into()),
+            _ => {}
+        }
+        // READ COMMITTED: no gap locks, so fetchers and enqueues on other instances never
+        // wait for each other (SKIP LOCKED passes over the rows another fetch holds).
+        let mut options = mysql_async::TxOpts::default();
+        options.with_isolation_level(mysql_async::IsolationLevel::ReadCommitted);
+        let mut tx = conn.start_transaction(options).await?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        // Waiting tasks whose time has come join the available ones.
-        tx.exec_drop(
-            "UPDATE taskflow_tasks SET wait_until = NULL WHERE wait_until <= ?",
-            (micros(now),),
-        )
-        .await
-        .map_err(unavailable)?;
         let picked: Vec<i64> = tx
             .exec(
                 "SELECT seq FROM taskflow_tasks WHERE status = 'pending' AND wait_until IS NULL
                  ORDER BY priority DESC, due_at, seq LIMIT ? FOR UPDATE SKIP LOCKED",
                 (limit,),
             )
-            .await
-            .map_err(unavailable)?;
+            .await?;
         if picked.is_empty() {
-            tx.commit().await.map_err(unavailable)?;
+            tx.commit().await?;
             return Ok(Vec::new());
         }
         let seqs = picked.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
@@ -52,12 +105,10 @@ impl MysqlStore {
             ),
             vec![Value::Int(micros(now)), s(&lease.owner), Value::Int(micros(lease.expires_at))],
         )
-        .await
-        .map_err(unavailable)?;
+        .await?;
         let rows: Vec<mysql_async::Row> = tx
             .exec(format!("SELECT {COLUMNS} FROM taskflow_tasks WHERE seq IN ({seqs})"), ())
-            .await
-            .map_err(unavailable)?;
+            .await?;
         let mut fetched = Vec::with_capacity(rows.len());
         for cells in rows.into_iter().map(Cells::of) {
             match cells.record() {
@@ -77,12 +128,11 @@ impl MysqlStore {
                             s(&cells.id),
                         ],
                     )
-                    .await
-                    .map_err(unavailable)?;
+                    .await?;
                 }
             }
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         fetched.sort_by_key(fetch_order);
         Ok(fetched)
     }

@@ -20,9 +20,12 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         // Waiting tasks whose time has come join the available ones.
+        // SKIP LOCKED: rows another instance is promoting are left to it, so promotions
+        // never wait for (nor deadlock with) each other.
         self.execute(
-            "UPDATE taskflow_tasks SET wait_until = NULL
-             WHERE wait_until IS NOT NULL AND wait_until <= $1",
+            "UPDATE taskflow_tasks SET wait_until = NULL WHERE id IN (
+                SELECT id FROM taskflow_tasks WHERE wait_until IS NOT NULL AND wait_until <= $1
+                ORDER BY wait_until LIMIT 10000 FOR UPDATE SKIP LOCKED)",
             &[&now],
         )
         .await?;

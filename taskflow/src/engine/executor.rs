@@ -1,0 +1,103 @@
+//! The executor: runs one attempt of a fetched task in its context and span, under its
+//! timeout, stoppable by cancel and shutdown, and hands the outcome to the completer. The
+//! slot is given back as soon as the task's code is done, before anything is written.
+
+use std::sync::Arc;
+
+use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
+
+use super::completer::{self, Outcome};
+use super::running::RunningTask;
+use super::{Engine, StopReason};
+use crate::error::Error;
+use crate::event::EventKind;
+use crate::failure::{FailureKind, TaskFailure};
+use crate::record::TaskRecord;
+use crate::registry::registry;
+use crate::store::Lease;
+
+/// Starts the attempt of `record`, fetched under `lease`, holding `permit` while it runs.
+pub(crate) fn spawn(
+    engine: &Arc<Engine>,
+    record: TaskRecord,
+    lease: Lease,
+    permit: OwnedSemaphorePermit,
+) {
+    let running = engine.running.insert(record.task_id);
+    let engine = Arc::clone(engine);
+    let runtime = engine.runtime.clone();
+    // Boxed: the attempt's state is large, and the spawned future stays small.
+    let attempt = Box::pin(run(engine.clone(), record, lease, permit, running));
+    engine.tracker.spawn_on(attempt, &runtime);
+}
+
+async fn run(
+    engine: Arc<Engine>,
+    record: TaskRecord,
+    lease: Lease,
+    permit: OwnedSemaphorePermit,
+    running: Arc<RunningTask>,
+) {
+    let attempt = record.retries_used;
+    let context = engine.context_for(&record).with_attempt(attempt);
+    context.emit(EventKind::Started, None);
+    let outcome = execute(&record, &context, &running).await;
+    // The slot limits running user code, not store writes: free it first.
+    drop(permit);
+    completer::complete(&engine, &record, &lease, &context, outcome).await;
+    engine.running.remove(&record.task_id);
+}
+
+/// Runs the attempt and says how it ended.
+async fn execute(
+    record: &TaskRecord,
+    context: &crate::context::TaskContext,
+    running: &RunningTask,
+) -> Outcome {
+    let registered = registry().get(&record.func_name);
+    let invocation = match registered {
+        None => Err(TaskFailure::new(
+            FailureKind::InvalidTask,
+            Error::UnknownTask { name: record.func_name.clone() }.to_string(),
+        )),
+        Some(task) => task
+            .invoke_stored(&record.args)
+            .map_err(|err| TaskFailure::new(FailureKind::InvalidTask, err.to_string())),
+    };
+    let invocation = match invocation {
+        Ok(invocation) => invocation,
+        Err(failure) => return Outcome::Failed(failure),
+    };
+    let span = tracing::info_span!(
+        "task",
+        task_id = %record.task_id,
+        name = %record.func_name,
+        attempt = record.retries_used,
+        tags = ?record.tags,
+    );
+    let timeout = registered.and_then(|task| task.options().attempt_timeout());
+    let attempt = invocation.run_in(context.clone(), span.clone());
+    let timed = async {
+        match timeout {
+            None => attempt.await,
+            Some(limit) => match tokio::time::timeout(limit, attempt).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(TaskFailure::new(
+                    FailureKind::Timeout,
+                    format!("timed out after {limit:?}"),
+                )),
+            },
+        }
+    }
+    .instrument(span);
+    tokio::select! {
+        outcome = timed => match outcome {
+            Ok(result) => Outcome::Succeeded(result),
+            Err(failure) => Outcome::Failed(failure),
+        },
+        () = running.stop.cancelled() => {
+            Outcome::Stopped(running.reason().unwrap_or(StopReason::Shutdown))
+        }
+    }
+}

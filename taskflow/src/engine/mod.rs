@@ -1,0 +1,198 @@
+//! The engine that runs tasks, built around fetching: a [producer](producer) asks the store for
+//! as many *available* tasks as there are free slots, an [executor](executor) runs one attempt
+//! of each, and a [completer](completer) writes each outcome: a final status, or back to the
+//! store to wait for a retry or a snooze. Nothing waits in memory: a task that is not due
+//! holds no slot, no timer and no future. [`TaskManager`](crate::TaskManager) is the facade.
+
+mod builder;
+mod clock;
+mod completer;
+mod executor;
+mod producer;
+mod records;
+mod running;
+mod wake;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use self::builder::TaskManagerBuilder;
+pub(crate) use self::records::{new_record, retry_record};
+pub(crate) use self::running::{Running, StopReason};
+use self::wake::Wake;
+use crate::context::TaskContext;
+use crate::error::Result;
+use crate::event::EventKind;
+use crate::id::TaskId;
+use crate::limits::Limits;
+use crate::observer::Observers;
+use crate::record::{TaskRecord, TaskStatus};
+use crate::store::{Enqueued, Lease, Retention, Store, WriteTicket};
+use crate::tasks::{Enqueuer, NewTask, Tasks};
+
+/// The default number of attempts that may run at once.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
+/// How long a request's tasks are held back at most when its response never comes out (the
+/// process died): then any instance may run them.
+const REQUEST_HOLD: Duration = Duration::from_secs(10);
+
+/// The state every part of the engine shares.
+pub(crate) struct Engine {
+    pub(crate) store: Arc<dyn Store>,
+    /// This process incarnation's runner id: the owner of its leases.
+    pub(crate) runner: Arc<str>,
+    pub(crate) observers: Observers,
+    pub(crate) runtime: tokio::runtime::Handle,
+    /// The executors, which shutdown waits for.
+    pub(crate) tracker: TaskTracker,
+    /// Cancelled when shutdown starts: the producer stops fetching.
+    pub(crate) stopping: CancellationToken,
+    pub(crate) running: Running,
+    /// One permit per attempt that may run at once.
+    pub(crate) slots: Arc<Semaphore>,
+    /// Wakes the producer: local enqueues, retries coming due, polling.
+    pub(crate) wake: Arc<Wake>,
+    /// A shared store's signal that another instance enqueued (`None`: not shared).
+    pub(crate) remote: Option<Arc<Notify>>,
+    pub(crate) lease: Duration,
+    /// The expiry of the last fetch's lease, in microseconds: each fetch gets a later one, so
+    /// that a fetch whose answer was lost can be released by its lease alone.
+    last_expiry: AtomicI64,
+    pub(crate) retention: Retention,
+    pub(crate) prune_every: Duration,
+    pub(crate) poll_every: Duration,
+    /// The most a task may carry.
+    pub(crate) limits: Limits,
+    pub(crate) clock: clock::Clock,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("runner", &self.runner).finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// A lease for a fetch starting now, expiring strictly after every earlier fetch's.
+    pub(crate) fn fetch_lease(&self) -> Lease {
+        let span = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
+        let wanted = (self.clock.now() + span).timestamp_micros();
+        let previous = self
+            .last_expiry
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |last| Some(wanted.max(last + 1)))
+            .unwrap_or(wanted);
+        let micros = wanted.max(previous + 1);
+        Lease {
+            owner: Arc::clone(&self.runner),
+            expires_at: DateTime::from_timestamp_micros(micros).unwrap_or(DateTime::<Utc>::MAX_UTC),
+        }
+    }
+
+    /// When leases renewed now expire.
+    pub(crate) fn renewed_expiry(&self) -> DateTime<Utc> {
+        self.clock.now() + chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// The context a task of `record` runs in and reports through.
+    pub(crate) fn context_for(self: &Arc<Self>, record: &TaskRecord) -> TaskContext {
+        let enqueuer: Arc<dyn Enqueuer> = Arc::clone(self) as Arc<dyn Enqueuer>;
+        TaskContext::new(
+            record.task_id,
+            record.func_name.as_str().into(),
+            Arc::new(record.tags.clone()),
+            self.observers.clone(),
+            Some(Tasks::immediate(enqueuer)),
+            self.limits,
+        )
+    }
+
+    /// Stores a new task (held back from fetching when `held`) and reports it enqueued.
+    pub(crate) fn store_new(self: &Arc<Self>, new: NewTask, held: bool) -> Result<Enqueued> {
+        let record = new_record(new, self.clock.now());
+        self.limits.check(&record)?;
+        let (pending, due) = (record.status == TaskStatus::Pending, record.scheduled_at);
+        let context = (!self.observers.is_empty()).then(|| self.context_for(&record));
+        let mut enqueued = if held && pending {
+            let hold = chrono::Duration::from_std(REQUEST_HOLD).unwrap_or_default();
+            let until = self.clock.now() + hold;
+            self.store.enqueue_held(record, until)?
+        } else {
+            self.store.enqueue(record)?
+        };
+        let id = enqueued.id;
+        enqueued.write = enqueued.write.map(|write| write.read_back(Arc::clone(&self.store), id));
+        if enqueued.created && pending {
+            if let Some(context) = context {
+                context.emit(EventKind::Enqueued, None);
+            }
+            if let Some(due) = due {
+                self.wake.at(due, self.clock.now());
+            }
+        }
+        Ok(enqueued)
+    }
+
+    /// Wakes the producer once `write` has made a task durable (at once without one); logs a
+    /// write that failed.
+    pub(crate) fn start_when_durable(self: &Arc<Self>, id: TaskId, write: Option<WriteTicket>) {
+        let Some(write) = write else {
+            self.wake.now();
+            return;
+        };
+        let engine = Arc::clone(self);
+        self.runtime.spawn(async move {
+            match write.wait().await {
+                Ok(()) => engine.wake.now(),
+                Err(err) => {
+                    tracing::error!(task_id = %id, error = %err, "taskflow: the task could not be stored; it will not run");
+                }
+            }
+        });
+    }
+
+    /// Lets a request's held tasks be fetched, and wakes the producer for them.
+    pub(crate) fn release_held(self: &Arc<Self>, ids: Vec<TaskId>) {
+        if ids.is_empty() {
+            return;
+        }
+        let engine = Arc::clone(self);
+        self.runtime.spawn(async move {
+            let mut pause = Duration::from_millis(50);
+            for _ in 0..8 {
+                match engine.store.release_held(&ids).await {
+                    Ok(()) => {
+                        engine.wake.now();
+                        return;
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, tasks = ids.len(), "taskflow: could not release a request's tasks; trying again");
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            tracing::error!(tasks = ids.len(), "taskflow: could not release a request's tasks; they start when their hold ends");
+        });
+    }
+}
+
+impl Enqueuer for Engine {
+    fn enqueue(self: Arc<Self>, new: NewTask, held: bool) -> Result<Enqueued> {
+        self.store_new(new, held)
+    }
+
+    fn start_when_durable(self: Arc<Self>, id: TaskId, write: Option<WriteTicket>) {
+        Engine::start_when_durable(&self, id, write);
+    }
+
+    fn release(self: Arc<Self>, ids: Vec<TaskId>) {
+        self.release_held(ids);
+    }
+}

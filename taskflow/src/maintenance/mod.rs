@@ -1,0 +1,46 @@
+//! The maintenance services, each a loop of its own so that a slow one (a prune of a million
+//! rows, a store that hangs until its bound) never delays another: [lease renewal](renewal)
+//! of this instance's running tasks, the [rescuer](rescuer) of tasks whose runner died, and the
+//! [pruner](pruner) of finished tasks past retention.
+
+mod pruner;
+mod renewal;
+mod rescuer;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::engine::Engine;
+
+pub(crate) use self::rescuer::rescue;
+
+/// Starts every maintenance service: renewal and the rescuer every third of a lease, the
+/// pruner every `prune_every`.
+pub(crate) fn start(engine: &Arc<Engine>) {
+    let tick = (engine.lease / 3).max(Duration::from_millis(10));
+    periodic(engine, tick, |engine| Box::pin(renewal::renew(engine)));
+    periodic(engine, tick, |engine| Box::pin(rescuer::rescue_quietly(engine)));
+    periodic(engine, engine.prune_every, |engine| Box::pin(pruner::prune(engine)));
+}
+
+/// Spawns a loop that calls `work` every `every` until shutdown (or until the engine is
+/// dropped).
+fn periodic<F>(engine: &Arc<Engine>, every: Duration, work: F)
+where
+    F: for<'a> Fn(&'a Engine) -> Pin<Box<dyn Future<Output = ()> + Send + 'a>> + Send + 'static,
+{
+    let weak = Arc::downgrade(engine);
+    let stopping = engine.stopping.clone();
+    engine.runtime.spawn(async move {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = stopping.cancelled() => return,
+            }
+            let Some(engine) = weak.upgrade() else { return };
+            work(&engine).await;
+        }
+    });
+}
