@@ -5,6 +5,8 @@
 //! serves. `<database>` is an SQLite file, or a URL shared with other instances: `postgres://`,
 //! `mysql://`, or `redis://...#<key prefix>`;
 //! `CRASH_APP_LEASE_MS` and `CRASH_APP_POLL_MS` shorten the lease and the polling interval.
+//! Routes: `POST /enqueue/{requeued,plain,flaky,later}/{n}` (`flaky` fails its first attempt
+//! and retries 2 s later, `later` runs 3 s after the request), `GET /tasks/{id}`.
 
 use std::io::Write;
 use std::time::Duration;
@@ -33,18 +35,37 @@ async fn plain_work(n: u64) -> u64 {
     n
 }
 
-/// Appends `start <task id> <process id>` to the runs file, in one write.
-fn started() {
-    let id = task_context().map(|c| c.task_id().to_string()).unwrap_or_default();
+/// Fails its first attempt; the retry is due 2 s later.
+#[task(retries = 2, delay = "2s")]
+async fn flaky_work(n: u64) -> Result<u64, String> {
+    match started() {
+        0 => Err("the first attempt fails".to_owned()),
+        _ => Ok(n),
+    }
+}
+
+/// Appends `start <task id> <process id> <attempt> <unix micros>` to the runs file, in one
+/// write; returns the attempt.
+fn started() -> u32 {
+    let context = task_context();
+    let id = context.as_ref().map(|c| c.task_id().to_string()).unwrap_or_default();
+    let attempt = context.map_or(0, |c| c.attempt());
     let path = std::env::var("CRASH_APP_RUNS").expect("CRASH_APP_RUNS");
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
-    file.write_all(format!("start {id} {}\n", std::process::id()).as_bytes()).unwrap();
+    let (pid, at) = (std::process::id(), chrono::Utc::now().timestamp_micros());
+    file.write_all(format!("start {id} {pid} {attempt} {at}\n").as_bytes()).unwrap();
+    attempt
 }
 
 async fn enqueue(tasks: Tasks, Path((kind, n)): Path<(String, u64)>) -> Response {
     let id = match kind.as_str() {
         "requeued" => tasks.add_task(requeued_work, n),
         "plain" => tasks.add_task(plain_work, n),
+        "flaky" => tasks.add_task(flaky_work, n),
+        "later" => {
+            let at = chrono::Utc::now() + chrono::Duration::seconds(3);
+            tasks.add_task_with(plain_work, n, taskflow::EnqueueOptions::new().run_at(at))
+        }
         _ => return StatusCode::NOT_FOUND.into_response(),
     };
     Json(json!({ "id": id })).into_response()

@@ -17,12 +17,12 @@ use tokio::process::{Child, Command};
 
 use crate::support::wait_until;
 
-struct App {
-    child: Child,
-    base: String,
+pub(crate) struct App {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
-async fn start(database: &str, runs: &Path, env: &[(&str, &str)]) -> App {
+pub(crate) async fn start(database: &str, runs: &Path, env: &[(&str, &str)]) -> App {
     let mut command = Command::new(env!("CARGO_BIN_EXE_crash-app"));
     command.arg(database).env("CRASH_APP_RUNS", runs).envs(env.iter().copied());
     let mut child =

@@ -9,7 +9,7 @@ use std::time::Duration;
 use taskflow::faults::{Fault, FaultyStore, Operation};
 use taskflow::{EnqueueOptions, Store, TaskManager, TaskStatus};
 
-use crate::support::{note, notes, unique};
+use crate::support::{note, notes, on_every_store, unique};
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -184,49 +184,6 @@ async fn a_hung_prune_does_not_hold_up_reclaim(store: Arc<dyn Store>) {
     assert_eq!(faulty.hits(Operation::Prune, Fault::Hang), 1, "the prune did hang");
     assert_eq!(notes(&key), ["ran"]);
     manager.shutdown(Duration::from_secs(5)).await;
-}
-
-macro_rules! on_every_store {
-    ($($check:ident),* $(,)?) => {
-        mod memory {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                super::$check(std::sync::Arc::new(taskflow::MemoryStore::new())).await;
-            })*
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let dir = tempfile::tempdir().unwrap();
-                let store = taskflow::SqliteStore::open(dir.path().join("tasks.db")).unwrap();
-                super::$check(std::sync::Arc::new(store)).await;
-            })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                if let Some(store) = crate::conformance::postgres_store().await {
-                    super::$check(std::sync::Arc::new(store)).await;
-                }
-            })*
-        }
-        mod mysql {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                if let Some(store) = crate::conformance::mysql_store().await {
-                    super::$check(std::sync::Arc::new(store)).await;
-                }
-            })*
-        }
-        mod redis {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                if let Some(store) = crate::conformance::redis_store().await {
-                    super::$check(std::sync::Arc::new(store)).await;
-                }
-            })*
-        }
-    };
 }
 
 on_every_store!(

@@ -14,6 +14,8 @@ mod http;
 mod limits;
 mod multi;
 pub(crate) mod outage;
+mod outcomes;
+mod restart;
 mod routes;
 mod sqlite;
 mod support;

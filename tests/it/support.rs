@@ -40,3 +40,50 @@ where
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Instantiates each check (an `async fn(Arc<dyn Store>)` of the invoking module) once per
+/// backend, in modules named after them; a backend that is not configured here is skipped
+/// with a line saying why.
+macro_rules! on_every_store {
+    ($($check:ident),* $(,)?) => {
+        mod memory {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                super::$check(std::sync::Arc::new(taskflow::MemoryStore::new())).await;
+            })*
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let dir = tempfile::tempdir().unwrap();
+                let store = taskflow::SqliteStore::open(dir.path().join("tasks.db")).unwrap();
+                super::$check(std::sync::Arc::new(store)).await;
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(store) = crate::conformance::postgres_store().await {
+                    super::$check(std::sync::Arc::new(store)).await;
+                }
+            })*
+        }
+        mod mysql {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(store) = crate::conformance::mysql_store().await {
+                    super::$check(std::sync::Arc::new(store)).await;
+                }
+            })*
+        }
+        mod redis {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                if let Some(store) = crate::conformance::redis_store().await {
+                    super::$check(std::sync::Arc::new(store)).await;
+                }
+            })*
+        }
+    };
+}
+pub(crate) use on_every_store;
