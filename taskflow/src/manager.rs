@@ -108,6 +108,13 @@ impl TaskManager {
         self.engine.running.len()
     }
 
+    /// Whether this instance leads the cluster-wide maintenance (rescuing the tasks of dead
+    /// instances, pruning): one instance per store does, another takes over within one lease
+    /// when it dies.
+    pub fn is_leader(&self) -> bool {
+        self.engine.leading.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// This process incarnation's runner id, which fences its writes.
     pub fn runner_id(&self) -> &str {
         &self.engine.runner
@@ -281,6 +288,7 @@ impl TaskManager {
             // pool cannot be stopped and is not waited for past this bound.
             let _ = tokio::time::timeout(Duration::from_secs(10), engine.tracker.wait()).await;
         }
+        crate::maintenance::resign(engine).await;
         if let Err(err) = engine.store.close().await {
             tracing::error!(error = %err, "taskflow: could not close the task store cleanly");
         }

@@ -11,6 +11,7 @@ mod faults;
 mod hang;
 mod hostile;
 mod http;
+mod leader;
 mod limits;
 mod multi;
 pub(crate) mod outage;

@@ -452,7 +452,7 @@ async fn a_version_1_file_is_migrated_for_fetching() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP INDEX tasks_available; DROP INDEX tasks_waiting;
+        "DROP INDEX tasks_available; DROP INDEX tasks_waiting; DROP TABLE leaders;
          ALTER TABLE tasks DROP COLUMN wait_until; PRAGMA user_version = 1;",
     )
     .unwrap();

@@ -150,7 +150,8 @@ impl TaskManagerBuilder {
         }
         let recover = self.recover;
         let engine = self.engine()?;
-        if recover {
+        crate::maintenance::campaign(&engine).await;
+        if recover && engine.leading.load(std::sync::atomic::Ordering::Acquire) {
             crate::maintenance::rescue(&engine).await?;
         }
         Ok(start(engine))
@@ -158,7 +159,10 @@ impl TaskManagerBuilder {
 
     /// Starts the manager without waiting for anything (for [`TaskManager::in_memory`]).
     pub(crate) fn start_now(self) -> Result<TaskManager> {
-        Ok(start(self.engine()?))
+        let engine = self.engine()?;
+        // The in-memory store answers at once and has no other instance: this one leads.
+        engine.leading.store(true, std::sync::atomic::Ordering::Release);
+        Ok(start(engine))
     }
 
     fn engine(self) -> Result<Arc<Engine>> {
@@ -187,6 +191,7 @@ impl TaskManagerBuilder {
             poll_every: self.poll_every,
             limits: self.limits,
             clock: super::clock::Clock::new(),
+            leading: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 }

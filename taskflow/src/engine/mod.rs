@@ -71,6 +71,8 @@ pub(crate) struct Engine {
     /// The most a task may carry.
     pub(crate) limits: Limits,
     pub(crate) clock: clock::Clock,
+    /// Whether this instance leads the cluster-wide maintenance.
+    pub(crate) leading: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {

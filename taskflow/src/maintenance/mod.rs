@@ -1,8 +1,10 @@
 //! The maintenance services, each a loop of its own so that a slow one (a prune of a million
 //! rows, a store that hangs until its bound) never delays another: [lease renewal](renewal)
-//! of this instance's running tasks, the [rescuer](rescuer) of tasks whose runner died, and the
-//! [pruner](pruner) of finished tasks past retention.
+//! of this instance's running tasks (every instance), and, on the [leader](leader) only, the
+//! [rescuer](rescuer) of tasks whose runner died and the [pruner](pruner) of finished tasks
+//! past retention.
 
+mod leader;
 mod pruner;
 mod renewal;
 mod rescuer;
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use crate::engine::Engine;
 
+pub(crate) use self::leader::{campaign, resign};
 pub(crate) use self::rescuer::rescue;
 
 /// Starts every maintenance service: renewal and the rescuer every third of a lease, the
@@ -21,6 +24,7 @@ pub(crate) use self::rescuer::rescue;
 pub(crate) fn start(engine: &Arc<Engine>) {
     let tick = (engine.lease / 3).max(Duration::from_millis(10));
     periodic(engine, tick, |engine| Box::pin(renewal::renew(engine)));
+    periodic(engine, tick, |engine| Box::pin(leader::campaign(engine)));
     periodic(engine, tick, |engine| Box::pin(rescuer::rescue_quietly(engine)));
     periodic(engine, engine.prune_every, |engine| Box::pin(pruner::prune(engine)));
 }

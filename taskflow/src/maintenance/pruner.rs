@@ -3,7 +3,11 @@
 
 use crate::engine::Engine;
 
+/// Prunes on the leader only.
 pub(super) async fn prune(engine: &Engine) {
+    if !engine.leading.load(std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
     if let Err(err) = engine.store.prune(&engine.retention, engine.clock.now()).await {
         tracing::error!(error = %err, "taskflow: could not prune finished tasks");
     }

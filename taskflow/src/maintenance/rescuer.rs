@@ -22,7 +22,11 @@ pub(crate) async fn rescue(engine: &Engine) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Rescues on the leader only.
 pub(super) async fn rescue_quietly(engine: &Engine) {
+    if !engine.leading.load(std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
     if let Err(err) = rescue(engine).await {
         tracing::error!(error = %err, "taskflow: could not reclaim expired tasks");
     }

@@ -158,6 +158,20 @@ impl Store for Deadline {
         within("reclaim", self.timeouts.bulk, reclaim).await
     }
 
+    async fn elect(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        within("elect", self.timeouts.operation, self.inner.elect(name, owner, now, until)).await
+    }
+
+    async fn resign(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        within("resign", self.timeouts.operation, self.inner.resign(name, owner)).await
+    }
+
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
         within("prune", self.timeouts.bulk, self.inner.prune(retention, now)).await
     }

@@ -259,6 +259,20 @@ impl Store for FaultyStore {
         self.inner.reclaim_expired(now, max_recoveries).await
     }
 
+    async fn elect(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.elect(name, owner, now, until).await
+    }
+
+    async fn resign(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        self.inner.resign(name, owner).await
+    }
+
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
         match self.next(Operation::Prune) {
             Some(Fault::Fail) => Err(injected("prune failed")),

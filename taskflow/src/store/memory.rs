@@ -37,6 +37,8 @@ struct State {
     finished: VecDeque<TaskId>,
     /// Pending tasks held back from fetching, until when at the latest.
     held: HashMap<TaskId, DateTime<Utc>>,
+    /// Leaderships: name -> (owner, until).
+    leaders: HashMap<String, (String, DateTime<Utc>)>,
     max_finished: usize,
 }
 
@@ -434,6 +436,30 @@ impl Store for MemoryStore {
         drop(state);
         drop(evicted);
         Ok(reclaimed)
+    }
+
+    async fn elect(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let held = state.leaders.get(name).filter(|(holder, at)| holder != owner && *at >= now);
+        if held.is_some() {
+            return Ok(false);
+        }
+        state.leaders.insert(name.to_owned(), (owner.to_owned(), until));
+        Ok(true)
+    }
+
+    async fn resign(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        if state.leaders.get(name).is_some_and(|(holder, _)| holder == owner) {
+            state.leaders.remove(name);
+        }
+        Ok(())
     }
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {

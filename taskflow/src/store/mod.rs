@@ -609,6 +609,22 @@ pub trait Store: Send + Sync + 'static {
         max_recoveries: u32,
     ) -> Result<Reclaimed, StoreError>;
 
+    /// Makes `owner` the holder of the leadership `name` until `until`, if no other owner
+    /// holds it unexpired at `now` (an owner already holding it extends it); `true` when
+    /// `owner` holds it after the call. Atomic in the store: with several instances, one
+    /// leads at a time, and another takes over once the leader stops renewing.
+    async fn elect(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives up the leadership `name` if `owner` holds it, so another instance takes over at
+    /// once (at shutdown).
+    async fn resign(&self, name: &str, owner: &str) -> Result<(), StoreError>;
+
     /// Deletes finished tasks beyond `retention`; returns how many.
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError>;
 

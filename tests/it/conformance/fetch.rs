@@ -208,3 +208,38 @@ pub(crate) async fn held_tasks_wait_for_their_release(store: Arc<dyn Store>) {
     assert_eq!(ids(&store.fetch(10, after_hold, &runner).await.unwrap()), vec![forgotten.id]);
     assert_eq!(ids(&store.fetch(10, later(3), &runner).await.unwrap()), vec![delayed.id]);
 }
+
+pub(crate) async fn one_leader_at_a_time_with_failover(store: Arc<dyn Store>) {
+    let ttl = chrono::Duration::milliseconds(400);
+    let name = "maintenance";
+    let now = Utc::now();
+    assert!(store.elect(name, "a", now, now + ttl).await.unwrap(), "a free leadership is taken");
+    assert!(!store.elect(name, "b", Utc::now(), Utc::now() + ttl).await.unwrap(), "held by a");
+    assert!(store.elect(name, "a", Utc::now(), Utc::now() + ttl).await.unwrap(), "a renews");
+    assert!(store.elect("other", "b", Utc::now(), Utc::now() + ttl).await.unwrap(), "by name");
+    // The leader stops renewing (it died): once its term lapses, another takes over.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(store.elect(name, "b", Utc::now(), Utc::now() + ttl).await.unwrap(), "failover");
+    assert!(!store.elect(name, "a", Utc::now(), Utc::now() + ttl).await.unwrap(), "a is out");
+    // Resigning hands it over at once; resigning what one does not hold changes nothing.
+    store.resign(name, "a").await.unwrap();
+    assert!(!store.elect(name, "c", Utc::now(), Utc::now() + ttl).await.unwrap());
+    store.resign(name, "b").await.unwrap();
+    assert!(store.elect(name, "c", Utc::now(), Utc::now() + ttl).await.unwrap());
+}
+
+pub(crate) async fn concurrent_elections_make_one_leader(store: Arc<dyn Store>) {
+    let elections = (0..10).map(|n| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let now = Utc::now();
+            let until = now + chrono::Duration::seconds(30);
+            store.elect("raced", &format!("owner-{n}"), now, until).await.unwrap()
+        })
+    });
+    let mut leaders = 0;
+    for election in elections {
+        leaders += usize::from(election.await.unwrap());
+    }
+    assert_eq!(leaders, 1);
+}

@@ -10,9 +10,11 @@ use std::time::Duration;
 
 use self::aliases::{aliases_resolve_everywhere, manager_resolves_aliases};
 use self::fetch::{
-    a_lost_fetch_is_released, concurrent_fetchers_take_disjoint_tasks, fetch_orders_due_tasks,
+    a_lost_fetch_is_released, concurrent_elections_make_one_leader,
+    concurrent_fetchers_take_disjoint_tasks, fetch_orders_due_tasks,
     future_tasks_do_not_hide_a_due_one, held_tasks_wait_for_their_release,
-    requeued_tasks_are_fetched_again, rescheduled_tasks_come_back_when_due,
+    one_leader_at_a_time_with_failover, requeued_tasks_are_fetched_again,
+    rescheduled_tasks_come_back_when_due,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -466,6 +468,8 @@ macro_rules! all_checks {
             a_lost_fetch_is_released,
             requeued_tasks_are_fetched_again,
             held_tasks_wait_for_their_release,
+            one_leader_at_a_time_with_failover,
+            concurrent_elections_make_one_leader,
         );
     };
 }

@@ -137,6 +137,41 @@ impl MysqlStore {
         Ok(fetched)
     }
 
+    pub(super) async fn elect_leader(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn().await?;
+        // One statement, atomic on the row; `owner` is assigned first, so `until` moves only
+        // when this owner holds it afterwards.
+        conn.exec_drop(
+            "INSERT INTO taskflow_leaders (name, owner, until) VALUES (?, ?, ?)
+             ON DUPLICATE KEY UPDATE
+                owner = IF(owner = VALUES(owner) OR until < ?, VALUES(owner), owner),
+                until = IF(owner = VALUES(owner), VALUES(until), until)",
+            vec![s(name), s(owner), Value::Int(micros(until)), Value::Int(micros(now))],
+        )
+        .await
+        .map_err(unavailable)?;
+        let holder: Option<String> = conn
+            .exec_first("SELECT owner FROM taskflow_leaders WHERE name = ?", (name,))
+            .await
+            .map_err(unavailable)?;
+        Ok(holder.as_deref() == Some(owner))
+    }
+
+    pub(super) async fn resign_leader(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        self.affected(
+            "DELETE FROM taskflow_leaders WHERE name = ? AND owner = ?",
+            vec![s(name), s(owner)],
+        )
+        .await?;
+        Ok(())
+    }
+
     pub(super) async fn release_lease(&self, lease: &Lease) -> Result<usize, StoreError> {
         let released = self
             .affected(

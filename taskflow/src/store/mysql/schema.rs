@@ -76,6 +76,11 @@ const MIGRATIONS: [&[&str]; 2] = [&[
         ADD KEY taskflow_tasks_available (status, wait_until, priority DESC, due_at, seq)",
     "UPDATE taskflow_tasks SET wait_until = scheduled_at
         WHERE status = 'pending' AND scheduled_at > UNIX_TIMESTAMP(NOW(6)) * 1000000",
+    "CREATE TABLE taskflow_leaders (
+        name VARCHAR(128) PRIMARY KEY,
+        owner VARCHAR(128) NOT NULL,
+        until BIGINT NOT NULL
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
 ]];
 
 /// Creates or migrates the schema; refuses a schema newer than this binary's.

@@ -73,6 +73,34 @@ impl PostgresStore {
         Ok(())
     }
 
+    pub(super) async fn elect_leader(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "INSERT INTO taskflow_leaders (name, owner, until) VALUES ($1, $2, $4)
+                 ON CONFLICT (name) DO UPDATE SET owner = EXCLUDED.owner, until = EXCLUDED.until
+                 WHERE taskflow_leaders.owner = EXCLUDED.owner OR taskflow_leaders.until < $3
+                 RETURNING owner",
+                &[&name, &owner, &now, &until],
+            )
+            .await?;
+        Ok(!rows.is_empty())
+    }
+
+    pub(super) async fn resign_leader(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        self.execute(
+            "DELETE FROM taskflow_leaders WHERE name = $1 AND owner = $2",
+            &[&name, &owner],
+        )
+        .await?;
+        Ok(())
+    }
+
     pub(super) async fn release_lease(&self, lease: &Lease) -> Result<usize, StoreError> {
         let owner: &str = &lease.owner;
         let released = self

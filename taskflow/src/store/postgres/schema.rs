@@ -70,6 +70,11 @@ const MIGRATIONS: [&str; 2] = ["
     CREATE INDEX taskflow_tasks_available
         ON taskflow_tasks (priority DESC, (COALESCE(scheduled_at, created_at)), seq)
         WHERE status = 'pending' AND wait_until IS NULL;
+    CREATE TABLE taskflow_leaders (
+        name TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        until TIMESTAMPTZ NOT NULL
+    );
 "];
 
 /// Any number: the advisory lock key under which instances migrate one at a time.

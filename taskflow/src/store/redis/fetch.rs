@@ -98,11 +98,27 @@ end
 return 1
 "#;
 
-/// The fetch scripts, loaded once per store.
+/// Takes or keeps a leadership. KEYS: the leader key; ARGV: owner, ttl (ms).
+const ELECT: &str = r#"
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"#;
+
+/// Gives up a leadership held by the owner. KEYS: the leader key; ARGV: owner.
+const RESIGN: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"#;
+
+/// The fetch and leadership scripts, loaded once per store.
 pub(super) struct FetchScripts {
     fetch: redis::Script,
     release: redis::Script,
     release_held: redis::Script,
+    elect: redis::Script,
+    resign: redis::Script,
 }
 
 impl FetchScripts {
@@ -111,6 +127,8 @@ impl FetchScripts {
             fetch: redis::Script::new(&fetch_script()),
             release: redis::Script::new(&release_script()),
             release_held: redis::Script::new(RELEASE_HELD),
+            elect: redis::Script::new(ELECT),
+            resign: redis::Script::new(RESIGN),
         })
     }
 }
@@ -225,6 +243,41 @@ impl RedisStore {
             }
             let _: i64 = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
         }
+        Ok(())
+    }
+
+    pub(super) async fn elect_leader(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // Redis keeps the time: the key lapses `until - now` from now, by its clock.
+        let ttl = (until - now).num_milliseconds().max(1);
+        let mut conn = self.conn.clone();
+        let elected: i64 = self
+            .fetch
+            .elect
+            .key(self.key(&format!("leader:{name}")))
+            .arg(owner)
+            .arg(ttl)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(elected == 1)
+    }
+
+    pub(super) async fn resign_leader(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .fetch
+            .resign
+            .key(self.key(&format!("leader:{name}")))
+            .arg(owner)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 

@@ -614,6 +614,20 @@ impl Store for RedisStore {
         Ok(reclaimed)
     }
 
+    async fn elect(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.elect_leader(name, owner, now, until).await
+    }
+
+    async fn resign(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        self.resign_leader(name, owner).await
+    }
+
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut conn = self.conn.clone();
         let finished = self.key("finished");

@@ -76,6 +76,44 @@ impl SqliteStore {
             .await
     }
 
+    pub(super) async fn elect_leader(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        let (now, until) = (micros(now), micros(until));
+        self.writer
+            .call(move |conn| {
+                conn.prepare_cached(
+                    "INSERT INTO leaders (name, owner, until) VALUES (?1, ?2, ?4)
+                     ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, until = excluded.until
+                     WHERE leaders.owner = excluded.owner OR leaders.until < ?3",
+                )
+                .map_err(unavailable)?
+                .execute(params![name, owner, now, until])
+                .map(|changed| changed > 0)
+                .map_err(unavailable)
+            })
+            .await
+    }
+
+    pub(super) async fn resign_leader(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        let (name, owner) = (name.to_owned(), owner.to_owned());
+        self.writer
+            .call(move |conn| {
+                conn.execute(
+                    "DELETE FROM leaders WHERE name = ?1 AND owner = ?2",
+                    params![name, owner],
+                )
+                .map(drop)
+                .map_err(unavailable)
+            })
+            .await
+    }
+
     pub(super) async fn release_lease(&self, lease: &Lease) -> Result<usize, StoreError> {
         let (owner, expires) = (lease.owner.to_string(), micros(lease.expires_at));
         self.writer

@@ -172,6 +172,8 @@ impl SqliteStore {
         // lapse now, for the manager's recovery to settle them at once.
         conn.execute("UPDATE tasks SET lease_expires_at = 0 WHERE status = 'running'", [])
             .map_err(|err| fail(err.to_string()))?;
+        // Nor can a leader from before: this process leads.
+        conn.execute("DELETE FROM leaders", []).map_err(|err| fail(err.to_string()))?;
         let keys = load_keys(&conn).map_err(|err| fail(err.to_string()))?;
         let last: i64 = conn
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM tasks", [], |row| row.get(0))
@@ -862,6 +864,20 @@ impl Store for SqliteStore {
             self.active.forget(id);
         }
         Ok(reclaimed)
+    }
+
+    async fn elect(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.elect_leader(name, owner, now, until).await
+    }
+
+    async fn resign(&self, name: &str, owner: &str) -> Result<(), StoreError> {
+        self.resign_leader(name, owner).await
     }
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {

@@ -76,6 +76,7 @@ const MIGRATIONS: [&str; 2] = [
     CREATE INDEX tasks_waiting ON tasks (wait_until) WHERE wait_until IS NOT NULL;
     CREATE INDEX tasks_available ON tasks (priority DESC, COALESCE(scheduled_at, created_at))
         WHERE status = 'pending' AND wait_until IS NULL;
+    CREATE TABLE leaders (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until INTEGER NOT NULL);
 ",
 ];
 
