@@ -32,8 +32,9 @@ use taskflow::{
 #[error("the mail server refused {0}")]
 struct EmailError(String);
 
-/// Sends a welcome email; fails for `@bounce.example` addresses so retries can be seen.
-#[task(retries = 2, delay = "500ms", backoff = 2.0)]
+/// Sends a welcome email; fails for `@bounce.example` addresses so retries can be seen (the
+/// dashboard shows "retry 1 of 2 at ..." while it waits).
+#[task(retries = 2, delay = "2s", backoff = 2.0)]
 async fn send_email(address: String) -> Result<(), EmailError> {
     task_log!("sending welcome email", address = address);
     tokio::time::sleep(Duration::from_millis(200)).await;

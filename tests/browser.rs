@@ -174,6 +174,15 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
 
     // A failed task: its error tab, then retry, and the new task shows up.
     let failed = enqueue(&http, &base, "bob@bounce.example").await;
+    // While it waits in the store for a retry, its row says which and when.
+    let note = format!(
+        "const n = document.querySelector('#rows tr[data-id=\"{failed}\"] .wait-note'); return n ? n.textContent : null;"
+    );
+    let waiting = wait_js(&client, "the retry's note", &note, |v| v.is_string()).await;
+    let waiting = waiting.as_str().unwrap();
+    let (head, time) = waiting.rsplit_once(" at ").expect("retry N of 2 at HH:MM:SS");
+    assert!(head == "retry 1 of 2" || head == "retry 2 of 2", "{waiting}");
+    assert!(time.len() == 8 && time.chars().filter(|c| *c == ':').count() == 2, "{waiting}");
     wait_js(&client, "the task to fail", &row_status(&failed), |v| v == "failed").await;
     click(&client, &format!("#rows tr[data-id=\"{failed}\"]")).await;
     wait_js(&client, "its detail", "return document.querySelector('#detail .mono') && document.querySelector('#detail .mono').textContent;", |v| v.as_str() == Some(failed.as_str())).await;
