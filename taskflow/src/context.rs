@@ -7,11 +7,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Map, Value};
 
+use crate::enqueue::Enqueuer;
+use crate::event::{EventKind, TaskEvent};
 use crate::id::TaskId;
 use crate::limits::{Limits, cut};
-use crate::observer::{EventKind, Observers};
+use crate::observer::Observers;
 use crate::record::{LogEntry, LogLevel};
-use crate::tasks::Tasks;
 
 /// What a running task knows about itself.
 ///
@@ -40,7 +41,7 @@ struct ContextInner {
     logs: Mutex<Logs>,
     observers: Observers,
     /// Enqueues into the engine running this task.
-    tasks: Option<Tasks>,
+    tasks: Option<Arc<dyn Enqueuer>>,
     limits: Limits,
 }
 
@@ -58,7 +59,7 @@ impl TaskContext {
         func_name: Arc<str>,
         tags: Arc<BTreeMap<String, String>>,
         observers: Observers,
-        tasks: Option<Tasks>,
+        tasks: Option<Arc<dyn Enqueuer>>,
         limits: Limits,
     ) -> Self {
         TaskContext {
@@ -99,18 +100,9 @@ impl TaskContext {
         &self.inner.tags
     }
 
-    /// A task collection of the manager running this task, so a task can enqueue others;
-    /// they start at once.
-    pub fn tasks(&self) -> Option<Tasks> {
-        self.inner.tasks.clone()
-    }
-
-    pub(crate) fn func_name_arc(&self) -> &Arc<str> {
-        &self.inner.func_name
-    }
-
-    pub(crate) fn tags_arc(&self) -> &Arc<BTreeMap<String, String>> {
-        &self.inner.tags
+    /// What [`TaskContext::tasks`] enqueues through.
+    pub(crate) fn enqueuer(&self) -> Option<&Arc<dyn Enqueuer>> {
+        self.inner.tasks.as_ref()
     }
 
     pub(crate) fn log(&self, level: LogLevel, message: String, fields: Map<String, Value>) {
@@ -118,7 +110,7 @@ impl TaskContext {
         let message = cut(message, limits.max_log_message_bytes);
         let entry =
             LogEntry { at: chrono::Utc::now(), level, message, attempt: self.attempt, fields };
-        self.inner.observers.log(self, &entry);
+        self.emit(EventKind::Log, Some(entry.message.clone()));
         let mut logs = self.inner.logs.lock().unwrap_or_else(PoisonError::into_inner);
         if logs.kept.len() >= limits.max_log_entries {
             if logs.kept.pop_front().is_none() {
@@ -155,8 +147,21 @@ impl TaskContext {
         taken
     }
 
+    /// Sends an event about this task to the observers and the live feed.
     pub(crate) fn emit(&self, kind: EventKind, message: Option<String>) {
-        self.inner.observers.emit(kind, self, message);
+        let observers = &self.inner.observers;
+        if observers.is_empty() {
+            return;
+        }
+        observers.send(&TaskEvent {
+            kind,
+            task_id: self.inner.task_id,
+            func_name: Arc::clone(&self.inner.func_name),
+            tags: Arc::clone(&self.inner.tags),
+            attempt: self.attempt,
+            at: chrono::Utc::now(),
+            message,
+        });
     }
 }
 

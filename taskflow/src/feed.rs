@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use tokio::sync::watch;
 
+use crate::event::TaskEvent;
 use crate::limits::cut;
-use crate::observer::TaskEvent;
 
 /// How many recent events the feed keeps for clients that reconnect or read late.
 pub(crate) const FEED_CAPACITY: usize = 4096;
@@ -130,8 +130,8 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::event::EventKind;
     use crate::id::TaskId;
-    use crate::observer::EventKind;
 
     fn event(message: &str) -> TaskEvent {
         TaskEvent {

@@ -25,8 +25,10 @@
 
 #[cfg(feature = "axum")]
 pub mod admin;
+mod builder;
 mod context;
 mod engine;
+mod enqueue;
 mod error;
 mod event;
 mod failure;
@@ -57,8 +59,9 @@ pub mod __private;
 
 #[cfg(feature = "axum")]
 pub use crate::admin::Admin;
+pub use crate::builder::TaskManagerBuilder;
 pub use crate::context::{TaskContext, task_context};
-pub use crate::engine::{DEFAULT_CONCURRENCY, TaskManagerBuilder};
+pub use crate::engine::DEFAULT_CONCURRENCY;
 pub use crate::error::{Error, Result};
 pub use crate::failure::{FailureKind, TaskFailure};
 pub use crate::id::TaskId;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::engine::{Engine, StopReason, TaskManagerBuilder, retry_record};
+use crate::engine::{Engine, StopReason, retry_record};
 use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::id::TaskId;
@@ -59,26 +59,8 @@ pub enum CancelOutcome {
 }
 
 impl TaskManager {
-    /// A builder: the in-memory store, [`DEFAULT_CONCURRENCY`](crate::DEFAULT_CONCURRENCY), no
-    /// observers.
-    pub fn builder() -> TaskManagerBuilder {
-        TaskManagerBuilder::default()
-    }
-
     pub(crate) fn from_engine(engine: Arc<Engine>) -> TaskManager {
         TaskManager { engine }
-    }
-
-    /// A manager on a fresh in-memory store, for tests. Must be called inside a tokio runtime.
-    ///
-    /// # Panics
-    ///
-    /// When two tasks in the binary share a name (use the builder to get that as an error).
-    pub fn in_memory() -> TaskManager {
-        match TaskManager::builder().start_now() {
-            Ok(manager) => manager,
-            Err(err) => panic!("taskflow: {err}"),
-        }
     }
 
     /// Cancelled when shutdown starts.

@@ -3,11 +3,9 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::context::TaskContext;
 pub use crate::event::{EventKind, TaskEvent};
 use crate::feed::Feed;
 use crate::id::TaskId;
-use crate::record::LogEntry;
 
 /// Receives every lifecycle event of the manager it is registered with.
 ///
@@ -105,24 +103,5 @@ impl Observers {
             observer.on_event(event);
         }
         self.feed.publish(event);
-    }
-
-    pub(crate) fn emit(&self, kind: EventKind, context: &TaskContext, message: Option<String>) {
-        if self.is_empty() {
-            return;
-        }
-        self.send(&TaskEvent {
-            kind,
-            task_id: context.task_id(),
-            func_name: Arc::clone(context.func_name_arc()),
-            tags: Arc::clone(context.tags_arc()),
-            attempt: context.attempt(),
-            at: chrono::Utc::now(),
-            message,
-        });
-    }
-
-    pub(crate) fn log(&self, context: &TaskContext, entry: &LogEntry) {
-        self.emit(EventKind::Log, context, Some(entry.message.clone()));
     }
 }

@@ -4,63 +4,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use serde_json::Value;
-
+use crate::context::TaskContext;
+pub(crate) use crate::enqueue::Enqueuer;
+pub use crate::enqueue::NewTask;
 use crate::error::{Error, Result};
 use crate::id::TaskId;
-use crate::options::{EnqueueOptions, TaskOptions};
-use crate::store::{Enqueued, WriteTicket};
+use crate::options::EnqueueOptions;
+use crate::store::WriteTicket;
 use crate::task::{IntoTaskArgs, Task};
-
-/// Where a collection's tasks go: the engine, seen through this trait so that collections (and
-/// the task context, which hands them out) do not depend on it.
-pub(crate) trait Enqueuer: Send + Sync + std::fmt::Debug {
-    /// Stores `new`; when `held`, it is not started until [`Enqueuer::release`] (a request's
-    /// tasks, which start once the response is out).
-    fn enqueue(self: Arc<Self>, new: NewTask, held: bool) -> Result<Enqueued>;
-    /// Lets the task `id` start once `write` (if any) has made it durable.
-    fn start_when_durable(self: Arc<Self>, id: TaskId, write: Option<WriteTicket>);
-    /// Lets held tasks start.
-    fn release(self: Arc<Self>, ids: Vec<TaskId>);
-}
-
-/// One enqueued task, before it is stored: its id, the task's declared options, its JSON
-/// arguments and the per-call options.
-#[derive(Clone, Debug)]
-pub struct NewTask {
-    /// The id returned to the caller (unless an idempotency key matches an existing task).
-    pub id: TaskId,
-    /// The task's `#[task]` options, including its name.
-    pub task: &'static TaskOptions,
-    /// The arguments as a JSON object keyed by parameter name, or why they could not be
-    /// serialised (a map with non-string keys, a `Serialize` impl that failed). Such a task is
-    /// recorded as failed with that message rather than lost.
-    pub args: Result<Value, String>,
-    /// The per-call overrides.
-    pub options: EnqueueOptions,
-}
-
-impl NewTask {
-    /// The task name.
-    pub fn name(&self) -> &'static str {
-        self.task.name()
-    }
-
-    /// The effective number of retries: the per-call override, else the `#[task]` default.
-    pub fn max_retries(&self) -> u32 {
-        self.options.retries_override().unwrap_or(self.task.max_retries())
-    }
-
-    /// The effective priority.
-    pub fn priority(&self) -> i32 {
-        self.options.priority_override().unwrap_or(self.task.default_priority())
-    }
-
-    /// Whether the task starts at enqueue rather than after the response.
-    pub fn eager(&self) -> bool {
-        self.options.eager_override().unwrap_or(self.task.is_eager())
-    }
-}
 
 /// The task collection handlers enqueue into.
 ///
@@ -220,6 +171,14 @@ impl Tasks {
             }
             _ => Vec::new(),
         }
+    }
+}
+
+impl TaskContext {
+    /// A task collection of the engine running this task, so a task can enqueue others;
+    /// they start at once.
+    pub fn tasks(&self) -> Option<Tasks> {
+        self.enqueuer().map(|enqueuer| Tasks::immediate(Arc::clone(enqueuer)))
     }
 }
 

@@ -11,6 +11,7 @@ mod faults;
 mod hang;
 mod hostile;
 mod http;
+mod layout;
 mod leader;
 mod limits;
 mod multi;

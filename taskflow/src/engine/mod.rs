@@ -4,7 +4,6 @@
 //! store to wait for a retry or a snooze. Nothing waits in memory: a task that is not due
 //! holds no slot, no timer and no future. [`TaskManager`](crate::TaskManager) is the facade.
 
-mod builder;
 mod clock;
 mod completer;
 mod executor;
@@ -22,11 +21,11 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use self::builder::TaskManagerBuilder;
 pub(crate) use self::records::{new_record, retry_record};
 pub(crate) use self::running::{Running, StopReason};
 use self::wake::Wake;
 use crate::context::TaskContext;
+use crate::enqueue::{Enqueuer, NewTask};
 use crate::error::Result;
 use crate::event::EventKind;
 use crate::id::TaskId;
@@ -34,7 +33,6 @@ use crate::limits::Limits;
 use crate::observer::Observers;
 use crate::record::{TaskRecord, TaskStatus};
 use crate::store::{Enqueued, Lease, Retention, Store, WriteTicket};
-use crate::tasks::{Enqueuer, NewTask, Tasks};
 
 /// The default number of attempts that may run at once.
 pub const DEFAULT_CONCURRENCY: usize = 64;
@@ -81,7 +79,50 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// What an engine is made of, from the builder.
+pub(crate) struct Settings {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) remote: Option<Arc<Notify>>,
+    pub(crate) observers: Observers,
+    pub(crate) runtime: tokio::runtime::Handle,
+    pub(crate) concurrency: usize,
+    pub(crate) lease: Duration,
+    pub(crate) retention: Retention,
+    pub(crate) prune_every: Duration,
+    pub(crate) poll_every: Duration,
+    pub(crate) limits: Limits,
+}
+
 impl Engine {
+    /// An engine, not started yet: a fresh runner id, every slot free, not leading.
+    pub(crate) fn new(settings: Settings) -> Arc<Engine> {
+        Arc::new(Engine {
+            store: settings.store,
+            runner: format!("{}-{}", std::process::id(), TaskId::new()).into(),
+            observers: settings.observers,
+            runtime: settings.runtime,
+            tracker: TaskTracker::new(),
+            stopping: CancellationToken::new(),
+            running: Running::default(),
+            slots: Arc::new(Semaphore::new(settings.concurrency)),
+            wake: Arc::default(),
+            remote: settings.remote,
+            lease: settings.lease,
+            last_expiry: AtomicI64::new(0),
+            retention: settings.retention,
+            prune_every: settings.prune_every,
+            poll_every: settings.poll_every,
+            limits: settings.limits,
+            clock: clock::Clock::new(),
+            leading: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    /// Starts the producer, which fetches until shutdown.
+    pub(crate) fn start_producer(self: &Arc<Self>) {
+        producer::spawn(self);
+    }
+
     /// A lease for a fetch starting now, expiring strictly after every earlier fetch's.
     pub(crate) fn fetch_lease(&self) -> Lease {
         let span = chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX);
@@ -110,7 +151,7 @@ impl Engine {
             record.func_name.as_str().into(),
             Arc::new(record.tags.clone()),
             self.observers.clone(),
-            Some(Tasks::immediate(enqueuer)),
+            Some(enqueuer),
             self.limits,
         )
     }

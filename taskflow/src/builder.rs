@@ -1,21 +1,34 @@
-//! [`TaskManagerBuilder`]: the settings of an engine, and starting it.
+//! [`TaskManagerBuilder`]: the settings of an engine, and starting it with its maintenance.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-
-use super::{DEFAULT_CONCURRENCY, Engine, Running, producer};
+use crate::engine::{DEFAULT_CONCURRENCY, Engine, Settings};
 use crate::error::{Error, Result};
-use crate::id::TaskId;
 use crate::limits::Limits;
 use crate::manager::TaskManager;
 use crate::observer::{Observers, TaskObserver};
 use crate::registry::registry;
 use crate::store::{Deadline, MemoryStore, Retention, Store, StoreTimeouts};
+
+impl TaskManager {
+    /// A builder: the in-memory store, [`DEFAULT_CONCURRENCY`], no observers.
+    pub fn builder() -> TaskManagerBuilder {
+        TaskManagerBuilder::default()
+    }
+
+    /// A manager on a fresh in-memory store, for tests. Must be called inside a tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// When two tasks in the binary share a name (use the builder to get that as an error).
+    pub fn in_memory() -> TaskManager {
+        match TaskManagerBuilder::default().start_now() {
+            Ok(manager) => manager,
+            Err(err) => panic!("taskflow: {err}"),
+        }
+    }
+}
 
 /// Builds a [`TaskManager`].
 pub struct TaskManagerBuilder {
@@ -173,32 +186,24 @@ impl TaskManagerBuilder {
         if remote.is_some() {
             store = Arc::new(Deadline::new(store, self.store_timeouts));
         }
-        Ok(Arc::new(Engine {
+        Ok(Engine::new(Settings {
             store,
-            runner: format!("{}-{}", std::process::id(), TaskId::new()).into(),
+            remote,
             observers: Observers::new(self.observers),
             runtime,
-            tracker: TaskTracker::new(),
-            stopping: CancellationToken::new(),
-            running: Running::default(),
-            slots: Arc::new(Semaphore::new(self.concurrency)),
-            wake: Default::default(),
-            remote,
+            concurrency: self.concurrency,
             lease: self.lease,
-            last_expiry: AtomicI64::new(0),
             retention: self.retention,
             prune_every: self.prune_every,
             poll_every: self.poll_every,
             limits: self.limits,
-            clock: super::clock::Clock::new(),
-            leading: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 }
 
 /// Starts the producer and the maintenance services of `engine`.
 fn start(engine: Arc<Engine>) -> TaskManager {
-    producer::spawn(&engine);
+    engine.start_producer();
     crate::maintenance::start(&engine);
     TaskManager::from_engine(engine)
 }
