@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release -p taskflow-bench -- [--reps N] [SCENARIO...]`; with no scenario named,
 //! every scenario runs. Scenarios: `memory` (or just `memory-async` / `memory-sync`), `costs` (enqueue alone, retries, RSS), `sqlite`,
-//! `http` (with `wrk`), `admin`, `list` (a page of 1 MB-argument tasks, peak RSS), `feed` (SSE readers, with `curl`), `shared` (PostgreSQL and
+//! `http` (with `wrk`), `admin`, `list` (a page of 1 MB-argument tasks, peak RSS), `scheduled` (100,000 tasks due over 20 s: CPU and lateness; 1,000,000 due in a week: RSS and idle CPU), `feed` (SSE readers, with `curl`), `shared` (PostgreSQL and
 //! MySQL/MariaDB, when `TASKFLOW_TEST_POSTGRES_URL` / `TASKFLOW_TEST_MYSQL_URL` are set).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -19,6 +19,7 @@ mod costs;
 mod feed;
 mod http;
 mod list;
+mod scheduled;
 mod shared;
 mod sqlite;
 
@@ -290,6 +291,12 @@ fn main() {
         runtime.block_on(costs::memory_child());
         return;
     }
+    if std::env::args().nth(1).as_deref() == Some("__scheduled") {
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+        runtime.block_on(scheduled::child());
+        return;
+    }
     if std::env::args().nth(1).as_deref() == Some("__list") {
         let runtime =
             tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -304,7 +311,7 @@ fn main() {
             "--reps" => reps = args.next().and_then(|n| n.parse().ok()).expect("--reps N"),
             "-h" | "--help" => {
                 println!(
-                    "usage: taskflow-bench [--reps N] [memory] [sqlite] [http] [admin] [list] [feed] [shared]"
+                    "usage: taskflow-bench [--reps N] [memory] [sqlite] [http] [admin] [list] [scheduled] [feed] [shared]"
                 );
                 return;
             }
@@ -335,6 +342,9 @@ fn main() {
         }
         if runs("admin") {
             rows.extend(admin::run(reps).await);
+        }
+        if runs("scheduled") {
+            scheduled::run();
         }
         if runs("list") {
             list::run();

@@ -20,6 +20,7 @@ pub(crate) const KEYS: &[&str] = &[
     "eager",
     "requeue_on_interrupt",
     "blocking",
+    "jitter",
     "crate",
 ];
 
@@ -74,6 +75,7 @@ pub(crate) struct TaskArgs {
     pub(crate) eager: Attr<bool>,
     pub(crate) requeue_on_interrupt: Attr<bool>,
     pub(crate) blocking: Attr<bool>,
+    pub(crate) jitter: Attr<bool>,
     pub(crate) krate: Attr<syn::Path>,
 }
 
@@ -90,6 +92,7 @@ impl TaskArgs {
             eager: Attr::new("eager"),
             requeue_on_interrupt: Attr::new("requeue_on_interrupt"),
             blocking: Attr::new("blocking"),
+            jitter: Attr::new("jitter"),
             krate: Attr::new("crate"),
         }
     }
@@ -142,6 +145,7 @@ impl TaskArgs {
             "blocking" => {
                 bool_value(&value, "blocking").map(|v| self.blocking.set(span, v, errors))
             }
+            "jitter" => bool_value(&value, "jitter").map(|v| self.jitter.set(span, v, errors)),
             "crate" => crate_value(&value).map(|v| self.krate.set(span, v, errors)),
             _ => Err(unknown_key(&meta.path)),
         };
@@ -203,7 +207,7 @@ fn value_of(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<Expr> {
             let _: TokenStream = content.parse()?;
         }
         let hint = match key {
-            "eager" | "requeue_on_interrupt" | "blocking" => format!("`{key} = true`"),
+            "eager" | "requeue_on_interrupt" | "blocking" | "jitter" => format!("`{key} = true`"),
             "" => "`key = value`".to_owned(),
             _ if KEYS.contains(&key) => format!("`{key} = ...`"),
             _ => return Err(unknown_key(&meta.path)),

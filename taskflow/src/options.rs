@@ -34,6 +34,7 @@ pub struct TaskOptions {
     eager: bool,
     requeue_on_interrupt: bool,
     blocking: bool,
+    jitter: bool,
 }
 
 impl TaskOptions {
@@ -51,7 +52,21 @@ impl TaskOptions {
             eager: false,
             requeue_on_interrupt: false,
             blocking: false,
+            jitter: false,
         }
+    }
+
+    /// Sets whether each retry's wait is drawn at random between zero and the backoff's
+    /// wait ("full jitter", `#[task(jitter = true)]`), so that tasks failing together (an
+    /// outage) do not all come back at the same moment.
+    pub const fn jitter(mut self, jitter: bool) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Whether retry waits are jittered.
+    pub const fn has_jitter(&self) -> bool {
+        self.jitter
     }
 
     /// Sets how many times a failed task is retried (`#[task(retries = 3)]`).
@@ -160,6 +175,13 @@ impl TaskOptions {
     /// Whether the task runs on the blocking thread pool.
     pub const fn is_blocking(&self) -> bool {
         self.blocking
+    }
+
+    /// The wait before retry `n` (1-based) as it happens: [`TaskOptions::retry_delay`], or
+    /// with jitter a uniformly random part of it.
+    pub fn retry_wait(&self, n: u32) -> Duration {
+        let wait = self.retry_delay(n);
+        if self.jitter { wait.mul_f64(fastrand::f64()) } else { wait }
     }
 
     /// The wait before retry `n` (1-based): `delay * backoff^(n-1)`, capped by `max_delay`.
@@ -324,5 +346,15 @@ mod tests {
         assert_eq!(o.retry_delay(u32::MAX), Duration::from_secs(1));
         let flat = TaskOptions::new("t").delay(Duration::from_secs(2));
         assert_eq!(flat.retry_delay(5), Duration::from_secs(2));
+        assert_eq!(flat.retry_wait(5), Duration::from_secs(2), "no jitter: the delay itself");
+    }
+
+    #[test]
+    fn jittered_waits_spread_below_the_delay() {
+        let o = TaskOptions::new("t").delay(Duration::from_secs(1)).backoff(2.0).jitter(true);
+        let waits: Vec<Duration> = (0..200).map(|_| o.retry_wait(3)).collect();
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(4)), "never above the delay");
+        let low = waits.iter().filter(|w| **w < Duration::from_secs(2)).count();
+        assert!((40..=160).contains(&low), "about half in the lower half: {low} of 200");
     }
 }

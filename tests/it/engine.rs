@@ -452,3 +452,15 @@ async fn a_task_can_enqueue_other_tasks() {
     assert_eq!(manager.wait_for(child, LONG).await.unwrap().status, TaskStatus::Success);
     assert_eq!(notes(&key), ["child"]);
 }
+
+#[task(retries = 2, delay = "1s", jitter = true)]
+async fn jittery() {}
+
+#[test]
+fn jitter_is_declared_on_the_task() {
+    use taskflow::Task;
+    assert!(<jittery::jittery as Task>::options().has_jitter());
+    assert!(!<ordered::ordered as Task>::options().has_jitter(), "off unless asked for");
+    let wait = <jittery::jittery as Task>::options().retry_wait(1);
+    assert!(wait <= Duration::from_secs(1), "{wait:?}");
+}

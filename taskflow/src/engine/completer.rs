@@ -120,7 +120,7 @@ fn decide(engine: &Engine, record: &TaskRecord, outcome: Outcome) -> Next {
                 && !matches!(failure.kind, FailureKind::InvalidTask | FailureKind::Fatal) =>
         {
             let options = registry().get(&record.func_name).map(|task| task.options());
-            let wait = options.map(|o| o.retry_delay(attempt + 1)).unwrap_or_default();
+            let wait = options.map(|o| o.retry_wait(attempt + 1)).unwrap_or_default();
             let due = later(now, wait);
             Next {
                 message: Some(failure.message.clone()),

@@ -1,0 +1,4 @@
+#[taskflow::task(retries = 3, jitter = "yes")]
+fn flaky_call() {}
+
+fn main() {}
