@@ -14,6 +14,7 @@ mod http;
 mod layout;
 mod leader;
 mod limits;
+mod model;
 mod multi;
 pub(crate) mod outage;
 mod outcomes;

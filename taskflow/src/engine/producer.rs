@@ -14,6 +14,10 @@ use super::{Engine, executor};
 /// The most tasks one fetch asks for.
 const MAX_FETCH: usize = 256;
 
+/// The shortest wait before a fetch for tasks coming due: a task may start this much late,
+/// and a stream of due times costs at most one fetch per this interval.
+const COALESCE: chrono::TimeDelta = chrono::TimeDelta::milliseconds(5);
+
 /// Runs until shutdown starts, or until the engine is dropped: between fetches it holds only
 /// what it waits on, not the engine.
 pub(crate) fn spawn(engine: &Arc<Engine>) {
@@ -33,6 +37,8 @@ async fn run(
     remote: Option<Arc<tokio::sync::Notify>>,
 ) {
     let mut outage: Option<Outage> = None;
+    // The last next-due time that was already past when read (see `fetch`).
+    let mut past = None;
     loop {
         let first = tokio::select! {
             permit = Arc::clone(&slots).acquire_owned() => match permit {
@@ -52,7 +58,7 @@ async fn run(
         if stopping.is_cancelled() {
             return;
         }
-        let full = match fetch(&engine, permits, &mut outage).await {
+        let full = match fetch(&engine, permits, &mut outage, &mut past).await {
             Some(full) => full,
             None => return,
         };
@@ -80,6 +86,7 @@ async fn fetch(
     engine: &Arc<Engine>,
     mut permits: Vec<OwnedSemaphorePermit>,
     outage: &mut Option<Outage>,
+    past: &mut Option<chrono::DateTime<chrono::Utc>>,
 ) -> Option<bool> {
     let asked = permits.len();
     let lease = engine.fetch_lease();
@@ -99,6 +106,26 @@ async fn fetch(
                 );
             }
             let full = records.len() == asked;
+            if !full {
+                // Sleep until the next waiting task comes due, not for a whole poll. One that
+                // came due meanwhile is fetched at once, but only once: if the same past time
+                // comes back (a row the store could not make available), the poll takes it.
+                // Fetches for due times come at most every `COALESCE`, so tasks due close
+                // together start together.
+                let now = engine.clock.now();
+                let soonest = now + COALESCE;
+                match engine.store.next_due().await {
+                    Ok(Some(due)) if due > now => engine.wake.at(due.max(soonest), now),
+                    Ok(Some(due)) if *past != Some(due) => {
+                        *past = Some(due);
+                        engine.wake.at(soonest, now);
+                    }
+                    Ok(_) => {}
+                    Err(err) => {
+                        tracing::debug!(error = %err, "taskflow: could not read the next due time")
+                    }
+                }
+            }
             for record in records {
                 let Some(permit) = permits.pop() else { break };
                 executor::spawn(engine, record, lease.clone(), permit);

@@ -131,6 +131,10 @@ impl Store for Deadline {
         within("fetch", self.timeouts.operation, self.inner.fetch(limit, now, lease)).await
     }
 
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        within("next_due", self.timeouts.operation, self.inner.next_due()).await
+    }
+
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         within("release", self.timeouts.operation, self.inner.release(lease)).await
     }

@@ -234,6 +234,10 @@ impl Store for FaultyStore {
         }
     }
 
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.next_due().await
+    }
+
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         self.inner.release(lease).await
     }

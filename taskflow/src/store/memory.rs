@@ -37,6 +37,9 @@ struct State {
     finished: VecDeque<TaskId>,
     /// Pending tasks held back from fetching, until when at the latest.
     held: HashMap<TaskId, DateTime<Utc>>,
+    /// Each task's place in enqueue order (ids made in the same millisecond are not ordered).
+    order: HashMap<TaskId, u64>,
+    next_order: u64,
     /// Leaderships: name -> (owner, until).
     leaders: HashMap<String, (String, DateTime<Utc>)>,
     max_finished: usize,
@@ -86,6 +89,9 @@ impl MemoryStore {
         }
         let finished = record.status.is_finished();
         state.tasks.insert(id, Box::new(record));
+        let order = state.next_order;
+        state.next_order += 1;
+        state.order.insert(id, order);
         if let Some(until) = held.filter(|_| !finished) {
             state.held.insert(id, until);
         }
@@ -119,6 +125,7 @@ impl State {
                 {
                     self.keys.remove(key);
                 }
+                self.order.remove(id);
                 self.tasks.remove(id).map(|record| *record)
             }
             _ => None,
@@ -344,7 +351,8 @@ impl Store for MemoryStore {
             .filter(|r| r.status == TaskStatus::Pending && super::due_at(r) <= now)
             .filter(|r| state.held.get(&r.task_id).is_none_or(|until| *until <= now))
             .collect();
-        due.sort_by_key(|r| super::fetch_order(r));
+        let order = |r: &TaskRecord| state.order.get(&r.task_id).copied().unwrap_or(u64::MAX);
+        due.sort_by_key(|r| (std::cmp::Reverse(r.priority), super::due_at(r), order(r)));
         let ids: Vec<TaskId> = due.into_iter().take(limit).map(|r| r.task_id).collect();
         let mut fetched = Vec::with_capacity(ids.len());
         for id in ids {
@@ -357,6 +365,15 @@ impl Store for MemoryStore {
             fetched.push(TaskRecord::clone(record));
         }
         Ok(fetched)
+    }
+
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let state = self.lock();
+        let due = state.tasks.values().filter(|r| r.status == TaskStatus::Pending).map(|r| {
+            let held = state.held.get(&r.task_id).copied();
+            super::due_at(r).max(held.unwrap_or(DateTime::<Utc>::MIN_UTC))
+        });
+        Ok(due.filter(|at| *at > Utc::now()).min())
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

@@ -465,10 +465,14 @@ pub(crate) fn due_at(record: &TaskRecord) -> DateTime<Utc> {
     record.scheduled_at.unwrap_or(record.created_at)
 }
 
-/// The order of [`Store::fetch`] as a sort key: highest priority, earliest due, oldest id
-/// (ids are ordered by creation).
-pub(crate) fn fetch_order(record: &TaskRecord) -> (std::cmp::Reverse<i32>, DateTime<Utc>, TaskId) {
-    (std::cmp::Reverse(record.priority), due_at(record), record.task_id)
+/// The order of [`Store::fetch`] as a sort key, for a record whose place in enqueue order is
+/// `seq`: highest priority, earliest due, first enqueued.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn fetch_order(
+    record: &TaskRecord,
+    seq: i64,
+) -> (std::cmp::Reverse<i32>, DateTime<Utc>, i64) {
+    (std::cmp::Reverse(record.priority), due_at(record), seq)
 }
 
 /// `text` with `\`, `%` and `_` escaped, for a SQL `LIKE ... ESCAPE '\'` pattern.
@@ -582,6 +586,11 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
         lease: &Lease,
     ) -> Result<Vec<TaskRecord>, StoreError>;
+
+    /// When the earliest pending task that is not available yet (due later, or held back)
+    /// comes due: the producer sleeps until then rather than polling. It may be in the past
+    /// (the next fetch makes it available), and `None` when no task waits.
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
 
     /// Puts the tasks still `running` under exactly `lease` (its owner and its expiry, to the
     /// microsecond) back to `pending`, as they were: for a [`Store::fetch`] whose answer was

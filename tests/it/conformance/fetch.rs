@@ -243,3 +243,22 @@ pub(crate) async fn concurrent_elections_make_one_leader(store: Arc<dyn Store>) 
     }
     assert_eq!(leaders, 1);
 }
+
+pub(crate) async fn the_next_due_time_is_known(store: Arc<dyn Store>) {
+    assert_eq!(store.next_due().await.unwrap(), None, "nothing waits");
+    put(&*store, pending("due_now")).await;
+    assert_eq!(store.next_due().await.unwrap(), None, "an available task does not wait");
+    let (one, two) = (later(1), later(2));
+    let mut later_one = pending("due_later");
+    later_one.scheduled_at = Some(two);
+    put(&*store, later_one).await;
+    assert_eq!(store.next_due().await.unwrap(), Some(two));
+    let mut sooner = pending("due_sooner");
+    sooner.scheduled_at = Some(one);
+    put(&*store, sooner).await;
+    assert_eq!(store.next_due().await.unwrap(), Some(one), "the earliest");
+    let runner = lease("runner", Duration::from_secs(60));
+    let fetched = store.fetch(10, one + chrono::Duration::seconds(1), &runner).await.unwrap();
+    assert_eq!(fetched.len(), 2, "the available one and the one due in an hour");
+    assert_eq!(store.next_due().await.unwrap(), Some(two));
+}

@@ -14,7 +14,7 @@ use self::fetch::{
     concurrent_fetchers_take_disjoint_tasks, fetch_orders_due_tasks,
     future_tasks_do_not_hide_a_due_one, held_tasks_wait_for_their_release,
     one_leader_at_a_time_with_failover, requeued_tasks_are_fetched_again,
-    rescheduled_tasks_come_back_when_due,
+    rescheduled_tasks_come_back_when_due, the_next_due_time_is_known,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -470,6 +470,7 @@ macro_rules! all_checks {
             held_tasks_wait_for_their_release,
             one_leader_at_a_time_with_failover,
             concurrent_elections_make_one_leader,
+            the_next_due_time_is_known,
         );
     };
 }

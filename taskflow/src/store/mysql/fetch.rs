@@ -107,12 +107,13 @@ impl MysqlStore {
         )
         .await?;
         let rows: Vec<mysql_async::Row> = tx
-            .exec(format!("SELECT {COLUMNS} FROM taskflow_tasks WHERE seq IN ({seqs})"), ())
+            .exec(format!("SELECT {COLUMNS}, seq FROM taskflow_tasks WHERE seq IN ({seqs})"), ())
             .await?;
         let mut fetched = Vec::with_capacity(rows.len());
         for cells in rows.into_iter().map(Cells::of) {
+            let seq = cells.int(23, "seq").ok().flatten().unwrap_or(i64::MAX);
             match cells.record() {
-                Ok(record) => fetched.push(record),
+                Ok(record) => fetched.push((seq, record)),
                 Err(err) => {
                     // It cannot run, and dropping it would lose it: failed, with the reason.
                     tracing::error!(error = %err, "taskflow: stored task is unreadable; marking it failed");
@@ -133,8 +134,8 @@ impl MysqlStore {
             }
         }
         tx.commit().await?;
-        fetched.sort_by_key(fetch_order);
-        Ok(fetched)
+        fetched.sort_by_key(|(seq, record)| fetch_order(record, *seq));
+        Ok(fetched.into_iter().map(|(_, record)| record).collect())
     }
 
     pub(super) async fn elect_leader(
@@ -170,6 +171,15 @@ impl MysqlStore {
         )
         .await?;
         Ok(())
+    }
+
+    pub(super) async fn next_waiting(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let mut conn = self.conn().await?;
+        let earliest: Option<Option<i64>> = conn
+            .query_first("SELECT MIN(wait_until) FROM taskflow_tasks WHERE wait_until IS NOT NULL")
+            .await
+            .map_err(unavailable)?;
+        Ok(earliest.flatten().and_then(DateTime::from_timestamp_micros))
     }
 
     pub(super) async fn release_lease(&self, lease: &Lease) -> Result<usize, StoreError> {

@@ -38,7 +38,7 @@ impl PostgresStore {
              UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $1),
                 lease_owner = $3, lease_expires_at = $4
              FROM picked WHERE id = picked.picked_id
-             RETURNING {COLUMNS}"
+             RETURNING {COLUMNS}, seq"
         );
         let owner: &str = &lease.owner;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -46,12 +46,13 @@ impl PostgresStore {
         let mut fetched = Vec::with_capacity(rows.len());
         for found in &rows {
             match row::decode(found) {
-                Ok(record) => fetched.push(record),
+                Ok(record) => fetched.push((found.get::<_, i64>(23), record)),
                 Err(err) => self.fail_unreadable(found, &err).await?,
             }
         }
-        fetched.sort_by_key(fetch_order);
-        Ok(fetched)
+        // RETURNING gives rows in no particular order.
+        fetched.sort_by_key(|(seq, record)| fetch_order(record, *seq));
+        Ok(fetched.into_iter().map(|(_, record)| record).collect())
     }
 
     /// Fails a leased task whose row cannot be read: it cannot run, and dropping it would
@@ -99,6 +100,14 @@ impl PostgresStore {
         )
         .await?;
         Ok(())
+    }
+
+    pub(super) async fn next_waiting(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let rows = self
+            .query("SELECT MIN(wait_until) FROM taskflow_tasks WHERE wait_until IS NOT NULL", &[])
+            .await?;
+        // A time out of chrono's range is a damaged row: no due time to sleep until.
+        Ok(rows.first().and_then(|row| row.try_get(0).ok()).flatten())
     }
 
     pub(super) async fn release_lease(&self, lease: &Lease) -> Result<usize, StoreError> {

@@ -281,6 +281,18 @@ impl RedisStore {
         Ok(())
     }
 
+    pub(super) async fn next_waiting(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        use redis::AsyncCommands;
+        let mut conn = self.conn.clone();
+        // Tasks due by now sit in `later` only until the next fetch makes them available.
+        let now = format!("({}", micros(Utc::now()));
+        let first: Vec<(String, f64)> = conn
+            .zrangebyscore_limit_withscores(self.key("later"), now, "+inf", 0, 1)
+            .await
+            .map_err(unavailable)?;
+        Ok(first.first().and_then(|(_, score)| DateTime::from_timestamp_micros(*score as i64)))
+    }
+
     pub(super) async fn release_lease(&self, lease: &Lease) -> Result<usize, StoreError> {
         let mut conn = self.conn.clone();
         let released: i64 = self

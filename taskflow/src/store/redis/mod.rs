@@ -529,6 +529,10 @@ impl Store for RedisStore {
         self.fetch_available(limit, now, lease).await
     }
 
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.next_waiting().await
+    }
+
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         self.release_lease(lease).await
     }

@@ -15,6 +15,9 @@ use crate::record::TaskRecord;
 /// beyond it are read back from the table when claimed, as after a restart.
 const MAX_KEPT_RECORDS: usize = 10_000;
 
+/// Tasks due later than this after their enqueue are not remembered.
+const REMEMBERED_AHEAD: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The `seq` of every task this store inserted and that has not ended yet, the record of
 /// those still pending, and the next `seq` to give. Only this process writes the file, so
 /// numbering rows here is safe.
@@ -47,10 +50,14 @@ impl ActiveRows {
         self.rows.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Gives `record` the next `seq`; remembers both while the task is active.
+    /// Gives `record` the next `seq`; remembers both while the task is active, unless it is
+    /// due later than [`REMEMBERED_AHEAD`] (a task for next week costs its row, not memory:
+    /// its writes find the row through the index of ids).
     pub(super) fn insert(&self, mut record: TaskRecord) -> i64 {
         let seq = self.next.fetch_add(1, Ordering::Relaxed);
-        if record.status.is_finished() {
+        let ahead = chrono::Duration::from_std(REMEMBERED_AHEAD).unwrap_or_default();
+        let later = record.scheduled_at.is_some_and(|due| due > record.created_at + ahead);
+        if record.status.is_finished() || later {
             return seq;
         }
         // As the table will return them: to the microsecond.

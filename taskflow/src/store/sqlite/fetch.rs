@@ -116,6 +116,21 @@ impl SqliteStore {
             .await
     }
 
+    pub(super) async fn next_waiting(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let earliest: Option<i64> = self
+            .writer
+            .call(|conn| {
+                conn.query_row(
+                    "SELECT MIN(wait_until) FROM tasks WHERE wait_until IS NOT NULL",
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(unavailable)
+            })
+            .await?;
+        Ok(earliest.and_then(row::from_micros))
+    }
+
     pub(super) async fn release_lease(&self, lease: &Lease) -> Result<usize, StoreError> {
         let (owner, expires) = (lease.owner.to_string(), micros(lease.expires_at));
         self.writer

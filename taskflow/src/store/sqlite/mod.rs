@@ -735,6 +735,10 @@ impl Store for SqliteStore {
         self.fetch_available(limit, now, lease).await
     }
 
+    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.next_waiting().await
+    }
+
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         self.release_lease(lease).await
     }
