@@ -171,8 +171,10 @@ fn instance(shared: Shared) -> Instance {
 }
 
 /// 5,000 tasks wait in the database before three instances start (all three find them and
-/// race to claim each); 5,000 more are enqueued across the three while they run; 1,000
-/// concurrent enqueues of one key go to the three. Every function runs exactly once.
+/// race to fetch each), every other one due at a staggered time over the next 4 s; 5,000 more
+/// are enqueued across the three while they run, due at staggered times over 5 s; 1,000
+/// concurrent enqueues of one key go to the three. Every function runs exactly once, none
+/// before its time.
 async fn ten_thousand_tasks_on_three_instances(shared: Shared, backend: &str) {
     let seed = shared.store().await;
     let mut ids = Vec::new();
@@ -180,6 +182,10 @@ async fn ten_thousand_tasks_on_three_instances(shared: Shared, backend: &str) {
     for n in 0..5_000u64 {
         let mut record = pending("counted_once");
         record.args = serde_json::json!({ "n": n, "backend": backend });
+        if n % 2 == 1 {
+            let at = chrono::Utc::now() + chrono::Duration::milliseconds((n % 40 * 100) as i64);
+            record.scheduled_at = chrono::DateTime::from_timestamp_micros(at.timestamp_micros());
+        }
         let enqueued = seed.enqueue(record).unwrap();
         ids.push(enqueued.id);
         writes.extend(enqueued.write);
@@ -191,7 +197,9 @@ async fn ten_thousand_tasks_on_three_instances(shared: Shared, backend: &str) {
     let instances: Vec<Instance> = (0..3).map(|_| instance(shared.clone())).collect();
     for n in 0..5_000u64 {
         let manager = &instances[n as usize % 3].manager;
-        ids.push(manager.add_task(counted_once, (5_000 + n, backend.to_owned())));
+        let at = chrono::Utc::now() + chrono::Duration::milliseconds((n % 50 * 100) as i64);
+        let options = EnqueueOptions::new().run_at(at);
+        ids.push(manager.add_task_with(counted_once, (5_000 + n, backend.to_owned()), options));
     }
     let key = format!("charge-{}", taskflow::TaskId::new());
     let mut keyed = Vec::new();
@@ -244,8 +252,12 @@ async fn ten_thousand_tasks_on_three_instances(shared: Shared, backend: &str) {
     for id in &keyed_ids {
         assert_eq!(seed.get(id).await.unwrap().unwrap().task_id, holder);
     }
-    for id in ids.iter().step_by(997) {
-        assert_eq!(seed.get(id).await.unwrap().unwrap().status, TaskStatus::Success);
+    for id in ids.iter().step_by(97) {
+        let record = seed.get(id).await.unwrap().unwrap();
+        assert_eq!(record.status, TaskStatus::Success);
+        if let Some(due) = record.scheduled_at {
+            assert!(record.start_time.unwrap() >= due, "{backend}: {id} started before its time");
+        }
     }
     for instance in instances {
         instance.manager.shutdown(Duration::from_secs(10)).await;
