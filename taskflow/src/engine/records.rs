@@ -45,13 +45,18 @@ pub(crate) fn new_record(new: NewTask, now: DateTime<Utc>) -> TaskRecord {
         args,
         result: None,
         idempotency_key: options.idempotency_key_str().map(str::to_owned),
-        scheduled_at: options.start_at().or(delayed),
+        // To the microsecond, as every store keeps it (and compares it with start times).
+        scheduled_at: options.start_at().or(delayed).map(to_micros),
         retry_of: None,
         requeue_on_interrupt: task.requeues_on_interrupt(),
         recoveries: 0,
         lease_owner: None,
         lease_expires_at: None,
     }
+}
+
+fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap_or(at)
 }
 
 /// A new run of `original` (failed, interrupted or cancelled): a fresh id, `source: retry`,
