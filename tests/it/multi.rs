@@ -222,7 +222,12 @@ async fn ten_thousand_tasks_on_three_instances(shared: Shared, backend: &str) {
         if done == 10_001 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{backend}: {done} of 10,001 finished");
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "{backend}: {done} of 10,001 finished; the others: {}",
+                unfinished(&*seed).await
+            );
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     println!(
@@ -264,6 +269,29 @@ async fn ten_thousand_tasks_on_three_instances(shared: Shared, backend: &str) {
         instance.stop.send(()).unwrap();
         instance.thread.join().unwrap();
     }
+}
+
+/// The first tasks that did not succeed, with their state and error, for a failure message.
+async fn unfinished(store: &dyn Store) -> String {
+    let mut found = Vec::new();
+    for status in
+        [TaskStatus::Pending, TaskStatus::Running, TaskStatus::Failed, TaskStatus::Interrupted]
+    {
+        let query = TaskQuery { status: Some(status), limit: Some(5), ..Default::default() };
+        for record in store.list(&query).await.map(|page| page.tasks).unwrap_or_default() {
+            found.push(format!(
+                "{} {} retries {} lease {:?} until {:?} due {:?}: {:?}",
+                record.task_id,
+                record.status,
+                record.retries_used,
+                record.lease_owner,
+                record.lease_expires_at,
+                record.scheduled_at,
+                record.error
+            ));
+        }
+    }
+    found.join("; ")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
