@@ -39,6 +39,7 @@ pub(crate) fn finished(n: usize) -> TaskRecord {
         args: json!({ "address": format!("user{n}@example.com") }),
         result: None,
         idempotency_key: None,
+        run_key: None,
         scheduled_at: None,
         retry_of: None,
         requeue_on_interrupt: false,

@@ -28,7 +28,7 @@ pub struct Limits {
     pub max_tag_key_bytes: usize,
     /// A tag's value, in bytes (default 256).
     pub max_tag_value_bytes: usize,
-    /// An idempotency key, in bytes (default 256).
+    /// An idempotency key or a run key, in bytes (default 256).
     pub max_idempotency_key_bytes: usize,
     /// An error message or stack trace, in bytes; longer ones are cut with a marker
     /// (default 16 KiB).
@@ -94,6 +94,9 @@ impl Limits {
         }
         if let Some(key) = &record.idempotency_key {
             too_large("idempotency key", key.len(), self.max_idempotency_key_bytes)?;
+        }
+        if let Some(key) = &record.run_key {
+            too_large("run key", key.len(), self.max_idempotency_key_bytes)?;
         }
         Ok(())
     }

@@ -211,6 +211,37 @@ impl TaskManager {
         }
     }
 
+    /// Cancels the task that waits under the run key `key` (enqueued with
+    /// [`EnqueueOptions::run_key`](crate::EnqueueOptions::run_key), not yet started), on
+    /// whichever instance enqueued it; returns its id, or `None` when no task waits under
+    /// the key (it has started, or never was).
+    ///
+    /// ```rust,standalone_crate
+    /// # #[taskflow::task] async fn remind(user: u64) {}
+    /// # #[tokio::main] async fn main() -> taskflow::Result<()> {
+    /// use taskflow::{EnqueueOptions, TaskManager};
+    ///
+    /// let manager = TaskManager::in_memory();
+    /// let at = chrono::Utc::now() + chrono::Duration::hours(1);
+    /// let options = EnqueueOptions::new().run_key("remind-42").run_at(at);
+    /// let first = manager.submit(remind, 42, options.clone()).await?;
+    /// // Enqueued again under the same key: the first is replaced.
+    /// let second = manager.submit(remind, 42, options).await?;
+    /// assert_eq!(manager.cancel_scheduled("remind-42").await?, Some(second));
+    /// assert_eq!(manager.cancel_scheduled("remind-42").await?, None);
+    /// # let _ = first; manager.shutdown(std::time::Duration::from_secs(1)).await; Ok(()) }
+    /// ```
+    pub async fn cancel_scheduled(&self, key: &str) -> Result<Option<TaskId>> {
+        let now = self.engine.clock.now();
+        let Some(id) = self.engine.store.cancel_scheduled(key, now).await? else {
+            return Ok(None);
+        };
+        if let Some(record) = self.engine.store.get(&id).await? {
+            self.engine.context_for(&record).emit(EventKind::Cancelled, None);
+        }
+        Ok(Some(id))
+    }
+
     /// Runs a `failed`, `interrupted` or `cancelled` task again as a new task: a fresh id,
     /// `source: retry`, `retry_of` linking to the original, which stays in history. Same
     /// function, arguments, tags, priority and retries; no idempotency key. Returns once the

@@ -213,6 +213,7 @@ impl TaskOptions {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EnqueueOptions {
     idempotency_key: Option<String>,
+    run_key: Option<String>,
     tags: BTreeMap<String, String>,
     priority: Option<i32>,
     delay: Option<Duration>,
@@ -231,6 +232,28 @@ impl EnqueueOptions {
     /// again returns that task's id and enqueues nothing.
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Names the task with a run key, for a one-off schedule that can move: while a task
+    /// with this key waits for its first start (pending, not yet started), enqueueing another
+    /// one with the same key replaces it in one atomic step on every store, across instances:
+    /// the waiting task is cancelled (its error says which task replaced it) and the new one
+    /// waits in its place. Once the keyed task has started, a new one with the key is simply
+    /// stored. [`TaskManager::cancel_scheduled`](crate::TaskManager::cancel_scheduled)
+    /// cancels the waiting task by its key. An idempotency key, when both are given, is
+    /// checked first: a duplicate stores nothing and replaces nothing.
+    ///
+    /// ```
+    /// use taskflow::EnqueueOptions;
+    ///
+    /// let at = chrono::Utc::now() + chrono::Duration::hours(1);
+    /// // A reminder for user 42: enqueueing it again moves it.
+    /// let options = EnqueueOptions::new().run_key("remind-user-42").run_at(at);
+    /// assert_eq!(options.run_key_str(), Some("remind-user-42"));
+    /// ```
+    pub fn run_key(mut self, key: impl Into<String>) -> Self {
+        self.run_key = Some(key.into());
         self
     }
 
@@ -291,6 +314,11 @@ impl EnqueueOptions {
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = Some(retries);
         self
+    }
+
+    /// The run key, if set.
+    pub fn run_key_str(&self) -> Option<&str> {
+        self.run_key.as_deref()
     }
 
     /// The idempotency key, if set.

@@ -212,6 +212,10 @@ pub struct TaskRecord {
     pub result: Option<Value>,
     /// Its idempotency key.
     pub idempotency_key: Option<String>,
+    /// Its run key: while it waits for its first start, enqueueing another task with this
+    /// key replaces it (see [`EnqueueOptions::run_key`](crate::EnqueueOptions::run_key)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_key: Option<String>,
     /// It does not start before this time (a per-call `delay`).
     pub scheduled_at: Option<DateTime<Utc>>,
     /// The task this one retries, for `source: retry`.

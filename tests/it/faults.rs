@@ -153,6 +153,7 @@ async fn a_hung_prune_does_not_hold_up_reclaim(store: Arc<dyn Store>) {
         args: serde_json::json!({ "key": key }),
         result: None,
         idempotency_key: None,
+        run_key: None,
         scheduled_at: None,
         retry_of: None,
         requeue_on_interrupt: true,

@@ -1,5 +1,5 @@
 //! A model-based property test of the store's task lifecycle: random sequences of enqueue
-//! (now or later), fetch, complete, fail (retry or last failure), snooze, fatal, cancel,
+//! (now or later, under a run key or not), cancel by run key, fetch, complete, fail (retry or last failure), snooze, fatal, cancel,
 //! time passing, crash-and-rescue (leases lapse) and prune, run against every store and
 //! against a small pure model of the state machine. After every step, states, attempts and
 //! due times agree; a finished task never changes; attempts never exceed the maximum; no
@@ -21,7 +21,8 @@ const MAX_RECOVERIES: u32 = 2;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Enqueue { delay: Option<u8>, retries: u8, requeue: bool },
+    Enqueue { delay: Option<u8>, retries: u8, requeue: bool, key: Option<u8> },
+    CancelScheduled { key: u8 },
     Fetch { limit: usize, runner: u8 },
     Complete { pick: usize },
     Fail { pick: usize },
@@ -35,8 +36,9 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (proptest::option::of(1u8..20), 0u8..3, any::<bool>())
-            .prop_map(|(delay, retries, requeue)| Op::Enqueue { delay, retries, requeue }),
+        4 => (proptest::option::of(1u8..20), 0u8..3, any::<bool>(), proptest::option::of(0u8..3))
+            .prop_map(|(delay, retries, requeue, key)| Op::Enqueue { delay, retries, requeue, key }),
+        1 => (0u8..3).prop_map(|key| Op::CancelScheduled { key }),
         3 => (1usize..4, 0u8..2).prop_map(|(limit, runner)| Op::Fetch { limit, runner }),
         2 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
         2 => any::<usize>().prop_map(|pick| Op::Fail { pick }),
@@ -62,6 +64,9 @@ struct Task {
     /// The runner holding it and its lease's expiry, while running.
     lease: Option<(u8, DateTime<Utc>)>,
     pruned: bool,
+    /// Its run key, and whether it ever started (then it no longer waits under the key).
+    key: Option<u8>,
+    started: bool,
 }
 
 struct Model {
@@ -72,6 +77,10 @@ struct Model {
 
 fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap()
+}
+
+fn run_key(key: u8) -> String {
+    format!("model-key-{key}")
 }
 
 fn runner_lease(runner: u8, expires: DateTime<Utc>) -> Lease {
@@ -88,6 +97,14 @@ impl Model {
             .collect()
     }
 
+    /// The task waiting under run key `key`: pending, never started.
+    fn waiting_under(&self, key: u8) -> Option<TaskId> {
+        self.tasks
+            .iter()
+            .find(|(_, t)| t.key == Some(key) && t.status == TaskStatus::Pending && !t.started)
+            .map(|(id, _)| *id)
+    }
+
     fn pick_running(&self, pick: usize) -> Option<(TaskId, u8, DateTime<Utc>)> {
         let running = self.running();
         let id = *running.get(pick % running.len().max(1))?;
@@ -99,14 +116,18 @@ impl Model {
 async fn step(store: &dyn Store, model: &mut Model, op: &Op) -> Result<(), TestCaseError> {
     let now = model.now;
     match *op {
-        Op::Enqueue { delay, retries, requeue } => {
+        Op::Enqueue { delay, retries, requeue, key } => {
             let mut record = pending("model_task");
+            record.run_key = key.map(run_key);
             record.created_at = now;
             record.max_retries = retries.into();
             record.requeue_on_interrupt = requeue;
             record.scheduled_at = delay.map(|d| now + Duration::seconds(d.into()));
             let due = record.scheduled_at.unwrap_or(now);
             let id = put(store, record).await;
+            if let Some(replaced) = key.and_then(|key| model.waiting_under(key)) {
+                model.tasks.get_mut(&replaced).unwrap().status = TaskStatus::Cancelled;
+            }
             let seq = model.next_seq;
             model.next_seq += 1;
             model.tasks.insert(
@@ -121,8 +142,21 @@ async fn step(store: &dyn Store, model: &mut Model, op: &Op) -> Result<(), TestC
                     recoveries: 0,
                     lease: None,
                     pruned: false,
+                    key,
+                    started: false,
                 },
             );
+        }
+        Op::CancelScheduled { key } => {
+            let cancelled = store
+                .cancel_scheduled(&run_key(key), now)
+                .await
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let expected = model.waiting_under(key);
+            prop_assert_eq!(cancelled, expected, "cancel_scheduled({})", key);
+            if let Some(id) = expected {
+                model.tasks.get_mut(&id).unwrap().status = TaskStatus::Cancelled;
+            }
         }
         Op::Fetch { limit, runner } => {
             let expires = now + Duration::seconds(LEASE);
@@ -148,6 +182,7 @@ async fn step(store: &dyn Store, model: &mut Model, op: &Op) -> Result<(), TestC
                 let task = model.tasks.get_mut(&id).unwrap();
                 prop_assert!(task.lease.is_none(), "{} leased twice", id);
                 task.status = TaskStatus::Running;
+                task.started = true;
                 task.lease = Some((runner, expires));
             }
         }

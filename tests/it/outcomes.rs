@@ -1,6 +1,6 @@
 //! What follows an attempt, through the engine on every store: a failure with retries left
 //! waits in the store and comes back; a task can fail at once or snooze; a task runs at its
-//! `run_at`; tasks due later never hold up a due one.
+//! `run_at`; a run key moves a waiting task; tasks due later never hold up a due one.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +109,38 @@ async fn a_task_runs_at_its_time(store: Arc<dyn Store>) {
     manager.shutdown(Duration::from_secs(5)).await;
 }
 
+#[taskflow::task]
+async fn keyed_reminder(key: String, version: u32) {
+    note(&key, &format!("ran {version}"));
+}
+
+async fn a_run_key_moves_a_waiting_task(store: Arc<dyn Store>) {
+    let manager = manager(store).await;
+    let key = unique("run_key");
+    let run_key = format!("reminder-{key}");
+    let later = |ms| {
+        EnqueueOptions::new()
+            .run_key(run_key.clone())
+            .run_at(Utc::now() + chrono::Duration::milliseconds(ms))
+    };
+    let first = manager.submit(keyed_reminder, (key.clone(), 1), later(60_000)).await.unwrap();
+    let second = manager.submit(keyed_reminder, (key.clone(), 2), later(500)).await.unwrap();
+    let moved = manager.wait_for(second, LONG).await.unwrap();
+    assert_eq!(moved.status, TaskStatus::Success);
+    let replaced = manager.store().get(&first).await.unwrap().unwrap();
+    assert_eq!(replaced.status, TaskStatus::Cancelled);
+    assert_eq!(notes(&key), ["ran 2"], "the replaced task never ran");
+    // Cancelled by its key, it never runs either.
+    let third = manager.submit(keyed_reminder, (key.clone(), 3), later(30_000)).await.unwrap();
+    assert_eq!(manager.cancel_scheduled(&run_key).await.unwrap(), Some(third));
+    assert_eq!(manager.cancel_scheduled(&run_key).await.unwrap(), None);
+    let fourth = manager.submit(keyed_reminder, (key.clone(), 4), later(0)).await.unwrap();
+    assert_eq!(manager.wait_for(fourth, LONG).await.unwrap().status, TaskStatus::Success);
+    assert_eq!(manager.store().get(&third).await.unwrap().unwrap().status, TaskStatus::Cancelled);
+    assert_eq!(notes(&key), ["ran 2", "ran 4"]);
+    manager.shutdown(Duration::from_secs(5)).await;
+}
+
 async fn tasks_due_later_never_hold_up_a_due_one(store: Arc<dyn Store>) {
     let manager = TaskManager::builder()
         .shared_store(store)
@@ -134,5 +166,6 @@ on_every_store!(
     a_fatal_error_fails_at_once,
     a_snooze_uses_no_attempt,
     a_task_runs_at_its_time,
+    a_run_key_moves_a_waiting_task,
     tasks_due_later_never_hold_up_a_due_one,
 );

@@ -45,6 +45,7 @@ pub(crate) fn new_record(new: NewTask, now: DateTime<Utc>) -> TaskRecord {
         args,
         result: None,
         idempotency_key: options.idempotency_key_str().map(str::to_owned),
+        run_key: options.run_key_str().map(str::to_owned),
         // To the microsecond, as every store keeps it (and compares it with start times).
         scheduled_at: options.start_at().or(delayed).map(to_micros),
         retry_of: None,
@@ -61,7 +62,7 @@ fn to_micros(at: DateTime<Utc>) -> DateTime<Utc> {
 
 /// A new run of `original` (failed, interrupted or cancelled): a fresh id, `source: retry`,
 /// `retry_of` linking to it. Same function, arguments, tags, priority and retries; no
-/// idempotency key, no due time.
+/// idempotency key nor run key, no due time.
 pub(crate) fn retry_record(
     original: TaskRecord,
     options: &TaskOptions,
@@ -82,6 +83,7 @@ pub(crate) fn retry_record(
         source: TaskSource::Retry,
         result: None,
         idempotency_key: None,
+        run_key: None,
         scheduled_at: None,
         retry_of: Some(id),
         requeue_on_interrupt: options.requeues_on_interrupt(),

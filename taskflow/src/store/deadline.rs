@@ -114,6 +114,14 @@ impl Store for Deadline {
         within("cancel", self.timeouts.operation, self.inner.cancel_pending(id)).await
     }
 
+    async fn cancel_scheduled(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TaskId>, StoreError> {
+        within("cancel", self.timeouts.operation, self.inner.cancel_scheduled(key, now)).await
+    }
+
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
         within("list", self.timeouts.operation, self.inner.list(query)).await
     }

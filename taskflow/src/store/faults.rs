@@ -209,6 +209,14 @@ impl Store for FaultyStore {
         self.inner.cancel_pending(id).await
     }
 
+    async fn cancel_scheduled(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TaskId>, StoreError> {
+        self.inner.cancel_scheduled(key, now).await
+    }
+
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
         self.inner.list(query).await
     }

@@ -27,12 +27,14 @@ pub(crate) trait Inserter: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<usize>, StoreError>> + Send;
 
     /// Inserts one task; when an active task holds its idempotency key, records its id as an
-    /// alias of that task instead.
+    /// alias of that task instead. With a run key, cancels the task waiting under it in the
+    /// same transaction.
     fn alone(
         &self,
         values: Self::Values,
         id: Self::Id,
         key: Option<String>,
+        run_key: Option<String>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
@@ -41,6 +43,8 @@ pub(crate) struct Insert<S: Inserter> {
     pub(crate) values: S::Values,
     pub(crate) id: S::Id,
     pub(crate) key: Option<String>,
+    /// Its run key: such an insert goes alone, as it replaces a waiting task.
+    pub(crate) run_key: Option<String>,
     pub(crate) done: WriteDone,
 }
 
@@ -129,6 +133,11 @@ impl<S: Inserter> InsertQueue<S> {
     /// was held), or all of them when that transaction failed, go in one by one, so that one
     /// bad insert fails only its own caller.
     async fn write_batch(&self, batch: Vec<Insert<S>>) {
+        let (keyed, batch): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|insert| insert.run_key.is_some());
+        for insert in keyed {
+            self.alone(insert).await;
+        }
         if batch.len() > 1 {
             match self.store.together(&batch).await {
                 Ok(held) => {
@@ -152,8 +161,8 @@ impl<S: Inserter> InsertQueue<S> {
     }
 
     async fn alone(&self, insert: Insert<S>) {
-        let Insert { values, id, key, done } = insert;
-        done.settle(self.store.alone(values, id, key).await);
+        let Insert { values, id, key, run_key, done } = insert;
+        done.settle(self.store.alone(values, id, key, run_key).await);
     }
 }
 
@@ -184,7 +193,13 @@ mod tests {
             Ok(batch.iter().enumerate().filter(|(_, i)| i.key.is_some()).map(|(n, _)| n).collect())
         }
 
-        async fn alone(&self, (): (), id: u32, _: Option<String>) -> Result<(), StoreError> {
+        async fn alone(
+            &self,
+            (): (),
+            id: u32,
+            _: Option<String>,
+            _: Option<String>,
+        ) -> Result<(), StoreError> {
             self.alone.fetch_add(1, Ordering::Relaxed);
             if id == 0 { Err(StoreError::Unavailable("bad row".into())) } else { Ok(()) }
         }
@@ -192,7 +207,7 @@ mod tests {
 
     fn insert(id: u32, key: Option<&str>) -> (Insert<Recorder>, WriteTicket) {
         let (done, ticket) = WriteTicket::new();
-        (Insert { values: (), id, key: key.map(str::to_owned), done }, ticket)
+        (Insert { values: (), id, key: key.map(str::to_owned), run_key: None, done }, ticket)
     }
 
     #[tokio::test]

@@ -33,6 +33,9 @@ struct State {
     tasks: HashMap<TaskId, Box<TaskRecord>>,
     /// Idempotency key -> the task that holds it while active.
     keys: HashMap<String, TaskId>,
+    /// Run key -> the last task enqueued under it (it waits under the key while it is
+    /// pending and has never started).
+    run_keys: HashMap<String, TaskId>,
     /// Finished tasks, oldest first.
     finished: VecDeque<TaskId>,
     /// Pending tasks held back from fetching, until when at the latest.
@@ -88,6 +91,13 @@ impl MemoryStore {
             state.keys.insert(key.clone(), id);
         }
         let finished = record.status.is_finished();
+        let mut replaced = None;
+        if let Some(key) = record.run_key.clone().filter(|_| !finished) {
+            if let Some(waiting) = state.waiting_under(&key) {
+                replaced = state.cancel(waiting, record.created_at, Some(super::replaced(&id)));
+            }
+            state.run_keys.insert(key, id);
+        }
         state.tasks.insert(id, Box::new(record));
         let order = state.next_order;
         state.next_order += 1;
@@ -97,12 +107,38 @@ impl MemoryStore {
         }
         let evicted = if finished { state.finished(id) } else { None };
         drop(state);
-        drop(evicted);
+        drop((evicted, replaced));
         Ok(Enqueued { id, created: true, write: None })
     }
 }
 
 impl State {
+    /// The task waiting under the run key `key`: pending and never started.
+    fn waiting_under(&self, key: &str) -> Option<TaskId> {
+        let id = self.run_keys.get(key)?;
+        let record = self.tasks.get(id)?;
+        (record.status == TaskStatus::Pending && record.start_time.is_none()).then_some(*id)
+    }
+
+    /// Cancels the pending task `id` at `now`, with `error` if given; returns the evicted
+    /// record, to be dropped once the lock is released.
+    #[must_use]
+    fn cancel(
+        &mut self,
+        id: TaskId,
+        now: DateTime<Utc>,
+        error: Option<String>,
+    ) -> Option<TaskRecord> {
+        self.held.remove(&id);
+        let record = self.tasks.get_mut(&id)?;
+        record.status = TaskStatus::Cancelled;
+        record.end_time = Some(now);
+        if error.is_some() {
+            record.error = error;
+        }
+        self.finished(id)
+    }
+
     /// Records that `id` finished, evicting the oldest finished task beyond the cap (there is
     /// never more than one: every task that finishes comes through here). Returns the evicted
     /// record, to be dropped once the lock is released.
@@ -125,6 +161,11 @@ impl State {
                 {
                     self.keys.remove(key);
                 }
+                if let Some(key) = &record.run_key
+                    && self.run_keys.get(key) == Some(id)
+                {
+                    self.run_keys.remove(key);
+                }
                 self.order.remove(id);
                 self.tasks.remove(id).map(|record| *record)
             }
@@ -137,6 +178,7 @@ impl State {
         if self.tasks.capacity() > 4 * self.tasks.len().max(1024) {
             self.tasks.shrink_to_fit();
             self.keys.shrink_to_fit();
+            self.run_keys.shrink_to_fit();
             self.finished.shrink_to_fit();
         }
     }
@@ -257,15 +299,24 @@ impl Store for MemoryStore {
         let before = record.status;
         let mut evicted = None;
         if before == TaskStatus::Pending {
-            state.held.remove(id);
-            let Some(record) = state.tasks.get_mut(id) else { return Ok(None) };
-            record.status = TaskStatus::Cancelled;
-            record.end_time = Some(chrono::Utc::now());
-            evicted = state.finished(*id);
+            evicted = state.cancel(*id, chrono::Utc::now(), None);
         }
         drop(state);
         drop(evicted);
         Ok(Some(before))
+    }
+
+    async fn cancel_scheduled(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TaskId>, StoreError> {
+        let mut state = self.lock();
+        let Some(id) = state.waiting_under(key) else { return Ok(None) };
+        let evicted = state.cancel(id, now, None);
+        drop(state);
+        drop(evicted);
+        Ok(Some(id))
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {

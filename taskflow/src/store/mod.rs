@@ -477,6 +477,11 @@ pub(crate) fn fetch_order(
 
 /// `text` with `\`, `%` and `_` escaped, for a SQL `LIKE ... ESCAPE '\'` pattern.
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+/// The error recorded on a task that a run key's new task `by` replaced.
+pub(crate) fn replaced(by: &TaskId) -> String {
+    format!("replaced by task {by} (same run key)")
+}
+
 pub(crate) fn like_escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }
@@ -514,6 +519,10 @@ pub(crate) fn p95(durations: &mut [f64]) -> Option<f64> {
 pub trait Store: Send + Sync + 'static {
     /// Stores a new task, or, when an active task (not `failed` nor `cancelled`) has the same
     /// idempotency key, stores nothing and returns that task's id. Atomic in the store.
+    ///
+    /// With a run key, a task that waits under the same key (pending, never started) is
+    /// cancelled in the same atomic step, its error set by [`replaced`]: at most one task
+    /// waits under a run key, whatever the instances race.
     ///
     /// Synchronous, because `Tasks::add_task` returns the id at once: a durable backend stages
     /// the write and makes it durable in [`Store::flush`], which the request layer awaits
@@ -566,6 +575,14 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels a `pending` task atomically (`id` may be an alias); returns its status *before* the call, so
     /// `Some(Pending)` means this call cancelled it (`None`: no such task).
     async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError>;
+
+    /// Cancels the task that waits under the run key `key` (pending, never started), in one
+    /// atomic step; returns its id, or `None` when no task waits under the key.
+    async fn cancel_scheduled(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TaskId>, StoreError>;
 
     /// One page of the tasks matching `query`. Their `logs` are left empty; [`Store::get`]
     /// returns them.

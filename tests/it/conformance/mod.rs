@@ -3,6 +3,7 @@
 
 mod aliases;
 mod fetch;
+mod run_keys;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,6 +16,11 @@ use self::fetch::{
     future_tasks_do_not_hide_a_due_one, held_tasks_wait_for_their_release,
     one_leader_at_a_time_with_failover, requeued_tasks_are_fetched_again,
     rescheduled_tasks_come_back_when_due, the_next_due_time_is_known,
+};
+use self::run_keys::{
+    cancel_scheduled_cancels_by_key, idempotency_keys_win_over_run_keys,
+    run_keys_do_not_touch_a_started_task, run_keys_hold_under_concurrency,
+    run_keys_replace_a_waiting_task,
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -44,6 +50,7 @@ pub(crate) fn pending(func_name: &str) -> TaskRecord {
         args: json!({ "address": "a@b.c", "n": 7, "nested": { "list": [1, 2.5, null] } }),
         result: None,
         idempotency_key: None,
+        run_key: None,
         scheduled_at: None,
         retry_of: None,
         requeue_on_interrupt: false,
@@ -471,6 +478,11 @@ macro_rules! all_checks {
             one_leader_at_a_time_with_failover,
             concurrent_elections_make_one_leader,
             the_next_due_time_is_known,
+            run_keys_replace_a_waiting_task,
+            run_keys_do_not_touch_a_started_task,
+            cancel_scheduled_cancels_by_key,
+            run_keys_hold_under_concurrency,
+            idempotency_keys_win_over_run_keys,
         );
     };
 }

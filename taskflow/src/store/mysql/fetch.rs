@@ -31,7 +31,7 @@ const DEADLOCK_RETRIES: usize = 5;
 
 /// Whether `err` is InnoDB's "deadlock found" or "lock wait timeout": the transaction was
 /// rolled back and may simply run again.
-fn is_lock_conflict(err: &mysql_async::Error) -> bool {
+pub(super) fn is_lock_conflict(err: &mysql_async::Error) -> bool {
     matches!(err, mysql_async::Error::Server(server) if server.code == 1213 || server.code == 1205)
 }
 
@@ -111,7 +111,7 @@ impl MysqlStore {
             .await?;
         let mut fetched = Vec::with_capacity(rows.len());
         for cells in rows.into_iter().map(Cells::of) {
-            let seq = cells.int(23, "seq").ok().flatten().unwrap_or(i64::MAX);
+            let seq = cells.int(24, "seq").ok().flatten().unwrap_or(i64::MAX);
             match cells.record() {
                 Ok(record) => fetched.push((seq, record)),
                 Err(err) => {

@@ -33,7 +33,11 @@ impl Inserter for Pool {
         values: Vec<Value>,
         id: TaskId,
         key: Option<String>,
+        run_key: Option<String>,
     ) -> Result<(), StoreError> {
-        super::insert(self.clone(), values, id, key).await
+        match run_key {
+            None => super::insert(self.clone(), values, id, key).await,
+            Some(run_key) => super::run_key::insert(self, values, id, key, &run_key).await,
+        }
     }
 }

@@ -2,6 +2,7 @@
 
 mod fetch;
 mod inserts;
+mod run_key;
 mod schema;
 
 use std::sync::Arc;
@@ -59,13 +60,13 @@ fn unavailable(err: mysql_async::Error) -> StoreError {
 const COLUMNS: &str = "id, func_name, status, created_at, start_time, end_time, duration, \
     retries_used, max_retries, error, stacktrace, tags, source, priority, args, result, \
     idempotency_key, scheduled_at, retry_of, requeue_on_interrupt, recoveries, lease_owner, \
-    lease_expires_at";
+    lease_expires_at, run_key";
 
 const INSERT: &str = "INSERT INTO taskflow_tasks (id, func_name, status, created_at, \
     start_time, end_time, duration, retries_used, max_retries, error, stacktrace, tags, source, \
     priority, args, result, idempotency_key, scheduled_at, retry_of, requeue_on_interrupt, \
-    recoveries, lease_owner, lease_expires_at, wait_until) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    recoveries, lease_owner, lease_expires_at, run_key, wait_until) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -106,6 +107,7 @@ fn encode(record: &TaskRecord, hold: Option<DateTime<Utc>>) -> Vec<Value> {
         Value::Int(record.recoveries.into()),
         text(record.lease_owner.clone()),
         time(record.lease_expires_at),
+        text(record.run_key.clone()),
         // Not due yet: it waits until then (see the schema's version 2).
         time(hold.or(record.scheduled_at.filter(|at| *at > record.created_at))),
     ]
@@ -230,6 +232,7 @@ impl Cells {
             recoveries: self.count(20, "recoveries")?,
             lease_owner: self.text(21, "lease_owner")?,
             lease_expires_at: self.time(22, "lease_expires_at")?,
+            run_key: self.text(23, "run_key")?,
         })
     }
 }
@@ -333,9 +336,10 @@ impl MysqlStore {
     ) -> Result<Enqueued, StoreError> {
         let id = record.task_id;
         let key = record.idempotency_key.clone();
+        let run_key = record.run_key.clone().filter(|_| record.status == TaskStatus::Pending);
         let values = encode(&record, hold);
         let (done, ticket) = WriteTicket::new();
-        self.inserts.push(Insert { values, id, key, done })?;
+        self.inserts.push(Insert { values, id, key, run_key, done })?;
         Ok(Enqueued { id, created: true, write: Some(ticket) })
     }
 }
@@ -556,7 +560,8 @@ impl Store for MysqlStore {
             status.parse().map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason })?;
         if status == TaskStatus::Pending {
             tx.exec_drop(
-                "UPDATE taskflow_tasks SET status = 'cancelled', end_time = ? WHERE id = ?",
+                "UPDATE taskflow_tasks SET status = 'cancelled', end_time = ?, wait_until = NULL
+                 WHERE id = ?",
                 (micros(Utc::now()), target),
             )
             .await
@@ -564,6 +569,14 @@ impl Store for MysqlStore {
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(status))
+    }
+
+    async fn cancel_scheduled(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TaskId>, StoreError> {
+        run_key::cancel_scheduled(&self.pool, key, now).await
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
@@ -616,7 +629,7 @@ impl Store for MysqlStore {
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next = match (more, rows.last()) {
-            (true, Some(row)) => row.int(23, "seq")?.map(|seq| seq.to_string()),
+            (true, Some(row)) => row.int(24, "seq")?.map(|seq| seq.to_string()),
             _ => None,
         };
         let tasks = super::readable(&rows, Cells::record)?;

@@ -9,7 +9,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// Each migration, a list of statements, takes the schema from version `index` to
 /// `index + 1`. Neither server has partial indexes: the unique index over active
@@ -18,8 +18,9 @@ pub(super) const SCHEMA_VERSION: i64 = 2;
 /// cleared by the fetch that finds it due, the due time as a generated column, and two
 /// indexes: the waiting tasks by due time, and the tasks in fetch order (by status and
 /// waiting, then highest priority, earliest due, `seq`), so that a fetch reads only the rows
-/// it takes however many tasks wait.
-const MIGRATIONS: [&[&str]; 2] = [&[
+/// it takes however many tasks wait. Version 3 adds `run_key`, unique among the tasks that
+/// wait for their first start through the generated column `waiting_key`.
+const MIGRATIONS: [&[&str]; 3] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
         id CHAR(36) NOT NULL,
@@ -81,6 +82,12 @@ const MIGRATIONS: [&[&str]; 2] = [&[
         owner VARCHAR(128) NOT NULL,
         until BIGINT NOT NULL
     ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+], &[
+    "ALTER TABLE taskflow_tasks
+        ADD COLUMN run_key VARCHAR(255) NULL,
+        ADD COLUMN waiting_key VARCHAR(255)
+            AS (IF(status = 'pending' AND start_time IS NULL, run_key, NULL)) STORED,
+        ADD UNIQUE KEY taskflow_tasks_waiting_key (waiting_key)",
 ]];
 
 /// Creates or migrates the schema; refuses a schema newer than this binary's.

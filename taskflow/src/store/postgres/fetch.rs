@@ -46,7 +46,7 @@ impl PostgresStore {
         let mut fetched = Vec::with_capacity(rows.len());
         for found in &rows {
             match row::decode(found) {
-                Ok(record) => fetched.push((found.get::<_, i64>(23), record)),
+                Ok(record) => fetched.push((found.get::<_, i64>(24), record)),
                 Err(err) => self.fail_unreadable(found, &err).await?,
             }
         }

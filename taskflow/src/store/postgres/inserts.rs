@@ -43,7 +43,11 @@ impl Inserter for Pool {
         values: Params,
         id: uuid::Uuid,
         key: Option<String>,
+        run_key: Option<String>,
     ) -> Result<(), StoreError> {
-        super::insert(self.clone(), values, id, key).await
+        match run_key {
+            None => super::insert(self.clone(), values, id, key).await,
+            Some(run_key) => super::run_key::insert(self, &values, id, key, &run_key).await,
+        }
     }
 }

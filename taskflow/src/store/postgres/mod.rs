@@ -3,6 +3,7 @@
 mod fetch;
 mod inserts;
 mod row;
+mod run_key;
 mod schema;
 
 use std::sync::Arc;
@@ -117,10 +118,11 @@ impl PostgresStore {
     ) -> Result<Enqueued, StoreError> {
         let id = record.task_id;
         let key = record.idempotency_key.clone();
+        let run_key = record.run_key.clone().filter(|_| record.status == TaskStatus::Pending);
         let params = Params::of(&record, hold);
 
         let (done, ticket) = WriteTicket::new();
-        self.inserts.push(Insert { values: params, id: *id.as_uuid(), key, done })?;
+        self.inserts.push(Insert { values: params, id: *id.as_uuid(), key, run_key, done })?;
         // Whether the key was free is known only once the database answers; a duplicate's id
         // becomes an alias of the holder, so the caller's id always finds the task.
         Ok(Enqueued { id, created: true, write: Some(ticket) })
@@ -151,8 +153,8 @@ impl PostgresStore {
 fn insert_sql() -> String {
     format!(
         "INSERT INTO taskflow_tasks ({COLUMNS}, wait_until) VALUES ($1, $2, $3, $4, $5, $6, $7,
-            $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
-            COALESCE($24::TIMESTAMPTZ,
+            $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
+            COALESCE($25::TIMESTAMPTZ,
                 CASE WHEN $18::TIMESTAMPTZ > $4::TIMESTAMPTZ THEN $18::TIMESTAMPTZ END))
          ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY} DO NOTHING RETURNING id"
     )
@@ -210,6 +212,10 @@ pub(crate) async fn insert_in(
     record: &TaskRecord,
 ) -> Result<TaskId, StoreError> {
     let params = Params::of(record, None);
+    if let Some(key) = record.run_key.as_deref().filter(|_| record.status == TaskStatus::Pending) {
+        let error = super::replaced(&record.task_id);
+        run_key::cancel_waiting(client, key, record.created_at, Some(&error)).await?;
+    }
     let inserted = client.query_opt(&insert_sql(), &params.refs()).await.map_err(unavailable)?;
     let id = match (inserted, &record.idempotency_key) {
         (Some(_), _) => record.task_id,
@@ -460,7 +466,8 @@ impl Store for PostgresStore {
             status.parse().map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason })?;
         if status == TaskStatus::Pending {
             tx.execute(
-                "UPDATE taskflow_tasks SET status = 'cancelled', end_time = $2 WHERE id = $1",
+                "UPDATE taskflow_tasks SET status = 'cancelled', end_time = $2, wait_until = NULL
+                 WHERE id = $1",
                 &[&target, &Utc::now()],
             )
             .await
@@ -468,6 +475,15 @@ impl Store for PostgresStore {
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(status))
+    }
+
+    async fn cancel_scheduled(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TaskId>, StoreError> {
+        let client = self.client().await?;
+        Ok(run_key::cancel_waiting(&**client, key, now, None).await?.map(TaskId::from))
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
@@ -522,7 +538,7 @@ impl Store for PostgresStore {
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next =
-            if more { rows.last().map(|row| row.get::<_, i64>(23).to_string()) } else { None };
+            if more { rows.last().map(|row| row.get::<_, i64>(24).to_string()) } else { None };
         let tasks = super::readable(&rows, row::decode)?;
         Ok(TaskPage { tasks, next })
     }

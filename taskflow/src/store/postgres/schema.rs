@@ -7,14 +7,15 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// Each migration takes the schema from version `index` to `index + 1`. Version 2 adds
 /// `wait_until`, set while a pending task is not yet due (a delay, a retry's backoff) and
 /// cleared by the fetch that finds it due, and two indexes: the waiting tasks by due time, and
 /// the available ones (pending, not waiting) in fetch order, so that a fetch reads only the
-/// rows it takes however many tasks wait for later.
-const MIGRATIONS: [&str; 2] = ["
+/// rows it takes however many tasks wait for later. Version 3 adds `run_key`, unique among the
+/// tasks that wait for their first start.
+const MIGRATIONS: [&str; 3] = ["
     CREATE TABLE taskflow_tasks (
         seq BIGSERIAL UNIQUE,
         id UUID PRIMARY KEY,
@@ -75,6 +76,10 @@ const MIGRATIONS: [&str; 2] = ["
         owner TEXT NOT NULL,
         until TIMESTAMPTZ NOT NULL
     );
+", "
+    ALTER TABLE taskflow_tasks ADD COLUMN run_key TEXT;
+    CREATE UNIQUE INDEX taskflow_tasks_waiting_key ON taskflow_tasks (run_key)
+        WHERE run_key IS NOT NULL AND status = 'pending' AND start_time IS NULL;
 "];
 
 /// Any number: the advisory lock key under which instances migrate one at a time.

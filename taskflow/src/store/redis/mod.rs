@@ -58,6 +58,7 @@ struct Scripts {
     claim: Script,
     transition: Script,
     cancel: Script,
+    cancel_scheduled: Script,
     reclaim: Script,
     renew: Script,
     delete: Script,
@@ -172,6 +173,7 @@ impl RedisStore {
             claim: Script::new(&scripts::claim()),
             transition: Script::new(&scripts::transition()),
             cancel: Script::new(&scripts::cancel()),
+            cancel_scheduled: Script::new(&scripts::cancel_scheduled()),
             reclaim: Script::new(&scripts::reclaim()),
             renew: Script::new(scripts::RENEW),
             delete: Script::new(scripts::DELETE),
@@ -221,6 +223,10 @@ impl RedisStore {
             record.priority.to_string(),
             due,
             hold.map(|at| micros(at).to_string()).unwrap_or_default(),
+            record.run_key.clone().unwrap_or_default(),
+            crate::store::replaced(&id),
+            rfc(record.created_at),
+            micros(record.created_at).to_string(),
         ];
         let (done, ticket) = WriteTicket::new();
         let (scripts, mut conn) = (Arc::clone(&self.scripts), self.conn.clone());
@@ -421,6 +427,32 @@ impl Store for RedisStore {
             .map_err(unavailable)?;
         before
             .map(|s| s.parse().map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason }))
+            .transpose()
+    }
+
+    async fn cancel_scheduled(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TaskId>, StoreError> {
+        let mut conn = self.conn.clone();
+        let cancelled: Option<String> = self
+            .scripts
+            .cancel_scheduled
+            .arg(&*self.prefix)
+            .arg(key)
+            .arg(rfc(now))
+            .arg(micros(now))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        cancelled
+            .map(|id| {
+                id.parse().map_err(|err| StoreError::Corrupt {
+                    id: id.clone(),
+                    reason: format!("run key `{key}`: {err}"),
+                })
+            })
             .transpose()
     }
 

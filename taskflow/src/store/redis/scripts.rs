@@ -2,12 +2,15 @@
 //! prefix in `ARGV[1]`, so the store needs a single Redis node (not Cluster).
 
 /// Stores a task unless an active task holds its idempotency key; then records the id as an
-/// alias of the holder and returns the holder's id. Returns the stored id otherwise.
+/// alias of the holder and returns the holder's id. Returns the stored id otherwise. A task
+/// with a run key cancels the task waiting under it (pending, never started): `r:<run key>`
+/// names the last task stored under the key.
 /// ARGV: prefix, id, base, func, status, created_us, key, requeue, end, end_us, error,
-/// priority, due_us, held_until_us (or '': not held).
+/// priority, due_us, held_until_us (or '': not held), run key (or ''), the error of a replaced
+/// task, now, now_us.
 pub(super) fn enqueue() -> String {
     format!(
-        "{PENDING}{}",
+        "{PENDING}{SETTLE}{}",
         r#"
 local p, id, key, status = ARGV[1], ARGV[2], ARGV[7], ARGV[5]
 if key ~= '' then
@@ -31,6 +34,17 @@ redis.call('ZADD', p..':f:'..ARGV[4], seq, id)
 redis.call('SADD', p..':funcs', ARGV[4])
 if status == 'pending' then
   if key ~= '' then redis.call('SET', p..':k:'..key, id) end
+  local rk = ARGV[15]
+  if rk ~= '' then
+    local waiting = waiting_under(p, rk)
+    if waiting then
+      local wt = p..':t:'..waiting
+      redis.call('HSET', wt, 'error', ARGV[16])
+      settle(p, waiting, wt, 'pending', 'cancelled', ARGV[17], ARGV[18])
+    end
+    redis.call('HSET', t, 'runkey', rk)
+    redis.call('SET', p..':r:'..rk, id)
+  end
   to_pending(p, id, t)
   if ARGV[14] ~= '' then redis.call('ZADD', p..':later', ARGV[14], id) end
 else
@@ -99,12 +113,25 @@ local function settle(p, id, t, from, to, end_rfc, end_us)
     redis.call('HSET', t, 'end', end_rfc, 'end_us', end_us)
     redis.call('ZADD', p..':finished', end_us, id)
   end
+  if to ~= 'pending' and to ~= 'running' then
+    local rk = redis.call('HGET', t, 'runkey')
+    if rk and redis.call('GET', p..':r:'..rk) == id then redis.call('DEL', p..':r:'..rk) end
+  end
   if to == 'failed' or to == 'cancelled' then
     local key = redis.call('HGET', t, 'key')
     if key and key ~= '' and redis.call('GET', p..':k:'..key) == id then
       redis.call('DEL', p..':k:'..key)
     end
   end
+end
+local function waiting_under(p, rk)
+  local id = redis.call('GET', p..':r:'..rk)
+  if not id then return nil end
+  local t = p..':t:'..id
+  if redis.call('HGET', t, 'status') ~= 'pending' or redis.call('HEXISTS', t, 'start') == 1 then
+    return nil
+  end
+  return id
 end
 "#;
 
@@ -157,6 +184,21 @@ local status = redis.call('HGET', t, 'status')
 if not status then return false end
 if status == 'pending' then settle(p, id, t, 'pending', 'cancelled', ARGV[3], ARGV[4]) end
 return status
+"#
+    )
+}
+
+/// Cancels the task waiting under a run key (pending, never started); returns its id, or nil.
+/// ARGV: prefix, run key, now, now_us.
+pub(super) fn cancel_scheduled() -> String {
+    format!(
+        "{PENDING}{SETTLE}{}",
+        r#"
+local p = ARGV[1]
+local waiting = waiting_under(p, ARGV[2])
+if not waiting then return false end
+settle(p, waiting, p..':t:'..waiting, 'pending', 'cancelled', ARGV[3], ARGV[4])
+return waiting
 "#
     )
 }

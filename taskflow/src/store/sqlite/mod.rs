@@ -6,6 +6,7 @@ mod checkpoint;
 mod fetch;
 mod query;
 mod row;
+mod run_key;
 mod schema;
 mod writer;
 
@@ -219,6 +220,8 @@ impl SqliteStore {
             keys.insert(key.clone(), id);
         }
         let values = row::encode(&record);
+        let run_key = record.run_key.clone().filter(|_| record.status == TaskStatus::Pending);
+        let now = micros(record.created_at);
         let seq = self.active.insert(record);
         let (reply, ticket) = match self.durability {
             Durability::Async => (None, None),
@@ -231,13 +234,26 @@ impl SqliteStore {
         let active = Arc::clone(&self.active);
         let job_key = key.clone();
         let submitted = self.writer.submit(Box::new(move |conn| {
-            let inserted = insert(conn, seq, &values, hold);
+            let inserted = match &run_key {
+                None => insert(conn, seq, &values, hold).map(|()| None),
+                Some(run_key) => run_key::replace(conn, run_key, &id, now, || {
+                    insert(conn, seq, &values, hold)
+                }),
+            };
             let failed = inserted.as_ref().err().cloned();
             let done: writer::Done = Box::new(move |commit| {
                 let result = match (inserted, commit) {
                     (Err(err), _) => Err(err),
-                    (Ok(()), Some(err)) => Err(err.clone()),
-                    (Ok(()), None) => Ok(()),
+                    (Ok(_), Some(err)) => Err(err.clone()),
+                    (Ok(replaced), None) => {
+                        if let Some((old, old_key)) = replaced {
+                            active.forget(&old);
+                            if let Some(old_key) = old_key {
+                                release(&keys, &old_key, &old);
+                            }
+                        }
+                        Ok(())
+                    }
                 };
                 if let Err(err) = &result {
                     active.forget(&id);
@@ -309,7 +325,7 @@ fn load_keys(conn: &Connection) -> rusqlite::Result<HashMap<String, TaskId>> {
 fn insert(
     conn: &Connection,
     seq: i64,
-    values: &[Sql; 23],
+    values: &[Sql; COLUMN_COUNT],
     hold: Option<i64>,
 ) -> Result<(), StoreError> {
     const SQL: &str = concat!(
@@ -317,7 +333,7 @@ fn insert(
         columns!(),
         ", seq, wait_until) VALUES (",
         placeholders!(),
-        ", ?24, COALESCE(?25, CASE WHEN ?18 > ?4 THEN ?18 END))"
+        ", ?25, COALESCE(?26, CASE WHEN ?18 > ?4 THEN ?18 END))"
     );
     let extra = [Sql::Integer(seq), hold.map_or(Sql::Null, Sql::Integer)];
     let mut statement = conn.prepare_cached(SQL).map_err(unavailable)?;
@@ -623,7 +639,8 @@ impl Store for SqliteStore {
                     .map_err(|reason| StoreError::Corrupt { id: id.clone(), reason })?;
                 if status == TaskStatus::Pending {
                     conn.execute(
-                        "UPDATE tasks SET status = 'cancelled', end_time = ?2 WHERE id = ?1",
+                        "UPDATE tasks SET status = 'cancelled', end_time = ?2, wait_until = NULL
+                         WHERE id = ?1",
                         params![id, micros(Utc::now())],
                     )
                     .map_err(unavailable)?;
@@ -638,6 +655,24 @@ impl Store for SqliteStore {
             release(&self.keys, &key, id);
         }
         Ok(before)
+    }
+
+    async fn cancel_scheduled(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TaskId>, StoreError> {
+        let key = key.to_owned();
+        let cancelled = self
+            .writer
+            .call(move |conn| run_key::cancel_waiting(conn, &key, micros(now), None))
+            .await?;
+        let Some((id, idempotency_key)) = cancelled else { return Ok(None) };
+        self.active.forget(&id);
+        if let Some(idempotency_key) = idempotency_key {
+            release(&self.keys, &idempotency_key, &id);
+        }
+        Ok(Some(id))
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {

@@ -15,26 +15,27 @@ macro_rules! columns {
     () => {
         "id, func_name, status, created_at, start_time, end_time, duration, retries_used, \
          max_retries, error, stacktrace, tags, source, priority, args, result, idempotency_key, \
-         scheduled_at, retry_of, requeue_on_interrupt, recoveries, lease_owner, lease_expires_at"
+         scheduled_at, retry_of, requeue_on_interrupt, recoveries, lease_owner, lease_expires_at, \
+         run_key"
     };
 }
 pub(super) use columns;
 
 /// How many columns [`columns!`] names.
-pub(super) const COLUMN_COUNT: usize = 23;
+pub(super) const COLUMN_COUNT: usize = 24;
 
-/// `?1, ..., ?23` for [`columns!`].
+/// `?1, ..., ?24` for [`columns!`].
 macro_rules! placeholders {
     () => {
         "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-         ?20, ?21, ?22, ?23"
+         ?20, ?21, ?22, ?23, ?24"
     };
 }
 pub(super) use placeholders;
 
 /// A record as the values of [`columns!`]. Done on the caller's thread, so the connection's
 /// thread only binds them.
-pub(super) fn encode(record: &TaskRecord) -> [Sql; 23] {
+pub(super) fn encode(record: &TaskRecord) -> [Sql; COLUMN_COUNT] {
     [
         Sql::Text(record.task_id.to_string()),
         Sql::Text(record.func_name.clone()),
@@ -59,6 +60,7 @@ pub(super) fn encode(record: &TaskRecord) -> [Sql; 23] {
         Sql::Integer(record.recoveries.into()),
         opt_text(record.lease_owner.clone()),
         opt_time(record.lease_expires_at),
+        opt_text(record.run_key.clone()),
     ]
 }
 
@@ -166,6 +168,7 @@ pub(super) fn decode(row: &RawRow, strict: bool) -> Result<TaskRecord, StoreErro
         recoveries: row.get(20).map_err(field("recoveries"))?,
         lease_owner: row.get(21).map_err(field("lease_owner"))?,
         lease_expires_at: time(22, "lease_expires_at")?,
+        run_key: row.get(23).map_err(field("run_key"))?,
     })
 }
 

@@ -11,7 +11,7 @@ use super::{Durability, SqliteOptions};
 use crate::store::StoreError;
 
 /// The schema version this binary writes. Migrations take older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// How long opening waits for another connection to let go of the file.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -25,7 +25,8 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// backoff) and cleared by the fetch that finds it due, with two indexes: `tasks_waiting` by
 /// due time, and `tasks_available` (pending, not waiting) in fetch order (highest priority,
 /// earliest due, `seq`), so a fetch reads only the rows it takes however many tasks wait.
-const MIGRATIONS: [&str; 2] = [
+/// Version 3 adds `run_key`, unique among the tasks that wait for their first start.
+const MIGRATIONS: [&str; 3] = [
     "
     CREATE TABLE tasks (
         seq INTEGER PRIMARY KEY,
@@ -77,6 +78,11 @@ const MIGRATIONS: [&str; 2] = [
     CREATE INDEX tasks_available ON tasks (priority DESC, COALESCE(scheduled_at, created_at))
         WHERE status = 'pending' AND wait_until IS NULL;
     CREATE TABLE leaders (name TEXT PRIMARY KEY, owner TEXT NOT NULL, until INTEGER NOT NULL);
+",
+    "
+    ALTER TABLE tasks ADD COLUMN run_key TEXT;
+    CREATE UNIQUE INDEX tasks_waiting_key ON tasks (run_key)
+        WHERE run_key IS NOT NULL AND status = 'pending' AND start_time IS NULL;
 ",
 ];
 
