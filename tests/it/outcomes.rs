@@ -111,7 +111,7 @@ async fn a_task_runs_at_its_time(store: Arc<dyn Store>) {
 
 #[taskflow::task]
 async fn keyed_reminder(key: String, version: u32) {
-    note(&key, &format!("ran {version}"));
+    note(&key, format!("ran {version}"));
 }
 
 async fn a_run_key_moves_a_waiting_task(store: Arc<dyn Store>) {
