@@ -45,7 +45,7 @@ mod observer;
 mod options;
 mod record;
 mod registry;
-mod store;
+pub mod store;
 mod task;
 mod task_error;
 mod tasks;

@@ -121,6 +121,45 @@ async fn failed_outcome_writes_are_retried(store: Arc<dyn Store>) {
     manager.shutdown(Duration::from_secs(5)).await;
 }
 
+/// Batches of outcome writes that fail, lose their reply, or never answer (then the store's
+/// timeout ends them; only shared stores have one): each change is written alone, and every
+/// task ends as it should.
+async fn failed_outcome_batches_fall_back_to_single_writes(store: Arc<dyn Store>) {
+    let shared = store.enqueued_elsewhere().is_some();
+    let faulty = Arc::new(FaultyStore::new(store));
+    let manager = TaskManager::builder()
+        .shared_store(Arc::clone(&faulty) as Arc<dyn Store>)
+        .store_timeouts(taskflow::StoreTimeouts {
+            operation: Duration::from_secs(2),
+            ..Default::default()
+        })
+        .poll_every(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let key = unique("batches");
+    let faults = if shared {
+        &[Fault::Fail, Fault::LoseReply, Fault::Hang][..]
+    } else {
+        &[Fault::Fail, Fault::LoseReply][..]
+    };
+    for &fault in faults {
+        faulty.inject(Operation::TransitionBatch, fault, 1);
+        let mut ids = Vec::new();
+        for n in 0..20 {
+            let args = (key.clone(), n);
+            ids.push(manager.submit(fault_probe, args, EnqueueOptions::new()).await.unwrap());
+        }
+        for (n, id) in ids.into_iter().enumerate() {
+            let record = manager.wait_for(id, LONG).await.unwrap();
+            assert_eq!(record.status, TaskStatus::Success, "{fault:?}");
+            assert_eq!(record.result, Some(serde_json::json!(n)));
+        }
+        assert_eq!(faulty.hits(Operation::TransitionBatch, fault), 1, "{fault:?}");
+    }
+    manager.shutdown(Duration::from_secs(5)).await;
+}
+
 #[taskflow::task(requeue_on_interrupt = true)]
 async fn reclaim_probe(key: String) {
     note(&key, "ran".to_owned());
@@ -191,5 +230,6 @@ on_every_store!(
     failed_fetches_leave_tasks_runnable,
     lost_commit_replies_are_read_back,
     failed_outcome_writes_are_retried,
+    failed_outcome_batches_fall_back_to_single_writes,
     a_hung_prune_does_not_hold_up_reclaim,
 );

@@ -1,7 +1,8 @@
 //! The completer: turns an attempt's outcome into the task's next state and writes it, fenced
 //! by the fetch's lease. A failure with retries left, or a snooze, goes back to the store due
 //! later (it survives a crash during the wait); the rest end the task. A store error is
-//! retried with backoff until the store answers, never dropped.
+//! retried with backoff until the store answers, never dropped. The writes go in batches
+//! ([`Completions`](super::completions::Completions)).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,7 +50,9 @@ pub(crate) async fn complete(
 ) {
     flush_logs(engine, &record.task_id, context).await;
     let next = decide(engine, record, outcome);
-    if write(engine, &record.task_id, lease, next.change).await {
+    let written =
+        engine.completions.write(&engine.store, record.task_id, lease.clone(), next.change).await;
+    if written {
         context.emit(next.event, next.message);
         if let Some(due) = next.due {
             engine.wake.at(due, engine.clock.now());
@@ -145,27 +148,6 @@ fn later(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
         .ok()
         .and_then(|wait| now.checked_add_signed(wait))
         .map_or(cap, |at| at.min(cap))
-}
-
-/// Writes a fenced change, retrying a store error with backoff until the store answers or
-/// shutdown's grace has run out; `false` when the lease no longer holds the task.
-pub(crate) async fn write(engine: &Engine, id: &TaskId, lease: &Lease, change: Transition) -> bool {
-    let mut pause = Duration::from_millis(50);
-    loop {
-        match engine.store.transition(id, lease, change.clone()).await {
-            Ok(applied) => {
-                if !applied {
-                    tracing::warn!(task_id = %id, "taskflow: lease lost; the task's new owner keeps it");
-                }
-                return applied;
-            }
-            Err(err) => {
-                tracing::error!(task_id = %id, error = %err, "taskflow: could not record task state; retrying");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }
 
 async fn flush_logs(engine: &Engine, id: &TaskId, context: &TaskContext) {

@@ -6,6 +6,7 @@
 
 mod clock;
 mod completer;
+mod completions;
 mod executor;
 mod producer;
 mod records;
@@ -71,6 +72,8 @@ pub(crate) struct Engine {
     pub(crate) clock: clock::Clock,
     /// Whether this instance leads the cluster-wide maintenance.
     pub(crate) leading: std::sync::atomic::AtomicBool,
+    /// The completer's writes, in batches.
+    pub(crate) completions: completions::Completions,
 }
 
 impl std::fmt::Debug for Engine {
@@ -96,7 +99,10 @@ pub(crate) struct Settings {
 impl Engine {
     /// An engine, not started yet: a fresh runner id, every slot free, not leading.
     pub(crate) fn new(settings: Settings) -> Arc<Engine> {
+        let completions =
+            completions::Completions::spawn(Arc::clone(&settings.store), &settings.runtime);
         Arc::new(Engine {
+            completions,
             store: settings.store,
             runner: format!("{}-{}", std::process::id(), TaskId::new()).into(),
             observers: settings.observers,

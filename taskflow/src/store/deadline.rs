@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Enqueued, Lease, PendingTask, Reclaimed, Retention, Store, StoreError, TaskPage, TaskQuery,
-    TaskStats, Transition,
+    Change, Enqueued, Lease, PendingTask, Reclaimed, Retention, Store, StoreError, TaskPage,
+    TaskQuery, TaskStats, Transition,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
@@ -104,6 +104,15 @@ impl Store for Deadline {
     ) -> Result<bool, StoreError> {
         within("transition", self.timeouts.operation, self.inner.transition(id, lease, change))
             .await
+    }
+
+    async fn transition_many(&self, changes: Vec<Change>) -> Vec<Result<bool, StoreError>> {
+        let count = changes.len();
+        let limit = self.timeouts.operation;
+        match tokio::time::timeout(limit, self.inner.transition_many(changes)).await {
+            Ok(results) => results,
+            Err(_) => vec![Err(StoreError::TimedOut { what: "transition", after: limit }); count],
+        }
     }
 
     async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {

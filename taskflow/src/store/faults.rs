@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Enqueued, Lease, PendingTask, Reclaimed, Retention, Store, StoreError, TaskPage, TaskQuery,
-    TaskStats, Transition, WriteTicket,
+    Change, Enqueued, Lease, PendingTask, Reclaimed, Retention, Store, StoreError, TaskPage,
+    TaskQuery, TaskStats, Transition, WriteTicket,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
@@ -23,6 +23,9 @@ pub enum Operation {
     Claim,
     /// [`Store::transition`].
     Transition,
+    /// [`Store::transition_many`], the whole batch (a change in it also meets the faults
+    /// planned for [`Operation::Transition`]).
+    TransitionBatch,
     /// The durable write of an enqueue (its [`WriteTicket`]).
     Commit,
     /// [`Store::prune`].
@@ -45,7 +48,7 @@ pub enum Fault {
 }
 
 const FAULTS: [Fault; 3] = [Fault::Fail, Fault::LoseReply, Fault::Hang];
-const SLOTS: usize = 5 * FAULTS.len();
+const SLOTS: usize = 6 * FAULTS.len();
 
 fn slot(operation: Operation, fault: Fault) -> usize {
     let op = match operation {
@@ -54,6 +57,7 @@ fn slot(operation: Operation, fault: Fault) -> usize {
         Operation::Commit => 2,
         Operation::Prune => 3,
         Operation::Fetch => 4,
+        Operation::TransitionBatch => 5,
     };
     op * FAULTS.len() + FAULTS.iter().position(|f| *f == fault).unwrap_or(0)
 }
@@ -199,6 +203,29 @@ impl Store for FaultyStore {
             Some(Fault::Hang) => hang().await,
             None => self.inner.transition(id, lease, change).await,
         }
+    }
+
+    async fn transition_many(&self, changes: Vec<Change>) -> Vec<Result<bool, StoreError>> {
+        let count = changes.len();
+        match self.next(Operation::TransitionBatch) {
+            Some(Fault::Fail) => return vec![Err(injected("batch write failed")); count],
+            Some(Fault::LoseReply) => {
+                self.inner.transition_many(changes).await;
+                return vec![Err(injected("batch write reply lost")); count];
+            }
+            Some(Fault::Hang) => return hang().await,
+            None => {}
+        }
+        let planned =
+            |fault| self.planned[slot(Operation::Transition, fault)].load(Ordering::SeqCst);
+        if FAULTS.into_iter().any(|fault| planned(fault) > 0) {
+            // Faults planned for single changes: each change goes through them.
+            let writes = changes.into_iter().map(|Change { id, lease, transition }| async move {
+                self.transition(&id, &lease, transition).await
+            });
+            return futures_util::future::join_all(writes).await;
+        }
+        self.inner.transition_many(changes).await
     }
 
     async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {

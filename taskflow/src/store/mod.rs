@@ -300,6 +300,17 @@ pub struct Lease {
     pub expires_at: DateTime<Utc>,
 }
 
+/// One fenced change of a batch: [`Store::transition_many`].
+#[derive(Clone, Debug)]
+pub struct Change {
+    /// The task.
+    pub id: TaskId,
+    /// The lease it must still be held under.
+    pub lease: Lease,
+    /// What changes.
+    pub transition: Transition,
+}
+
 /// A fenced change to a running task: it applies only while the lease still holds it.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -568,6 +579,21 @@ pub trait Store: Send + Sync + 'static {
         lease: &Lease,
         change: Transition,
     ) -> Result<bool, StoreError>;
+
+    /// Applies several fenced changes, each as [`Store::transition`] would, in as few round
+    /// trips as the backend allows (one transaction, pipeline or script call per batch): the
+    /// completer's batches. Returns one result per change, in order: whether its lease still
+    /// held the task, or the error that kept it from being written. When a batch fails as a
+    /// whole, every change gets the error and none was applied, except where the backend
+    /// cannot tell (a reply lost with the connection): a change written anyway is then found
+    /// no longer leased when retried alone, as after any lost reply. The default applies the
+    /// changes concurrently, one by one.
+    async fn transition_many(&self, changes: Vec<Change>) -> Vec<Result<bool, StoreError>> {
+        let writes = changes.into_iter().map(|Change { id, lease, transition }| async move {
+            self.transition(&id, &lease, transition).await
+        });
+        futures_util::future::join_all(writes).await
+    }
 
     /// Appends log entries to a task.
     async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError>;

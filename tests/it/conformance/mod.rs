@@ -2,6 +2,7 @@
 //! at the bottom instantiates every check with its own fresh store.
 
 mod aliases;
+mod batches;
 mod fetch;
 mod run_keys;
 
@@ -10,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use self::aliases::{aliases_resolve_everywhere, manager_resolves_aliases};
+use self::batches::batched_changes_are_fenced_one_by_one;
 use self::fetch::{
     a_lost_fetch_is_released, concurrent_elections_make_one_leader,
     concurrent_fetchers_take_disjoint_tasks, fetch_orders_due_tasks,
@@ -483,6 +485,7 @@ macro_rules! all_checks {
             cancel_scheduled_cancels_by_key,
             run_keys_hold_under_concurrency,
             idempotency_keys_win_over_run_keys,
+            batched_changes_are_fenced_one_by_one,
         );
     };
 }

@@ -1,5 +1,6 @@
 //! [`MysqlStore`]: tasks in MySQL 8 or MariaDB 10.6+, shared by every instance of an app.
 
+mod complete;
 mod fetch;
 mod inserts;
 mod run_key;
@@ -15,8 +16,8 @@ use mysql_async::{Pool, Value};
 use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
-    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
-    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
+    Change, DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed,
+    Retention, Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
@@ -455,68 +456,12 @@ impl Store for MysqlStore {
         lease: &Lease,
         change: Transition,
     ) -> Result<bool, StoreError> {
-        let fence = "WHERE id = ? AND status = 'running' AND lease_owner = ?";
-        let (sql, mut values) = match change {
-            Transition::AttemptFailed { retries_used, error, stacktrace } => (
-                format!(
-                    "UPDATE taskflow_tasks SET retries_used = ?, error = ?, stacktrace = ? {fence}"
-                ),
-                vec![Value::Int(retries_used.into()), s(&error), s(&stacktrace)],
-            ),
-            Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
-                let replaces = error.is_some();
-                (
-                    format!(
-                        "UPDATE taskflow_tasks SET status = ?, end_time = ?,
-                            duration = (? - start_time) / 1000000.0, retries_used = ?, result = ?,
-                            error = IF(?, ?, error), stacktrace = IF(?, ?, stacktrace),
-                            lease_owner = NULL, lease_expires_at = NULL
-                         {fence}"
-                    ),
-                    vec![
-                        s(status.as_str()),
-                        Value::Int(micros(end_time)),
-                        Value::Int(micros(end_time)),
-                        Value::Int(retries_used.into()),
-                        text(result.map(|r| r.to_string())),
-                        Value::Int(replaces.into()),
-                        text(error),
-                        Value::Int(replaces.into()),
-                        text(stacktrace),
-                    ],
-                )
-            }
-            Transition::Reschedule { due, retries_used, error, stacktrace } => {
-                let replaces = error.is_some();
-                (
-                    format!(
-                        "UPDATE taskflow_tasks SET status = 'pending', scheduled_at = ?,
-                            wait_until = scheduled_at, retries_used = ?, error = IF(?, ?, error),
-                            stacktrace = IF(?, ?, stacktrace),
-                            lease_owner = NULL, lease_expires_at = NULL
-                         {fence}"
-                    ),
-                    vec![
-                        Value::Int(micros(due)),
-                        Value::Int(retries_used.into()),
-                        Value::Int(replaces.into()),
-                        text(error),
-                        Value::Int(replaces.into()),
-                        text(stacktrace),
-                    ],
-                )
-            }
-            Transition::Requeue => (
-                format!(
-                    "UPDATE taskflow_tasks SET status = 'pending', lease_owner = NULL,
-                        lease_expires_at = NULL {fence}"
-                ),
-                Vec::new(),
-            ),
-        };
-        values.push(s(&id.to_string()));
-        values.push(s(&lease.owner));
-        Ok(self.affected(&sql, values).await? > 0)
+        let (sql, values) = complete::statement(id, lease, change);
+        Ok(self.affected(sql, values).await? > 0)
+    }
+
+    async fn transition_many(&self, changes: Vec<Change>) -> Vec<Result<bool, StoreError>> {
+        complete::many(&self.pool, changes).await
     }
 
     async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {

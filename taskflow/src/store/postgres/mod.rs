@@ -1,5 +1,6 @@
 //! [`PostgresStore`]: tasks in PostgreSQL, shared by every instance of an app.
 
+mod complete;
 mod fetch;
 mod inserts;
 mod row;
@@ -18,8 +19,8 @@ use self::row::{COLUMNS, Params};
 use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
-    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
-    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket,
+    Change, DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed,
+    Retention, Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
@@ -358,63 +359,12 @@ impl Store for PostgresStore {
         lease: &Lease,
         change: Transition,
     ) -> Result<bool, StoreError> {
-        let owner: &str = &lease.owner;
-        let uuid = id.as_uuid();
-        let fence = "WHERE id = $1 AND status = 'running' AND lease_owner = $2";
-        let changed = match change {
-            Transition::AttemptFailed { retries_used, error, stacktrace } => {
-                let sql = format!(
-                    "UPDATE taskflow_tasks SET retries_used = $3, error = $4, stacktrace = $5 {fence}"
-                );
-                self.execute(&sql, &[uuid, &owner, &(retries_used as i32), &error, &stacktrace])
-                    .await?
-            }
-            Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
-                let sql = format!(
-                    "UPDATE taskflow_tasks SET status = $3, end_time = $4,
-                        duration = EXTRACT(EPOCH FROM ($4 - start_time))::DOUBLE PRECISION,
-                        retries_used = $5, result = $6,
-                        stacktrace = CASE WHEN $7::TEXT IS NULL THEN stacktrace ELSE $8 END,
-                        error = COALESCE($7, error),
-                        lease_owner = NULL, lease_expires_at = NULL
-                     {fence}"
-                );
-                self.execute(
-                    &sql,
-                    &[
-                        uuid,
-                        &owner,
-                        &status.as_str(),
-                        &end_time,
-                        &(retries_used as i32),
-                        &result,
-                        &error,
-                        &stacktrace,
-                    ],
-                )
-                .await?
-            }
-            Transition::Reschedule { due, retries_used, error, stacktrace } => {
-                let sql = format!(
-                    "UPDATE taskflow_tasks SET status = 'pending', scheduled_at = $3,
-                        wait_until = $3, retries_used = $4,
-                        stacktrace = CASE WHEN $5::TEXT IS NULL THEN stacktrace ELSE $6 END,
-                        error = COALESCE($5, error),
-                        lease_owner = NULL, lease_expires_at = NULL
-                     {fence}"
-                );
-                let retries = retries_used as i32;
-                self.execute(&sql, &[uuid, &owner, &due, &retries, &error, &stacktrace]).await?
-            }
-            Transition::Requeue => {
-                let sql = format!(
-                    "UPDATE taskflow_tasks SET status = 'pending', lease_owner = NULL,
-                        lease_expires_at = NULL {fence}"
-                );
-                self.execute(&sql, &[uuid, &owner]).await?
-            }
-        };
-        Ok(changed > 0)
+        let (sql, params) = complete::statement(id, lease, change);
+        Ok(self.execute(sql, &complete::refs(&params)).await? > 0)
+    }
+
+    async fn transition_many(&self, changes: Vec<Change>) -> Vec<Result<bool, StoreError>> {
+        complete::many(&self.pool, changes).await
     }
 
     async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {

@@ -13,8 +13,8 @@ use redis::{AsyncCommands, Script};
 
 use super::reclaim::reclaim;
 use super::{
-    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
-    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
+    Change, DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed,
+    Retention, Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
@@ -80,6 +80,42 @@ fn micros(at: DateTime<Utc>) -> i64 {
 
 fn rfc(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+/// The arguments of the `transition` script for `change` to task `id` under `lease`.
+fn transition_args(prefix: &str, id: &TaskId, lease: &Lease, change: Transition) -> Vec<String> {
+    let mut args = vec![prefix.to_owned(), id.to_string(), lease.owner.to_string()];
+    match change {
+        Transition::AttemptFailed { retries_used, error, stacktrace } => {
+            args.extend(["attempt".to_owned(), retries_used.to_string(), error, stacktrace]);
+        }
+        Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
+            args.extend([
+                "finish".to_owned(),
+                status.as_str().to_owned(),
+                rfc(end_time),
+                micros(end_time).to_string(),
+                retries_used.to_string(),
+                result.map(|r| r.to_string()).unwrap_or_default(),
+                u8::from(error.is_some()).to_string(),
+                error.unwrap_or_default(),
+                stacktrace.unwrap_or_default(),
+            ]);
+        }
+        Transition::Reschedule { due, retries_used, error, stacktrace } => {
+            args.extend([
+                "reschedule".to_owned(),
+                rfc(due),
+                micros(due).to_string(),
+                retries_used.to_string(),
+                u8::from(error.is_some()).to_string(),
+                error.unwrap_or_default(),
+                stacktrace.unwrap_or_default(),
+            ]);
+        }
+        Transition::Requeue => args.push("requeue".to_owned()),
+    }
+    args
 }
 
 /// A task's hash, as returned by `HGETALL`, back to a record (without its logs).
@@ -360,37 +396,7 @@ impl Store for RedisStore {
         lease: &Lease,
         change: Transition,
     ) -> Result<bool, StoreError> {
-        let mut args = vec![self.prefix.to_string(), id.to_string(), lease.owner.to_string()];
-        match change {
-            Transition::AttemptFailed { retries_used, error, stacktrace } => {
-                args.extend(["attempt".to_owned(), retries_used.to_string(), error, stacktrace]);
-            }
-            Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
-                args.extend([
-                    "finish".to_owned(),
-                    status.as_str().to_owned(),
-                    rfc(end_time),
-                    micros(end_time).to_string(),
-                    retries_used.to_string(),
-                    result.map(|r| r.to_string()).unwrap_or_default(),
-                    u8::from(error.is_some()).to_string(),
-                    error.unwrap_or_default(),
-                    stacktrace.unwrap_or_default(),
-                ]);
-            }
-            Transition::Reschedule { due, retries_used, error, stacktrace } => {
-                args.extend([
-                    "reschedule".to_owned(),
-                    rfc(due),
-                    micros(due).to_string(),
-                    retries_used.to_string(),
-                    u8::from(error.is_some()).to_string(),
-                    error.unwrap_or_default(),
-                    stacktrace.unwrap_or_default(),
-                ]);
-            }
-            Transition::Requeue => args.push("requeue".to_owned()),
-        }
+        let args = transition_args(&self.prefix, id, lease, change);
         let mut invocation = self.scripts.transition.prepare_invoke();
         for arg in &args {
             invocation.arg(arg);
@@ -398,6 +404,37 @@ impl Store for RedisStore {
         let mut conn = self.conn.clone();
         let applied: i64 = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(applied == 1)
+    }
+
+    async fn transition_many(&self, changes: Vec<Change>) -> Vec<Result<bool, StoreError>> {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let hash = self.scripts.transition.get_hash();
+        for change in &changes {
+            let args =
+                transition_args(&self.prefix, &change.id, &change.lease, change.transition.clone());
+            pipe.cmd("EVALSHA").arg(hash).arg(0).arg(args);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<redis::RedisResult<i64>> = match pipe.query_async(&mut conn).await {
+            Ok(replies) => replies,
+            Err(err) => return vec![Err(unavailable(err)); changes.len()],
+        };
+        let mut results = Vec::with_capacity(changes.len());
+        for (change, reply) in changes.into_iter().zip(replies) {
+            results.push(match reply {
+                Ok(applied) => Ok(applied == 1),
+                // The server lost its scripts (a restart, SCRIPT FLUSH): that change did not
+                // run; alone, the script is loaded again.
+                Err(err)
+                    if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    self.transition(&change.id, &change.lease, change.transition).await
+                }
+                Err(err) => Err(unavailable(err)),
+            });
+        }
+        results
     }
 
     async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {
