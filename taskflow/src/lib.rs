@@ -82,9 +82,9 @@ pub use crate::store::RedisStore;
 #[cfg(feature = "fault-injection")]
 pub use crate::store::faults;
 pub use crate::store::{
-    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, MemoryStore, P95_WINDOW, PendingTask, Reclaimed,
-    Retention, Store, StoreError, StoreTimeouts, TaskPage, TaskQuery, TaskStats, Transition,
-    WriteDone, WriteTicket,
+    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, MemoryStore, P95_WINDOW, Reclaimed, Retention,
+    Store, StoreError, StoreTimeouts, TaskPage, TaskQuery, TaskStats, Transition, WriteDone,
+    WriteTicket,
 };
 #[cfg(feature = "sqlite")]
 pub use crate::store::{Durability, SqliteOptions, SqliteStore};

@@ -121,8 +121,12 @@ async fn check(store: &dyn Store, damaged: TaskId, healthy: TaskId, column: &str
     assert_eq!(healthy_record.status, TaskStatus::Pending);
     let page = store.list(&TaskQuery::default()).await.expect("the list still answers");
     assert!(page.tasks.iter().any(|t| t.task_id == healthy), "the other task is listed");
-    let waiting = store.pending(100).await.expect("the poll still answers");
-    assert!(waiting.iter().any(|t| t.id == healthy), "the other task can still run");
+    let runner = taskflow::Lease {
+        owner: "corrupt".into(),
+        expires_at: chrono::Utc::now() + chrono::Duration::minutes(1),
+    };
+    let fetched = store.fetch(100, chrono::Utc::now(), &runner).await.expect("the fetch answers");
+    assert!(fetched.iter().any(|t| t.task_id == healthy), "the other task can still run");
     store.stats(None).await.expect("statistics still answer");
     store.reclaim_expired(chrono::Utc::now(), 3).await.expect("reclaim still answers");
 }

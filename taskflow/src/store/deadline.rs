@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Change, Enqueued, Lease, PendingTask, Reclaimed, Retention, Store, StoreError, TaskPage,
-    TaskQuery, TaskStats, Transition,
+    Change, Enqueued, Lease, Reclaimed, Retention, Store, StoreError, TaskPage, TaskQuery,
+    TaskStats, Transition,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
@@ -19,7 +19,7 @@ use crate::record::{LogEntry, TaskRecord, TaskStatus};
 /// The bounds of a [`Deadline`] store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreTimeouts {
-    /// Operations on one task and its durable enqueue: get, claim, writes, cancel, a page of
+    /// Operations on one task and its durable enqueue: get, fetch, writes, cancel, a page of
     /// the list (default 5 s).
     pub operation: Duration,
     /// Operations over many tasks: statistics, reclaim, prune, the pending scan at start
@@ -92,10 +92,6 @@ impl Store for Deadline {
         within("resolve", self.timeouts.operation, self.inner.resolve(id)).await
     }
 
-    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
-        within("claim", self.timeouts.operation, self.inner.claim(id, lease)).await
-    }
-
     async fn transition(
         &self,
         id: &TaskId,
@@ -154,10 +150,6 @@ impl Store for Deadline {
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         within("release", self.timeouts.operation, self.inner.release(lease)).await
-    }
-
-    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
-        within("pending", self.timeouts.bulk, self.inner.pending(limit)).await
     }
 
     async fn renew_leases(

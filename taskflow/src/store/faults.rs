@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Change, Enqueued, Lease, PendingTask, Reclaimed, Retention, Store, StoreError, TaskPage,
-    TaskQuery, TaskStats, Transition, WriteTicket,
+    Change, Enqueued, Lease, Reclaimed, Retention, Store, StoreError, TaskPage, TaskQuery,
+    TaskStats, Transition, WriteTicket,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
@@ -19,8 +19,6 @@ use crate::record::{LogEntry, TaskRecord, TaskStatus};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Operation {
-    /// [`Store::claim`].
-    Claim,
     /// [`Store::transition`].
     Transition,
     /// [`Store::transition_many`], the whole batch (a change in it also meets the faults
@@ -48,16 +46,15 @@ pub enum Fault {
 }
 
 const FAULTS: [Fault; 3] = [Fault::Fail, Fault::LoseReply, Fault::Hang];
-const SLOTS: usize = 6 * FAULTS.len();
+const SLOTS: usize = 5 * FAULTS.len();
 
 fn slot(operation: Operation, fault: Fault) -> usize {
     let op = match operation {
-        Operation::Claim => 0,
-        Operation::Transition => 1,
-        Operation::Commit => 2,
-        Operation::Prune => 3,
-        Operation::Fetch => 4,
-        Operation::TransitionBatch => 5,
+        Operation::Transition => 0,
+        Operation::Commit => 1,
+        Operation::Prune => 2,
+        Operation::Fetch => 3,
+        Operation::TransitionBatch => 4,
     };
     op * FAULTS.len() + FAULTS.iter().position(|f| *f == fault).unwrap_or(0)
 }
@@ -176,18 +173,6 @@ impl Store for FaultyStore {
         self.inner.resolve(id).await
     }
 
-    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
-        match self.next(Operation::Claim) {
-            Some(Fault::Fail) => Err(injected("claim failed")),
-            Some(Fault::LoseReply) => {
-                self.inner.claim(id, lease).await?;
-                Err(injected("claim reply lost"))
-            }
-            Some(Fault::Hang) => hang().await,
-            None => self.inner.claim(id, lease).await,
-        }
-    }
-
     async fn transition(
         &self,
         id: &TaskId,
@@ -275,10 +260,6 @@ impl Store for FaultyStore {
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         self.inner.release(lease).await
-    }
-
-    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
-        self.inner.pending(limit).await
     }
 
     async fn renew_leases(

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 
 use super::reclaim::{ReclaimAs, reclaim};
 use super::{
-    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
-    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, p95,
+    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
+    StoreError, TaskPage, TaskQuery, TaskStats, Transition, p95,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
@@ -214,21 +214,6 @@ impl Store for MemoryStore {
         Ok(self.lock().tasks.get(id).map(|record| TaskRecord::clone(record)))
     }
 
-    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
-        let mut state = self.lock();
-        let Some(record) = state.tasks.get_mut(id) else {
-            return Ok(None);
-        };
-        if record.status != TaskStatus::Pending {
-            return Ok(None);
-        }
-        record.status = TaskStatus::Running;
-        record.start_time.get_or_insert_with(chrono::Utc::now);
-        record.lease_owner = Some(lease.owner.to_string());
-        record.lease_expires_at = Some(lease.expires_at);
-        Ok(Some(TaskRecord::clone(record)))
-    }
-
     async fn transition(
         &self,
         id: &TaskId,
@@ -241,11 +226,6 @@ impl Store for MemoryStore {
         };
         let ends = matches!(change, Transition::Finished { .. });
         match change {
-            Transition::AttemptFailed { retries_used, error, stacktrace } => {
-                record.retries_used = retries_used;
-                record.error = Some(error);
-                record.stacktrace = Some(stacktrace);
-            }
             Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
                 record.status = status;
                 record.end_time = Some(end_time);
@@ -441,18 +421,6 @@ impl Store for MemoryStore {
         Ok(released)
     }
 
-    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
-        let state = self.lock();
-        let mut found: Vec<&TaskRecord> = state
-            .tasks
-            .values()
-            .map(|r| &**r)
-            .filter(|r| r.status == TaskStatus::Pending)
-            .collect();
-        found.sort_by_key(|r| (std::cmp::Reverse(r.priority), r.created_at));
-        Ok(found.into_iter().take(limit).map(pending_task).collect())
-    }
-
     async fn renew_leases(
         &self,
         owner: &str,
@@ -490,7 +458,7 @@ impl Store for MemoryStore {
         for id in expired {
             let Some(record) = state.tasks.get_mut(&id) else { continue };
             match reclaim(record, now, max_recoveries) {
-                ReclaimAs::Requeued => reclaimed.requeued.push(pending_task(record)),
+                ReclaimAs::Requeued => reclaimed.requeued.push(record.task_id),
                 ReclaimAs::Interrupted => {
                     reclaimed.interrupted.push(id);
                     evicted.extend(state.finished(id));
@@ -571,13 +539,4 @@ fn parse_cursor(text: &str) -> Result<(i64, String), StoreError> {
     let bad = || StoreError::InvalidCursor(text.to_owned());
     let (micros, id) = text.split_once('_').ok_or_else(bad)?;
     Ok((micros.parse().map_err(|_| bad())?, id.to_owned()))
-}
-
-fn pending_task(record: &TaskRecord) -> PendingTask {
-    PendingTask {
-        id: record.task_id,
-        func_name: record.func_name.clone(),
-        priority: record.priority,
-        scheduled_at: record.scheduled_at,
-    }
 }

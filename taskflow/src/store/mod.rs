@@ -235,24 +235,11 @@ impl WriteDone {
     }
 }
 
-/// A pending task ready to be dispatched.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PendingTask {
-    /// Its id.
-    pub id: TaskId,
-    /// Its task's registered name.
-    pub func_name: String,
-    /// Its priority.
-    pub priority: i32,
-    /// Not before this time.
-    pub scheduled_at: Option<DateTime<Utc>>,
-}
-
 /// What [`Store::reclaim_expired`] did with tasks whose runner is gone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Reclaimed {
-    /// Put back to `pending` (`requeue_on_interrupt`); dispatch them.
-    pub requeued: Vec<PendingTask>,
+    /// Put back to `pending` (`requeue_on_interrupt`), to be fetched again.
+    pub requeued: Vec<TaskId>,
     /// Marked `interrupted`.
     pub interrupted: Vec<TaskId>,
     /// Marked `failed`: they were running when their process died too many times.
@@ -315,15 +302,6 @@ pub struct Change {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Transition {
-    /// An attempt failed and a retry follows; the task stays `running`.
-    AttemptFailed {
-        /// Retries used once the retry starts.
-        retries_used: u32,
-        /// The failure's message.
-        error: String,
-        /// The failure's chain of causes.
-        stacktrace: String,
-    },
     /// The task ended.
     Finished {
         /// `success`, `failed`, `interrupted` or `cancelled`.
@@ -568,10 +546,6 @@ pub trait Store: Send + Sync + 'static {
         Ok(self.get(id).await?.map(|record| record.task_id))
     }
 
-    /// Atomically moves a `pending` task to `running` under `lease` and returns it; `None`
-    /// when it is not pending (cancelled, or claimed by another runner).
-    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError>;
-
     /// Applies `change` if `lease` still holds the task; `false` when it does not.
     async fn transition(
         &self,
@@ -640,9 +614,6 @@ pub trait Store: Send + Sync + 'static {
     /// lost, whose tasks never started. Returns how many.
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError>;
 
-    /// Pending tasks, highest priority first, to dispatch at start.
-    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError>;
-
     /// Extends the leases that `owner` holds on `ids` to `expires_at`.
     async fn renew_leases(
         &self,
@@ -681,8 +652,8 @@ pub trait Store: Send + Sync + 'static {
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError>;
 
     /// For a store that several processes share: a signal that fires when tasks may have been
-    /// enqueued that no instance has taken yet (a transactional enqueue), so managers poll
-    /// [`Store::pending`] at once rather than at their next interval. `None` (the default)
+    /// enqueued that no instance has taken yet (a transactional enqueue), so managers fetch
+    /// at once rather than at their next interval. `None` (the default)
     /// for a store that only this process writes.
     fn enqueued_elsewhere(&self) -> Option<Arc<tokio::sync::Notify>> {
         None

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{PendingTask, Reclaimed};
+use super::Reclaimed;
 use crate::record::{TaskRecord, TaskStatus};
 
 /// How a task whose runner died is settled; shared by every backend's rules.
@@ -58,12 +58,7 @@ impl Reclaimed {
     /// Counts `record`, settled as `outcome`, in the answer.
     pub(super) fn add(&mut self, outcome: ReclaimAs, record: TaskRecord) {
         match outcome {
-            ReclaimAs::Requeued => self.requeued.push(PendingTask {
-                id: record.task_id,
-                func_name: record.func_name,
-                priority: record.priority,
-                scheduled_at: record.scheduled_at,
-            }),
+            ReclaimAs::Requeued => self.requeued.push(record.task_id),
             ReclaimAs::Interrupted => self.interrupted.push(record.task_id),
             ReclaimAs::Poisoned => self.poisoned.push(record.task_id),
         }

@@ -180,7 +180,7 @@ pub(crate) async fn requeued_tasks_are_fetched_again(store: Arc<dyn Store>) {
     let dead = lease("dead", Duration::from_millis(1));
     assert_eq!(ids(&store.fetch(5, Utc::now(), &dead).await.unwrap()), vec![id]);
     let reclaimed = store.reclaim_expired(Utc::now() + chrono::Duration::seconds(1), 3).await;
-    assert!(reclaimed.unwrap().requeued.iter().any(|p| p.id == id));
+    assert!(reclaimed.unwrap().requeued.contains(&id));
     let runner = lease("alive", Duration::from_secs(60));
     assert_eq!(ids(&store.fetch(5, Utc::now(), &runner).await.unwrap()), vec![id]);
     assert!(store.transition(&id, &runner, Transition::Requeue).await.unwrap());

@@ -75,6 +75,14 @@ pub(crate) async fn put(store: &dyn Store, record: TaskRecord) -> TaskId {
     enqueued.id
 }
 
+/// Fetches the next available task under `lease`, which must be `id`: the tests enqueue in
+/// the order they take.
+pub(crate) async fn take(store: &dyn Store, id: &TaskId, lease: &Lease) -> TaskRecord {
+    let mut fetched = store.fetch(1, Utc::now(), lease).await.unwrap();
+    assert_eq!(fetched.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![*id], "fetched next");
+    fetched.pop().unwrap()
+}
+
 /// Microsecond precision is what every backend keeps.
 fn trunc(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap()
@@ -97,11 +105,11 @@ pub(crate) async fn round_trip(store: Arc<dyn Store>) {
 pub(crate) async fn lifecycle_and_logs(store: Arc<dyn Store>) {
     let id = put(&*store, pending("lifecycle")).await;
     let runner = lease("runner-a", Duration::from_secs(60));
-    let claimed = store.claim(&id, &runner).await.unwrap().expect("claimed");
+    let claimed = take(&*store, &id, &runner).await;
     assert_eq!(claimed.status, TaskStatus::Running);
     assert!(claimed.start_time.is_some());
     assert_eq!(claimed.lease_owner.as_deref(), Some("runner-a"));
-    // What the claim answers is what the store holds (a store may answer from memory).
+    // What the fetch answers is what the store holds (a store may answer from memory).
     let stored = store.get(&id).await.unwrap().expect("stored");
     assert_eq!(
         TaskRecord { lease_expires_at: None, ..claimed.clone() },
@@ -109,12 +117,20 @@ pub(crate) async fn lifecycle_and_logs(store: Arc<dyn Store>) {
     );
     let expiry = |r: &TaskRecord| r.lease_expires_at.map(|at| at.timestamp_millis());
     assert_eq!(expiry(&claimed), expiry(&stored));
-    let change = Transition::AttemptFailed {
+    let change = Transition::Reschedule {
+        due: trunc(Utc::now()),
         retries_used: 1,
-        error: "boom".into(),
-        stacktrace: "boom\ncaused by: io".into(),
+        error: Some("boom".into()),
+        stacktrace: Some("boom\ncaused by: io".into()),
     };
     assert!(store.transition(&id, &runner, change).await.unwrap());
+    let retried = store.get(&id).await.unwrap().unwrap();
+    assert_eq!((retried.status, retried.retries_used), (TaskStatus::Pending, 1));
+    assert_eq!(retried.lease_owner, None);
+    let runner = lease("runner-b", Duration::from_secs(60));
+    let again = take(&*store, &id, &runner).await;
+    assert_eq!(again.retries_used, 1, "the next attempt knows its number");
+    assert_eq!(again.start_time, claimed.start_time, "the start of the first attempt stays");
     let log = LogEntry {
         at: trunc(Utc::now()),
         level: LogLevel::Warn,
@@ -142,30 +158,31 @@ pub(crate) async fn lifecycle_and_logs(store: Arc<dyn Store>) {
     assert_eq!(record.error.as_deref(), Some("boom"), "the last failure stays visible");
     assert_eq!(record.logs, vec![log.clone(), log]);
     assert_eq!(record.lease_owner, None);
-    // A finished task is not running: no more fenced writes, no second claim.
+    // A finished task is not running: no more fenced writes, no second fetch.
     assert!(!store.transition(&id, &runner, Transition::Requeue).await.unwrap());
-    assert!(store.claim(&id, &runner).await.unwrap().is_none());
+    assert!(store.fetch(10, Utc::now(), &runner).await.unwrap().is_empty());
 }
 
 pub(crate) async fn claim_is_exclusive(store: Arc<dyn Store>) {
     let id = put(&*store, pending("claim")).await;
-    let claims = (0..50).map(|n| {
+    let fetches = (0..50).map(|n| {
         let store = Arc::clone(&store);
         tokio::spawn(async move {
-            store.claim(&id, &lease(&format!("runner-{n}"), Duration::from_secs(60))).await
+            let runner = lease(&format!("runner-{n}"), Duration::from_secs(60));
+            store.fetch(1, Utc::now(), &runner).await
         })
     });
-    let mut winners = 0;
-    for claim in claims {
-        winners += usize::from(claim.await.unwrap().unwrap().is_some());
+    let mut winners = Vec::new();
+    for fetch in fetches {
+        winners.extend(fetch.await.unwrap().unwrap().into_iter().map(|r| r.task_id));
     }
-    assert_eq!(winners, 1);
+    assert_eq!(winners, vec![id], "one fetcher of 50 gets it");
 }
 
 pub(crate) async fn writes_are_fenced(store: Arc<dyn Store>) {
     let id = put(&*store, pending("fenced")).await;
     let owner = lease("owner", Duration::from_secs(60));
-    store.claim(&id, &owner).await.unwrap().unwrap();
+    take(&*store, &id, &owner).await;
     let intruder = lease("intruder", Duration::from_secs(60));
     let done = Transition::Finished {
         status: TaskStatus::Failed,
@@ -227,7 +244,8 @@ pub(crate) async fn cancel_only_pending(store: Arc<dyn Store>) {
     assert_eq!(record.status, TaskStatus::Cancelled);
     assert!(record.end_time.is_some());
     assert_eq!(store.cancel_pending(&id).await.unwrap(), Some(TaskStatus::Cancelled));
-    assert!(store.claim(&id, &lease("r", Duration::from_secs(5))).await.unwrap().is_none());
+    let runner = lease("r", Duration::from_secs(5));
+    assert!(store.fetch(10, Utc::now(), &runner).await.unwrap().is_empty(), "never runs");
     assert_eq!(store.cancel_pending(&TaskId::new()).await.unwrap(), None);
 }
 
@@ -240,16 +258,8 @@ pub(crate) async fn pending_and_list(store: Arc<dyn Store>) {
         ids.push(put(&*store, record).await);
         tokio::time::sleep(Duration::from_millis(2)).await; // distinct created_at
     }
-    let order: Vec<TaskId> = store
-        .pending(usize::MAX)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|p| p.func_name == func)
-        .map(|p| p.id)
-        .collect();
-    assert_eq!(order, vec![ids[1], ids[0], ids[2]], "highest priority first");
-    store.claim(&ids[0], &lease("r", Duration::from_secs(60))).await.unwrap().unwrap();
+    // The highest priority runs first.
+    take(&*store, &ids[1], &lease("r", Duration::from_secs(60))).await;
     let query = TaskQuery {
         status: Some(TaskStatus::Pending),
         func_name: Some(func.clone()),
@@ -258,7 +268,7 @@ pub(crate) async fn pending_and_list(store: Arc<dyn Store>) {
     };
     let listed: Vec<TaskId> =
         store.list(&query).await.unwrap().tasks.into_iter().map(|r| r.task_id).collect();
-    assert_eq!(listed, vec![ids[2], ids[1]], "newest first, running one filtered out");
+    assert_eq!(listed, vec![ids[2], ids[0]], "newest first, running one filtered out");
 }
 
 pub(crate) async fn list_filters_and_pages(store: Arc<dyn Store>) {
@@ -330,7 +340,7 @@ pub(crate) async fn stats_count_outcomes_and_durations(store: Arc<dyn Store>) {
     for status in outcomes {
         let id = put(&*store, pending(&func)).await;
         let runner = lease("r", Duration::from_secs(60));
-        let claimed = store.claim(&id, &runner).await.unwrap().unwrap();
+        let claimed = take(&*store, &id, &runner).await;
         let end = claimed.start_time.unwrap() + chrono::Duration::milliseconds(100);
         let done = Transition::Finished {
             status,
@@ -369,13 +379,13 @@ pub(crate) async fn reclaim_settles_dead_runners(store: Arc<dyn Store>) {
     let requeue = put(&*store, requeue).await;
     let alive = put(&*store, pending("reclaim_alive")).await;
     let dead = lease("dead", Duration::from_millis(1));
-    store.claim(&plain, &dead).await.unwrap().unwrap();
-    store.claim(&requeue, &dead).await.unwrap().unwrap();
-    store.claim(&alive, &lease("alive", Duration::from_secs(600))).await.unwrap().unwrap();
+    take(&*store, &plain, &dead).await;
+    take(&*store, &requeue, &dead).await;
+    take(&*store, &alive, &lease("alive", Duration::from_secs(600))).await;
     let now = Utc::now() + chrono::Duration::seconds(1);
     let reclaimed = store.reclaim_expired(now, 2).await.unwrap();
     assert!(reclaimed.interrupted.contains(&plain));
-    assert!(reclaimed.requeued.iter().any(|p| p.id == requeue));
+    assert!(reclaimed.requeued.contains(&requeue));
     assert!(!reclaimed.interrupted.contains(&alive));
     let record = store.get(&plain).await.unwrap().unwrap();
     assert_eq!(record.status, TaskStatus::Interrupted);
@@ -395,11 +405,11 @@ pub(crate) async fn reclaim_settles_dead_runners(store: Arc<dyn Store>) {
     for round in 1..=3 {
         let record = store.get(&requeue).await.unwrap().unwrap();
         assert_eq!(record.status, TaskStatus::Pending, "round {round}");
-        store.claim(&requeue, &lease("dead", Duration::from_millis(1))).await.unwrap().unwrap();
+        take(&*store, &requeue, &lease("dead", Duration::from_millis(1))).await;
         let now = Utc::now() + chrono::Duration::seconds(1);
         let reclaimed = store.reclaim_expired(now, 2).await.unwrap();
         if round < 2 {
-            assert!(reclaimed.requeued.iter().any(|p| p.id == requeue));
+            assert!(reclaimed.requeued.contains(&requeue));
         } else {
             assert!(reclaimed.poisoned.contains(&requeue));
             break;
@@ -418,9 +428,9 @@ pub(crate) async fn retention_prunes_only_finished(store: Arc<dyn Store>) {
         finished.push(id);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let waiting = put(&*store, pending("retained")).await;
     let running = put(&*store, pending("retained")).await;
-    store.claim(&running, &lease("r", Duration::from_secs(60))).await.unwrap().unwrap();
+    take(&*store, &running, &lease("r", Duration::from_secs(60))).await;
+    let waiting = put(&*store, pending("retained")).await;
     let keep_two = Retention { max_age: None, max_finished: Some(2) };
     let removed = store.prune(&keep_two, Utc::now()).await.unwrap();
     assert!(removed >= 3, "removed {removed}");

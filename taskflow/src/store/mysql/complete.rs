@@ -8,9 +8,6 @@ use super::{micros, s, text, unavailable};
 use crate::id::TaskId;
 use crate::store::{Change, Lease, StoreError, Transition};
 
-const ATTEMPT_FAILED: &str = "UPDATE taskflow_tasks SET retries_used = ?, error = ?,
-    stacktrace = ? WHERE id = ? AND status = 'running' AND lease_owner = ?";
-
 const FINISHED: &str = "UPDATE taskflow_tasks SET status = ?, end_time = ?,
     duration = (? - start_time) / 1000000.0, retries_used = ?, result = ?,
     error = IF(?, ?, error), stacktrace = IF(?, ?, stacktrace),
@@ -33,9 +30,6 @@ pub(super) fn statement(
     change: Transition,
 ) -> (&'static str, Vec<Value>) {
     let (sql, mut values) = match change {
-        Transition::AttemptFailed { retries_used, error, stacktrace } => {
-            (ATTEMPT_FAILED, vec![Value::Int(retries_used.into()), s(&error), s(&stacktrace)])
-        }
         Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
             let replaces = Value::Int(error.is_some().into());
             let values = vec![

@@ -16,8 +16,8 @@ use mysql_async::{Pool, Value};
 use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
-    Change, DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed,
-    Retention, Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
+    Change, DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
+    StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
@@ -427,29 +427,6 @@ impl Store for MysqlStore {
         Ok(Some(record))
     }
 
-    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
-        let claimed = self
-            .affected(
-                "UPDATE taskflow_tasks SET status = 'running',
-                    start_time = COALESCE(start_time, ?), lease_owner = ?, lease_expires_at = ?,
-                    wait_until = NULL
-                 WHERE id = ? AND status = 'pending'",
-                vec![
-                    Value::Int(micros(Utc::now())),
-                    s(&lease.owner),
-                    Value::Int(micros(lease.expires_at)),
-                    s(&id.to_string()),
-                ],
-            )
-            .await?;
-        if claimed == 0 {
-            return Ok(None);
-        }
-        let sql = format!("SELECT {COLUMNS} FROM taskflow_tasks WHERE id = ?");
-        let rows = self.rows(&sql, vec![s(&id.to_string())]).await?;
-        rows.first().map(Cells::record).transpose()
-    }
-
     async fn transition(
         &self,
         id: &TaskId,
@@ -649,24 +626,6 @@ impl Store for MysqlStore {
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         self.release_lease(lease).await
-    }
-
-    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
-        let rows = self
-            .rows(
-                "SELECT id, func_name, priority, scheduled_at FROM taskflow_tasks
-                 WHERE status = 'pending' ORDER BY priority DESC, seq LIMIT ?",
-                vec![Value::UInt(limit.min(i64::MAX as usize) as u64)],
-            )
-            .await?;
-        super::readable(&rows, |row| {
-            Ok(PendingTask {
-                id: row.required(row.id(0, "id")?, "id")?,
-                func_name: row.required(row.text(1, "func_name")?, "func_name")?,
-                priority: row.int(2, "priority")?.unwrap_or(0) as i32,
-                scheduled_at: row.time(3, "scheduled_at")?,
-            })
-        })
     }
 
     async fn renew_leases(

@@ -11,9 +11,6 @@ use crate::store::{Change, Lease, StoreError, Transition};
 /// A statement's owned parameters.
 pub(super) type Params = Vec<Box<dyn ToSql + Sync + Send>>;
 
-const ATTEMPT_FAILED: &str = "UPDATE taskflow_tasks SET retries_used = $3, error = $4,
-    stacktrace = $5 WHERE id = $1 AND status = 'running' AND lease_owner = $2";
-
 const FINISHED: &str = "UPDATE taskflow_tasks SET status = $3, end_time = $4,
     duration = EXTRACT(EPOCH FROM ($4 - start_time))::DOUBLE PRECISION,
     retries_used = $5, result = $6,
@@ -35,12 +32,6 @@ const REQUEUE: &str = "UPDATE taskflow_tasks SET status = 'pending', lease_owner
 pub(super) fn statement(id: &TaskId, lease: &Lease, change: Transition) -> (&'static str, Params) {
     let mut params: Params = vec![Box::new(*id.as_uuid()), Box::new(lease.owner.to_string())];
     let sql = match change {
-        Transition::AttemptFailed { retries_used, error, stacktrace } => {
-            params.push(Box::new(retries_used as i32));
-            params.push(Box::new(error));
-            params.push(Box::new(stacktrace));
-            ATTEMPT_FAILED
-        }
         Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
             params.push(Box::new(status.as_str()));
             params.push(Box::new(end_time));

@@ -19,8 +19,8 @@ use self::row::{COLUMNS, Params};
 use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
-    Change, DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed,
-    Retention, Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket,
+    Change, DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
+    StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
@@ -341,18 +341,6 @@ impl Store for PostgresStore {
         Ok(rows.first().map(|row| TaskId::from(row.get::<_, uuid::Uuid>(0))))
     }
 
-    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
-        let sql = format!(
-            "UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $2),
-                lease_owner = $3, lease_expires_at = $4, wait_until = NULL
-             WHERE id = $1 AND status = 'pending' RETURNING {COLUMNS}"
-        );
-        let owner: &str = &lease.owner;
-        let rows =
-            self.query(&sql, &[id.as_uuid(), &Utc::now(), &owner, &lease.expires_at]).await?;
-        rows.first().map(row::decode).transpose()
-    }
-
     async fn transition(
         &self,
         id: &TaskId,
@@ -562,35 +550,6 @@ impl Store for PostgresStore {
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         self.release_lease(lease).await
-    }
-
-    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .query(
-                "SELECT id, func_name, priority, scheduled_at FROM taskflow_tasks
-                 WHERE status = 'pending' ORDER BY priority DESC, seq LIMIT $1",
-                &[&limit],
-            )
-            .await?;
-        let mut pending = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let id = TaskId::from(row.get::<_, uuid::Uuid>(0));
-            // A time out of chrono's range (`infinity`, year 294276) is a damaged row.
-            match row.try_get(3) {
-                Ok(scheduled_at) => pending.push(PendingTask {
-                    id,
-                    func_name: row.get(1),
-                    priority: row.get(2),
-                    scheduled_at,
-                }),
-                Err(err) => tracing::error!(
-                    task_id = %id, column = "scheduled_at", reason = %err,
-                    "taskflow: a stored task cannot be read; left out"
-                ),
-            }
-        }
-        Ok(pending)
     }
 
     async fn renew_leases(

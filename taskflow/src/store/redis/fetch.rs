@@ -41,7 +41,7 @@ for _, rk in ipairs(picked) do
   local t = p..':t:'..id
   if redis.call('HGET', t, 'status') == 'pending' then
     redis.call('HDEL', t, 'rk')
-    local seq = redis.call('HGET', t, 'seq')
+    local seq = tonumber(redis.call('HGET', t, 'seq')) or 0
     redis.call('HSETNX', t, 'start', ARGV[3])
     redis.call('HSETNX', t, 'start_us', ARGV[2])
     redis.call('HSET', t, 'status', 'running', 'owner', ARGV[4], 'expires', ARGV[5], 'expires_us', ARGV[6])
@@ -69,7 +69,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p..':running', expires, expires)
   local t = p..':t:'..id
   local f = redis.call('HMGET', t, 'status', 'owner', 'expires_us')
   if f[1] == 'running' and f[2] == owner and f[3] == expires then
-    local seq = redis.call('HGET', t, 'seq')
+    local seq = tonumber(redis.call('HGET', t, 'seq')) or 0
     redis.call('HSET', t, 'status', 'pending')
     redis.call('HDEL', t, 'owner', 'expires', 'expires_us')
     redis.call('ZREM', p..':s:running', id)

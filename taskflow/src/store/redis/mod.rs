@@ -13,8 +13,8 @@ use redis::{AsyncCommands, Script};
 
 use super::reclaim::reclaim;
 use super::{
-    Change, DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed,
-    Retention, Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
+    Change, DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
+    StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
@@ -55,7 +55,6 @@ pub struct RedisStore {
 
 struct Scripts {
     enqueue: Script,
-    claim: Script,
     transition: Script,
     cancel: Script,
     cancel_scheduled: Script,
@@ -86,9 +85,6 @@ fn rfc(at: DateTime<Utc>) -> String {
 fn transition_args(prefix: &str, id: &TaskId, lease: &Lease, change: Transition) -> Vec<String> {
     let mut args = vec![prefix.to_owned(), id.to_string(), lease.owner.to_string()];
     match change {
-        Transition::AttemptFailed { retries_used, error, stacktrace } => {
-            args.extend(["attempt".to_owned(), retries_used.to_string(), error, stacktrace]);
-        }
         Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
             args.extend([
                 "finish".to_owned(),
@@ -206,7 +202,6 @@ impl RedisStore {
             .map_err(|_| open("must be called inside a tokio runtime".to_owned()))?;
         let scripts = Scripts {
             enqueue: Script::new(&scripts::enqueue()),
-            claim: Script::new(&scripts::claim()),
             transition: Script::new(&scripts::transition()),
             cancel: Script::new(&scripts::cancel()),
             cancel_scheduled: Script::new(&scripts::cancel_scheduled()),
@@ -368,26 +363,6 @@ impl Store for RedisStore {
             reason: format!("alias points at `{holder}`, not a task id"),
         })?;
         Ok(exists.then_some(parsed))
-    }
-
-    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
-        let now = Utc::now();
-        let mut conn = self.conn.clone();
-        let fields: Option<Vec<Vec<u8>>> = self
-            .scripts
-            .claim
-            .arg(&*self.prefix)
-            .arg(id.to_string())
-            .arg(rfc(now))
-            .arg(micros(now))
-            .arg(&*lease.owner)
-            .arg(rfc(lease.expires_at))
-            .arg(micros(lease.expires_at))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let id = id.to_string();
-        fields.map(|flat| decode(&id, &pairs(&id, flat)?)).transpose()
     }
 
     async fn transition(
@@ -604,31 +579,6 @@ impl Store for RedisStore {
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         self.release_lease(lease).await
-    }
-
-    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
-        let mut conn = self.conn.clone();
-        let stop = if limit == 0 {
-            return Ok(Vec::new());
-        } else {
-            limit.min(isize::MAX as usize) as isize - 1
-        };
-        let ids: Vec<String> =
-            conn.zrange(self.key("s:pending"), 0, stop).await.map_err(unavailable)?;
-        let mut pending: Vec<PendingTask> = self
-            .records(&ids)
-            .await?
-            .into_iter()
-            .filter(|r| r.status == TaskStatus::Pending)
-            .map(|r| PendingTask {
-                id: r.task_id,
-                func_name: r.func_name,
-                priority: r.priority,
-                scheduled_at: r.scheduled_at,
-            })
-            .collect();
-        pending.sort_by_key(|p| std::cmp::Reverse(p.priority));
-        Ok(pending)
     }
 
     async fn renew_leases(

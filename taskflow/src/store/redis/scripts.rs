@@ -75,33 +75,11 @@ local function out_of_pending(p, id, t)
 end
 "#;
 
-/// Moves a pending task to running under a lease; returns its fields, or nil.
-/// ARGV: prefix, id, now, now_us, owner, expires, expires_us.
-pub(super) fn claim() -> String {
-    format!(
-        "{PENDING}{}",
-        r#"
-local p, id = ARGV[1], ARGV[2]
-local t = p..':t:'..id
-if redis.call('HGET', t, 'status') ~= 'pending' then return false end
-out_of_pending(p, id, t)
-local seq = redis.call('HGET', t, 'seq')
-redis.call('HSETNX', t, 'start', ARGV[3])
-redis.call('HSETNX', t, 'start_us', ARGV[4])
-redis.call('HSET', t, 'status', 'running', 'owner', ARGV[5], 'expires', ARGV[6], 'expires_us', ARGV[7])
-redis.call('ZREM', p..':s:pending', id)
-redis.call('ZADD', p..':s:running', seq, id)
-redis.call('ZADD', p..':running', ARGV[7], id)
-return redis.call('HGETALL', t)
-"#
-    )
-}
-
 /// Ends a task's run: moves it between the status and lease indexes, and frees its key when
 /// it failed or was cancelled. Shared by the scripts below as a prelude, after [`PENDING`].
 const SETTLE: &str = r#"
 local function settle(p, id, t, from, to, end_rfc, end_us)
-  local seq = redis.call('HGET', t, 'seq')
+  local seq = tonumber(redis.call('HGET', t, 'seq')) or 0
   if from == 'pending' then out_of_pending(p, id, t) end
   if to == 'pending' then to_pending(p, id, t) end
   redis.call('HSET', t, 'status', to)
@@ -136,8 +114,8 @@ end
 "#;
 
 /// A fenced change to a running task; 1 if applied, 0 when the lease no longer holds it.
-/// ARGV: prefix, id, owner, kind (`attempt`, `finish`, `reschedule`, `requeue`), then per
-/// kind: attempt: retries, error, stack; finish: status, end, end_us, retries, result or '',
+/// ARGV: prefix, id, owner, kind (`finish`, `reschedule`, `requeue`), then per kind:
+/// finish: status, end, end_us, retries, result or '',
 /// has_error, error, stack; reschedule: due, due_us, retries, has_error, error, stack.
 pub(super) fn transition() -> String {
     format!(
@@ -148,9 +126,7 @@ local t = p..':t:'..id
 if redis.call('HGET', t, 'status') ~= 'running' or redis.call('HGET', t, 'owner') ~= owner then
   return 0
 end
-if kind == 'attempt' then
-  redis.call('HSET', t, 'retries', ARGV[5], 'error', ARGV[6], 'stack', ARGV[7])
-elseif kind == 'finish' then
+if kind == 'finish' then
   local start_us = tonumber(redis.call('HGET', t, 'start_us') or ARGV[7])
   redis.call('HSET', t, 'retries', ARGV[8], 'duration', (tonumber(ARGV[7]) - start_us) / 1000000)
   if ARGV[9] ~= '' then redis.call('HSET', t, 'result', ARGV[9]) end

@@ -25,8 +25,8 @@ use self::row::{COLUMN_COUNT, RawRow, columns, log_columns, micros, placeholders
 use self::writer::{Writer, unavailable};
 use super::reclaim::{ReclaimAs, reclaim};
 use super::{
-    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, PendingTask, Reclaimed, Retention,
-    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
+    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
+    StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
@@ -417,76 +417,6 @@ impl Store for SqliteStore {
         Ok(Some(record))
     }
 
-    async fn claim(&self, id: &TaskId, lease: &Lease) -> Result<Option<TaskRecord>, StoreError> {
-        // An UPDATE, then a read of the row: cheaper in SQLite than `UPDATE ... RETURNING`,
-        // which collects its rows in a temporary table.
-        const CLAIM: &str = concat!(
-            "UPDATE tasks SET status = 'running', start_time = COALESCE(start_time, ?2),
-                lease_owner = ?3, lease_expires_at = ?4, wait_until = NULL
-             WHERE seq = ",
-            row_of!(5),
-            " AND id = ?1 AND status = 'pending'"
-        );
-        const CLAIMED: &str =
-            concat!("SELECT ", columns!(), " FROM tasks WHERE seq = ", row_of!(2));
-        let task_id = id.to_string();
-        let (seq, enqueued) = self.active.claim(id);
-        let owner = lease.owner.to_string();
-        let expires = micros(lease.expires_at);
-        let at = micros(Utc::now());
-        let read_back = enqueued.is_none();
-        let claimed = self
-            .writer
-            .call(move |conn| {
-                let mut claim = conn.prepare_cached(CLAIM).map_err(unavailable)?;
-                let changed = claim
-                    .execute(params![task_id, at, owner, expires, seq])
-                    .map_err(unavailable)?;
-                if changed == 0 {
-                    return Ok(None);
-                }
-                if !read_back {
-                    return Ok(Some(None)); // the record enqueued here is the row
-                }
-                Ok(Some(select(conn, CLAIMED, params![task_id, seq], COLUMN_COUNT)?.pop()))
-            })
-            .await?;
-        let claimed = match (claimed, enqueued) {
-            (None, _) | (Some(None), None) => return Ok(None),
-            (Some(None), Some(mut record)) => {
-                record.status = TaskStatus::Running;
-                // As the row now holds them, to the microsecond.
-                record.start_time = record.start_time.or(row::from_micros(at));
-                record.lease_owner = Some(lease.owner.to_string());
-                record.lease_expires_at = row::from_micros(expires);
-                return Ok(Some(*record));
-            }
-            (Some(Some(row)), _) => row,
-        };
-        match row::decode(&claimed, true) {
-            Ok(record) => Ok(Some(record)),
-            Err(err) => {
-                // Running it is impossible; dropping it would lose it. Fail it with the
-                // reason, keeping the stored row as it is for a retry once fixed.
-                tracing::error!(task_id = %id, error = %err, "taskflow: stored task is unreadable; marking it failed");
-                let message = format!("the stored task cannot be read: {err}");
-                let task_id = id.to_string();
-                self.writer
-                    .call(move |conn| {
-                        conn.execute(
-                            "UPDATE tasks SET status = 'failed', end_time = ?2, error = ?3,
-                                stacktrace = ?3, lease_owner = NULL, lease_expires_at = NULL
-                             WHERE id = ?1",
-                            params![task_id, at, message],
-                        )
-                        .map_err(unavailable)
-                    })
-                    .await?;
-                Ok(None)
-            }
-        }
-    }
-
     async fn transition(
         &self,
         id: &TaskId,
@@ -507,15 +437,6 @@ impl Store for SqliteStore {
             .call(move |conn| {
                 let id = task_id.to_string();
                 let (sql, values): (&str, Vec<Sql>) = match change {
-                    Transition::AttemptFailed { retries_used, error, stacktrace } => (
-                        concat!(
-                            "UPDATE tasks SET retries_used = ?4, error = ?5, stacktrace = ?6
-                             WHERE seq = ",
-                            row_of!(3),
-                            " AND id = ?1 AND status = 'running' AND lease_owner = ?2"
-                        ),
-                        vec![retries_used.into(), error.into(), stacktrace.into()],
-                    ),
                     Transition::Finished {
                         status,
                         end_time,
@@ -776,43 +697,6 @@ impl Store for SqliteStore {
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         self.release_lease(lease).await
-    }
-
-    async fn pending(&self, limit: usize) -> Result<Vec<PendingTask>, StoreError> {
-        let limit = limit.min(i64::MAX as usize) as i64;
-        self.writer
-            .call(move |conn| {
-                let mut statement = conn
-                    .prepare_cached(
-                        "SELECT id, func_name, priority, scheduled_at FROM tasks
-                         WHERE status = 'pending' ORDER BY priority DESC, seq LIMIT ?1",
-                    )
-                    .map_err(unavailable)?;
-                let mut rows = statement.query([limit]).map_err(unavailable)?;
-                let mut found = Vec::new();
-                while let Some(row) = rows.next().map_err(unavailable)? {
-                    let read = || -> Result<PendingTask, (&str, String)> {
-                        let failed = |column| move |err: rusqlite::Error| (column, err.to_string());
-                        let id: String = row.get(0).map_err(failed("id"))?;
-                        let scheduled_at: Option<i64> = row.get(3).map_err(failed("scheduled_at"))?;
-                        Ok(PendingTask {
-                            id: id.parse::<TaskId>().map_err(|err| ("id", err.to_string()))?,
-                            func_name: row.get(1).map_err(failed("func_name"))?,
-                            priority: row.get(2).map_err(failed("priority"))?,
-                            scheduled_at: scheduled_at.and_then(DateTime::from_timestamp_micros),
-                        })
-                    };
-                    match read() {
-                        Ok(task) => found.push(task),
-                        Err((column, reason)) => {
-                            let id = row.get::<_, rusqlite::types::Value>(0).map(|v| format!("{v:?}"));
-                            tracing::error!(task_id = ?id.ok(), column, %reason, "taskflow: a stored task cannot be read; left out");
-                        }
-                    }
-                }
-                Ok(found)
-            })
-            .await
     }
 
     async fn renew_leases(
