@@ -81,13 +81,12 @@ pub use crate::store::RedisStore;
 /// Fault injection for tests (feature `fault-injection`).
 #[cfg(feature = "fault-injection")]
 pub use crate::store::faults;
-pub use crate::store::{
-    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, MemoryStore, P95_WINDOW, Reclaimed, Retention,
-    Store, StoreError, StoreTimeouts, TaskPage, TaskQuery, TaskStats, Transition, WriteDone,
-    WriteTicket,
-};
 #[cfg(feature = "sqlite")]
 pub use crate::store::{Durability, SqliteOptions, SqliteStore};
+pub use crate::store::{
+    FunctionStats, MemoryStore, Retention, Store, StoreError, StoreTimeouts, TaskPage, TaskQuery,
+    TaskStats,
+};
 pub use crate::task::{IntoTaskArgs, Task};
 pub use crate::task_error::TaskError;
 pub use crate::tasks::{NewTask, Tasks};

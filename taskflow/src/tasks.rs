@@ -22,7 +22,7 @@ use crate::task::{IntoTaskArgs, Task};
 /// - In an axum handler (the [`Tasks`] extractor, with the manager's layer installed), after the
 ///   handler's response has been produced and handed to the server: see
 ///   [`TaskManager::layer`](crate::TaskManager::layer) for the exact moment.
-/// - From [`TaskManager::tasks`], at once.
+/// - From [`TaskManager::tasks`](crate::TaskManager::tasks), at once.
 /// - From [`Tasks::recording`], never: it only records, to unit-test handlers.
 ///
 /// ```

@@ -121,7 +121,7 @@ async fn check(store: &dyn Store, damaged: TaskId, healthy: TaskId, column: &str
     assert_eq!(healthy_record.status, TaskStatus::Pending);
     let page = store.list(&TaskQuery::default()).await.expect("the list still answers");
     assert!(page.tasks.iter().any(|t| t.task_id == healthy), "the other task is listed");
-    let runner = taskflow::Lease {
+    let runner = taskflow::store::Lease {
         owner: "corrupt".into(),
         expires_at: chrono::Utc::now() + chrono::Duration::minutes(1),
     };

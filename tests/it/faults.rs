@@ -204,7 +204,7 @@ async fn a_hung_prune_does_not_hold_up_reclaim(store: Arc<dyn Store>) {
     if let Some(write) = store.enqueue(record).unwrap().write {
         write.wait().await.unwrap();
     }
-    let dead = taskflow::Lease {
+    let dead = taskflow::store::Lease {
         owner: "a runner that died".into(),
         expires_at: now + chrono::Duration::seconds(1),
     };

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
-use taskflow::{Lease, Retention, Store, TaskId, TaskStatus, Transition};
+use taskflow::store::{Lease, Transition};
+use taskflow::{Retention, Store, TaskId, TaskStatus};
 
 use crate::conformance::{pending, put};
 

@@ -459,7 +459,7 @@ async fn a_version_1_file_is_migrated_for_fetching() {
     .unwrap();
     drop(conn);
     let store = SqliteStore::open(&path).unwrap();
-    let lease = taskflow::Lease {
+    let lease = taskflow::store::Lease {
         owner: "migrated".into(),
         expires_at: chrono::Utc::now() + chrono::Duration::minutes(1),
     };

@@ -16,7 +16,7 @@ use super::{
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
-/// The bounds of a [`Deadline`] store.
+/// How long a shared store's operations may take before they are reported timed out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreTimeouts {
     /// Operations on one task and its durable enqueue: get, fetch, writes, cancel, a page of

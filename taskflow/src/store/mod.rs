@@ -510,7 +510,7 @@ pub trait Store: Send + Sync + 'static {
     /// idempotency key, stores nothing and returns that task's id. Atomic in the store.
     ///
     /// With a run key, a task that waits under the same key (pending, never started) is
-    /// cancelled in the same atomic step, its error set by [`replaced`]: at most one task
+    /// cancelled in the same atomic step, its error naming the task that replaced it: at most one task
     /// waits under a run key, whatever the instances race.
     ///
     /// Synchronous, because `Tasks::add_task` returns the id at once: a durable backend stages

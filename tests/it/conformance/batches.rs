@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use taskflow::store::Change;
-use taskflow::{Store, TaskStatus, Transition};
+use taskflow::store::Transition;
+use taskflow::{Store, TaskStatus};
 
 use super::{lease, pending, put, trunc};
 

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use taskflow::{Lease, Store, TaskId, TaskRecord, TaskStatus, Transition};
+use taskflow::store::{Lease, Transition};
+use taskflow::{Store, TaskId, TaskRecord, TaskStatus};
 
 use super::{lease, pending, put, trunc};
 

@@ -26,9 +26,9 @@ use self::run_keys::{
 };
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use taskflow::store::{Lease, Transition};
 use taskflow::{
-    Lease, LogEntry, LogLevel, Retention, Store, TaskId, TaskQuery, TaskRecord, TaskSource,
-    TaskStatus, Transition,
+    LogEntry, LogLevel, Retention, Store, TaskId, TaskQuery, TaskRecord, TaskSource, TaskStatus,
 };
 
 /// A pending record as the manager would store it.

@@ -68,7 +68,7 @@ pub(crate) async fn run_keys_do_not_touch_a_started_task(store: Arc<dyn Store>) 
     let third = put(&*store, keyed("started-2", 0)).await;
     let fetched = store.fetch(10, Utc::now(), &runner).await.unwrap();
     assert_eq!(fetched.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![third]);
-    let retry = taskflow::Transition::Reschedule {
+    let retry = taskflow::store::Transition::Reschedule {
         due: trunc(Utc::now() + chrono::Duration::hours(1)),
         retries_used: 1,
         error: Some("boom".into()),
