@@ -32,6 +32,8 @@ mod enqueue;
 mod error;
 mod event;
 mod failure;
+// Without the `axum` feature, nothing serves the feed (the admin API reads it).
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
 mod feed;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -6,6 +6,7 @@
 //! task) can never overwrite the task; idempotency keys are enforced by the store itself.
 
 mod deadline;
+mod error;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -15,11 +16,13 @@ mod memory;
 pub(crate) mod mysql;
 #[cfg(feature = "postgres")]
 pub(crate) mod postgres;
+mod query;
 mod reclaim;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
+mod ticket;
 
 use std::sync::Arc;
 
@@ -29,211 +32,20 @@ use serde_json::Value;
 
 pub(crate) use self::deadline::Deadline;
 pub use self::deadline::StoreTimeouts;
+pub use self::error::StoreError;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "mysql")]
 pub use self::mysql::MysqlStore;
 #[cfg(feature = "postgres")]
 pub use self::postgres::PostgresStore;
+pub use self::query::{DEFAULT_PAGE, FunctionStats, P95_WINDOW, TaskPage, TaskQuery, TaskStats};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{Durability, SqliteOptions, SqliteStore};
+pub use self::ticket::{Enqueued, WriteDone, WriteTicket};
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
-
-/// Why a store operation failed.
-#[derive(Clone, Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StoreError {
-    /// The backend could not be reached or answered with an error.
-    #[error("task store unavailable: {0}")]
-    Unavailable(String),
-    /// The store could not be opened.
-    #[error("cannot open task store {path}: {reason}")]
-    Open {
-        /// The database path or URL.
-        path: String,
-        /// Why.
-        reason: String,
-    },
-    /// The database was written by a newer taskflow, whose schema this binary does not know.
-    #[error(
-        "task store {path} has schema version {found}, newer than the {supported} this taskflow supports; upgrade taskflow or use another database"
-    )]
-    IncompatibleSchema {
-        /// The database path or URL.
-        path: String,
-        /// The schema version found.
-        found: i64,
-        /// The newest version this binary supports.
-        supported: i64,
-    },
-    /// The store was closed.
-    #[error("task store closed")]
-    Closed,
-    /// The store did not answer in time (a database that hangs); the operation may or may
-    /// not have taken effect, and an enqueue is read back before it is reported failed.
-    #[error("task store did not answer within {after:?} ({what})")]
-    TimedOut {
-        /// The operation.
-        what: &'static str,
-        /// The bound it ran past.
-        after: std::time::Duration,
-    },
-    /// A list cursor that this store did not give out.
-    #[error("invalid cursor `{0}`")]
-    InvalidCursor(String),
-    /// A stored record could not be decoded.
-    #[error("corrupt task record {id}: {reason}")]
-    Corrupt {
-        /// The record's id.
-        id: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
-
-/// The answer to an enqueue.
-#[derive(Debug)]
-pub struct Enqueued {
-    /// The id to hand to the caller: the new task's, or the existing task's with the same
-    /// idempotency key.
-    pub id: TaskId,
-    /// Whether a new task was stored: `false` when an idempotency key matched an active task
-    /// and the store knew it at once. A remote store learns it only when the write lands; it
-    /// then records the fresh id as an alias of the task holding the key, so `get` of either
-    /// id finds that task.
-    pub created: bool,
-    /// For a store that writes in the background: resolves once the record is durable.
-    pub write: Option<WriteTicket>,
-}
-
-/// Resolves once a staged write is durable (or failed). Cloning it gives another handle on
-/// the same write.
-#[derive(Clone)]
-pub struct WriteTicket {
-    settled: tokio::sync::watch::Receiver<Option<Result<(), StoreError>>>,
-    /// Shared with the [`WriteDone`]: whether the store has started the write, or the
-    /// waiter gave up before it did (then the store must not write it).
-    state: Arc<std::sync::atomic::AtomicU8>,
-    /// How long to wait for the write before reporting it failed (then read back).
-    deadline: Option<std::time::Duration>,
-    /// Where to look when the write reports a failure: a remote commit whose reply was lost
-    /// may have gone through, and a task that is stored must not be reported as not stored.
-    read_back: Option<(Arc<dyn Store>, TaskId)>,
-}
-
-impl std::fmt::Debug for WriteTicket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteTicket")
-            .field("settled", &*self.settled.borrow())
-            .field("read_back", &self.read_back.as_ref().map(|(_, id)| id))
-            .finish()
-    }
-}
-
-/// Settles a [`WriteTicket`]: held by the store while the write is under way.
-#[derive(Debug)]
-pub struct WriteDone {
-    settle: tokio::sync::watch::Sender<Option<Result<(), StoreError>>>,
-    state: Arc<std::sync::atomic::AtomicU8>,
-}
-
-/// [`WriteTicket`] states: queued, started by the store, abandoned by its waiter.
-const QUEUED: u8 = 0;
-const STARTED: u8 = 1;
-const ABANDONED: u8 = 2;
-
-impl WriteTicket {
-    /// A ticket and what settles it.
-    pub fn new() -> (WriteDone, WriteTicket) {
-        let (tx, rx) = tokio::sync::watch::channel(None);
-        let state = Arc::new(std::sync::atomic::AtomicU8::new(QUEUED));
-        let done = WriteDone { settle: tx, state: Arc::clone(&state) };
-        (done, WriteTicket { settled: rx, state, deadline: None, read_back: None })
-    }
-
-    /// This ticket, which on a reported failure asks `store` whether task `id` (or an alias
-    /// with that id) is stored after all, and then reports success: a failure means "not
-    /// stored", never "maybe".
-    pub(crate) fn read_back(self, store: Arc<dyn Store>, id: TaskId) -> WriteTicket {
-        WriteTicket { read_back: Some((store, id)), ..self }
-    }
-
-    /// This ticket, which reports the write failed when it has not settled within `limit`.
-    pub(crate) fn deadline(self, limit: std::time::Duration) -> WriteTicket {
-        WriteTicket { deadline: Some(limit), ..self }
-    }
-
-    /// Waits for the write.
-    pub async fn wait(self) -> Result<(), StoreError> {
-        let WriteTicket { mut settled, state, deadline, read_back } = self;
-        let abandon = || {
-            use std::sync::atomic::Ordering;
-            state.compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok()
-        };
-        let settled = async {
-            match settled.wait_for(Option::is_some).await {
-                Ok(settled) => settled.clone().unwrap_or(Err(StoreError::Closed)),
-                Err(_) => Err(StoreError::Unavailable(
-                    "the store stopped before the write finished".into(),
-                )),
-            }
-        };
-        let outcome = match deadline {
-            None => settled.await,
-            Some(limit) => {
-                tokio::pin!(settled);
-                match tokio::time::timeout(limit, &mut settled).await {
-                    Ok(outcome) => outcome,
-                    // Not started yet: withdrawn, so it is certainly not stored.
-                    Err(_) if abandon() => {
-                        return Err(StoreError::TimedOut { what: "enqueue", after: limit });
-                    }
-                    // Under way: give it one more bound, then read it back.
-                    Err(_) => deadline::within("enqueue", limit, settled).await,
-                }
-            }
-        };
-        let (Err(err), Some((store, id))) = (&outcome, read_back) else { return outcome };
-        match store.resolve(&id).await {
-            Ok(Some(_)) => {
-                tracing::warn!(task_id = %id, error = %err, "taskflow: a write reported a failure but the task is stored; treating it as stored");
-                Ok(())
-            }
-            Ok(None) => outcome,
-            Err(read) => {
-                tracing::error!(task_id = %id, error = %err, read_back = %read, "taskflow: a write failed and reading it back failed too; the task may be stored");
-                outcome
-            }
-        }
-    }
-}
-
-impl WriteDone {
-    /// Marks the write as started; `false` when its waiter gave up first, and then the store
-    /// must not make the write (its caller was told it failed). Settles the ticket as timed out
-    /// in that case.
-    pub fn start(&self) -> bool {
-        use std::sync::atomic::Ordering;
-        let started = self
-            .state
-            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
-        if !started {
-            self.settle.send_replace(Some(Err(StoreError::TimedOut {
-                what: "enqueue (withdrawn before it was written)",
-                after: std::time::Duration::ZERO,
-            })));
-        }
-        started
-    }
-
-    /// Settles the ticket with `result`.
-    pub fn settle(self, result: Result<(), StoreError>) {
-        self.settle.send_replace(Some(result));
-    }
-}
 
 /// What [`Store::reclaim_expired`] did with tasks whose runner is gone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -333,101 +145,6 @@ pub enum Transition {
     },
 }
 
-/// Filters, order and page of [`Store::list`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TaskQuery {
-    /// Only tasks with this status.
-    pub status: Option<TaskStatus>,
-    /// Only tasks of this function.
-    pub func_name: Option<String>,
-    /// Only tasks with this tag (key, value).
-    pub tag: Option<(String, String)>,
-    /// Only tasks whose id starts or ends with this (ids start with their creation time; the
-    /// dashboard shows their last 12 characters), or whose function name contains it.
-    pub search: Option<String>,
-    /// Only tasks created at or after this time.
-    pub since: Option<DateTime<Utc>>,
-    /// Only tasks created before this time.
-    pub until: Option<DateTime<Utc>>,
-    /// Oldest first instead of newest first (by creation).
-    pub oldest_first: bool,
-    /// Continue after this cursor, from a previous page's [`TaskPage::next`].
-    pub after: Option<String>,
-    /// At most this many; `None` for the store's default (100).
-    pub limit: Option<usize>,
-}
-
-/// One page of [`Store::list`].
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TaskPage {
-    /// The tasks, in the query's order. Their `logs` are left empty.
-    pub tasks: Vec<TaskRecord>,
-    /// The cursor of the next page; `None` on the last page. Opaque, store-specific.
-    pub next: Option<String>,
-}
-
-/// Counts and durations over the stored tasks, for metrics.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct TaskStats {
-    /// How many tasks have each status (every status is present).
-    pub by_status: std::collections::BTreeMap<String, u64>,
-    /// Per function, by name.
-    pub functions: Vec<FunctionStats>,
-}
-
-/// How one function's tasks went. Runs are the tasks that ran to an end: `success`, `failed`
-/// or `interrupted`; durations (seconds) are over those.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct FunctionStats {
-    /// The task name.
-    pub func_name: String,
-    /// Tasks that ran to an end.
-    pub runs: u64,
-    /// Of which succeeded.
-    pub successes: u64,
-    /// Of which failed.
-    pub failures: u64,
-    /// `successes / runs` (0 with no runs).
-    pub success_rate: f64,
-    /// Mean duration.
-    pub avg_duration: Option<f64>,
-    /// Shortest duration.
-    pub min_duration: Option<f64>,
-    /// Longest duration.
-    pub max_duration: Option<f64>,
-    /// 95th percentile of the latest [`P95_WINDOW`] runs' durations.
-    pub p95_duration: Option<f64>,
-}
-
-/// The p95 duration is taken over at most this many of a function's latest runs.
-pub const P95_WINDOW: usize = 10_000;
-
-/// The default page size of [`Store::list`].
-pub const DEFAULT_PAGE: usize = 100;
-
-impl TaskQuery {
-    /// Whether `record` passes the filters (not the cursor), for stores that filter in code.
-    pub(crate) fn matches(&self, record: &TaskRecord) -> bool {
-        self.status.is_none_or(|s| record.status == s)
-            && self.func_name.as_deref().is_none_or(|f| record.func_name == f)
-            && self.tag.as_ref().is_none_or(|(k, v)| record.tags.get(k) == Some(v))
-            && self.search.as_deref().is_none_or(|q| {
-                let id = record.task_id.to_string();
-                id.starts_with(q) || id.ends_with(q) || record.func_name.contains(q)
-            })
-            && self.since.is_none_or(|at| record.created_at >= at)
-            && self.until.is_none_or(|at| record.created_at < at)
-    }
-}
-
-impl TaskStats {
-    /// No tasks yet: every status counted zero, no functions.
-    pub(crate) fn zero() -> TaskStats {
-        let by_status = TaskStatus::ALL.iter().map(|s| (s.as_str().to_owned(), 0)).collect();
-        TaskStats { by_status, functions: Vec::new() }
-    }
-}
-
 /// The records (or pending tasks) of `rows` that decode, in order. A row that does not (a damaged or
 /// hand-edited one) is left out with an error log naming the task and the column, so one bad
 /// row cannot hide every other task from a list, a poll or a reclaim; [`Store::get`] still
@@ -464,13 +181,13 @@ pub(crate) fn fetch_order(
     (std::cmp::Reverse(record.priority), due_at(record), seq)
 }
 
-/// `text` with `\`, `%` and `_` escaped, for a SQL `LIKE ... ESCAPE '\'` pattern.
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 /// The error recorded on a task that a run key's new task `by` replaced.
 pub(crate) fn replaced(by: &TaskId) -> String {
     format!("replaced by task {by} (same run key)")
 }
 
+/// `text` with `\`, `%` and `_` escaped, for a SQL `LIKE ... ESCAPE '\'` pattern.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) fn like_escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
 }

@@ -1,11 +1,14 @@
 //! [`PostgresStore`]: tasks in PostgreSQL, shared by every instance of an app.
 
+mod cancel;
 mod complete;
 mod fetch;
 mod inserts;
+mod reads;
 mod row;
 mod run_key;
 mod schema;
+mod upkeep;
 
 use std::sync::Arc;
 
@@ -293,52 +296,15 @@ impl Store for PostgresStore {
     }
 
     async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {
-        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
-        self.execute(
-            "UPDATE taskflow_tasks SET wait_until =
-                CASE WHEN scheduled_at > created_at THEN scheduled_at END
-             WHERE id = ANY($1) AND status = 'pending'",
-            &[&ids],
-        )
-        .await?;
-        Ok(())
+        self.let_go(ids).await
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        let uuid = *id.as_uuid();
-        let sql = format!(
-            "SELECT {COLUMNS} FROM taskflow_tasks WHERE id = $1
-             UNION ALL
-             SELECT {COLUMNS} FROM taskflow_tasks
-             WHERE id = (SELECT task_id FROM taskflow_aliases WHERE alias = $1)
-             LIMIT 1"
-        );
-        let rows = self.query(&sql, &[&uuid]).await?;
-        let Some(row) = rows.first() else { return Ok(None) };
-        let mut record = row::decode(row)?;
-        let logs = self
-            .query(
-                "SELECT at, level, message, attempt, fields FROM taskflow_logs
-                 WHERE task_id = $1 ORDER BY seq",
-                &[record.task_id.as_uuid()],
-            )
-            .await?;
-        record.logs = logs.iter().map(row::decode_log).collect::<Result<_, _>>()?;
-        Ok(Some(record))
+        self.load(id).await
     }
 
     async fn resolve(&self, id: &TaskId) -> Result<Option<TaskId>, StoreError> {
-        let rows = self
-            .query(
-                "SELECT id FROM taskflow_tasks WHERE id = $1
-                 UNION ALL
-                 SELECT t.id FROM taskflow_aliases a JOIN taskflow_tasks t ON t.id = a.task_id
-                 WHERE a.alias = $1
-                 LIMIT 1",
-                &[id.as_uuid()],
-            )
-            .await?;
-        Ok(rows.first().map(|row| TaskId::from(row.get::<_, uuid::Uuid>(0))))
+        self.resolve_alias(id).await
     }
 
     async fn transition(
@@ -356,63 +322,11 @@ impl Store for PostgresStore {
     }
 
     async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(unavailable)?;
-        let statement = tx
-            .prepare_cached(
-                "INSERT INTO taskflow_logs (task_id, at, level, message, attempt, fields)
-                 SELECT $1, $2, $3, $4, $5, $6
-                 WHERE EXISTS (SELECT 1 FROM taskflow_tasks WHERE id = $1)",
-            )
-            .await
-            .map_err(unavailable)?;
-        for entry in logs {
-            let fields = serde_json::Value::Object(entry.fields);
-            tx.execute(
-                &statement,
-                &[
-                    id.as_uuid(),
-                    &entry.at,
-                    &entry.level.as_str(),
-                    &entry.message,
-                    &(entry.attempt as i32),
-                    &fields,
-                ],
-            )
-            .await
-            .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)
+        self.push_logs(id, logs).await
     }
 
     async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(unavailable)?;
-        let found = tx
-            .query_opt(
-                "SELECT id, status FROM taskflow_tasks
-                 WHERE id = COALESCE((SELECT task_id FROM taskflow_aliases WHERE alias = $1), $1)
-                 FOR UPDATE",
-                &[id.as_uuid()],
-            )
-            .await
-            .map_err(unavailable)?;
-        let Some(found) = found else { return Ok(None) };
-        let target: uuid::Uuid = found.get(0);
-        let status: String = found.get(1);
-        let status: TaskStatus =
-            status.parse().map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason })?;
-        if status == TaskStatus::Pending {
-            tx.execute(
-                "UPDATE taskflow_tasks SET status = 'cancelled', end_time = $2, wait_until = NULL
-                 WHERE id = $1",
-                &[&target, &Utc::now()],
-            )
-            .await
-            .map_err(unavailable)?;
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(Some(status))
+        self.cancel_if_pending(id).await
     }
 
     async fn cancel_scheduled(
@@ -420,119 +334,15 @@ impl Store for PostgresStore {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<TaskId>, StoreError> {
-        let client = self.client().await?;
-        Ok(run_key::cancel_waiting(&**client, key, now, None).await?.map(TaskId::from))
+        self.cancel_waiting_key(key, now).await
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
-        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-        let mut values: Vec<Box<dyn ToSql + Send + Sync>> = Vec::new();
-        let mut filters: Vec<String> = Vec::new();
-        let mut bind = |value: Box<dyn ToSql + Send + Sync>| {
-            values.push(value);
-            format!("${}", values.len())
-        };
-        if let Some(status) = query.status {
-            filters.push(format!("status = {}", bind(Box::new(status.as_str().to_owned()))));
-        }
-        if let Some(func_name) = &query.func_name {
-            filters.push(format!("func_name = {}", bind(Box::new(func_name.clone()))));
-        }
-        if let Some((key, value)) = &query.tag {
-            let (k, v) = (bind(Box::new(key.clone())), bind(Box::new(value.clone())));
-            filters.push(format!("tags ->> {k} = {v}"));
-        }
-        if let Some(search) = &query.search {
-            let escaped = super::like_escape(search);
-            let prefix = bind(Box::new(format!("{escaped}%")));
-            let suffix = bind(Box::new(format!("%{escaped}")));
-            let inside = bind(Box::new(format!("%{escaped}%")));
-            filters.push(format!(
-                "(id::TEXT LIKE {prefix} OR id::TEXT LIKE {suffix} OR func_name LIKE {inside})"
-            ));
-        }
-        if let Some(since) = query.since {
-            filters.push(format!("created_at >= {}", bind(Box::new(since))));
-        }
-        if let Some(until) = query.until {
-            filters.push(format!("created_at < {}", bind(Box::new(until))));
-        }
-        if let Some(after) = &query.after {
-            let seq: i64 = after.parse().map_err(|_| StoreError::InvalidCursor(after.clone()))?;
-            let op = if query.oldest_first { ">" } else { "<" };
-            filters.push(format!("seq {op} {}", bind(Box::new(seq))));
-        }
-        let mut sql = format!("SELECT {COLUMNS}, seq FROM taskflow_tasks");
-        if !filters.is_empty() {
-            sql.push_str(" WHERE ");
-            sql.push_str(&filters.join(" AND "));
-        }
-        let order = if query.oldest_first { "ASC" } else { "DESC" };
-        let fetch = bind(Box::new(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX)));
-        sql.push_str(&format!(" ORDER BY seq {order} LIMIT {fetch}"));
-        let refs: Vec<&(dyn ToSql + Sync)> =
-            values.iter().map(|v| &**v as &(dyn ToSql + Sync)).collect();
-        let mut rows = self.query(&sql, &refs).await?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let next =
-            if more { rows.last().map(|row| row.get::<_, i64>(24).to_string()) } else { None };
-        let tasks = super::readable(&rows, row::decode)?;
-        Ok(TaskPage { tasks, next })
+        self.page(query).await
     }
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
-        // `None` binds NULL: no lower bound.
-        let counts = self
-            .query(
-                "SELECT status, count(*) FROM taskflow_tasks WHERE ($1::TIMESTAMPTZ IS NULL OR created_at >= $1) GROUP BY status",
-                &[&since],
-            )
-            .await?;
-        let functions = self
-            .query(
-                "SELECT func_name, count(*), count(*) FILTER (WHERE status = 'success'),
-                    count(*) FILTER (WHERE status = 'failed'),
-                    avg(duration), min(duration), max(duration)
-                 FROM taskflow_tasks
-                 WHERE status IN ('success', 'failed', 'interrupted')
-                   AND ($1::TIMESTAMPTZ IS NULL OR created_at >= $1)
-                 GROUP BY func_name ORDER BY func_name",
-                &[&since],
-            )
-            .await?;
-        let mut stats = TaskStats::zero();
-        for row in counts {
-            let count: i64 = row.get(1);
-            stats.by_status.insert(row.get(0), count.max(0) as u64);
-        }
-        for row in functions {
-            let name: String = row.get(0);
-            let p95 = self
-                .query(
-                    "SELECT percentile_disc(0.95) WITHIN GROUP (ORDER BY duration) FROM (
-                        SELECT duration FROM taskflow_tasks
-                        WHERE func_name = $1 AND duration IS NOT NULL
-                          AND ($2::TIMESTAMPTZ IS NULL OR created_at >= $2)
-                          AND status IN ('success', 'failed', 'interrupted')
-                        ORDER BY seq DESC LIMIT $3) latest",
-                    &[&name, &since, &(P95_WINDOW as i64)],
-                )
-                .await?;
-            let (runs, successes, failures): (i64, i64, i64) = (row.get(1), row.get(2), row.get(3));
-            stats.functions.push(FunctionStats {
-                func_name: name,
-                runs: runs.max(0) as u64,
-                successes: successes.max(0) as u64,
-                failures: failures.max(0) as u64,
-                success_rate: successes as f64 / runs.max(1) as f64,
-                avg_duration: row.get(4),
-                min_duration: row.get(5),
-                max_duration: row.get(6),
-                p95_duration: p95.first().and_then(|r| r.get(0)),
-            });
-        }
-        Ok(stats)
+        self.compute_stats(since).await
     }
 
     async fn fetch(
@@ -558,14 +368,7 @@ impl Store for PostgresStore {
         ids: &[TaskId],
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
-        self.execute(
-            "UPDATE taskflow_tasks SET lease_expires_at = $3
-             WHERE id = ANY($1) AND status = 'running' AND lease_owner = $2",
-            &[&ids, &owner, &expires_at],
-        )
-        .await?;
-        Ok(())
+        self.extend_leases(owner, ids, expires_at).await
     }
 
     async fn reclaim_expired(
@@ -573,44 +376,7 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
         max_recoveries: u32,
     ) -> Result<Reclaimed, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(unavailable)?;
-        // SKIP LOCKED: instances reclaiming at once take disjoint tasks.
-        let sql = format!(
-            "SELECT {COLUMNS} FROM taskflow_tasks
-             WHERE status = 'running' AND lease_expires_at < $1
-             FOR UPDATE SKIP LOCKED"
-        );
-        let rows = tx.query(&sql, &[&now]).await.map_err(unavailable)?;
-        let mut reclaimed = Reclaimed::default();
-        for row in rows {
-            let mut record = match row::decode(&row) {
-                Ok(record) => record,
-                Err(err) => {
-                    tracing::error!(error = %err, "taskflow: cannot reclaim an unreadable task");
-                    continue;
-                }
-            };
-            let outcome = reclaim(&mut record, now, max_recoveries);
-            tx.execute(
-                "UPDATE taskflow_tasks SET status = $2, end_time = $3, error = $4, stacktrace = $5,
-                    recoveries = $6, lease_owner = NULL, lease_expires_at = NULL
-                 WHERE id = $1",
-                &[
-                    record.task_id.as_uuid(),
-                    &record.status.as_str(),
-                    &record.end_time,
-                    &record.error,
-                    &record.stacktrace,
-                    &(record.recoveries as i32),
-                ],
-            )
-            .await
-            .map_err(unavailable)?;
-            reclaimed.add(outcome, record);
-        }
-        tx.commit().await.map_err(unavailable)?;
-        Ok(reclaimed)
+        self.rescue_expired(now, max_recoveries).await
     }
 
     async fn elect(
@@ -620,36 +386,15 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.elect_leader(name, owner, now, until).await
+        self.campaign(name, owner, now, until).await
     }
 
     async fn resign(&self, name: &str, owner: &str) -> Result<(), StoreError> {
-        self.resign_leader(name, owner).await
+        self.step_down(name, owner).await
     }
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        if let Some(cutoff) = retention.age_cutoff(now) {
-            removed += self
-                .execute(
-                    "DELETE FROM taskflow_tasks WHERE end_time IS NOT NULL AND end_time < $1
-                       AND status IN ('success', 'failed', 'interrupted', 'cancelled')",
-                    &[&cutoff],
-                )
-                .await?;
-        }
-        if let Some(max) = retention.max_finished {
-            removed += self
-                .execute(
-                    "DELETE FROM taskflow_tasks WHERE id IN (
-                        SELECT id FROM taskflow_tasks WHERE end_time IS NOT NULL
-                          AND status IN ('success', 'failed', 'interrupted', 'cancelled')
-                        ORDER BY end_time DESC OFFSET $1)",
-                    &[&i64::try_from(max).unwrap_or(i64::MAX)],
-                )
-                .await?;
-        }
-        Ok(removed as usize)
+        self.prune_finished(retention, now).await
     }
 
     fn enqueued_elsewhere(&self) -> Option<Arc<tokio::sync::Notify>> {

@@ -1,8 +1,13 @@
 //! [`RedisStore`]: tasks in Redis, shared by every instance of an app.
 
+mod cancel;
 mod fetch;
+mod reads;
+mod row;
 mod scripts;
+mod upkeep;
 
+use self::row::{decode, pairs, transition_args};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -79,104 +84,6 @@ fn micros(at: DateTime<Utc>) -> i64 {
 
 fn rfc(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-/// The arguments of the `transition` script for `change` to task `id` under `lease`.
-fn transition_args(prefix: &str, id: &TaskId, lease: &Lease, change: Transition) -> Vec<String> {
-    let mut args = vec![prefix.to_owned(), id.to_string(), lease.owner.to_string()];
-    match change {
-        Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
-            args.extend([
-                "finish".to_owned(),
-                status.as_str().to_owned(),
-                rfc(end_time),
-                micros(end_time).to_string(),
-                retries_used.to_string(),
-                result.map(|r| r.to_string()).unwrap_or_default(),
-                u8::from(error.is_some()).to_string(),
-                error.unwrap_or_default(),
-                stacktrace.unwrap_or_default(),
-            ]);
-        }
-        Transition::Reschedule { due, retries_used, error, stacktrace } => {
-            args.extend([
-                "reschedule".to_owned(),
-                rfc(due),
-                micros(due).to_string(),
-                retries_used.to_string(),
-                u8::from(error.is_some()).to_string(),
-                error.unwrap_or_default(),
-                stacktrace.unwrap_or_default(),
-            ]);
-        }
-        Transition::Requeue => args.push("requeue".to_owned()),
-    }
-    args
-}
-
-/// A task's hash, as returned by `HGETALL`, back to a record (without its logs).
-fn decode(id: &str, fields: &HashMap<String, String>) -> Result<TaskRecord, StoreError> {
-    let corrupt = |column: &str, reason: String| StoreError::Corrupt {
-        id: id.to_owned(),
-        reason: format!("field `{column}`: {reason}"),
-    };
-    let base = fields.get("base").ok_or_else(|| corrupt("base", "missing".to_owned()))?;
-    let mut record: TaskRecord =
-        serde_json::from_str(base).map_err(|e| corrupt("base", e.to_string()))?;
-    let time = |name: &str| -> Result<Option<DateTime<Utc>>, StoreError> {
-        fields
-            .get(name)
-            .filter(|v| !v.is_empty())
-            .map(|v| {
-                DateTime::parse_from_rfc3339(v)
-                    .map(|at| at.with_timezone(&Utc))
-                    .map_err(|e| corrupt(name, e.to_string()))
-            })
-            .transpose()
-    };
-    let number = |name: &str| -> Result<Option<f64>, StoreError> {
-        fields.get(name).map(|v| v.parse().map_err(|_| corrupt(name, v.clone()))).transpose()
-    };
-    let status = fields.get("status").ok_or_else(|| corrupt("status", "missing".to_owned()))?;
-    record.status = status.parse().map_err(|e: String| corrupt("status", e))?;
-    record.start_time = time("start")?;
-    record.end_time = time("end")?.or(record.end_time);
-    record.duration = number("duration")?;
-    record.retries_used = number("retries")?.unwrap_or(0.0) as u32;
-    record.recoveries = number("recoveries")?.unwrap_or(0.0) as u32;
-    if let Some(error) = fields.get("error") {
-        record.error = Some(error.clone());
-        record.stacktrace = fields.get("stack").cloned();
-    }
-    record.result = fields
-        .get("result")
-        .map(|v| serde_json::from_str(v).map_err(|e| corrupt("result", e.to_string())))
-        .transpose()?;
-    // A retry or a snooze moved it (the base keeps the time it was enqueued with).
-    if let Some(due) = time("sched")? {
-        record.scheduled_at = Some(due);
-    }
-    record.lease_owner = fields.get("owner").cloned();
-    record.lease_expires_at = time("expires")?;
-    Ok(record)
-}
-
-/// `HGETALL`'s flat answer as a map.
-fn pairs(id: &str, flat: Vec<Vec<u8>>) -> Result<HashMap<String, String>, StoreError> {
-    let mut map = HashMap::new();
-    let mut items = flat.into_iter();
-    while let (Some(key), Some(value)) = (items.next(), items.next()) {
-        let key = String::from_utf8(key).map_err(|_| StoreError::Corrupt {
-            id: id.to_owned(),
-            reason: "a field name is not UTF-8".to_owned(),
-        })?;
-        let value = String::from_utf8(value).map_err(|_| StoreError::Corrupt {
-            id: id.to_owned(),
-            reason: format!("field `{key}`: not UTF-8"),
-        })?;
-        map.insert(key, value);
-    }
-    Ok(map)
 }
 
 impl RedisStore {
@@ -315,54 +222,15 @@ impl Store for RedisStore {
     }
 
     async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {
-        self.release_held_tasks(ids).await
+        self.let_go(ids).await
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        let mut key = id.to_string();
-        let mut fields = self.fields(&key).await?;
-        if fields.is_empty() {
-            let mut conn = self.conn.clone();
-            let holder: Option<String> =
-                conn.get(self.key(&format!("a:{key}"))).await.map_err(unavailable)?;
-            let Some(holder) = holder else { return Ok(None) };
-            fields = self.fields(&holder).await?;
-            if fields.is_empty() {
-                return Ok(None);
-            }
-            key = holder;
-        }
-        let mut record = decode(&key, &fields)?;
-        let mut conn = self.conn.clone();
-        let logs: Vec<String> =
-            conn.lrange(self.key(&format!("l:{key}")), 0, -1).await.map_err(unavailable)?;
-        for line in logs {
-            let entry: LogEntry = serde_json::from_str(&line).map_err(|e| StoreError::Corrupt {
-                id: key.clone(),
-                reason: format!("log line: {e}"),
-            })?;
-            record.logs.push(entry);
-        }
-        Ok(Some(record))
+        self.load(id).await
     }
 
     async fn resolve(&self, id: &TaskId) -> Result<Option<TaskId>, StoreError> {
-        let mut conn = self.conn.clone();
-        let key = id.to_string();
-        let exists: bool = conn.exists(self.key(&format!("t:{key}"))).await.map_err(unavailable)?;
-        if exists {
-            return Ok(Some(*id));
-        }
-        let holder: Option<String> =
-            conn.get(self.key(&format!("a:{key}"))).await.map_err(unavailable)?;
-        let Some(holder) = holder else { return Ok(None) };
-        let exists: bool =
-            conn.exists(self.key(&format!("t:{holder}"))).await.map_err(unavailable)?;
-        let parsed = holder.parse().map_err(|_| StoreError::Corrupt {
-            id: key,
-            reason: format!("alias points at `{holder}`, not a task id"),
-        })?;
-        Ok(exists.then_some(parsed))
+        self.resolve_alias(id).await
     }
 
     async fn transition(
@@ -413,33 +281,11 @@ impl Store for RedisStore {
     }
 
     async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
-        let exists: bool = conn.exists(self.key(&format!("t:{id}"))).await.map_err(unavailable)?;
-        if !exists || logs.is_empty() {
-            return Ok(());
-        }
-        let lines: Vec<String> =
-            logs.iter().map(|entry| serde_json::to_string(entry).unwrap_or_default()).collect();
-        let _: () = conn.rpush(self.key(&format!("l:{id}")), lines).await.map_err(unavailable)?;
-        Ok(())
+        self.push_logs(id, logs).await
     }
 
     async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
-        let now = Utc::now();
-        let mut conn = self.conn.clone();
-        let before: Option<String> = self
-            .scripts
-            .cancel
-            .arg(&*self.prefix)
-            .arg(id.to_string())
-            .arg(rfc(now))
-            .arg(micros(now))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        before
-            .map(|s| s.parse().map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason }))
-            .transpose()
+        self.cancel_if_pending(id).await
     }
 
     async fn cancel_scheduled(
@@ -447,121 +293,15 @@ impl Store for RedisStore {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<TaskId>, StoreError> {
-        let mut conn = self.conn.clone();
-        let cancelled: Option<String> = self
-            .scripts
-            .cancel_scheduled
-            .arg(&*self.prefix)
-            .arg(key)
-            .arg(rfc(now))
-            .arg(micros(now))
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        cancelled
-            .map(|id| {
-                id.parse().map_err(|err| StoreError::Corrupt {
-                    id: id.clone(),
-                    reason: format!("run key `{key}`: {err}"),
-                })
-            })
-            .transpose()
+        self.cancel_waiting_key(key, now).await
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
-        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-        let index = match (&query.status, &query.func_name) {
-            (Some(status), _) => self.key(&format!("s:{}", status.as_str())),
-            (None, Some(func)) => self.key(&format!("f:{func}")),
-            (None, None) => self.key("all"),
-        };
-        let mut bound: Option<i64> = query
-            .after
-            .as_ref()
-            .map(|a| a.parse().map_err(|_| StoreError::InvalidCursor(a.clone())))
-            .transpose()?;
-        let mut found: Vec<(TaskRecord, i64)> = Vec::new();
-        // One page and the row that tells whether another follows, when nothing is filtered
-        // out; more per round trip, up to 500, when filters may drop some.
-        let batch = (limit + 1).clamp(50, 500) as isize;
-        let mut conn = self.conn.clone();
-        loop {
-            // The next batch of the index beyond the bound, in the query's order.
-            let batch: Vec<(String, f64)> = if query.oldest_first {
-                let min = bound.map_or("-inf".to_owned(), |b| format!("({b}"));
-                conn.zrangebyscore_limit_withscores(&index, min, "+inf", 0, batch).await
-            } else {
-                let max = bound.map_or("+inf".to_owned(), |b| format!("({b}"));
-                conn.zrevrangebyscore_limit_withscores(&index, max, "-inf", 0, batch).await
-            }
-            .map_err(unavailable)?;
-            let Some(last) = batch.last() else { break };
-            bound = Some(last.1 as i64);
-            let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
-            let seqs: HashMap<String, i64> =
-                batch.iter().map(|(id, s)| (id.clone(), *s as i64)).collect();
-            for record in self.records(&ids).await? {
-                if query.matches(&record) {
-                    let seq = seqs[&record.task_id.to_string()];
-                    found.push((record, seq));
-                }
-            }
-            if found.len() > limit {
-                break;
-            }
-        }
-        let more = found.len() > limit;
-        found.truncate(limit);
-        let next = if more { found.last().map(|(_, seq)| seq.to_string()) } else { None };
-        Ok(TaskPage { tasks: found.into_iter().map(|(r, _)| r).collect(), next })
+        self.page(query).await
     }
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
-        let mut stats = TaskStats::zero();
-        let mut conn = self.conn.clone();
-        let mut functions: Vec<String> =
-            conn.smembers(self.key("funcs")).await.map_err(unavailable)?;
-        functions.sort();
-        for func in functions {
-            let ids: Vec<String> =
-                conn.zrevrange(self.key(&format!("f:{func}")), 0, -1).await.map_err(unavailable)?;
-            let mut function = FunctionStats { func_name: func.clone(), ..Default::default() };
-            let mut durations = Vec::new();
-            for chunk in ids.chunks(500) {
-                for record in self.records(chunk).await? {
-                    if since.is_some_and(|at| record.created_at < at) {
-                        continue;
-                    }
-                    *stats.by_status.entry(record.status.as_str().to_owned()).or_default() += 1;
-                    if !matches!(
-                        record.status,
-                        TaskStatus::Success | TaskStatus::Failed | TaskStatus::Interrupted
-                    ) {
-                        continue;
-                    }
-                    function.runs += 1;
-                    function.successes += u64::from(record.status == TaskStatus::Success);
-                    function.failures += u64::from(record.status == TaskStatus::Failed);
-                    if let Some(duration) = record.duration {
-                        durations.push(duration);
-                    }
-                }
-            }
-            if function.runs == 0 {
-                continue;
-            }
-            function.success_rate = function.successes as f64 / function.runs as f64;
-            if !durations.is_empty() {
-                function.avg_duration =
-                    Some(durations.iter().sum::<f64>() / durations.len() as f64);
-                function.min_duration = durations.iter().copied().reduce(f64::min);
-                function.max_duration = durations.iter().copied().reduce(f64::max);
-                let mut latest: Vec<f64> = durations.iter().take(P95_WINDOW).copied().collect();
-                function.p95_duration = p95(&mut latest);
-            }
-            stats.functions.push(function);
-        }
-        Ok(stats)
+        self.compute_stats(since).await
     }
 
     async fn fetch(
@@ -587,17 +327,7 @@ impl Store for RedisStore {
         ids: &[TaskId],
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let mut invocation = self.scripts.renew.prepare_invoke();
-        invocation.arg(&*self.prefix).arg(owner).arg(rfc(expires_at)).arg(micros(expires_at));
-        for id in ids {
-            invocation.arg(id.to_string());
-        }
-        let mut conn = self.conn.clone();
-        let _: i64 = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
-        Ok(())
+        self.extend_leases(owner, ids, expires_at).await
     }
 
     async fn reclaim_expired(
@@ -605,36 +335,7 @@ impl Store for RedisStore {
         now: DateTime<Utc>,
         max_recoveries: u32,
     ) -> Result<Reclaimed, StoreError> {
-        let mut conn = self.conn.clone();
-        let ids: Vec<String> = conn
-            .zrangebyscore(self.key("running"), "-inf", format!("({}", micros(now)))
-            .await
-            .map_err(unavailable)?;
-        let mut reclaimed = Reclaimed::default();
-        for mut record in self.records(&ids).await? {
-            if record.status != TaskStatus::Running {
-                continue;
-            }
-            let outcome = reclaim(&mut record, now, max_recoveries);
-            let applied: i64 = self
-                .scripts
-                .reclaim
-                .arg(&*self.prefix)
-                .arg(record.task_id.to_string())
-                .arg(micros(now))
-                .arg(record.status.as_str())
-                .arg(record.end_time.map(rfc).unwrap_or_default())
-                .arg(record.error.clone().unwrap_or_default())
-                .arg(record.recoveries)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            if applied == 0 {
-                continue; // another instance got there first, or the lease was renewed
-            }
-            reclaimed.add(outcome, record);
-        }
-        Ok(reclaimed)
+        self.rescue_expired(now, max_recoveries).await
     }
 
     async fn elect(
@@ -644,49 +345,15 @@ impl Store for RedisStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.elect_leader(name, owner, now, until).await
+        self.campaign(name, owner, now, until).await
     }
 
     async fn resign(&self, name: &str, owner: &str) -> Result<(), StoreError> {
-        self.resign_leader(name, owner).await
+        self.step_down(name, owner).await
     }
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let mut conn = self.conn.clone();
-        let finished = self.key("finished");
-        let mut doomed: Vec<String> = Vec::new();
-        if let Some(cutoff) = retention.age_cutoff(now) {
-            let cutoff = format!("({}", micros(cutoff));
-            doomed.extend(
-                conn.zrangebyscore::<_, _, _, Vec<String>>(&finished, "-inf", cutoff)
-                    .await
-                    .map_err(unavailable)?,
-            );
-        }
-        if let Some(max) = retention.max_finished {
-            let count: isize = conn.zcard(&finished).await.map_err(unavailable)?;
-            let extra = count - max.min(isize::MAX as usize) as isize;
-            if extra > 0 {
-                doomed.extend(
-                    conn.zrange::<_, Vec<String>>(&finished, 0, extra - 1)
-                        .await
-                        .map_err(unavailable)?,
-                );
-            }
-        }
-        doomed.sort();
-        doomed.dedup();
-        let mut removed = 0;
-        for chunk in doomed.chunks(500) {
-            let mut invocation = self.scripts.delete.prepare_invoke();
-            invocation.arg(&*self.prefix);
-            for id in chunk {
-                invocation.arg(id);
-            }
-            let count: i64 = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
-            removed += count as usize;
-        }
-        Ok(removed)
+        self.prune_finished(retention, now).await
     }
 
     fn enqueued_elsewhere(&self) -> Option<Arc<tokio::sync::Notify>> {

@@ -2,12 +2,17 @@
 //! process, written by a thread of its own that commits many callers' writes at once.
 
 mod active;
+mod cancel;
 mod checkpoint;
+mod complete;
 mod fetch;
+mod options;
 mod query;
+mod reads;
 mod row;
 mod run_key;
 mod schema;
+mod upkeep;
 mod writer;
 
 use std::collections::HashMap;
@@ -21,6 +26,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use self::active::ActiveRows;
 use self::checkpoint::Checkpointer;
+pub use self::options::{Durability, SqliteOptions};
 use self::row::{COLUMN_COUNT, RawRow, columns, log_columns, micros, placeholders};
 use self::writer::{Writer, unavailable};
 use super::reclaim::{ReclaimAs, reclaim};
@@ -30,54 +36,6 @@ use super::{
 };
 use crate::id::TaskId;
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
-
-/// When an enqueued task counts as stored, which is when the response that carries its id
-/// may leave.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Durability {
-    /// The task is committed before the response leaves: it survives the process crashing or
-    /// being killed. The WAL is synced at checkpoints, not at every commit (`synchronous =
-    /// NORMAL`), so a power loss or OS crash can lose the last commits. Concurrent requests
-    /// share commits.
-    #[default]
-    Committed,
-    /// As [`Durability::Committed`], and every commit is synced to disk (`synchronous =
-    /// FULL`): tasks survive power loss too, at the cost of one fsync per group of requests.
-    Fsync,
-    /// The response does not wait: the task is committed a moment later, in the background.
-    /// Lowest latency; a crash in that moment (usually well under a millisecond, longer under
-    /// heavy load) loses tasks whose ids clients already hold, and a write error is only
-    /// logged, never reported to the request.
-    Async,
-}
-
-/// Settings for [`SqliteStore::open_with`].
-#[derive(Clone, Debug, Default)]
-pub struct SqliteOptions {
-    durability: Durability,
-    max_size: Option<u64>,
-}
-
-impl SqliteOptions {
-    /// The defaults: [`Durability::Committed`], no size limit.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// When an enqueued task counts as stored.
-    pub fn durability(mut self, durability: Durability) -> Self {
-        self.durability = durability;
-        self
-    }
-
-    /// Caps the database file at about `bytes`; writes beyond it fail as a full disk would
-    /// (and are reported the same way).
-    pub fn max_size(mut self, bytes: u64) -> Self {
-        self.max_size = Some(bytes);
-        self
-    }
-}
 
 /// Tasks in one SQLite file (WAL mode, bundled SQLite: nothing to install).
 ///
@@ -147,6 +105,7 @@ macro_rules! row_of {
         concat!("COALESCE(?", $n, ", (SELECT seq FROM tasks WHERE id = ?1))")
     };
 }
+use row_of;
 
 const FINISHED: &str = "('success', 'failed', 'interrupted', 'cancelled')";
 
@@ -376,22 +335,7 @@ impl Store for SqliteStore {
     }
 
     async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {
-        let ids: Vec<String> = ids.iter().map(TaskId::to_string).collect();
-        self.writer
-            .call(move |conn| {
-                let mut release = conn
-                    .prepare_cached(
-                        "UPDATE tasks SET wait_until =
-                            CASE WHEN scheduled_at > created_at THEN scheduled_at END
-                         WHERE id = ?1 AND status = 'pending'",
-                    )
-                    .map_err(unavailable)?;
-                for id in ids {
-                    release.execute([id]).map_err(unavailable)?;
-                }
-                Ok(())
-            })
-            .await
+        self.let_go(ids).await
     }
 
     async fn flush(&self) -> Result<(), StoreError> {
@@ -399,22 +343,7 @@ impl Store for SqliteStore {
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        let id = id.to_string();
-        let (task, logs) = self
-            .writer
-            .call(move |conn| {
-                let task = select(conn, SELECT_ONE, [&id], COLUMN_COUNT)?.pop();
-                let logs = match task {
-                    Some(_) => select(conn, SELECT_LOGS, [&id], 6)?,
-                    None => Vec::new(),
-                };
-                Ok((task, logs))
-            })
-            .await?;
-        let Some(task) = task else { return Ok(None) };
-        let mut record = row::decode(&task, false)?;
-        record.logs = logs.iter().map(row::decode_log).collect::<Result<_, _>>()?;
-        Ok(Some(record))
+        self.load(id).await
     }
 
     async fn transition(
@@ -423,159 +352,15 @@ impl Store for SqliteStore {
         lease: &Lease,
         change: Transition,
     ) -> Result<bool, StoreError> {
-        let task_id = *id;
-        let owner = lease.owner.to_string();
-        let seq = self.active.get(id);
-        let ends = matches!(change, Transition::Finished { .. });
-        let releases_key = matches!(
-            change,
-            Transition::Finished { status: TaskStatus::Failed | TaskStatus::Cancelled, .. }
-        );
-        let keys = Arc::clone(&self.keys);
-        let applied = self
-            .writer
-            .call(move |conn| {
-                let id = task_id.to_string();
-                let (sql, values): (&str, Vec<Sql>) = match change {
-                    Transition::Finished {
-                        status,
-                        end_time,
-                        retries_used,
-                        result,
-                        error,
-                        stacktrace,
-                    } => (
-                        concat!(
-                            "UPDATE tasks SET status = ?4, end_time = ?5,
-                                duration = (?5 - start_time) / 1000000.0, retries_used = ?6,
-                                result = ?7,
-                                stacktrace = CASE WHEN ?8 IS NULL THEN stacktrace ELSE ?9 END,
-                                error = COALESCE(?8, error),
-                                lease_owner = NULL, lease_expires_at = NULL
-                             WHERE seq = ",
-                            row_of!(3),
-                            " AND id = ?1 AND status = 'running' AND lease_owner = ?2"
-                        ),
-                        vec![
-                            status.as_str().to_owned().into(),
-                            micros(end_time).into(),
-                            retries_used.into(),
-                            result.map(|r| r.to_string()).into(),
-                            error.into(),
-                            stacktrace.into(),
-                        ],
-                    ),
-                    Transition::Reschedule { due, retries_used, error, stacktrace } => (
-                        concat!(
-                            "UPDATE tasks SET status = 'pending', scheduled_at = ?4,
-                                wait_until = ?4, retries_used = ?5,
-                                stacktrace = CASE WHEN ?6 IS NULL THEN stacktrace ELSE ?7 END,
-                                error = COALESCE(?6, error),
-                                lease_owner = NULL, lease_expires_at = NULL
-                             WHERE seq = ",
-                            row_of!(3),
-                            " AND id = ?1 AND status = 'running' AND lease_owner = ?2"
-                        ),
-                        vec![
-                            micros(due).into(),
-                            retries_used.into(),
-                            error.into(),
-                            stacktrace.into(),
-                        ],
-                    ),
-                    Transition::Requeue => (
-                        concat!(
-                            "UPDATE tasks SET status = 'pending', lease_owner = NULL,
-                                lease_expires_at = NULL
-                             WHERE seq = ",
-                            row_of!(3),
-                            " AND id = ?1 AND status = 'running' AND lease_owner = ?2"
-                        ),
-                        Vec::new(),
-                    ),
-                };
-                let mut statement = conn.prepare_cached(sql).map_err(unavailable)?;
-                let fixed = [Sql::Text(id.clone()), Sql::Text(owner), seq.into()];
-                let changed = statement
-                    .execute(params_from_iter(fixed.iter().chain(&values)))
-                    .map_err(unavailable)?;
-                if changed == 0 || !releases_key {
-                    return Ok(changed > 0);
-                }
-                let key: Option<String> = conn
-                    .query_row("SELECT idempotency_key FROM tasks WHERE id = ?1", [&id], |r| {
-                        r.get(0)
-                    })
-                    .map_err(unavailable)?;
-                if let Some(key) = key {
-                    release(&keys, &key, &task_id);
-                }
-                Ok(true)
-            })
-            .await?;
-        if ends {
-            self.active.forget(id);
-        }
-        Ok(applied)
+        self.apply(id, lease, change).await
     }
 
     async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {
-        let id = id.to_string();
-        let rows: Vec<[Sql; 5]> = logs.iter().map(row::encode_log).collect();
-        self.writer
-            .call(move |conn| {
-                const SQL: &str = concat!(
-                    "INSERT INTO task_logs (task_id, ",
-                    log_columns!(),
-                    ") SELECT ?1, ?2, ?3, ?4, ?5, ?6 WHERE EXISTS (SELECT 1 FROM tasks WHERE id = ?1)"
-                );
-                let mut statement = conn.prepare_cached(SQL).map_err(unavailable)?;
-                for [at, level, message, attempt, fields] in rows {
-                    statement
-                        .execute(params![id, at, level, message, attempt, fields])
-                        .map_err(unavailable)?;
-                }
-                Ok(())
-            })
-            .await
+        self.push_logs(id, logs).await
     }
 
     async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
-        let task_id = *id;
-        let (before, key) = self
-            .writer
-            .call(move |conn| {
-                let id = task_id.to_string();
-                let found: Option<(String, Option<String>)> = conn
-                    .query_row(
-                        "SELECT status, idempotency_key FROM tasks WHERE id = ?1",
-                        [&id],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
-                    )
-                    .optional()
-                    .map_err(unavailable)?;
-                let Some((status, key)) = found else { return Ok((None, None)) };
-                let status: TaskStatus = status
-                    .parse()
-                    .map_err(|reason| StoreError::Corrupt { id: id.clone(), reason })?;
-                if status == TaskStatus::Pending {
-                    conn.execute(
-                        "UPDATE tasks SET status = 'cancelled', end_time = ?2, wait_until = NULL
-                         WHERE id = ?1",
-                        params![id, micros(Utc::now())],
-                    )
-                    .map_err(unavailable)?;
-                }
-                Ok((Some(status), key))
-            })
-            .await?;
-        if before == Some(TaskStatus::Pending) {
-            self.active.forget(id);
-        }
-        if let (Some(TaskStatus::Pending), Some(key)) = (before, key) {
-            release(&self.keys, &key, id);
-        }
-        Ok(before)
+        self.cancel_if_pending(id).await
     }
 
     async fn cancel_scheduled(
@@ -583,103 +368,15 @@ impl Store for SqliteStore {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<TaskId>, StoreError> {
-        let key = key.to_owned();
-        let cancelled = self
-            .writer
-            .call(move |conn| run_key::cancel_waiting(conn, &key, micros(now), None))
-            .await?;
-        let Some((id, idempotency_key)) = cancelled else { return Ok(None) };
-        self.active.forget(&id);
-        if let Some(idempotency_key) = idempotency_key {
-            release(&self.keys, &idempotency_key, &id);
-        }
-        Ok(Some(id))
+        self.cancel_waiting_key(key, now).await
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
-        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-        let (sql, values) = query::page(query, limit)?;
-        let mut rows = self
-            .reader
-            .call(move |conn| select(conn, &sql, params_from_iter(values), COLUMN_COUNT + 1))
-            .await?;
-        let more = rows.len() > limit;
-        rows.truncate(limit);
-        let next = if more { rows.last().map(|row| row.seq()).transpose()? } else { None };
-        let tasks = super::readable(&rows, |row| row::decode(row, false))?;
-        Ok(TaskPage { tasks, next: next.map(|seq| seq.to_string()) })
+        self.page(query).await
     }
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
-        let window = since.is_some();
-        let since = since.map_or(i64::MIN, micros);
-        let (counts, functions, p95s) = self
-            .reader
-            .call(move |conn| {
-                let counts = if window {
-                    select(
-                        conn,
-                        "SELECT status, count(*) FROM tasks WHERE created_at >= ?1 GROUP BY status",
-                        [since],
-                        2,
-                    )?
-                } else {
-                    // Counted from the status index alone.
-                    select(conn, "SELECT status, count(*) FROM tasks GROUP BY status", [], 2)?
-                };
-                let functions = select(
-                    conn,
-                    "SELECT func_name, count(*), sum(status = 'success'), sum(status = 'failed'),
-                        avg(duration), min(duration), max(duration)
-                     FROM tasks
-                     WHERE status IN ('success', 'failed', 'interrupted') AND created_at >= ?1
-                     GROUP BY func_name ORDER BY func_name",
-                    [since],
-                    7,
-                )?;
-                let mut p95s = Vec::new();
-                for function in &functions {
-                    let name = function.text_lossy(0);
-                    let durations = select(
-                        conn,
-                        "SELECT duration FROM tasks
-                         WHERE func_name = ?1 AND duration IS NOT NULL AND created_at >= ?2
-                           AND status IN ('success', 'failed', 'interrupted')
-                         ORDER BY seq DESC LIMIT ?3",
-                        params![name, since, P95_WINDOW as i64],
-                        1,
-                    )?;
-                    // A damaged duration (text, a blob) is left out of the percentile.
-                    let mut durations: Vec<f64> =
-                        durations.iter().filter_map(|row| row.value(0).ok()).collect();
-                    p95s.push(p95(&mut durations));
-                }
-                Ok((counts, functions, p95s))
-            })
-            .await?;
-        let mut stats = TaskStats::zero();
-        for row in counts {
-            let count: i64 = row.value(1)?;
-            *stats.by_status.entry(row.text_lossy(0)).or_default() += count.max(0) as u64;
-        }
-        for (row, p95_duration) in functions.iter().zip(p95s) {
-            let runs: i64 = row.value(1)?;
-            let successes: i64 = row.value(2)?;
-            let failures: i64 = row.value(3)?;
-            stats.functions.push(FunctionStats {
-                func_name: row.text_lossy(0),
-                runs: runs.max(0) as u64,
-                successes: successes.max(0) as u64,
-                failures: failures.max(0) as u64,
-                success_rate: successes as f64 / runs.max(1) as f64,
-                // min and max of a column holding a damaged text value may be that text.
-                avg_duration: row.value(4).ok().flatten(),
-                min_duration: row.value(5).ok().flatten(),
-                max_duration: row.value(6).ok().flatten(),
-                p95_duration,
-            });
-        }
-        Ok(stats)
+        self.compute_stats(since).await
     }
 
     async fn fetch(
@@ -705,23 +402,7 @@ impl Store for SqliteStore {
         ids: &[TaskId],
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let owner = owner.to_owned();
-        let ids: Vec<String> = ids.iter().map(TaskId::to_string).collect();
-        let expires = micros(expires_at);
-        self.writer
-            .call(move |conn| {
-                let mut statement = conn
-                    .prepare_cached(
-                        "UPDATE tasks SET lease_expires_at = ?3
-                         WHERE id = ?1 AND status = 'running' AND lease_owner = ?2",
-                    )
-                    .map_err(unavailable)?;
-                for id in ids {
-                    statement.execute(params![id, owner, expires]).map_err(unavailable)?;
-                }
-                Ok(())
-            })
-            .await
+        self.extend_leases(owner, ids, expires_at).await
     }
 
     async fn reclaim_expired(
@@ -729,64 +410,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         max_recoveries: u32,
     ) -> Result<Reclaimed, StoreError> {
-        let (reclaimed, released) = self
-            .writer
-            .call(move |conn| {
-                let cutoff = micros(now);
-                const EXPIRED: &str = concat!(
-                    "SELECT ",
-                    columns!(),
-                    " FROM tasks WHERE status = 'running' AND lease_expires_at < ?1"
-                );
-                let mut expired = Vec::new();
-                for row in select(conn, EXPIRED, [cutoff], COLUMN_COUNT)? {
-                    match row::decode(&row, false) {
-                        Ok(record) => expired.push(record),
-                        Err(err) => {
-                            tracing::error!(error = %err, "taskflow: cannot reclaim an unreadable task");
-                        }
-                    }
-                }
-                let mut reclaimed = Reclaimed::default();
-                let mut released = Vec::new();
-                let mut update = conn
-                    .prepare_cached(
-                        "UPDATE tasks SET status = ?2, end_time = ?3, error = ?4, stacktrace = ?5,
-                            recoveries = ?6, lease_owner = NULL, lease_expires_at = NULL
-                         WHERE id = ?1 AND status = 'running' AND lease_expires_at < ?7",
-                    )
-                    .map_err(unavailable)?;
-                for mut record in expired {
-                    let outcome = reclaim(&mut record, now, max_recoveries);
-                    let changed = update
-                        .execute(params![
-                            record.task_id.to_string(),
-                            record.status.as_str(),
-                            record.end_time.map(micros),
-                            record.error,
-                            record.stacktrace,
-                            record.recoveries,
-                            cutoff,
-                        ])
-                        .map_err(unavailable)?;
-                    if changed == 0 {
-                        continue;
-                    }
-                    if let (ReclaimAs::Poisoned, Some(key)) = (&outcome, &record.idempotency_key) {
-                        released.push((key.clone(), record.task_id));
-                    }
-                    reclaimed.add(outcome, record);
-                }
-                Ok((reclaimed, released))
-            })
-            .await?;
-        for (key, id) in released {
-            release(&self.keys, &key, &id);
-        }
-        for id in reclaimed.interrupted.iter().chain(&reclaimed.poisoned) {
-            self.active.forget(id);
-        }
-        Ok(reclaimed)
+        self.rescue_expired(now, max_recoveries).await
     }
 
     async fn elect(
@@ -796,53 +420,15 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.elect_leader(name, owner, now, until).await
+        self.campaign(name, owner, now, until).await
     }
 
     async fn resign(&self, name: &str, owner: &str) -> Result<(), StoreError> {
-        self.resign_leader(name, owner).await
+        self.step_down(name, owner).await
     }
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        // Everything that ended before the cutoff goes: the older of the age limit and the end
-        // time of the newest finished task beyond the count limit.
-        let mut cutoff = retention.age_cutoff(now).map(|at| micros(at) - 1);
-        if let Some(max) = retention.max_finished {
-            let offset = max.min(i64::MAX as usize) as i64;
-            let sql = format!(
-                "SELECT end_time FROM tasks INDEXED BY tasks_finished
-                 WHERE end_time IS NOT NULL AND status IN {FINISHED}
-                 ORDER BY end_time DESC LIMIT 1 OFFSET ?1"
-            );
-            let beyond = self.reader.call(move |conn| select(conn, &sql, [offset], 1)).await?;
-            if let Some(row) = beyond.first() {
-                let end: i64 = row.value(0)?;
-                cutoff = Some(cutoff.map_or(end, |age| age.max(end)));
-            }
-        }
-        let Some(cutoff) = cutoff else { return Ok(0) };
-        // In chunks, each its own job: a large prune never holds up enqueues for long.
-        let mut removed = 0;
-        loop {
-            let sql = format!(
-                "DELETE FROM tasks WHERE seq IN (
-                    SELECT seq FROM tasks INDEXED BY tasks_finished
-                    WHERE end_time IS NOT NULL AND end_time <= ?1 AND status IN {FINISHED}
-                    LIMIT {PRUNE_CHUNK})
-                 RETURNING id, idempotency_key"
-            );
-            let rows = self.writer.call(move |conn| select(conn, &sql, [cutoff], 2)).await?;
-            for row in &rows {
-                let (id, key): (String, Option<String>) = (row.value(0)?, row.value(1)?);
-                if let (Some(key), Ok(id)) = (key, id.parse::<TaskId>()) {
-                    release(&self.keys, &key, &id);
-                }
-            }
-            removed += rows.len();
-            if rows.len() < PRUNE_CHUNK {
-                return Ok(removed);
-            }
-        }
+        self.prune_finished(retention, now).await
     }
 
     async fn close(&self) -> Result<(), StoreError> {

@@ -1,6 +1,9 @@
 //! [`MemoryStore`]: every task in a map behind one lock. For tests and for apps that accept
 //! losing their task history on restart.
 
+mod reads;
+mod upkeep;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -300,72 +303,11 @@ impl Store for MemoryStore {
     }
 
     async fn list(&self, query: &TaskQuery) -> Result<TaskPage, StoreError> {
-        let state = self.lock();
-        let after = query.after.as_deref().map(parse_cursor).transpose()?;
-        let mut found: Vec<&TaskRecord> = state
-            .tasks
-            .values()
-            .map(|r| &**r)
-            .filter(|r| query.matches(r))
-            .filter(|r| {
-                after.as_ref().is_none_or(|cursor| {
-                    let key = (r.created_at.timestamp_micros(), r.task_id.to_string());
-                    if query.oldest_first { key > *cursor } else { key < *cursor }
-                })
-            })
-            .collect();
-        found.sort_by_cached_key(|r| (r.created_at.timestamp_micros(), r.task_id.to_string()));
-        if !query.oldest_first {
-            found.reverse();
-        }
-        let limit = query.limit.unwrap_or(DEFAULT_PAGE);
-        let more = found.len() > limit;
-        let tasks: Vec<TaskRecord> = found
-            .into_iter()
-            .take(limit)
-            .map(|r| TaskRecord { logs: Vec::new(), ..r.clone() })
-            .collect();
-        let next = more.then(|| tasks.last().map(cursor)).flatten();
-        Ok(TaskPage { tasks, next })
+        self.page(query).await
     }
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
-        let state = self.lock();
-        let mut stats = TaskStats::zero();
-        let mut functions: BTreeMap<&str, (FunctionStats, Vec<(DateTime<Utc>, f64)>)> =
-            BTreeMap::new();
-        for record in state.tasks.values().filter(|r| since.is_none_or(|at| r.created_at >= at)) {
-            *stats.by_status.entry(record.status.as_str().to_owned()).or_default() += 1;
-            if !matches!(
-                record.status,
-                TaskStatus::Success | TaskStatus::Failed | TaskStatus::Interrupted
-            ) {
-                continue;
-            }
-            let (function, durations) = functions.entry(&record.func_name).or_default();
-            function.runs += 1;
-            function.successes += u64::from(record.status == TaskStatus::Success);
-            function.failures += u64::from(record.status == TaskStatus::Failed);
-            if let Some(duration) = record.duration {
-                durations.push((record.created_at, duration));
-            }
-        }
-        for (name, (mut function, mut durations)) in functions {
-            function.func_name = name.to_owned();
-            function.success_rate = function.successes as f64 / function.runs.max(1) as f64;
-            if !durations.is_empty() {
-                let all: Vec<f64> = durations.iter().map(|(_, d)| *d).collect();
-                function.avg_duration = Some(all.iter().sum::<f64>() / all.len() as f64);
-                function.min_duration = all.iter().copied().reduce(f64::min);
-                function.max_duration = all.iter().copied().reduce(f64::max);
-                durations.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
-                let mut latest: Vec<f64> =
-                    durations.iter().take(P95_WINDOW).map(|(_, d)| *d).collect();
-                function.p95_duration = p95(&mut latest);
-            }
-            stats.functions.push(function);
-        }
-        Ok(stats)
+        self.compute_stats(since).await
     }
 
     async fn fetch(
@@ -427,16 +369,7 @@ impl Store for MemoryStore {
         ids: &[TaskId],
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        for id in ids {
-            if let Some(record) = state.tasks.get_mut(id)
-                && record.status == TaskStatus::Running
-                && record.lease_owner.as_deref() == Some(owner)
-            {
-                record.lease_expires_at = Some(expires_at);
-            }
-        }
-        Ok(())
+        self.extend_leases(owner, ids, expires_at).await
     }
 
     async fn reclaim_expired(
@@ -444,34 +377,7 @@ impl Store for MemoryStore {
         now: DateTime<Utc>,
         max_recoveries: u32,
     ) -> Result<Reclaimed, StoreError> {
-        let mut state = self.lock();
-        let mut reclaimed = Reclaimed::default();
-        let expired: Vec<TaskId> = state
-            .tasks
-            .values()
-            .filter(|r| {
-                r.status == TaskStatus::Running && r.lease_expires_at.is_some_and(|at| at < now)
-            })
-            .map(|r| r.task_id)
-            .collect();
-        let mut evicted = Vec::new();
-        for id in expired {
-            let Some(record) = state.tasks.get_mut(&id) else { continue };
-            match reclaim(record, now, max_recoveries) {
-                ReclaimAs::Requeued => reclaimed.requeued.push(record.task_id),
-                ReclaimAs::Interrupted => {
-                    reclaimed.interrupted.push(id);
-                    evicted.extend(state.finished(id));
-                }
-                ReclaimAs::Poisoned => {
-                    reclaimed.poisoned.push(id);
-                    evicted.extend(state.finished(id));
-                }
-            }
-        }
-        drop(state);
-        drop(evicted);
-        Ok(reclaimed)
+        self.rescue_expired(now, max_recoveries).await
     }
 
     async fn elect(
@@ -481,53 +387,15 @@ impl Store for MemoryStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut state = self.lock();
-        let held = state.leaders.get(name).filter(|(holder, at)| holder != owner && *at >= now);
-        if held.is_some() {
-            return Ok(false);
-        }
-        state.leaders.insert(name.to_owned(), (owner.to_owned(), until));
-        Ok(true)
+        self.campaign(name, owner, now, until).await
     }
 
     async fn resign(&self, name: &str, owner: &str) -> Result<(), StoreError> {
-        let mut state = self.lock();
-        if state.leaders.get(name).is_some_and(|(holder, _)| holder == owner) {
-            state.leaders.remove(name);
-        }
-        Ok(())
+        self.step_down(name, owner).await
     }
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
-        let mut state = self.lock();
-        let mut removed = Vec::new();
-        if let Some(cutoff) = retention.age_cutoff(now) {
-            while let Some(oldest) = state.finished.front().copied() {
-                let old_enough = state
-                    .tasks
-                    .get(&oldest)
-                    .is_none_or(|r| r.end_time.is_none_or(|end| end < cutoff));
-                if !old_enough {
-                    break;
-                }
-                state.finished.pop_front();
-                removed.extend(state.remove_finished(&oldest));
-            }
-        }
-        if let Some(max) = retention.max_finished {
-            while state.finished.len() > max {
-                let Some(oldest) = state.finished.pop_front() else { break };
-                removed.extend(state.remove_finished(&oldest));
-            }
-        }
-        state.shrink();
-        drop(state);
-        let count = removed.len();
-        drop(removed);
-        if count >= crate::trim::WORTH_TRIMMING {
-            crate::trim::return_free_memory();
-        }
-        Ok(count)
+        self.prune_finished(retention, now).await
     }
 }
 

@@ -1,0 +1,90 @@
+//! Cancelling pending tasks (by id, or the one waiting under a run key), releasing held ones,
+//! and appending to a task's log.
+
+use super::*;
+
+impl MysqlStore {
+    /// [`Store::cancel_pending`](crate::store::Store::cancel_pending) on this store.
+    pub(super) async fn cancel_if_pending(
+        &self,
+        id: &TaskId,
+    ) -> Result<Option<TaskStatus>, StoreError> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.start_transaction(Default::default()).await.map_err(unavailable)?;
+        let found: Option<(String, String)> = tx
+            .exec_first(
+                "SELECT id, status FROM taskflow_tasks
+                 WHERE id = COALESCE((SELECT task_id FROM taskflow_aliases WHERE alias = ?), ?)
+                 FOR UPDATE",
+                (id.to_string(), id.to_string()),
+            )
+            .await
+            .map_err(unavailable)?;
+        let Some((target, status)) = found else { return Ok(None) };
+        let status: TaskStatus =
+            status.parse().map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason })?;
+        if status == TaskStatus::Pending {
+            tx.exec_drop(
+                "UPDATE taskflow_tasks SET status = 'cancelled', end_time = ?, wait_until = NULL
+                 WHERE id = ?",
+                (micros(Utc::now()), target),
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(status))
+    }
+
+    /// [`Store::cancel_scheduled`](crate::store::Store::cancel_scheduled) on this store.
+    pub(super) async fn cancel_waiting_key(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TaskId>, StoreError> {
+        run_key::cancel_scheduled(&self.pool, key, now).await
+    }
+
+    /// [`Store::release_held`](crate::store::Store::release_held) on this store.
+    pub(super) async fn let_go(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let marks = vec!["?"; ids.len()].join(", ");
+        let sql = format!(
+            "UPDATE taskflow_tasks SET wait_until = IF(scheduled_at > created_at, scheduled_at, NULL)
+             WHERE id IN ({marks}) AND status = 'pending'"
+        );
+        self.affected(&sql, ids.iter().map(|id| s(&id.to_string())).collect()).await?;
+        Ok(())
+    }
+
+    /// [`Store::append_logs`](crate::store::Store::append_logs) on this store.
+    pub(super) async fn push_logs(
+        &self,
+        id: &TaskId,
+        logs: Vec<LogEntry>,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let mut tx = conn.start_transaction(Default::default()).await.map_err(unavailable)?;
+        for entry in logs {
+            tx.exec_drop(
+                "INSERT INTO taskflow_logs (task_id, at, level, message, attempt, fields)
+                 SELECT ?, ?, ?, ?, ?, ? FROM DUAL
+                 WHERE EXISTS (SELECT 1 FROM taskflow_tasks WHERE id = ?)",
+                vec![
+                    s(&id.to_string()),
+                    Value::Int(micros(entry.at)),
+                    s(entry.level.as_str()),
+                    s(&entry.message),
+                    Value::Int(entry.attempt.into()),
+                    s(&serde_json::Value::Object(entry.fields).to_string()),
+                    s(&id.to_string()),
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+}

@@ -1,0 +1,98 @@
+//! Cancelling pending tasks (by id, or the one waiting under a run key), releasing held ones,
+//! and appending to a task's log.
+
+use super::*;
+
+impl PostgresStore {
+    /// [`Store::cancel_pending`](crate::store::Store::cancel_pending) on this store.
+    pub(super) async fn cancel_if_pending(
+        &self,
+        id: &TaskId,
+    ) -> Result<Option<TaskStatus>, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let found = tx
+            .query_opt(
+                "SELECT id, status FROM taskflow_tasks
+                 WHERE id = COALESCE((SELECT task_id FROM taskflow_aliases WHERE alias = $1), $1)
+                 FOR UPDATE",
+                &[id.as_uuid()],
+            )
+            .await
+            .map_err(unavailable)?;
+        let Some(found) = found else { return Ok(None) };
+        let target: uuid::Uuid = found.get(0);
+        let status: String = found.get(1);
+        let status: TaskStatus =
+            status.parse().map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason })?;
+        if status == TaskStatus::Pending {
+            tx.execute(
+                "UPDATE taskflow_tasks SET status = 'cancelled', end_time = $2, wait_until = NULL
+                 WHERE id = $1",
+                &[&target, &Utc::now()],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(Some(status))
+    }
+
+    /// [`Store::cancel_scheduled`](crate::store::Store::cancel_scheduled) on this store.
+    pub(super) async fn cancel_waiting_key(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TaskId>, StoreError> {
+        let client = self.client().await?;
+        Ok(run_key::cancel_waiting(&**client, key, now, None).await?.map(TaskId::from))
+    }
+
+    /// [`Store::release_held`](crate::store::Store::release_held) on this store.
+    pub(super) async fn let_go(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+        self.execute(
+            "UPDATE taskflow_tasks SET wait_until =
+                CASE WHEN scheduled_at > created_at THEN scheduled_at END
+             WHERE id = ANY($1) AND status = 'pending'",
+            &[&ids],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// [`Store::append_logs`](crate::store::Store::append_logs) on this store.
+    pub(super) async fn push_logs(
+        &self,
+        id: &TaskId,
+        logs: Vec<LogEntry>,
+    ) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(unavailable)?;
+        let statement = tx
+            .prepare_cached(
+                "INSERT INTO taskflow_logs (task_id, at, level, message, attempt, fields)
+                 SELECT $1, $2, $3, $4, $5, $6
+                 WHERE EXISTS (SELECT 1 FROM taskflow_tasks WHERE id = $1)",
+            )
+            .await
+            .map_err(unavailable)?;
+        for entry in logs {
+            let fields = serde_json::Value::Object(entry.fields);
+            tx.execute(
+                &statement,
+                &[
+                    id.as_uuid(),
+                    &entry.at,
+                    &entry.level.as_str(),
+                    &entry.message,
+                    &(entry.attempt as i32),
+                    &fields,
+                ],
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)
+    }
+}

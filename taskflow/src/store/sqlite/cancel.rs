@@ -1,0 +1,87 @@
+//! Cancelling pending tasks (by id, or the one waiting under a run key) and releasing held
+//! ones.
+
+use super::*;
+
+impl SqliteStore {
+    /// [`Store::cancel_pending`](crate::store::Store::cancel_pending) on this store.
+    pub(super) async fn cancel_if_pending(
+        &self,
+        id: &TaskId,
+    ) -> Result<Option<TaskStatus>, StoreError> {
+        let task_id = *id;
+        let (before, key) = self
+            .writer
+            .call(move |conn| {
+                let id = task_id.to_string();
+                let found: Option<(String, Option<String>)> = conn
+                    .query_row(
+                        "SELECT status, idempotency_key FROM tasks WHERE id = ?1",
+                        [&id],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()
+                    .map_err(unavailable)?;
+                let Some((status, key)) = found else { return Ok((None, None)) };
+                let status: TaskStatus = status
+                    .parse()
+                    .map_err(|reason| StoreError::Corrupt { id: id.clone(), reason })?;
+                if status == TaskStatus::Pending {
+                    conn.execute(
+                        "UPDATE tasks SET status = 'cancelled', end_time = ?2, wait_until = NULL
+                         WHERE id = ?1",
+                        params![id, micros(Utc::now())],
+                    )
+                    .map_err(unavailable)?;
+                }
+                Ok((Some(status), key))
+            })
+            .await?;
+        if before == Some(TaskStatus::Pending) {
+            self.active.forget(id);
+        }
+        if let (Some(TaskStatus::Pending), Some(key)) = (before, key) {
+            release(&self.keys, &key, id);
+        }
+        Ok(before)
+    }
+
+    /// [`Store::cancel_scheduled`](crate::store::Store::cancel_scheduled) on this store.
+    pub(super) async fn cancel_waiting_key(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TaskId>, StoreError> {
+        let key = key.to_owned();
+        let cancelled = self
+            .writer
+            .call(move |conn| run_key::cancel_waiting(conn, &key, micros(now), None))
+            .await?;
+        let Some((id, idempotency_key)) = cancelled else { return Ok(None) };
+        self.active.forget(&id);
+        if let Some(idempotency_key) = idempotency_key {
+            release(&self.keys, &idempotency_key, &id);
+        }
+        Ok(Some(id))
+    }
+
+    /// [`Store::release_held`](crate::store::Store::release_held) on this store.
+    pub(super) async fn let_go(&self, ids: &[TaskId]) -> Result<(), StoreError> {
+        let ids: Vec<String> = ids.iter().map(TaskId::to_string).collect();
+        self.writer
+            .call(move |conn| {
+                let mut release = conn
+                    .prepare_cached(
+                        "UPDATE tasks SET wait_until =
+                            CASE WHEN scheduled_at > created_at THEN scheduled_at END
+                         WHERE id = ?1 AND status = 'pending'",
+                    )
+                    .map_err(unavailable)?;
+                for id in ids {
+                    release.execute([id]).map_err(unavailable)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+}
