@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::record::{TaskRecord, TaskStatus};
 
-/// Filters, order and page of [`Store::list`].
+/// Filters, order and page of [`Store::list`](super::Store::list).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TaskQuery {
     /// Only tasks with this status.
@@ -29,7 +29,7 @@ pub struct TaskQuery {
     pub limit: Option<usize>,
 }
 
-/// One page of [`Store::list`].
+/// One page of [`Store::list`](super::Store::list).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TaskPage {
     /// The tasks, in the query's order. Their `logs` are left empty.
@@ -74,7 +74,7 @@ pub struct FunctionStats {
 /// The p95 duration is taken over at most this many of a function's latest runs.
 pub const P95_WINDOW: usize = 10_000;
 
-/// The default page size of [`Store::list`].
+/// The default page size of [`Store::list`](super::Store::list).
 pub const DEFAULT_PAGE: usize = 100;
 
 impl TaskQuery {
