@@ -21,7 +21,7 @@ pub enum Durability {
     Async,
 }
 
-/// Settings for [`SqliteStore::open_with`].
+/// Settings for [`SqliteStore::open_with`](super::SqliteStore::open_with).
 #[derive(Clone, Debug, Default)]
 pub struct SqliteOptions {
     pub(super) durability: Durability,
