@@ -164,7 +164,7 @@ impl TaskManagerBuilder {
         let recover = self.recover;
         let engine = self.engine()?;
         crate::maintenance::campaign(&engine).await;
-        if recover && engine.leading.load(std::sync::atomic::Ordering::Acquire) {
+        if recover && engine.is_leading() {
             crate::maintenance::rescue(&engine).await?;
         }
         Ok(start(engine))
@@ -174,7 +174,7 @@ impl TaskManagerBuilder {
     pub(crate) fn start_now(self) -> Result<TaskManager> {
         let engine = self.engine()?;
         // The in-memory store answers at once and has no other instance: this one leads.
-        engine.leading.store(true, std::sync::atomic::Ordering::Release);
+        engine.lead_until(Some(chrono::DateTime::<chrono::Utc>::MAX_UTC));
         Ok(start(engine))
     }
 

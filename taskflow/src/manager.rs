@@ -94,7 +94,7 @@ impl TaskManager {
     /// instances, pruning): one instance per store does, another takes over within one lease
     /// when it dies.
     pub fn is_leader(&self) -> bool {
-        self.engine.leading.load(std::sync::atomic::Ordering::Acquire)
+        self.engine.is_leading()
     }
 
     /// This process incarnation's runner id, which fences its writes.

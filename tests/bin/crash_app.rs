@@ -6,7 +6,8 @@
 //! `mysql://`, or `redis://...#<key prefix>`;
 //! `CRASH_APP_LEASE_MS` and `CRASH_APP_POLL_MS` shorten the lease and the polling interval.
 //! Routes: `POST /enqueue/{requeued,plain,flaky,later}/{n}` (`flaky` fails its first attempt
-//! and retries 2 s later, `later` runs 3 s after the request), `GET /tasks/{id}`.
+//! and retries 2 s later, `later` runs 3 s after the request), `GET /tasks/{id}`, and
+//! `GET /leader` (`{"leader": bool}`: whether this instance leads the maintenance).
 
 use std::io::Write;
 use std::time::Duration;
@@ -71,6 +72,10 @@ async fn enqueue(tasks: Tasks, Path((kind, n)): Path<(String, u64)>) -> Response
     Json(json!({ "id": id })).into_response()
 }
 
+async fn leader(State(manager): State<TaskManager>) -> Json<serde_json::Value> {
+    Json(json!({ "leader": manager.is_leader() }))
+}
+
 async fn record(State(manager): State<TaskManager>, Path(id): Path<TaskId>) -> Response {
     match manager.store().get(&id).await {
         Ok(Some(record)) => Json(record).into_response(),
@@ -109,6 +114,7 @@ async fn main() {
     let app = Router::new()
         .route("/enqueue/{kind}/{n}", post(enqueue))
         .route("/tasks/{id}", get(record))
+        .route("/leader", get(leader))
         .with_state(manager.clone())
         .layer(manager.layer());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

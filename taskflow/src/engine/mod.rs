@@ -70,8 +70,11 @@ pub(crate) struct Engine {
     /// The most a task may carry.
     pub(crate) limits: Limits,
     pub(crate) clock: clock::Clock,
-    /// Whether this instance leads the cluster-wide maintenance.
-    pub(crate) leading: std::sync::atomic::AtomicBool,
+    /// Until when (microseconds on the engine's clock) this instance's term as leader of the
+    /// cluster-wide maintenance runs; 0 when it does not lead. The term lapses here when it
+    /// lapses in the store, even if no campaign answers meanwhile (a hung store), so two
+    /// instances never both act as leader.
+    leading_until: AtomicI64,
     /// The completer's writes, in batches.
     pub(crate) completions: completions::Completions,
 }
@@ -120,8 +123,22 @@ impl Engine {
             poll_every: settings.poll_every,
             limits: settings.limits,
             clock: clock::Clock::new(),
-            leading: std::sync::atomic::AtomicBool::new(false),
+            leading_until: AtomicI64::new(0),
         })
+    }
+
+    /// Whether this instance leads now: its last won term has not lapsed.
+    pub(crate) fn is_leading(&self) -> bool {
+        self.clock.now().timestamp_micros() < self.leading_until.load(Ordering::Acquire)
+    }
+
+    /// Records a won term ending at `until`, or (`None`) that this instance does not lead;
+    /// returns whether it led before.
+    pub(crate) fn lead_until(&self, until: Option<DateTime<Utc>>) -> bool {
+        let was = self.is_leading();
+        let until = until.map_or(0, |at| at.timestamp_micros());
+        self.leading_until.store(until, Ordering::Release);
+        was
     }
 
     /// Starts the producer, which fetches until shutdown.

@@ -5,7 +5,7 @@ use crate::engine::Engine;
 
 /// Prunes on the leader only.
 pub(super) async fn prune(engine: &Engine) {
-    if !engine.leading.load(std::sync::atomic::Ordering::Acquire) {
+    if !engine.is_leading() {
         return;
     }
     if let Err(err) = engine.store.prune(&engine.retention, engine.clock.now()).await {

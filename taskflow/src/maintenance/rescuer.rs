@@ -24,7 +24,7 @@ pub(crate) async fn rescue(engine: &Engine) -> Result<(), StoreError> {
 
 /// Rescues on the leader only.
 pub(super) async fn rescue_quietly(engine: &Engine) {
-    if !engine.leading.load(std::sync::atomic::Ordering::Acquire) {
+    if !engine.is_leading() {
         return;
     }
     if let Err(err) = rescue(engine).await {

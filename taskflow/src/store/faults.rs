@@ -30,6 +30,8 @@ pub enum Operation {
     Prune,
     /// [`Store::fetch`].
     Fetch,
+    /// [`Store::elect`].
+    Elect,
 }
 
 /// What goes wrong.
@@ -46,7 +48,7 @@ pub enum Fault {
 }
 
 const FAULTS: [Fault; 3] = [Fault::Fail, Fault::LoseReply, Fault::Hang];
-const SLOTS: usize = 5 * FAULTS.len();
+const SLOTS: usize = 6 * FAULTS.len();
 
 fn slot(operation: Operation, fault: Fault) -> usize {
     let op = match operation {
@@ -55,6 +57,7 @@ fn slot(operation: Operation, fault: Fault) -> usize {
         Operation::Prune => 2,
         Operation::Fetch => 3,
         Operation::TransitionBatch => 4,
+        Operation::Elect => 5,
     };
     op * FAULTS.len() + FAULTS.iter().position(|f| *f == fault).unwrap_or(0)
 }
@@ -286,7 +289,15 @@ impl Store for FaultyStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.inner.elect(name, owner, now, until).await
+        match self.next(Operation::Elect) {
+            Some(Fault::Fail) => Err(injected("campaign failed")),
+            Some(Fault::LoseReply) => {
+                self.inner.elect(name, owner, now, until).await?;
+                Err(injected("campaign reply lost"))
+            }
+            Some(Fault::Hang) => hang().await,
+            None => self.inner.elect(name, owner, now, until).await,
+        }
     }
 
     async fn resign(&self, name: &str, owner: &str) -> Result<(), StoreError> {
