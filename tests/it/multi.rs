@@ -357,3 +357,35 @@ async fn a_task_added_in_a_transaction_exists_only_if_it_commits() {
     assert_eq!(crate::support::notes(&key), ["receipt 2"]);
     manager.shutdown(Duration::from_secs(5)).await;
 }
+
+/// On Redis, a task that another process makes available (here a second connection enqueues
+/// it directly, as another instance's enqueue would) wakes an idle instance through the
+/// store's pub/sub channel: it runs at once, though the instance polls only hourly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_elsewhere_wakes_an_idle_instance_on_redis() {
+    let Ok(url) = std::env::var("TASKFLOW_TEST_REDIS_URL") else {
+        println!("skipped: TASKFLOW_TEST_REDIS_URL is not set (.ci/run sets it)");
+        return;
+    };
+    let prefix = format!("wake-{}", taskflow::TaskId::new());
+    let store = taskflow::RedisStore::connect_with_prefix(&url, &prefix).await.unwrap();
+    let manager = TaskManager::builder()
+        .store(store)
+        .poll_every(Duration::from_secs(3600)) // only the channel wakes it
+        .build()
+        .await
+        .unwrap();
+    let elsewhere = taskflow::RedisStore::connect_with_prefix(&url, &prefix).await.unwrap();
+    let key = crate::support::unique("woken");
+    for order in 0..3u64 {
+        // Let the instance go idle first: its producer then sleeps until woken.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut record = crate::conformance::pending("receipt");
+        record.args = serde_json::json!({ "key": key, "order": order });
+        let id = crate::conformance::put(&elsewhere, record).await;
+        let done = manager.wait_for(id, Duration::from_secs(20)).await.unwrap();
+        assert_eq!(done.status, TaskStatus::Success, "woken for task {order}");
+    }
+    assert_eq!(crate::support::notes(&key).len(), 3);
+    manager.shutdown(Duration::from_secs(5)).await;
+}

@@ -95,6 +95,7 @@ for i = 2, #ARGV do
     redis.call('ZADD', p..':later', redis.call('HGET', t, 'due_us') or 0, id)
   end
 end
+redis.call('PUBLISH', p..':enqueued', '')
 return 1
 "#;
 

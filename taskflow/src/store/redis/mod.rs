@@ -2,6 +2,7 @@
 
 mod cancel;
 mod fetch;
+mod notify;
 mod reads;
 mod row;
 mod scripts;
@@ -30,6 +31,8 @@ use crate::record::{LogEntry, TaskRecord, TaskStatus};
 /// key, claim, fenced transitions, cancel, reclaim of expired leases (once, whichever instance
 /// gets there first), deletion. Indexes are sorted sets by enqueue order. It needs a single
 /// Redis node or a primary with replicas, not Redis Cluster (scripts reach keys they derive).
+/// A task that becomes available now is announced on the channel `<prefix>:enqueued`, which
+/// every instance listens on: an idle instance fetches at once rather than at its next poll.
 ///
 /// **Persistence.** Redis keeps data in memory; the guarantees hold across a Redis restart
 /// only as far as its persistence does. Run it with the append-only file on
@@ -53,7 +56,10 @@ pub struct RedisStore {
     prefix: Arc<str>,
     runtime: tokio::runtime::Handle,
     writes: tokio_util::task::TaskTracker,
+    /// Fired by another instance's enqueue (see [`notify`]).
     wake: Arc<tokio::sync::Notify>,
+    /// Stops the listener at close.
+    closing: tokio_util::sync::CancellationToken,
     scripts: Arc<Scripts>,
     fetch: Arc<fetch::FetchScripts>,
 }
@@ -97,6 +103,7 @@ impl RedisStore {
     pub async fn connect_with_prefix(url: &str, prefix: &str) -> Result<RedisStore, StoreError> {
         let open = |reason: String| StoreError::Open { path: super::redact_url(url), reason };
         let client = redis::Client::open(url).map_err(|e| open(e.to_string()))?;
+        let listener = client.clone();
         // Generous timeouts: a big page or a busy server is slow, not gone. Reconnects are
         // retried by the manager; what fails still reaches the caller as an error.
         let config = redis::aio::ConnectionManagerConfig::new()
@@ -122,10 +129,14 @@ impl RedisStore {
             runtime,
             writes: tokio_util::task::TaskTracker::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
+            closing: tokio_util::sync::CancellationToken::new(),
             scripts: Arc::new(scripts),
             fetch: fetch::FetchScripts::new(),
         };
         store.adopt_pending().await.map_err(|e| open(e.to_string()))?;
+        let wake = Arc::clone(&store.wake);
+        let channel = notify::channel(prefix);
+        store.runtime.spawn(notify::listen(listener, channel, wake, store.closing.clone()));
         Ok(store)
     }
 
@@ -362,6 +373,7 @@ impl Store for RedisStore {
     }
 
     async fn close(&self) -> Result<(), StoreError> {
+        self.closing.cancel();
         self.writes.close();
         self.writes.wait().await;
         Ok(())

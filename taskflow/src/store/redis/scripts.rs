@@ -46,7 +46,11 @@ if status == 'pending' then
     redis.call('SET', p..':r:'..rk, id)
   end
   to_pending(p, id, t)
-  if ARGV[14] ~= '' then redis.call('ZADD', p..':later', ARGV[14], id) end
+  if ARGV[14] ~= '' then
+    redis.call('ZADD', p..':later', ARGV[14], id)
+  elseif tonumber(ARGV[13]) <= tonumber(ARGV[6]) then
+    redis.call('PUBLISH', p..':enqueued', '')
+  end
 else
   redis.call('HSET', t, 'end', ARGV[9], 'end_us', ARGV[10], 'error', ARGV[11], 'stack', ARGV[11])
   redis.call('ZADD', p..':finished', ARGV[10], id)
