@@ -56,6 +56,33 @@ async fn failed_fetches_leave_tasks_runnable(store: Arc<dyn Store>) {
     manager.shutdown(Duration::from_secs(5)).await;
 }
 
+/// A fetch whose answer was lost, and whose release fails too (the store is still away): the
+/// release is retried in the background, so its tasks run once the store answers, long before
+/// their 30 s lease would have run out (when the rescuer would mark them interrupted).
+async fn a_lost_fetch_is_released_once_the_store_answers(store: Arc<dyn Store>) {
+    let faulty = Arc::new(FaultyStore::new(store));
+    let key = unique("released");
+    // Stored before the instance starts, so that its first fetch takes it (and loses it).
+    let mut record = crate::conformance::pending("fault_probe");
+    record.args = serde_json::json!({ "key": key, "n": 1 });
+    let id = crate::conformance::put(&*faulty, record).await;
+    faulty.inject(Operation::Fetch, Fault::LoseReply, 1);
+    faulty.inject(Operation::Release, Fault::Fail, 3);
+    let manager = TaskManager::builder()
+        .shared_store(Arc::clone(&faulty) as Arc<dyn Store>)
+        .lease(Duration::from_secs(30))
+        .poll_every(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let record = manager.wait_for(id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(record.status, TaskStatus::Success, "{record:?}");
+    assert_eq!(faulty.hits(Operation::Fetch, Fault::LoseReply), 1);
+    assert_eq!(faulty.hits(Operation::Release, Fault::Fail), 3);
+    assert_eq!(notes(&key), ["ran 1"]);
+    manager.shutdown(Duration::from_secs(5)).await;
+}
+
 /// A commit that went through but whose reply was lost: `submit` says stored (it is), and the
 /// task runs once. A 503 would make a client retry and get a duplicate.
 async fn lost_commit_replies_are_read_back(store: Arc<dyn Store>) {
@@ -231,6 +258,7 @@ on_every_store!(
     failed_fetches_leave_tasks_runnable,
     lost_commit_replies_are_read_back,
     failed_outcome_writes_are_retried,
+    a_lost_fetch_is_released_once_the_store_answers,
     failed_outcome_batches_fall_back_to_single_writes,
     a_hung_prune_does_not_hold_up_reclaim,
 );

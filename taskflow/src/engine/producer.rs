@@ -149,7 +149,9 @@ async fn fetch(
             }
             // The answer may have been lost after the store leased the tasks: give them
             // back, or they would wait for their lease to expire.
-            release(engine, &lease).await;
+            if !release(engine, &lease).await {
+                keep_releasing(engine, lease);
+            }
             Some(false)
         }
     }
@@ -161,24 +163,43 @@ struct Outage {
     pause: Duration,
 }
 
-/// Gives back the tasks of a fetch whose answer did not arrive (best effort: if this fails
-/// too, they are reclaimed when their lease expires).
-async fn release(engine: &Engine, lease: &crate::store::Lease) {
+/// Gives back the tasks of a fetch whose answer did not arrive; `false` when the store did
+/// not answer either.
+async fn release(engine: &Engine, lease: &crate::store::Lease) -> bool {
     match tokio::time::timeout(Duration::from_secs(5), engine.store.release(lease)).await {
-        Ok(Ok(0)) => {}
+        Ok(Ok(0)) => true,
         Ok(Ok(released)) => {
             tracing::warn!(
                 released,
                 "taskflow: a fetch's answer was lost; its tasks are pending again"
             );
+            true
         }
         Ok(Err(err)) => {
-            tracing::debug!(error = %err, "taskflow: could not release a failed fetch; its tasks are reclaimed when the lease expires");
+            tracing::debug!(error = %err, "taskflow: could not release a failed fetch yet");
+            false
         }
         Err(_) => {
-            tracing::debug!(
-                "taskflow: releasing a failed fetch timed out; its tasks are reclaimed when the lease expires"
-            );
+            tracing::debug!("taskflow: releasing a failed fetch timed out");
+            false
         }
     }
+}
+
+/// Keeps trying to give back the tasks of a lost fetch, in the background, until the store
+/// answers or their lease has run out (then the rescuer settles them as tasks whose runner
+/// died: a store that stays away longer than a lease can leave them `interrupted`).
+fn keep_releasing(engine: &Arc<Engine>, lease: crate::store::Lease) {
+    let engine = Arc::clone(engine);
+    engine.runtime.clone().spawn(async move {
+        let mut pause = Duration::from_millis(100);
+        while engine.clock.now() < lease.expires_at {
+            tokio::time::sleep(pause).await;
+            if release(&engine, &lease).await {
+                return;
+            }
+            pause = (pause * 2).min(Duration::from_secs(2));
+        }
+        tracing::warn!("taskflow: the tasks of a lost fetch could not be given back before their lease ran out; the rescuer settles them");
+    });
 }

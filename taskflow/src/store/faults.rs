@@ -32,6 +32,8 @@ pub enum Operation {
     Fetch,
     /// [`Store::elect`].
     Elect,
+    /// [`Store::release`].
+    Release,
 }
 
 /// What goes wrong.
@@ -48,7 +50,7 @@ pub enum Fault {
 }
 
 const FAULTS: [Fault; 3] = [Fault::Fail, Fault::LoseReply, Fault::Hang];
-const SLOTS: usize = 6 * FAULTS.len();
+const SLOTS: usize = 7 * FAULTS.len();
 
 fn slot(operation: Operation, fault: Fault) -> usize {
     let op = match operation {
@@ -58,6 +60,7 @@ fn slot(operation: Operation, fault: Fault) -> usize {
         Operation::Fetch => 3,
         Operation::TransitionBatch => 4,
         Operation::Elect => 5,
+        Operation::Release => 6,
     };
     op * FAULTS.len() + FAULTS.iter().position(|f| *f == fault).unwrap_or(0)
 }
@@ -262,7 +265,15 @@ impl Store for FaultyStore {
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
-        self.inner.release(lease).await
+        match self.next(Operation::Release) {
+            Some(Fault::Fail) => Err(injected("release failed")),
+            Some(Fault::LoseReply) => {
+                self.inner.release(lease).await?;
+                Err(injected("release reply lost"))
+            }
+            Some(Fault::Hang) => hang().await,
+            None => self.inner.release(lease).await,
+        }
     }
 
     async fn renew_leases(
