@@ -11,22 +11,22 @@ use taskflow::{Admin, EnqueueOptions, TaskId, TaskManager, TaskStatus, Tasks, ta
 
 use crate::support::{note, notes, unique, wait_until};
 
-const LONG: Duration = Duration::from_secs(20);
+pub(crate) const LONG: Duration = Duration::from_secs(20);
 
 #[task]
-async fn admin_ok(key: String) -> String {
+pub(crate) async fn admin_ok(key: String) -> String {
     note(&key, "ran");
     key
 }
 
 #[task]
-async fn admin_fails(key: String, secret: String) -> Result<(), String> {
+pub(crate) async fn admin_fails(key: String, secret: String) -> Result<(), String> {
     note(&key, "ran");
     Err(format!("refused <b>{}</b>", secret.len()))
 }
 
 #[task]
-async fn admin_hangs(key: String) {
+pub(crate) async fn admin_hangs(key: String) {
     note(&key, "started");
     std::future::pending::<()>().await;
 }
@@ -35,14 +35,14 @@ async fn enqueue_ok(tasks: Tasks, body: String) -> String {
     tasks.add_task(admin_ok, body).to_string()
 }
 
-struct Server {
-    base: String,
-    client: reqwest::Client,
-    manager: TaskManager,
+pub(crate) struct Server {
+    pub(crate) base: String,
+    pub(crate) client: reqwest::Client,
+    pub(crate) manager: TaskManager,
 }
 
 impl Server {
-    async fn start(configure: impl FnOnce(Admin) -> Admin) -> Server {
+    pub(crate) async fn start(configure: impl FnOnce(Admin) -> Admin) -> Server {
         let manager = TaskManager::builder().build().await.unwrap();
         let app = Router::new()
             .route("/enqueue", post(enqueue_ok))
@@ -54,11 +54,11 @@ impl Server {
         Server { base, client: reqwest::Client::new(), manager }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> (StatusCode, Value) {
         let response = request.send().await.unwrap();
         let status = response.status();
         let text = response.text().await.unwrap();
@@ -66,20 +66,20 @@ impl Server {
         (status, body)
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (StatusCode, Value) {
         self.send(self.client.get(self.url(path))).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.send(self.client.post(self.url(path)).json(&body)).await
     }
 
-    async fn finished(&self, id: TaskId) -> taskflow::TaskRecord {
+    pub(crate) async fn finished(&self, id: TaskId) -> taskflow::TaskRecord {
         self.manager.wait_for(id, LONG).await.unwrap()
     }
 }
 
-fn ids(body: &Value) -> Vec<String> {
+pub(crate) fn ids(body: &Value) -> Vec<String> {
     body["tasks"]
         .as_array()
         .unwrap()
@@ -88,7 +88,7 @@ fn ids(body: &Value) -> Vec<String> {
         .collect()
 }
 
-fn error_of(body: &Value) -> &str {
+pub(crate) fn error_of(body: &Value) -> &str {
     body["error"].as_str().unwrap_or_else(|| panic!("no error in {body}"))
 }
 
@@ -417,110 +417,4 @@ async fn the_stream_sends_lifecycle_events_and_replays_after_a_reconnect() {
     let events = read_events(&mut stale, |e| !e.is_empty()).await;
     assert_eq!(events[0].1, "snapshot");
     assert!(events[0].2.contains("gap"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn authentication_sessions_and_csrf() {
-    let server = Server::start(|a| a.basic_auth("admin", "s3cret").bearer_token("tok-123")).await;
-    let failed = server.manager.add_task(admin_fails, (unique("auth"), String::new()));
-    server.finished(failed).await;
-
-    for path in
-        ["/tasks", "/tasks/metrics", "/tasks/stream", "/tasks/audit", &format!("/tasks/{failed}")]
-    {
-        let (status, body) = server.get(path).await;
-        assert_eq!(status, 401, "{path}");
-        assert_eq!(error_of(&body), "authentication required");
-    }
-    let wrong = server.client.get(server.url("/tasks")).basic_auth("admin", Some("nope"));
-    assert_eq!(server.send(wrong).await.0, 401);
-    let basic = server.client.get(server.url("/tasks")).basic_auth("admin", Some("s3cret"));
-    assert_eq!(server.send(basic).await.0, 200);
-    let bearer = server.client.get(server.url("/tasks")).bearer_auth("tok-123");
-    assert_eq!(server.send(bearer).await.0, 200);
-    // The dashboard page is open: it shows the login.
-    let page = server.client.get(server.url("/tasks/dashboard")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let (_, session) = server.get("/tasks/session").await;
-    assert_eq!(session["auth_required"], true);
-    assert_eq!(session["user"], Value::Null);
-
-    let (status, _) =
-        server.post("/tasks/login", json!({ "username": "admin", "password": "x" })).await;
-    assert_eq!(status, 401);
-    let login = server
-        .client
-        .post(server.url("/tasks/login"))
-        .json(&json!({ "username": "admin", "password": "s3cret" }));
-    let response = login.send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    let cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    let cookie = cookie.split(';').next().unwrap().to_owned();
-    let csrf = response.json::<Value>().await.unwrap()["csrf"].as_str().unwrap().to_owned();
-
-    let with_cookie = |request: reqwest::RequestBuilder| request.header("cookie", &cookie);
-    assert_eq!(server.send(with_cookie(server.client.get(server.url("/tasks")))).await.0, 200);
-    let retry = format!("/tasks/{failed}/retry");
-    let (status, body) = server.send(with_cookie(server.client.post(server.url(&retry)))).await;
-    assert_eq!(status, 403, "a cookie alone cannot change anything: {body}");
-    assert!(error_of(&body).contains("x-taskflow-csrf"));
-    let forged =
-        with_cookie(server.client.post(server.url(&retry))).header("x-taskflow-csrf", "guess");
-    assert_eq!(server.send(forged).await.0, 403);
-    let good = with_cookie(server.client.post(server.url(&retry))).header("x-taskflow-csrf", &csrf);
-    let (status, body) = server.send(good).await;
-    assert_eq!(status, 201, "{body}");
-    // Another site's page may not change tasks, whatever credentials the browser attaches.
-    let cross = server
-        .client
-        .post(server.url(&retry))
-        .basic_auth("admin", Some("s3cret"))
-        .header("sec-fetch-site", "cross-site");
-    assert_eq!(server.send(cross).await.0, 403);
-
-    let (_, audit) =
-        server.send(server.client.get(server.url("/tasks/audit")).bearer_auth("tok-123")).await;
-    assert_eq!(audit["entries"][0]["actor"], "admin");
-    let logout = with_cookie(server.client.post(server.url("/tasks/logout")))
-        .header("x-taskflow-csrf", &csrf);
-    assert_eq!(server.send(logout).await.0, 200);
-    assert_eq!(server.send(with_cookie(server.client.get(server.url("/tasks")))).await.0, 401);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn arguments_can_be_hidden_or_redacted_by_field_name() {
-    let hidden = Server::start(|a| a.display_args(false)).await;
-    let id = hidden.manager.add_task(admin_fails, (unique("hidden"), "hunter2".to_owned()));
-    hidden.finished(id).await;
-    let (_, record) = hidden.get(&format!("/tasks/{id}")).await;
-    assert_eq!(record["args"], "[hidden]");
-    let (_, page) = hidden.get("/tasks").await;
-    assert_eq!(page["tasks"][0]["args"], "[hidden]");
-
-    let redacted = Server::start(|a| a.redact(["SECRET"])).await;
-    let id = redacted.manager.add_task(admin_fails, (unique("redacted"), "hunter2".to_owned()));
-    redacted.finished(id).await;
-    let (_, record) = redacted.get(&format!("/tasks/{id}")).await;
-    assert_eq!(record["args"]["secret"], "[redacted]");
-    assert!(record["args"]["key"].as_str().unwrap().starts_with("redacted-"));
-    assert!(!record.to_string().contains("hunter2"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_custom_prefix_moves_every_route() {
-    let server = Server::start(|a| a.prefix("/ops/jobs/")).await;
-    let id = server.manager.add_task(admin_ok, unique("prefix"));
-    server.finished(id).await;
-    let (status, page) = server.get("/ops/jobs?limit=1").await;
-    assert_eq!(status, 200);
-    assert_eq!(ids(&page), [id.to_string()]);
-    assert_eq!(server.get(&format!("/ops/jobs/{id}")).await.0, 200);
-    let page = server.client.get(server.url("/ops/jobs/dashboard")).send().await.unwrap();
-    let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("script-src 'nonce-"), "{csp}");
-    let html = page.text().await.unwrap();
-    assert!(html.contains(r#"<meta name="taskflow-prefix" content="/ops/jobs">"#));
-    let response = server.client.get(server.url("/tasks")).send().await.unwrap();
-    assert_eq!(response.status(), 404);
 }

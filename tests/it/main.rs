@@ -1,6 +1,7 @@
 //! taskflow's integration tests, compiled into one binary.
 
 mod admin;
+mod admin_access;
 mod conformance;
 mod corrupt;
 mod crash;
