@@ -9,7 +9,7 @@ mod deadline;
 mod error;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
-#[cfg(any(feature = "postgres", feature = "mysql"))]
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
 mod inserts;
 mod memory;
 #[cfg(feature = "mysql")]

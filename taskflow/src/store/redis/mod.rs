@@ -2,6 +2,7 @@
 
 mod cancel;
 mod fetch;
+mod inserts;
 mod notify;
 mod reads;
 mod row;
@@ -17,6 +18,7 @@ use chrono::{DateTime, Utc};
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
+use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
     Change, DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
@@ -55,7 +57,8 @@ pub struct RedisStore {
     conn: ConnectionManager,
     prefix: Arc<str>,
     runtime: tokio::runtime::Handle,
-    writes: tokio_util::task::TaskTracker,
+    /// New tasks waiting to be written together; `close` waits for them.
+    inserts: InsertQueue<inserts::Enqueues>,
     /// Fired by another instance's enqueue (see [`notify`]).
     wake: Arc<tokio::sync::Notify>,
     /// Stops the listener at close.
@@ -123,14 +126,16 @@ impl RedisStore {
             renew: Script::new(scripts::RENEW),
             delete: Script::new(scripts::DELETE),
         };
+        let scripts = Arc::new(scripts);
+        let enqueues = inserts::Enqueues { conn: conn.clone(), scripts: Arc::clone(&scripts) };
         let store = RedisStore {
             conn,
             prefix: prefix.into(),
+            inserts: InsertQueue::new(enqueues, runtime.clone()),
             runtime,
-            writes: tokio_util::task::TaskTracker::new(),
             wake: Arc::new(tokio::sync::Notify::new()),
             closing: tokio_util::sync::CancellationToken::new(),
-            scripts: Arc::new(scripts),
+            scripts,
             fetch: fetch::FetchScripts::new(),
         };
         store.adopt_pending().await.map_err(|e| open(e.to_string()))?;
@@ -178,19 +183,8 @@ impl RedisStore {
             micros(record.created_at).to_string(),
         ];
         let (done, ticket) = WriteTicket::new();
-        let (scripts, mut conn) = (Arc::clone(&self.scripts), self.conn.clone());
-        let write = async move {
-            if !done.start() {
-                return; // its caller gave up waiting and was told it is not stored
-            }
-            let mut invocation = scripts.enqueue.prepare_invoke();
-            for arg in &args {
-                invocation.arg(arg);
-            }
-            let stored: Result<String, _> = invocation.invoke_async(&mut conn).await;
-            done.settle(stored.map(|_| ()).map_err(unavailable));
-        };
-        self.writes.spawn_on(write, &self.runtime);
+        // Run keys are handled by the script itself: every insert may share a pipeline.
+        self.inserts.push(Insert { values: args, id, key: None, run_key: None, done })?;
         Ok(Enqueued { id, created: true, write: Some(ticket) })
     }
 
@@ -374,8 +368,7 @@ impl Store for RedisStore {
 
     async fn close(&self) -> Result<(), StoreError> {
         self.closing.cancel();
-        self.writes.close();
-        self.writes.wait().await;
+        self.inserts.close().await;
         Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! The Lua scripts that make each change to a task atomic in Redis. Keys are derived from the
 //! prefix in `ARGV[1]`, so the store needs a single Redis node (not Cluster).
 
-/// Stores a task unless an active task holds its idempotency key; then records the id as an
+/// Stores a task (once: a task already stored is left alone) unless an active task holds its
+/// idempotency key; then records the id as an
 /// alias of the holder and returns the holder's id. Returns the stored id otherwise. A task
 /// with a run key cancels the task waiting under it (pending, never started): `r:<run key>`
 /// names the last task stored under the key.
@@ -13,6 +14,8 @@ pub(super) fn enqueue() -> String {
         "{PENDING}{SETTLE}{}",
         r#"
 local p, id, key, status = ARGV[1], ARGV[2], ARGV[7], ARGV[5]
+-- Written already (a batch written again after its reply was lost): leave it as it is.
+if redis.call('EXISTS', p..':t:'..id) == 1 then return id end
 if key ~= '' then
   local holder = redis.call('GET', p..':k:'..key)
   if holder then
