@@ -70,6 +70,7 @@ pub struct RedisStore {
 struct Scripts {
     enqueue: Script,
     transition: Script,
+    transition_many: Script,
     cancel: Script,
     cancel_scheduled: Script,
     reclaim: Script,
@@ -120,6 +121,7 @@ impl RedisStore {
         let scripts = Scripts {
             enqueue: Script::new(&scripts::enqueue()),
             transition: Script::new(&scripts::transition()),
+            transition_many: Script::new(&scripts::transition_many()),
             cancel: Script::new(&scripts::cancel()),
             cancel_scheduled: Script::new(&scripts::cancel_scheduled()),
             reclaim: Script::new(&scripts::reclaim()),
@@ -255,34 +257,34 @@ impl Store for RedisStore {
     }
 
     async fn transition_many(&self, changes: Vec<Change>) -> Vec<Result<bool, StoreError>> {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        let hash = self.scripts.transition.get_hash();
-        for change in &changes {
-            let args =
-                transition_args(&self.prefix, &change.id, &change.lease, change.transition.clone());
-            pipe.cmd("EVALSHA").arg(hash).arg(0).arg(args);
+        if changes.is_empty() {
+            return Vec::new();
+        }
+        let count = changes.len();
+        let mut invocation = self.scripts.transition_many.prepare_invoke();
+        invocation.arg(&*self.prefix);
+        for Change { id, lease, transition } in changes {
+            let args = transition_args(&self.prefix, &id, &lease, transition);
+            // After the prefix: id, owner, kind, then the kind's arguments.
+            invocation.arg(args.len() - 4);
+            for arg in &args[1..] {
+                invocation.arg(arg);
+            }
         }
         let mut conn = self.conn.clone();
-        let replies: Vec<redis::RedisResult<i64>> = match pipe.query_async(&mut conn).await {
-            Ok(replies) => replies,
-            Err(err) => return vec![Err(unavailable(err)); changes.len()],
-        };
-        let mut results = Vec::with_capacity(changes.len());
-        for (change, reply) in changes.into_iter().zip(replies) {
-            results.push(match reply {
-                Ok(applied) => Ok(applied == 1),
-                // The server lost its scripts (a restart, SCRIPT FLUSH): that change did not
-                // run; alone, the script is loaded again.
-                Err(err)
-                    if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    self.transition(&change.id, &change.lease, change.transition).await
-                }
-                Err(err) => Err(unavailable(err)),
-            });
+        match invocation.invoke_async::<Vec<i64>>(&mut conn).await {
+            Ok(applied) if applied.len() == count => {
+                applied.into_iter().map(|a| Ok(a == 1)).collect()
+            }
+            Ok(applied) => {
+                let err = StoreError::Unavailable(format!(
+                    "redis: {} answers to a batch of {count} changes",
+                    applied.len()
+                ));
+                vec![Err(err); count]
+            }
+            Err(err) => vec![Err(unavailable(err)); count],
         }
-        results
     }
 
     async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {

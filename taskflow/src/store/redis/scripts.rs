@@ -120,33 +120,58 @@ local function waiting_under(p, rk)
 end
 "#;
 
-/// A fenced change to a running task; 1 if applied, 0 when the lease no longer holds it.
-/// ARGV: prefix, id, owner, kind (`finish`, `reschedule`, `requeue`), then per kind:
-/// finish: status, end, end_us, retries, result or '',
-/// has_error, error, stack; reschedule: due, due_us, retries, has_error, error, stack.
+/// A fenced change to a running task, as a function shared by [`transition`] and
+/// [`transition_many`]: 1 if applied, 0 when the lease no longer holds it. `a` holds the
+/// kind's arguments: finish: status, end, end_us, retries, result or '', has_error, error,
+/// stack; reschedule: due, due_us, retries, has_error, error, stack; requeue: none.
+const APPLY: &str = r#"
+local function apply(p, id, owner, kind, a)
+  local t = p..':t:'..id
+  if redis.call('HGET', t, 'status') ~= 'running' or redis.call('HGET', t, 'owner') ~= owner then
+    return 0
+  end
+  if kind == 'finish' then
+    local start_us = tonumber(redis.call('HGET', t, 'start_us') or a[3])
+    redis.call('HSET', t, 'retries', a[4], 'duration', (tonumber(a[3]) - start_us) / 1000000)
+    if a[5] ~= '' then redis.call('HSET', t, 'result', a[5]) end
+    if a[6] == '1' then redis.call('HSET', t, 'error', a[7], 'stack', a[8]) end
+    settle(p, id, t, 'running', a[1], a[2], a[3])
+  elseif kind == 'reschedule' then
+    redis.call('HSET', t, 'sched', a[1], 'due_us', a[2], 'retries', a[3])
+    if a[4] == '1' then redis.call('HSET', t, 'error', a[5], 'stack', a[6]) end
+    settle(p, id, t, 'running', 'pending', '', '')
+  else
+    settle(p, id, t, 'running', 'pending', '', '')
+  end
+  return 1
+end
+"#;
+
+/// One fenced change. ARGV: prefix, id, owner, kind, then the kind's arguments (see [`APPLY`]).
 pub(super) fn transition() -> String {
     format!(
-        "{PENDING}{SETTLE}{}",
+        "{PENDING}{SETTLE}{APPLY}{}",
         r#"
-local p, id, owner, kind = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local t = p..':t:'..id
-if redis.call('HGET', t, 'status') ~= 'running' or redis.call('HGET', t, 'owner') ~= owner then
-  return 0
+return apply(ARGV[1], ARGV[2], ARGV[3], ARGV[4], {unpack(ARGV, 5)})
+"#
+    )
+}
+
+/// Several fenced changes in one call; returns 1 or 0 per change, in order. ARGV: prefix, then
+/// per change: how many arguments its kind has, id, owner, kind, the kind's arguments.
+pub(super) fn transition_many() -> String {
+    format!(
+        "{PENDING}{SETTLE}{APPLY}{}",
+        r#"
+local p, out, i = ARGV[1], {}, 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  local a = {}
+  for k = 1, n do a[k] = ARGV[i + 3 + k] end
+  table.insert(out, apply(p, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], a))
+  i = i + 4 + n
 end
-if kind == 'finish' then
-  local start_us = tonumber(redis.call('HGET', t, 'start_us') or ARGV[7])
-  redis.call('HSET', t, 'retries', ARGV[8], 'duration', (tonumber(ARGV[7]) - start_us) / 1000000)
-  if ARGV[9] ~= '' then redis.call('HSET', t, 'result', ARGV[9]) end
-  if ARGV[10] == '1' then redis.call('HSET', t, 'error', ARGV[11], 'stack', ARGV[12]) end
-  settle(p, id, t, 'running', ARGV[5], ARGV[6], ARGV[7])
-elseif kind == 'reschedule' then
-  redis.call('HSET', t, 'sched', ARGV[5], 'due_us', ARGV[6], 'retries', ARGV[7])
-  if ARGV[8] == '1' then redis.call('HSET', t, 'error', ARGV[9], 'stack', ARGV[10]) end
-  settle(p, id, t, 'running', 'pending', '', '')
-else
-  settle(p, id, t, 'running', 'pending', '', '')
-end
-return 1
+return out
 "#
     )
 }
