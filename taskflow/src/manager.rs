@@ -76,6 +76,7 @@ impl TaskManager {
     }
 
     /// The live event feed (the admin stream subscribes to it).
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn feed(&self) -> &Arc<crate::feed::Feed> {
         self.engine.observers.feed()
     }

@@ -94,6 +94,7 @@ impl Observers {
         self.list.is_empty() && !self.feed.enabled()
     }
 
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn feed(&self) -> &Arc<Feed> {
         &self.feed
     }

@@ -52,6 +52,7 @@ pub struct Tasks {
 enum Sink {
     Recording(Arc<Mutex<Vec<NewTask>>>),
     Immediate(Arc<dyn Enqueuer>),
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     Request(Arc<RequestBatch>),
 }
 
@@ -71,6 +72,7 @@ impl Tasks {
         Tasks { sink: Sink::Immediate(enqueuer) }
     }
 
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
     pub(crate) fn for_request(batch: Arc<RequestBatch>) -> Self {
         Tasks { sink: Sink::Request(batch) }
     }
@@ -211,6 +213,7 @@ struct BatchState {
     released: bool,
 }
 
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
 impl RequestBatch {
     pub(crate) fn new(enqueuer: Arc<dyn Enqueuer>) -> Self {
         RequestBatch { enqueuer, enqueued: AtomicBool::new(false), state: Mutex::default() }

@@ -149,6 +149,10 @@ pub enum Transition {
 /// hand-edited one) is left out with an error log naming the task and the column, so one bad
 /// row cannot hide every other task from a list, a poll or a reclaim; [`Store::get`] still
 /// reports it. Errors other than [`StoreError::Corrupt`] are passed on.
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "mysql", feature = "redis")),
+    allow(dead_code)
+)]
 pub(crate) fn readable<R, T>(
     rows: impl IntoIterator<Item = R>,
     mut decode: impl FnMut(R) -> Result<T, StoreError>,

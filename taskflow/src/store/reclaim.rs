@@ -56,6 +56,10 @@ pub(super) fn poison_message(recoveries: u32) -> String {
 
 impl Reclaimed {
     /// Counts `record`, settled as `outcome`, in the answer.
+    #[cfg_attr(
+        not(any(feature = "sqlite", feature = "postgres", feature = "mysql", feature = "redis")),
+        allow(dead_code)
+    )]
     pub(super) fn add(&mut self, outcome: ReclaimAs, record: TaskRecord) {
         match outcome {
             ReclaimAs::Requeued => self.requeued.push(record.task_id),
