@@ -202,13 +202,30 @@ fn garbage_in_any_redis_field() {
             };
             let _: i64 = command.query_async(&mut conn).await.unwrap();
             check(&store, damaged, healthy, field).await;
-            let _: i64 = redis::cmd("EVAL")
-                .arg("local n = 0 for _, k in ipairs(redis.call('KEYS', ARGV[1])) do n = n + redis.call('DEL', k) end return n")
-                .arg(0)
-                .arg(format!("{prefix}:*"))
-                .query_async(&mut conn)
-                .await
-                .unwrap();
+            store.close().await.unwrap();
+            // This case's keys, found with SCAN (a KEYS would block the server while it walks
+            // every other test's keys too).
+            let mut keys: Vec<String> = Vec::new();
+            let mut cursor = 0u64;
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{prefix}:*"))
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                keys.extend(found);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+            if !keys.is_empty() {
+                let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+            }
         });
     });
 }

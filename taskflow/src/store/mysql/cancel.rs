@@ -9,8 +9,24 @@ impl MysqlStore {
         &self,
         id: &TaskId,
     ) -> Result<Option<TaskStatus>, StoreError> {
-        let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(Default::default()).await.map_err(unavailable)?;
+        // InnoDB may pick this transaction as a deadlock's victim (a fetch locking the same
+        // rows through another index): it was rolled back, and runs again.
+        let mut tries = 0;
+        loop {
+            match self.cancel_once(id).await {
+                Err(Attempt::Lost(err)) if tries < 5 && super::fetch::is_lock_conflict(&err) => {
+                    tries += 1;
+                }
+                Err(Attempt::Lost(err)) => return Err(unavailable(err)),
+                Err(Attempt::Failed(err)) => return Err(err),
+                Ok(status) => return Ok(status),
+            }
+        }
+    }
+
+    async fn cancel_once(&self, id: &TaskId) -> Result<Option<TaskStatus>, Attempt> {
+        let mut conn = self.conn().await.map_err(Attempt::Failed)?;
+        let mut tx = conn.start_transaction(Default::default()).await?;
         let found: Option<(String, String)> = tx
             .exec_first(
                 "SELECT id, status FROM taskflow_tasks
@@ -18,21 +34,20 @@ impl MysqlStore {
                  FOR UPDATE",
                 (id.to_string(), id.to_string()),
             )
-            .await
-            .map_err(unavailable)?;
+            .await?;
         let Some((target, status)) = found else { return Ok(None) };
-        let status: TaskStatus =
-            status.parse().map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason })?;
+        let status: TaskStatus = status.parse().map_err(|reason| {
+            Attempt::Failed(StoreError::Corrupt { id: id.to_string(), reason })
+        })?;
         if status == TaskStatus::Pending {
             tx.exec_drop(
                 "UPDATE taskflow_tasks SET status = 'cancelled', end_time = ?, wait_until = NULL
                  WHERE id = ?",
                 (micros(Utc::now()), target),
             )
-            .await
-            .map_err(unavailable)?;
+            .await?;
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await?;
         Ok(Some(status))
     }
 
@@ -86,5 +101,19 @@ impl MysqlStore {
             .map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)
+    }
+}
+
+/// Why one try of a transaction did not commit.
+enum Attempt {
+    /// The server refused a statement: a deadlock's victim may run again.
+    Lost(mysql_async::Error),
+    /// Anything else.
+    Failed(StoreError),
+}
+
+impl From<mysql_async::Error> for Attempt {
+    fn from(err: mysql_async::Error) -> Self {
+        Attempt::Lost(err)
     }
 }

@@ -43,10 +43,21 @@ pub(super) async fn cancel_scheduled(
     key: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<TaskId>, StoreError> {
-    let mut conn = pool.get_conn().await.map_err(unavailable)?;
-    let mut tx = conn.start_transaction(TxOpts::default()).await.map_err(unavailable)?;
-    let id = cancel_waiting(&mut tx, key, now, None).await.map_err(unavailable)?;
-    tx.commit().await.map_err(unavailable)?;
+    let mut tries = 0;
+    let id = loop {
+        let mut conn = pool.get_conn().await.map_err(unavailable)?;
+        let attempt = async {
+            let mut tx = conn.start_transaction(TxOpts::default()).await?;
+            let id = cancel_waiting(&mut tx, key, now, None).await?;
+            tx.commit().await.map(|()| id)
+        };
+        match attempt.await {
+            Ok(id) => break id,
+            // A deadlock's victim was rolled back: it runs again.
+            Err(err) if tries < 5 && super::fetch::is_lock_conflict(&err) => tries += 1,
+            Err(err) => return Err(unavailable(err)),
+        }
+    };
     id.map(|id| {
         id.parse().map_err(|err| StoreError::Corrupt {
             id: id.clone(),
