@@ -14,7 +14,10 @@ impl MysqlStore {
         let mut tries = 0;
         loop {
             match self.cancel_once(id).await {
-                Err(Attempt::Lost(err)) if tries < 5 && super::fetch::is_lock_conflict(&err) => {
+                Err(Attempt::Lost(err))
+                    if tries < super::fetch::DEADLOCK_RETRIES
+                        && super::fetch::is_lock_conflict(&err) =>
+                {
                     tries += 1;
                 }
                 Err(Attempt::Lost(err)) => return Err(unavailable(err)),

@@ -26,8 +26,8 @@ impl From<mysql_async::Error> for Conflict {
 use crate::record::TaskRecord;
 use crate::store::{Lease, StoreError, fetch_order};
 
-/// How many times a fetch that lost a deadlock to another instance's is tried again at once.
-const DEADLOCK_RETRIES: usize = 5;
+/// How many times a transaction that InnoDB picked as a deadlock's victim is tried again at once.
+pub(super) const DEADLOCK_RETRIES: usize = 5;
 
 /// Whether `err` is InnoDB's "deadlock found" or "lock wait timeout": the transaction was
 /// rolled back and may simply run again.

@@ -54,7 +54,12 @@ pub(super) async fn cancel_scheduled(
         match attempt.await {
             Ok(id) => break id,
             // A deadlock's victim was rolled back: it runs again.
-            Err(err) if tries < 5 && super::fetch::is_lock_conflict(&err) => tries += 1,
+            Err(err)
+                if tries < super::fetch::DEADLOCK_RETRIES
+                    && super::fetch::is_lock_conflict(&err) =>
+            {
+                tries += 1
+            }
             Err(err) => return Err(unavailable(err)),
         }
     };

@@ -1,5 +1,5 @@
-//! Upkeep of the tasks: lease renewal, rescue of tasks whose runner died, leadership and
-//! pruning of finished tasks.
+//! Upkeep of the tasks: lease renewal, rescue of tasks whose runner died, and pruning of
+//! finished tasks (leadership is in `fetch`).
 
 use super::*;
 
@@ -65,22 +65,6 @@ impl PostgresStore {
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(reclaimed)
-    }
-
-    /// [`Store::elect`](crate::store::Store::elect) on this store.
-    pub(super) async fn campaign(
-        &self,
-        name: &str,
-        owner: &str,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        self.elect_leader(name, owner, now, until).await
-    }
-
-    /// [`Store::resign`](crate::store::Store::resign) on this store.
-    pub(super) async fn step_down(&self, name: &str, owner: &str) -> Result<(), StoreError> {
-        self.resign_leader(name, owner).await
     }
 
     /// [`Store::prune`](crate::store::Store::prune) on this store.

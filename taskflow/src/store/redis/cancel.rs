@@ -53,11 +53,6 @@ impl RedisStore {
             .transpose()
     }
 
-    /// [`Store::release_held`](crate::store::Store::release_held) on this store.
-    pub(super) async fn let_go(&self, ids: &[TaskId]) -> Result<(), StoreError> {
-        self.release_held_tasks(ids).await
-    }
-
     /// [`Store::append_logs`](crate::store::Store::append_logs) on this store.
     pub(super) async fn push_logs(
         &self,

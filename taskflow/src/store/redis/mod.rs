@@ -164,6 +164,11 @@ impl RedisStore {
             .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
         let end = record.end_time.map(|at| (rfc(at), micros(at).to_string())).unwrap_or_default();
         let due = micros(crate::store::due_at(&record)).to_string();
+        // What a replaced task records: only a task with a run key can replace one.
+        let (replaced, now) = match &record.run_key {
+            Some(_) => (crate::store::replaced(&id), rfc(record.created_at)),
+            None => (String::new(), String::new()),
+        };
         let args = vec![
             self.prefix.to_string(),
             id.to_string(),
@@ -179,10 +184,9 @@ impl RedisStore {
             record.priority.to_string(),
             due,
             hold.map(|at| micros(at).to_string()).unwrap_or_default(),
-            record.run_key.clone().unwrap_or_default(),
-            crate::store::replaced(&id),
-            rfc(record.created_at),
-            micros(record.created_at).to_string(),
+            record.run_key.unwrap_or_default(),
+            replaced,
+            now,
         ];
         let (done, ticket) = WriteTicket::new();
         // Run keys are handled by the script itself: every insert may share a pipeline.
@@ -229,7 +233,7 @@ impl Store for RedisStore {
     }
 
     async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {
-        self.let_go(ids).await
+        self.release_held_tasks(ids).await
     }
 
     async fn get(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -352,11 +356,11 @@ impl Store for RedisStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.campaign(name, owner, now, until).await
+        self.elect_leader(name, owner, now, until).await
     }
 
     async fn resign(&self, name: &str, owner: &str) -> Result<(), StoreError> {
-        self.step_down(name, owner).await
+        self.resign_leader(name, owner).await
     }
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {

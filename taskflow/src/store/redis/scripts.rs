@@ -8,7 +8,7 @@
 /// names the last task stored under the key.
 /// ARGV: prefix, id, base, func, status, created_us, key, requeue, end, end_us, error,
 /// priority, due_us, held_until_us (or '': not held), run key (or ''), the error of a replaced
-/// task, now, now_us.
+/// task and the time it ends (its end_us is created_us).
 pub(super) fn enqueue() -> String {
     format!(
         "{PENDING}{SETTLE}{}",
@@ -43,7 +43,7 @@ if status == 'pending' then
     if waiting then
       local wt = p..':t:'..waiting
       redis.call('HSET', wt, 'error', ARGV[16])
-      settle(p, waiting, wt, 'pending', 'cancelled', ARGV[17], ARGV[18])
+      settle(p, waiting, wt, 'pending', 'cancelled', ARGV[17], ARGV[6])
     end
     redis.call('HSET', t, 'runkey', rk)
     redis.call('SET', p..':r:'..rk, id)

@@ -420,11 +420,11 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.campaign(name, owner, now, until).await
+        self.elect_leader(name, owner, now, until).await
     }
 
     async fn resign(&self, name: &str, owner: &str) -> Result<(), StoreError> {
-        self.step_down(name, owner).await
+        self.resign_leader(name, owner).await
     }
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
