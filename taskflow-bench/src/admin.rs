@@ -36,6 +36,7 @@ pub(crate) fn finished(n: usize) -> TaskRecord {
         tags: BTreeMap::from([("user_id".to_owned(), (n % 1000).to_string())]),
         source: TaskSource::Manual,
         priority: 0,
+        queue: taskflow::DEFAULT_QUEUE.to_owned(),
         args: json!({ "address": format!("user{n}@example.com") }),
         result: None,
         idempotency_key: None,

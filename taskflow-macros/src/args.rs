@@ -17,6 +17,7 @@ pub(crate) const KEYS: &[&str] = &[
     "timeout",
     "name",
     "priority",
+    "queue",
     "eager",
     "requeue_on_interrupt",
     "blocking",
@@ -72,6 +73,7 @@ pub(crate) struct TaskArgs {
     pub(crate) timeout: Attr<Dur>,
     pub(crate) name: Attr<String>,
     pub(crate) priority: Attr<i32>,
+    pub(crate) queue: Attr<String>,
     pub(crate) eager: Attr<bool>,
     pub(crate) requeue_on_interrupt: Attr<bool>,
     pub(crate) blocking: Attr<bool>,
@@ -89,6 +91,7 @@ impl TaskArgs {
             timeout: Attr::new("timeout"),
             name: Attr::new("name"),
             priority: Attr::new("priority"),
+            queue: Attr::new("queue"),
             eager: Attr::new("eager"),
             requeue_on_interrupt: Attr::new("requeue_on_interrupt"),
             blocking: Attr::new("blocking"),
@@ -139,6 +142,7 @@ impl TaskArgs {
             "name" => name_value(&value).map(|v| self.name.set(span, v, errors)),
             "priority" => int_value::<i32>(&value, "priority", "priority = 10", true)
                 .map(|v| self.priority.set(span, v, errors)),
+            "queue" => queue_value(&value).map(|v| self.queue.set(span, v, errors)),
             "eager" => bool_value(&value, "eager").map(|v| self.eager.set(span, v, errors)),
             "requeue_on_interrupt" => bool_value(&value, "requeue_on_interrupt")
                 .map(|v| self.requeue_on_interrupt.set(span, v, errors)),
@@ -315,6 +319,29 @@ fn name_value(expr: &Expr) -> syn::Result<String> {
     }
     if name.len() > 200 {
         return Err(syn::Error::new_spanned(expr, "`name` must be at most 200 bytes long"));
+    }
+    Ok(name)
+}
+
+/// A queue name, by the rule of `taskflow::is_valid_queue_name`.
+fn queue_value(expr: &Expr) -> syn::Result<String> {
+    let Some((Lit::Str(s), false)) = literal(expr) else {
+        return Err(syn::Error::new_spanned(
+            expr,
+            "`queue` must be a string literal: write `queue = \"emails\"`",
+        ));
+    };
+    let name = s.value();
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if !valid {
+        return Err(syn::Error::new_spanned(
+            expr,
+            format!(
+                "`queue` has an invalid name {name:?}: a queue name is 1 to 64 ASCII letters, digits, `_`, `-` or `.`, such as `queue = \"emails\"`"
+            ),
+        ));
     }
     Ok(name)
 }

@@ -62,6 +62,9 @@ fn options(krate: &TokenStream, name: &str, args: &TaskArgs, is_async: bool) -> 
     if let Some(v) = args.requeue_on_interrupt.get() {
         calls.push(quote!(.requeue_on_interrupt(#v)));
     }
+    if let Some(v) = args.queue.get() {
+        calls.push(quote!(.queue(#v)));
+    }
     if let Some(v) = args.jitter.get() {
         calls.push(quote!(.jitter(#v)));
     }

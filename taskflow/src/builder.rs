@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::engine::queues::Queues;
 use crate::engine::{DEFAULT_CONCURRENCY, Engine, Settings};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::manager::TaskManager;
 use crate::observer::{Observers, TaskObserver};
+use crate::queue::Queue;
 use crate::registry::registry;
 use crate::store::{Deadline, MemoryStore, Retention, Store, StoreTimeouts};
 
@@ -42,6 +44,8 @@ pub struct TaskManagerBuilder {
     poll_every: Duration,
     store_timeouts: StoreTimeouts,
     limits: Limits,
+    queues: Vec<(String, Queue)>,
+    run_queues: Option<Vec<String>>,
     #[cfg(feature = "sqlite")]
     sqlite: Option<std::path::PathBuf>,
 }
@@ -60,6 +64,8 @@ impl Default for TaskManagerBuilder {
             poll_every: Duration::from_secs(1),
             store_timeouts: StoreTimeouts::default(),
             limits: Limits::default(),
+            queues: Vec::new(),
+            run_queues: None,
             #[cfg(feature = "sqlite")]
             sqlite: None,
         }
@@ -87,10 +93,57 @@ impl TaskManagerBuilder {
         self
     }
 
-    /// How many attempts may run at once (at least 1). Tasks beyond it wait in the store and
-    /// start by priority as slots free up.
+    /// How many attempts of the [default queue](crate::DEFAULT_QUEUE), and of every queue
+    /// that sets no concurrency of its own, may run at once on this instance (at least 1).
+    /// Tasks beyond it wait in the store and start by priority as slots free up.
     pub fn concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// Declares the queue `name` with its settings (declaring [`DEFAULT_QUEUE`](crate::DEFAULT_QUEUE)
+    /// replaces the default one's; declaring a name twice keeps the last). Every queue that a
+    /// registered `#[task(queue = "...")]` names must be declared, or `build()` fails naming
+    /// the task; an enqueue into an undeclared queue fails with
+    /// [`Error::UnknownQueue`]. A zero concurrency, global concurrency or `max_pending` fails
+    /// `build()` with [`Error::InvalidQueue`].
+    ///
+    /// Each queue has its own producer and slots: a flood of one kind of task does not hold
+    /// up another. `max_pending` is checked at enqueue against the store's count of the
+    /// queue's pending tasks, read every poll interval (and again, at most every 50 ms, while
+    /// the queue refuses) plus this instance's enqueues since: one instance never holds more;
+    /// with several instances on a shared store, the bound can be overshot by what the
+    /// others enqueue between two reads.
+    ///
+    /// ```rust,standalone_crate
+    /// use taskflow::{Queue, TaskManager};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> taskflow::Result<()> {
+    /// let manager = TaskManager::builder()
+    ///     .concurrency(16) // the default queue
+    ///     .queue("emails", Queue::new().concurrency(4).max_pending(10_000))
+    ///     .queue("reports", Queue::new().concurrency(1).global_concurrency(2))
+    ///     .build()
+    ///     .await?;
+    /// let queues = manager.queues().await?;
+    /// assert_eq!(queues.iter().map(|q| q.name.as_str()).collect::<Vec<_>>(), ["default", "emails", "reports"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn queue(mut self, name: impl Into<String>, queue: Queue) -> Self {
+        let name = name.into();
+        self.queues.retain(|(declared, _)| *declared != name);
+        self.queues.push((name, queue));
+        self
+    }
+
+    /// The queues this instance runs (fetches from), by name; all declared queues when not
+    /// called, none for `run_queues([] as [&str; 0])` (a process that only enqueues). An
+    /// instance may enqueue into every declared queue, run here or not, so web and worker
+    /// processes can be split. A name not declared fails `build()`.
+    pub fn run_queues<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> Self {
+        self.run_queues = Some(names.into_iter().map(Into::into).collect());
         self
     }
 
@@ -152,7 +205,9 @@ impl TaskManagerBuilder {
         self
     }
 
-    /// Starts the manager: checks the registry (two tasks sharing a name is an error),
+    /// Starts the manager: checks the registry (two tasks sharing a name is an error, and so
+    /// is a task whose queue is not declared) and the queues' settings, reads the queues'
+    /// shared state,
     /// rescues tasks left `running` by a dead process (requeued, failed as a poison pill, or
     /// `interrupted`), and starts the producer, which fetches every available task, and the
     /// maintenance services (lease renewal, rescue, retention).
@@ -163,6 +218,7 @@ impl TaskManagerBuilder {
         }
         let recover = self.recover;
         let engine = self.engine()?;
+        crate::maintenance::watch(&engine).await;
         crate::maintenance::campaign(&engine).await;
         if recover && engine.is_leading() {
             crate::maintenance::rescue(&engine).await?;
@@ -180,6 +236,22 @@ impl TaskManagerBuilder {
 
     fn engine(self) -> Result<Arc<Engine>> {
         registry().check()?;
+        let queues = Queues::new(
+            self.queues,
+            self.run_queues.as_deref(),
+            self.concurrency,
+            self.poll_every,
+        )?;
+        for task in registry().iter() {
+            let queue = task.options().default_queue();
+            if queues.get(queue).is_none() {
+                return Err(Error::UndeclaredQueue {
+                    task: task.name().to_owned(),
+                    queue: queue.to_owned(),
+                    location: task.location(),
+                });
+            }
+        }
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let mut store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let remote = store.enqueued_elsewhere();
@@ -191,7 +263,7 @@ impl TaskManagerBuilder {
             remote,
             observers: Observers::new(self.observers),
             runtime,
-            concurrency: self.concurrency,
+            queues,
             lease: self.lease,
             retention: self.retention,
             prune_every: self.prune_every,
@@ -203,7 +275,7 @@ impl TaskManagerBuilder {
 
 /// Starts the producer and the maintenance services of `engine`.
 fn start(engine: Arc<Engine>) -> TaskManager {
-    engine.start_producer();
+    engine.start_producers();
     crate::maintenance::start(&engine);
     TaskManager::from_engine(engine)
 }

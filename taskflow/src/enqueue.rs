@@ -16,10 +16,10 @@ pub(crate) trait Enqueuer: Send + Sync + std::fmt::Debug {
     /// Stores `new`; when `held`, it is not started until [`Enqueuer::release`] (a request's
     /// tasks, which start once the response is out).
     fn enqueue(self: Arc<Self>, new: NewTask, held: bool) -> Result<Enqueued>;
-    /// Lets the task `id` start once `write` (if any) has made it durable.
-    fn start_when_durable(self: Arc<Self>, id: TaskId, write: Option<WriteTicket>);
-    /// Lets held tasks start.
-    fn release(self: Arc<Self>, ids: Vec<TaskId>);
+    /// Lets the task `id` of `queue` start once `write` (if any) has made it durable.
+    fn start_when_durable(self: Arc<Self>, id: TaskId, queue: &str, write: Option<WriteTicket>);
+    /// Lets held tasks start (of the queues `queues`).
+    fn release(self: Arc<Self>, ids: Vec<TaskId>, queues: Vec<String>);
 }
 
 /// One enqueued task, before it is stored: its id, the task's declared options, its JSON
@@ -52,6 +52,11 @@ impl NewTask {
     /// The effective priority.
     pub fn priority(&self) -> i32 {
         self.options.priority_override().unwrap_or(self.task.default_priority())
+    }
+
+    /// The effective queue: the per-call override, else the `#[task]` queue.
+    pub fn queue(&self) -> &str {
+        self.options.queue_override().unwrap_or(self.task.default_queue())
     }
 
     /// Whether the task starts at enqueue rather than after the response.

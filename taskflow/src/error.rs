@@ -62,6 +62,50 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// The queue holds as many `pending` tasks as its `max_pending` allows; nothing was
+    /// stored. In a request, the axum layer answers `429 Too Many Requests` with a
+    /// `Retry-After` header.
+    #[error(
+        "queue `{queue}` is full: it holds its limit of {limit} pending tasks; try again in {retry_after} s"
+    )]
+    QueueFull {
+        /// The queue.
+        queue: String,
+        /// Its `max_pending`.
+        limit: u64,
+        /// When its count is read again, in seconds: the `Retry-After` to send.
+        retry_after: u64,
+    },
+    /// An enqueue names a queue that the manager does not declare (see
+    /// [`TaskManagerBuilder::queue`](crate::TaskManagerBuilder::queue)); nothing was stored.
+    #[error(
+        "queue `{queue}` is not declared: declare it with `TaskManager::builder().queue(\"{queue}\", Queue::new())`"
+    )]
+    UnknownQueue {
+        /// The queue named.
+        queue: String,
+    },
+    /// A registered task's `#[task(queue = "...")]` names a queue the builder does not
+    /// declare: an error at `build()`, so its tasks cannot wait in a queue nobody runs.
+    #[error(
+        "task `{task}` (at {location}) goes to queue `{queue}`, which this manager does not declare: add `.queue(\"{queue}\", Queue::new())` to the builder"
+    )]
+    UndeclaredQueue {
+        /// The task.
+        task: String,
+        /// Its queue.
+        queue: String,
+        /// Where the task is defined.
+        location: String,
+    },
+    /// A queue's settings at `build()` (or changed at run time) are not valid.
+    #[error("queue `{queue}`: {reason}")]
+    InvalidQueue {
+        /// The queue.
+        queue: String,
+        /// What is wrong, naming the setting.
+        reason: String,
+    },
     /// No task has this id.
     #[error("task {id} not found")]
     TaskNotFound {

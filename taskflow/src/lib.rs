@@ -45,6 +45,7 @@ mod maintenance;
 mod manager;
 mod observer;
 mod options;
+mod queue;
 mod record;
 mod registry;
 pub mod store;
@@ -72,6 +73,10 @@ pub use crate::limits::Limits;
 pub use crate::manager::{CancelOutcome, TaskManager};
 pub use crate::observer::{EventKind, MemoryObserver, StdoutObserver, TaskEvent, TaskObserver};
 pub use crate::options::{EnqueueOptions, TaskOptions};
+pub use crate::queue::{
+    DEFAULT_QUEUE, MAX_QUEUE_NAME, Queue, QueueChange, QueueCounts, QueueInfo, QueueState,
+    is_valid_queue_name,
+};
 pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
 pub use crate::registry::{RegisteredTask, Registry, registry};
 #[cfg(feature = "mysql")]

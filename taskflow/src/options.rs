@@ -35,6 +35,7 @@ pub struct TaskOptions {
     requeue_on_interrupt: bool,
     blocking: bool,
     jitter: bool,
+    queue: &'static str,
 }
 
 impl TaskOptions {
@@ -53,7 +54,20 @@ impl TaskOptions {
             requeue_on_interrupt: false,
             blocking: false,
             jitter: false,
+            queue: crate::queue::DEFAULT_QUEUE,
         }
+    }
+
+    /// Sets the queue its tasks go to (`#[task(queue = "emails")]`); the macro checks the
+    /// name ([`is_valid_queue_name`](crate::is_valid_queue_name)).
+    pub const fn queue(mut self, queue: &'static str) -> Self {
+        self.queue = queue;
+        self
+    }
+
+    /// The queue its tasks go to unless an enqueue names another.
+    pub const fn default_queue(&self) -> &'static str {
+        self.queue
     }
 
     /// Sets whether each retry's wait is drawn at random between zero and the backoff's
@@ -220,6 +234,7 @@ pub struct EnqueueOptions {
     run_at: Option<chrono::DateTime<chrono::Utc>>,
     eager: Option<bool>,
     retries: Option<u32>,
+    queue: Option<String>,
 }
 
 impl EnqueueOptions {
@@ -314,6 +329,19 @@ impl EnqueueOptions {
     pub fn retries(mut self, retries: u32) -> Self {
         self.retries = Some(retries);
         self
+    }
+
+    /// Puts the task in `queue` instead of its `#[task]` queue. The queue must be one the
+    /// manager declares ([`TaskManagerBuilder::queue`](crate::TaskManagerBuilder::queue));
+    /// another name fails the enqueue with [`Error::UnknownQueue`](crate::Error::UnknownQueue).
+    pub fn queue(mut self, queue: impl Into<String>) -> Self {
+        self.queue = Some(queue.into());
+        self
+    }
+
+    /// The queue override, if set.
+    pub fn queue_override(&self) -> Option<&str> {
+        self.queue.as_deref()
     }
 
     /// The run key, if set.

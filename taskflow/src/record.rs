@@ -206,6 +206,10 @@ pub struct TaskRecord {
     pub source: TaskSource,
     /// Higher runs first.
     pub priority: i32,
+    /// The queue it belongs to ([`DEFAULT_QUEUE`](crate::DEFAULT_QUEUE) unless the task or
+    /// the enqueue names another).
+    #[serde(default = "default_queue")]
+    pub queue: String,
     /// Its arguments: a JSON object keyed by parameter name.
     pub args: Value,
     /// The JSON of its returned value.
@@ -229,6 +233,10 @@ pub struct TaskRecord {
     pub lease_owner: Option<String>,
     /// When that runner's hold lapses unless renewed.
     pub lease_expires_at: Option<DateTime<Utc>>,
+}
+
+fn default_queue() -> String {
+    crate::queue::DEFAULT_QUEUE.to_owned()
 }
 
 impl TaskRecord {

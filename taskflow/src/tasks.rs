@@ -106,7 +106,19 @@ impl Tasks {
                 tracing::error!(task_id = %id, error = %err, "taskflow: could not enqueue task");
                 if let Sink::Request(batch) = &self.sink {
                     let mut state = batch.lock();
-                    state.too_large |= matches!(err, Error::TooLarge { .. });
+                    match &err {
+                        Error::TooLarge { .. } => {
+                            state.rejection.get_or_insert(Rejection::TooLarge);
+                        }
+                        Error::QueueFull { queue, limit, retry_after } => {
+                            state.rejection = Some(Rejection::QueueFull {
+                                queue: queue.clone(),
+                                limit: *limit,
+                                retry_after: *retry_after,
+                            });
+                        }
+                        _ => {}
+                    }
                     state.errors.push(err.to_string());
                 }
                 id
@@ -134,15 +146,17 @@ impl Tasks {
                 Ok(id)
             }
             Sink::Immediate(enqueuer) => {
+                let queue = new.queue().to_owned();
                 let enqueued = Arc::clone(enqueuer).enqueue(new, false)?;
                 if enqueued.created {
-                    Arc::clone(enqueuer).start_when_durable(enqueued.id, enqueued.write);
+                    Arc::clone(enqueuer).start_when_durable(enqueued.id, &queue, enqueued.write);
                 }
                 Ok(enqueued.id)
             }
             Sink::Request(batch) => {
                 // Held until the response is out, unless eager or the response already left.
                 let held = !new.eager() && !batch.lock().released;
+                let queue = new.queue().to_owned();
                 let enqueued = Arc::clone(&batch.enqueuer).enqueue(new, held)?;
                 batch.enqueued.store(true, Ordering::Release);
                 let mut state = batch.lock();
@@ -152,12 +166,19 @@ impl Tasks {
                 }
                 if held && !state.released {
                     state.held.push(enqueued.id);
+                    if !state.held_queues.contains(&queue) {
+                        state.held_queues.push(queue);
+                    }
                 } else {
                     drop(state);
                     if held {
-                        Arc::clone(&batch.enqueuer).release(vec![enqueued.id]);
+                        Arc::clone(&batch.enqueuer).release(vec![enqueued.id], vec![queue.clone()]);
                     }
-                    Arc::clone(&batch.enqueuer).start_when_durable(enqueued.id, enqueued.write);
+                    Arc::clone(&batch.enqueuer).start_when_durable(
+                        enqueued.id,
+                        &queue,
+                        enqueued.write,
+                    );
                 }
                 Ok(enqueued.id)
             }
@@ -194,6 +215,16 @@ pub(crate) fn new_task<T: Task>(
     NewTask { id: TaskId::new(), task: T::options(), args, options }
 }
 
+/// Why a request's enqueue failed, beyond an unavailable store: what the response says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
+pub(crate) enum Rejection {
+    /// A task over the limits: `413`.
+    TooLarge,
+    /// A full queue: `429` with `Retry-After`.
+    QueueFull { queue: String, limit: u64, retry_after: u64 },
+}
+
 /// The tasks one request enqueued, held back until its response has been handed to the server.
 #[derive(Debug)]
 pub(crate) struct RequestBatch {
@@ -206,10 +237,12 @@ pub(crate) struct RequestBatch {
 struct BatchState {
     /// The tasks stored held back, to release with the response.
     held: Vec<TaskId>,
+    /// Their queues, each once.
+    held_queues: Vec<String>,
     writes: Vec<WriteTicket>,
     errors: Vec<String>,
-    /// Whether one of `errors` is a task over the limits (the response is then a `413`).
-    too_large: bool,
+    /// Why the response must fail, when one of `errors` says more than "unavailable".
+    rejection: Option<Rejection>,
     released: bool,
 }
 
@@ -228,10 +261,10 @@ impl RequestBatch {
         self.enqueued.load(Ordering::Acquire)
     }
 
-    /// Errors met while enqueuing, and whether one was a task over the limits.
-    pub(crate) fn errors(&self) -> (Vec<String>, bool) {
+    /// Errors met while enqueuing, and the rejection they make, if any.
+    pub(crate) fn errors(&self) -> (Vec<String>, Option<Rejection>) {
         let state = self.lock();
-        (state.errors.clone(), state.too_large)
+        (state.errors.clone(), state.rejection.clone())
     }
 
     /// Waits until every task the request stored is durable.
@@ -246,13 +279,13 @@ impl RequestBatch {
     /// Starts the held-back tasks (in one store write for all of them); tasks enqueued later
     /// start at once.
     pub(crate) fn release(&self) {
-        let held = {
+        let (held, queues) = {
             let mut state = self.lock();
             state.released = true;
-            std::mem::take(&mut state.held)
+            (std::mem::take(&mut state.held), std::mem::take(&mut state.held_queues))
         };
         if !held.is_empty() {
-            Arc::clone(&self.enqueuer).release(held);
+            Arc::clone(&self.enqueuer).release(held, queues);
         }
     }
 }

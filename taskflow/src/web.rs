@@ -18,7 +18,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::manager::TaskManager;
-use crate::tasks::{RequestBatch, Tasks};
+use crate::tasks::{Rejection, RequestBatch, Tasks};
 
 impl TaskManager {
     /// The tower layer that makes [`Tasks`] extractable in every handler it wraps.
@@ -113,31 +113,47 @@ where
             let response = inner.call(request).await.into_response();
             let response = match stored(&batch).await {
                 Ok(()) => response,
-                Err((status, message)) => {
-                    let body = serde_json::json!({ "error": message });
-                    (status, Json(body)).into_response()
-                }
+                Err(refusal) => refusal,
             };
             Ok(response.map(|body| Body::new(ReleasingBody { body, _guard: guard })))
         })
     }
 }
 
-/// Waits until the request's tasks are durable; the status and error to send when they are
-/// not: `413` for a task over the limits, `503` otherwise.
-async fn stored(batch: &RequestBatch) -> Result<(), (StatusCode, String)> {
-    let (errors, too_large) = batch.errors();
+/// Waits until the request's tasks are durable; the response to send when they are not:
+/// `413` for a task over the limits, `429` with `Retry-After` for a full queue, `503`
+/// otherwise, each with a JSON body.
+async fn stored(batch: &RequestBatch) -> Result<(), Response> {
+    let (errors, rejection) = batch.errors();
     if !errors.is_empty() {
-        let status =
-            if too_large { StatusCode::PAYLOAD_TOO_LARGE } else { StatusCode::SERVICE_UNAVAILABLE };
-        return Err((status, format!("could not enqueue background task: {}", errors.join("; "))));
+        let error = format!("could not enqueue background task: {}", errors.join("; "));
+        return Err(match rejection {
+            Some(Rejection::TooLarge) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, Json(serde_json::json!({ "error": error })))
+                    .into_response()
+            }
+            Some(Rejection::QueueFull { queue, limit, retry_after }) => {
+                let body = serde_json::json!({
+                    "error": error,
+                    "queue": queue,
+                    "max_pending": limit,
+                    "retry_after": retry_after,
+                });
+                let retry = [(axum::http::header::RETRY_AFTER, retry_after.to_string())];
+                (StatusCode::TOO_MANY_REQUESTS, retry, Json(body)).into_response()
+            }
+            None => (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": error })))
+                .into_response(),
+        });
     }
     if !batch.enqueued_any() {
         return Ok(());
     }
     batch.durable().await.map_err(|err| {
         tracing::error!(error = %err, "taskflow: could not make the request's tasks durable");
-        (StatusCode::SERVICE_UNAVAILABLE, format!("could not enqueue background task: {err}"))
+        let error = format!("could not enqueue background task: {err}");
+        (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "error": error })))
+            .into_response()
     })
 }
 

@@ -125,7 +125,10 @@ async fn check(store: &dyn Store, damaged: TaskId, healthy: TaskId, column: &str
         owner: "corrupt".into(),
         expires_at: chrono::Utc::now() + chrono::Duration::minutes(1),
     };
-    let fetched = store.fetch(100, chrono::Utc::now(), &runner).await.expect("the fetch answers");
+    let fetched = store
+        .fetch(&taskflow::store::Fetch::new("default", 100, chrono::Utc::now(), &runner))
+        .await
+        .expect("the fetch answers");
     assert!(fetched.iter().any(|t| t.task_id == healthy), "the other task can still run");
     store.stats(None).await.expect("statistics still answer");
     store.reclaim_expired(chrono::Utc::now(), 3).await.expect("reclaim still answers");

@@ -19,6 +19,7 @@ mod model;
 mod multi;
 pub(crate) mod outage;
 mod outcomes;
+mod queues;
 mod restart;
 mod routes;
 mod sqlite;

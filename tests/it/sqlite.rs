@@ -225,7 +225,7 @@ async fn unusable_database_files_are_clear_errors() {
     rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", 99).unwrap();
     let err = SqliteStore::open(&newer).unwrap_err();
     assert!(
-        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 3, .. }),
+        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 4, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("upgrade taskflow"), "{err}");
@@ -452,9 +452,11 @@ async fn a_version_1_file_is_migrated_for_fetching() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP INDEX tasks_waiting_key; ALTER TABLE tasks DROP COLUMN run_key;
+        "DROP INDEX tasks_queue_active; DROP TABLE queues; DROP INDEX tasks_waiting_key;
+         ALTER TABLE tasks DROP COLUMN run_key;
          DROP INDEX tasks_available; DROP INDEX tasks_waiting; DROP TABLE leaders;
-         ALTER TABLE tasks DROP COLUMN wait_until; PRAGMA user_version = 1;",
+         ALTER TABLE tasks DROP COLUMN wait_until; ALTER TABLE tasks DROP COLUMN queue;
+         PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(conn);
@@ -463,9 +465,12 @@ async fn a_version_1_file_is_migrated_for_fetching() {
         owner: "migrated".into(),
         expires_at: chrono::Utc::now() + chrono::Duration::minutes(1),
     };
-    let now = store.fetch(10, chrono::Utc::now(), &lease).await.unwrap();
+    let now = store
+        .fetch(&taskflow::store::Fetch::new("default", 10, chrono::Utc::now(), &lease))
+        .await
+        .unwrap();
     assert_eq!(now.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![due]);
     let at = chrono::Utc::now() + chrono::Duration::hours(2);
-    let then = store.fetch(10, at, &lease).await.unwrap();
+    let then = store.fetch(&taskflow::store::Fetch::new("default", 10, at, &lease)).await.unwrap();
     assert_eq!(then.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![later]);
 }

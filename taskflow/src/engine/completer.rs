@@ -54,8 +54,10 @@ pub(crate) async fn complete(
         engine.completions.write(&engine.store, record.task_id, lease.clone(), next.change).await;
     if written {
         context.emit(next.event, next.message);
-        if let Some(due) = next.due {
-            engine.wake.at(due, engine.clock.now());
+        if let Some(due) = next.due
+            && let Some(runner) = engine.queues.get(&record.queue)
+        {
+            runner.wake.at(due, engine.clock.now());
         }
     }
 }

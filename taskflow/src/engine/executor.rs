@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use tokio::sync::OwnedSemaphorePermit;
 use tracing::Instrument;
 
 use super::completer::{self, Outcome};
+use super::queues::Slot;
 use super::running::RunningTask;
 use super::{Engine, StopReason};
 use crate::error::Error;
@@ -17,18 +17,14 @@ use crate::record::TaskRecord;
 use crate::registry::registry;
 use crate::store::Lease;
 
-/// Starts the attempt of `record`, fetched under `lease`, holding `permit` while it runs.
-pub(crate) fn spawn(
-    engine: &Arc<Engine>,
-    record: TaskRecord,
-    lease: Lease,
-    permit: OwnedSemaphorePermit,
-) {
+/// Starts the attempt of `record`, fetched under `lease`, holding a `slot` of its queue while
+/// it runs.
+pub(crate) fn spawn(engine: &Arc<Engine>, record: TaskRecord, lease: Lease, slot: Slot) {
     let running = engine.running.insert(record.task_id);
     let engine = Arc::clone(engine);
     let runtime = engine.runtime.clone();
     // Boxed: the attempt's state is large, and the spawned future stays small.
-    let attempt = Box::pin(run(engine.clone(), record, lease, permit, running));
+    let attempt = Box::pin(run(engine.clone(), record, lease, slot, running));
     engine.tracker.spawn_on(attempt, &runtime);
 }
 
@@ -36,7 +32,7 @@ async fn run(
     engine: Arc<Engine>,
     record: TaskRecord,
     lease: Lease,
-    permit: OwnedSemaphorePermit,
+    slot: Slot,
     running: Arc<RunningTask>,
 ) {
     let attempt = record.retries_used;
@@ -44,7 +40,7 @@ async fn run(
     context.emit(EventKind::Started, None);
     let outcome = execute(&record, &context, &running).await;
     // The slot limits running user code, not store writes: free it first.
-    drop(permit);
+    drop(slot);
     completer::complete(&engine, &record, &lease, &context, outcome).await;
     engine.running.remove(&record.task_id);
 }

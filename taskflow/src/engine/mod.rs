@@ -9,6 +9,7 @@ mod completer;
 mod completions;
 mod executor;
 mod producer;
+pub(crate) mod queues;
 mod records;
 mod running;
 mod wake;
@@ -18,16 +19,16 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use self::queues::{QueueRunner, Queues};
 pub(crate) use self::records::{new_record, retry_record};
 pub(crate) use self::running::{Running, StopReason};
-use self::wake::Wake;
 use crate::context::TaskContext;
 use crate::enqueue::{Enqueuer, NewTask};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::id::TaskId;
 use crate::limits::Limits;
@@ -54,10 +55,8 @@ pub(crate) struct Engine {
     /// Cancelled when shutdown starts: the producer stops fetching.
     pub(crate) stopping: CancellationToken,
     pub(crate) running: Running,
-    /// One permit per attempt that may run at once.
-    pub(crate) slots: Arc<Semaphore>,
-    /// Wakes the producer: local enqueues, retries coming due, polling.
-    pub(crate) wake: Arc<Wake>,
+    /// The queues, each with its slots and its producer's wake.
+    pub(crate) queues: Queues,
     /// A shared store's signal that another instance enqueued (`None`: not shared).
     pub(crate) remote: Option<Arc<Notify>>,
     pub(crate) lease: Duration,
@@ -91,7 +90,7 @@ pub(crate) struct Settings {
     pub(crate) remote: Option<Arc<Notify>>,
     pub(crate) observers: Observers,
     pub(crate) runtime: tokio::runtime::Handle,
-    pub(crate) concurrency: usize,
+    pub(crate) queues: Queues,
     pub(crate) lease: Duration,
     pub(crate) retention: Retention,
     pub(crate) prune_every: Duration,
@@ -113,8 +112,7 @@ impl Engine {
             tracker: TaskTracker::new(),
             stopping: CancellationToken::new(),
             running: Running::default(),
-            slots: Arc::new(Semaphore::new(settings.concurrency)),
-            wake: Arc::default(),
+            queues: settings.queues,
             remote: settings.remote,
             lease: settings.lease,
             last_expiry: AtomicI64::new(0),
@@ -141,9 +139,25 @@ impl Engine {
         was
     }
 
-    /// Starts the producer, which fetches until shutdown.
-    pub(crate) fn start_producer(self: &Arc<Self>) {
-        producer::spawn(self);
+    /// Starts a producer for each queue this instance runs, which fetches until shutdown,
+    /// and passes a shared store's notifications on to them.
+    pub(crate) fn start_producers(self: &Arc<Self>) {
+        for runner in self.queues.iter().filter(|runner| runner.runs) {
+            producer::spawn(self, runner);
+        }
+        if let Some(remote) = self.remote.clone() {
+            let (weak, stopping) = (Arc::downgrade(self), self.stopping.clone());
+            self.runtime.spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = remote.notified() => {}
+                        () = stopping.cancelled() => return,
+                    }
+                    let Some(engine) = weak.upgrade() else { return };
+                    engine.queues.wake_all();
+                }
+            });
+        }
     }
 
     /// A lease for a fetch starting now, expiring strictly after every earlier fetch's.
@@ -179,18 +193,30 @@ impl Engine {
         )
     }
 
-    /// Stores a new task (held back from fetching when `held`) and reports it enqueued.
+    /// Stores a new task (held back from fetching when `held`) and reports it enqueued. Fails
+    /// with nothing stored for an undeclared queue, or a queue at its `max_pending`.
     pub(crate) fn store_new(self: &Arc<Self>, new: NewTask, held: bool) -> Result<Enqueued> {
         let record = new_record(new, self.clock.now());
         self.limits.check(&record)?;
         let (pending, due) = (record.status == TaskStatus::Pending, record.scheduled_at);
+        let runner =
+            if pending { self.admit(&record)? } else { Arc::clone(self.queue_of(&record)?) };
         let context = (!self.observers.is_empty()).then(|| self.context_for(&record));
-        let mut enqueued = if held && pending {
+        let stored = if held && pending {
             let hold = chrono::Duration::from_std(REQUEST_HOLD).unwrap_or_default();
             let until = self.clock.now() + hold;
-            self.store.enqueue_held(record, until)?
+            self.store.enqueue_held(record, until)
         } else {
-            self.store.enqueue(record)?
+            self.store.enqueue(record)
+        };
+        let mut enqueued = match stored {
+            Ok(enqueued) => enqueued,
+            Err(err) => {
+                if pending {
+                    runner.unadmit();
+                }
+                return Err(err.into());
+            }
         };
         let id = enqueued.id;
         enqueued.write = enqueued.write.map(|write| write.read_back(Arc::clone(&self.store), id));
@@ -199,23 +225,53 @@ impl Engine {
                 context.emit(EventKind::Enqueued, None);
             }
             if let Some(due) = due {
-                self.wake.at(due, self.clock.now());
+                runner.wake.at(due, self.clock.now());
             }
+        } else if pending {
+            runner.unadmit();
         }
         Ok(enqueued)
     }
 
-    /// Wakes the producer once `write` has made a task durable (at once without one); logs a
-    /// write that failed.
-    pub(crate) fn start_when_durable(self: &Arc<Self>, id: TaskId, write: Option<WriteTicket>) {
+    /// The declared queue of `record`.
+    fn queue_of(&self, record: &TaskRecord) -> Result<&Arc<QueueRunner>> {
+        self.queues
+            .get(&record.queue)
+            .ok_or_else(|| Error::UnknownQueue { queue: record.queue.clone() })
+    }
+
+    /// Counts the pending task `record` into its queue, or refuses it: an undeclared queue,
+    /// or one at its `max_pending` (by this instance's estimate; see
+    /// [`TaskManagerBuilder::queue`](crate::TaskManagerBuilder::queue)).
+    pub(crate) fn admit(self: &Arc<Self>, record: &TaskRecord) -> Result<Arc<QueueRunner>> {
+        let runner = self.queue_of(record)?;
+        if let Err((limit, recount)) = runner.admit() {
+            if recount {
+                queues::recount(self, runner);
+            }
+            let retry_after = self.queues.retry_after;
+            return Err(Error::QueueFull { queue: record.queue.clone(), limit, retry_after });
+        }
+        Ok(Arc::clone(runner))
+    }
+
+    /// Wakes the producer of `queue` once `write` has made a task durable (at once without
+    /// one); logs a write that failed.
+    pub(crate) fn start_when_durable(
+        self: &Arc<Self>,
+        id: TaskId,
+        queue: &str,
+        write: Option<WriteTicket>,
+    ) {
         let Some(write) = write else {
-            self.wake.now();
+            self.queues.wake(queue);
             return;
         };
         let engine = Arc::clone(self);
+        let queue = queue.to_owned();
         self.runtime.spawn(async move {
             match write.wait().await {
-                Ok(()) => engine.wake.now(),
+                Ok(()) => engine.queues.wake(&queue),
                 Err(err) => {
                     tracing::error!(task_id = %id, error = %err, "taskflow: the task could not be stored; it will not run");
                 }
@@ -223,8 +279,8 @@ impl Engine {
         });
     }
 
-    /// Lets a request's held tasks be fetched, and wakes the producer for them.
-    pub(crate) fn release_held(self: &Arc<Self>, ids: Vec<TaskId>) {
+    /// Lets a request's held tasks be fetched, and wakes the producers of their `queues`.
+    pub(crate) fn release_held(self: &Arc<Self>, ids: Vec<TaskId>, queues: Vec<String>) {
         if ids.is_empty() {
             return;
         }
@@ -234,7 +290,9 @@ impl Engine {
             for _ in 0..8 {
                 match engine.store.release_held(&ids).await {
                     Ok(()) => {
-                        engine.wake.now();
+                        for queue in &queues {
+                            engine.queues.wake(queue);
+                        }
                         return;
                     }
                     Err(err) => {
@@ -254,11 +312,11 @@ impl Enqueuer for Engine {
         self.store_new(new, held)
     }
 
-    fn start_when_durable(self: Arc<Self>, id: TaskId, write: Option<WriteTicket>) {
-        Engine::start_when_durable(&self, id, write);
+    fn start_when_durable(self: Arc<Self>, id: TaskId, queue: &str, write: Option<WriteTicket>) {
+        Engine::start_when_durable(&self, id, queue, write);
     }
 
-    fn release(self: Arc<Self>, ids: Vec<TaskId>) {
-        self.release_held(ids);
+    fn release(self: Arc<Self>, ids: Vec<TaskId>, queues: Vec<String>) {
+        self.release_held(ids, queues);
     }
 }

@@ -1,15 +1,16 @@
-//! The producer: the one place that decides what starts. It waits for a free slot, asks the
-//! store for up to as many available tasks as there are free slots (one statement or script,
-//! already leased to this runner), hands each to an executor, and when the store had fewer
-//! than it asked for, sleeps until something may have changed (see [`Wake`](super::wake)).
-//! An idle engine costs one fetch per poll interval.
+//! The producer of one queue: the one place that decides what of it starts. It waits for a
+//! free slot of the queue, asks the store for up to as many of the queue's available tasks as
+//! there are free slots (one statement or script, already leased to this runner, within the
+//! queue's global limit), hands each to an executor, and when the store had fewer than it
+//! asked for, sleeps until something may have changed (see [`Wake`](super::wake)). An idle
+//! queue costs one fetch per poll interval.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::OwnedSemaphorePermit;
-
+use super::queues::{QueueRunner, Slot};
 use super::{Engine, executor};
+use crate::store::Fetch;
 
 /// The most tasks one fetch asks for.
 const MAX_FETCH: usize = 256;
@@ -18,47 +19,33 @@ const MAX_FETCH: usize = 256;
 /// and a stream of due times costs at most one fetch per this interval.
 const COALESCE: chrono::TimeDelta = chrono::TimeDelta::milliseconds(5);
 
-/// Runs until shutdown starts, or until the engine is dropped: between fetches it holds only
-/// what it waits on, not the engine.
-pub(crate) fn spawn(engine: &Arc<Engine>) {
+/// Runs the producer of `runner`'s queue until shutdown starts, or until the engine is
+/// dropped: between fetches it holds only what it waits on, not the engine.
+pub(crate) fn spawn(engine: &Arc<Engine>, runner: &Arc<QueueRunner>) {
     let weak = Arc::downgrade(engine);
-    let (slots, wake, stopping) =
-        (Arc::clone(&engine.slots), Arc::clone(&engine.wake), engine.stopping.clone());
-    let (poll, remote) = (engine.poll_every, engine.remote.clone());
-    engine.runtime.spawn(run(weak, slots, wake, stopping, poll, remote));
+    let (runner, stopping) = (Arc::clone(runner), engine.stopping.clone());
+    engine.runtime.spawn(run(weak, runner, stopping, engine.poll_every));
 }
 
 async fn run(
     weak: std::sync::Weak<Engine>,
-    slots: Arc<tokio::sync::Semaphore>,
-    wake: Arc<super::wake::Wake>,
+    runner: Arc<QueueRunner>,
     stopping: tokio_util::sync::CancellationToken,
     poll: Duration,
-    remote: Option<Arc<tokio::sync::Notify>>,
 ) {
     let mut outage: Option<Outage> = None;
     // The last next-due time that was already past when read (see `fetch`).
     let mut past = None;
     loop {
-        let first = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return, // closed: shutting down
-            },
+        let slots = tokio::select! {
+            slots = runner.take_slots(MAX_FETCH) => slots,
             () = stopping.cancelled() => return,
         };
-        let mut permits = vec![first];
-        while permits.len() < MAX_FETCH {
-            match Arc::clone(&slots).try_acquire_owned() {
-                Ok(permit) => permits.push(permit),
-                Err(_) => break,
-            }
-        }
-        let Some(engine) = weak.upgrade() else { return };
+        let Some(engine) = weak.upgrade() else { return runner.give_back(slots) };
         if stopping.is_cancelled() {
-            return;
+            return runner.give_back(slots);
         }
-        let full = match fetch(&engine, permits, &mut outage, &mut past).await {
+        let full = match fetch(&engine, &runner, slots, &mut outage, &mut past).await {
             Some(full) => full,
             None => return,
         };
@@ -72,7 +59,7 @@ async fn run(
             () = async {
                 match backoff {
                     Some(pause) => tokio::time::sleep(pause).await,
-                    None => wake.wait(poll, remote.as_deref(), now).await,
+                    None => runner.wake.wait(poll, now).await,
                 }
             } => {}
             () = stopping.cancelled() => return,
@@ -80,19 +67,25 @@ async fn run(
     }
 }
 
-/// One fetch for `permits` slots; starts what it got. `Some(true)` when the store had as many
-/// as asked (there may be more), `None` when shutdown started meanwhile.
+/// One fetch for `slots` slots of `runner`'s queue; starts what it got and gives back the
+/// slots it did not use. `Some(true)` when the store had as many as asked (there may be
+/// more), `None` when shutdown started meanwhile.
 async fn fetch(
     engine: &Arc<Engine>,
-    mut permits: Vec<OwnedSemaphorePermit>,
+    runner: &Arc<QueueRunner>,
+    slots: usize,
     outage: &mut Option<Outage>,
     past: &mut Option<chrono::DateTime<chrono::Utc>>,
 ) -> Option<bool> {
-    let asked = permits.len();
     let lease = engine.fetch_lease();
+    let mut request = Fetch::new(&runner.name, slots, engine.clock.now(), &lease);
+    if let Some(global) = runner.config.global_concurrency_limit() {
+        request = request.global_limit(global);
+    }
     let fetched = tokio::select! {
-        fetched = engine.store.fetch(asked, engine.clock.now(), &lease) => fetched,
+        fetched = engine.store.fetch(&request) => fetched,
         () = engine.stopping.cancelled() => {
+            runner.give_back(slots);
             release(engine, &lease).await;
             return None;
         }
@@ -105,7 +98,11 @@ async fn fetch(
                     "taskflow: the store answers again; fetching resumed"
                 );
             }
-            let full = records.len() == asked;
+            let got = records.len().min(slots);
+            runner.give_back(slots - got);
+            // A queue at its global limit has room for fewer than asked: it waits for the
+            // poll (or a wake) like a queue with nothing due, rather than asking again at once.
+            let full = records.len() == slots;
             if !full {
                 // Sleep until the next waiting task comes due, not for a whole poll. One that
                 // came due meanwhile is fetched at once, but only once: if the same past time
@@ -114,11 +111,11 @@ async fn fetch(
                 // together start together.
                 let now = engine.clock.now();
                 let soonest = now + COALESCE;
-                match engine.store.next_due().await {
-                    Ok(Some(due)) if due > now => engine.wake.at(due.max(soonest), now),
+                match engine.store.next_due(&runner.name).await {
+                    Ok(Some(due)) if due > now => runner.wake.at(due.max(soonest), now),
                     Ok(Some(due)) if *past != Some(due) => {
                         *past = Some(due);
-                        engine.wake.at(soonest, now);
+                        runner.wake.at(soonest, now);
                     }
                     Ok(_) => {}
                     Err(err) => {
@@ -126,21 +123,20 @@ async fn fetch(
                     }
                 }
             }
-            for record in records {
-                let Some(permit) = permits.pop() else { break };
-                executor::spawn(engine, record, lease.clone(), permit);
+            for record in records.into_iter().take(got) {
+                executor::spawn(engine, record, lease.clone(), Slot::of(runner));
             }
             Some(full)
         }
         Err(err) => {
-            drop(permits);
+            runner.give_back(slots);
             match outage {
                 Some(outage) => {
                     outage.pause =
                         (outage.pause * 2).min(engine.poll_every.max(Duration::from_secs(1)));
                 }
                 None => {
-                    tracing::error!(error = %err, "taskflow: cannot fetch tasks; retrying with backoff until the store answers");
+                    tracing::error!(error = %err, queue = %runner.name, "taskflow: cannot fetch tasks; retrying with backoff until the store answers");
                     *outage = Some(Outage {
                         started: tokio::time::Instant::now(),
                         pause: Duration::from_millis(50),

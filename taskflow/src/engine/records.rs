@@ -12,6 +12,7 @@ use crate::tasks::NewTask;
 pub(crate) fn new_record(new: NewTask, now: DateTime<Utc>) -> TaskRecord {
     let priority = new.priority();
     let max_retries = new.max_retries();
+    let queue = new.queue().to_owned();
     let NewTask { id, task, args, options } = new;
     let (status, args, error) = match args {
         Ok(args) => (TaskStatus::Pending, args, None),
@@ -42,6 +43,7 @@ pub(crate) fn new_record(new: NewTask, now: DateTime<Utc>) -> TaskRecord {
         tags: options.tags_map().clone(),
         source: TaskSource::Manual,
         priority,
+        queue,
         args,
         result: None,
         idempotency_key: options.idempotency_key_str().map(str::to_owned),

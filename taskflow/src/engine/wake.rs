@@ -1,5 +1,6 @@
 //! [`Wake`]: what gets the producer to fetch: a local enqueue or release, a retry or delayed
-//! task coming due that this instance knows of, a shared store's notification, or, failing
+//! task coming due that this instance knows of, a shared store's notification (passed on by
+//! the engine), or, failing
 //! all of those, the poll interval.
 
 use std::collections::BTreeSet;
@@ -43,9 +44,8 @@ impl Wake {
         }
     }
 
-    /// Waits until woken, until the earliest known due time, or for `poll` at most; `remote`
-    /// is a shared store's signal.
-    pub(crate) async fn wait(&self, poll: Duration, remote: Option<&Notify>, now: DateTime<Utc>) {
+    /// Waits until woken, until the earliest known due time, or for `poll` at most.
+    pub(crate) async fn wait(&self, poll: Duration, now: DateTime<Utc>) {
         let until_due = {
             let mut times = self.due.lock().unwrap_or_else(PoisonError::into_inner);
             let mut came_due = false;
@@ -58,15 +58,8 @@ impl Wake {
             }
             times.first().map_or(poll, |first| (*first - now).to_std().unwrap_or_default())
         };
-        let remote = async {
-            match remote {
-                Some(remote) => remote.notified().await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             () = self.notify.notified() => {}
-            () = remote => {}
             () = tokio::time::sleep(until_due.min(poll)) => {}
         }
     }

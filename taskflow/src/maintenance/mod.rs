@@ -2,10 +2,11 @@
 //! rows, a store that hangs until its bound) never delays another: [lease renewal](renewal)
 //! of this instance's running tasks (every instance), and, on the [leader](leader) only, the
 //! [rescuer](rescuer) of tasks whose runner died and the [pruner](pruner) of finished tasks
-//! past retention.
+//! past retention; and on every instance the [watcher](queues) of the queues' shared state.
 
 mod leader;
 mod pruner;
+mod queues;
 mod renewal;
 mod rescuer;
 
@@ -17,6 +18,7 @@ use std::time::Duration;
 use crate::engine::Engine;
 
 pub(crate) use self::leader::{campaign, resign};
+pub(crate) use self::queues::watch;
 pub(crate) use self::rescuer::rescue;
 
 /// Starts every maintenance service: renewal and the rescuer every third of a lease, the
@@ -27,6 +29,7 @@ pub(crate) fn start(engine: &Arc<Engine>) {
     periodic(engine, tick, |engine| Box::pin(leader::campaign(engine)));
     periodic(engine, tick, |engine| Box::pin(rescuer::rescue_quietly(engine)));
     periodic(engine, engine.prune_every, |engine| Box::pin(pruner::prune(engine)));
+    periodic(engine, engine.poll_every, |engine| Box::pin(queues::watch(engine)));
 }
 
 /// Spawns a loop that calls `work` every `every` until shutdown (or until the engine is

@@ -17,7 +17,7 @@ pub(crate) async fn rescue(engine: &Engine) -> Result<(), StoreError> {
         );
     }
     if !reclaimed.requeued.is_empty() {
-        engine.wake.now();
+        engine.queues.wake_all();
     }
     Ok(())
 }

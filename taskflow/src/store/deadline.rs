@@ -10,10 +10,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Change, Enqueued, Lease, Reclaimed, Retention, Store, StoreError, TaskPage, TaskQuery,
+    Change, Enqueued, Fetch, Lease, Reclaimed, Retention, Store, StoreError, TaskPage, TaskQuery,
     TaskStats, Transition,
 };
 use crate::id::TaskId;
+use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
 /// How long a shared store's operations may take before they are reported timed out.
@@ -135,17 +136,30 @@ impl Store for Deadline {
         within("stats", self.timeouts.bulk, self.inner.stats(since)).await
     }
 
-    async fn fetch(
-        &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: &Lease,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        within("fetch", self.timeouts.operation, self.inner.fetch(limit, now, lease)).await
+    async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {
+        within("fetch", self.timeouts.operation, self.inner.fetch(fetch)).await
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        within("next_due", self.timeouts.operation, self.inner.next_due()).await
+    async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        within("next_due", self.timeouts.operation, self.inner.next_due(queue)).await
+    }
+
+    async fn queue_states(&self) -> Result<Vec<QueueState>, StoreError> {
+        within("queue_states", self.timeouts.operation, self.inner.queue_states()).await
+    }
+
+    async fn update_queue(
+        &self,
+        queue: &str,
+        change: QueueChange,
+        now: DateTime<Utc>,
+    ) -> Result<QueueState, StoreError> {
+        within("update_queue", self.timeouts.operation, self.inner.update_queue(queue, change, now))
+            .await
+    }
+
+    async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        within("queue_counts", self.timeouts.bulk, self.inner.queue_counts()).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

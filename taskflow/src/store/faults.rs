@@ -9,10 +9,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Change, Enqueued, Lease, Reclaimed, Retention, Store, StoreError, TaskPage, TaskQuery,
+    Change, Enqueued, Fetch, Lease, Reclaimed, Retention, Store, StoreError, TaskPage, TaskQuery,
     TaskStats, Transition, WriteTicket,
 };
 use crate::id::TaskId;
+use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
 /// An operation a fault can hit.
@@ -243,25 +244,37 @@ impl Store for FaultyStore {
         self.inner.stats(since).await
     }
 
-    async fn fetch(
-        &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: &Lease,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
+    async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {
         match self.next(Operation::Fetch) {
             Some(Fault::Fail) => Err(injected("fetch failed")),
             Some(Fault::LoseReply) => {
-                self.inner.fetch(limit, now, lease).await?;
+                self.inner.fetch(fetch).await?;
                 Err(injected("fetch reply lost"))
             }
             Some(Fault::Hang) => hang().await,
-            None => self.inner.fetch(limit, now, lease).await,
+            None => self.inner.fetch(fetch).await,
         }
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.inner.next_due().await
+    async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.next_due(queue).await
+    }
+
+    async fn queue_states(&self) -> Result<Vec<QueueState>, StoreError> {
+        self.inner.queue_states().await
+    }
+
+    async fn update_queue(
+        &self,
+        queue: &str,
+        change: QueueChange,
+        now: DateTime<Utc>,
+    ) -> Result<QueueState, StoreError> {
+        self.inner.update_queue(queue, change, now).await
+    }
+
+    async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        self.inner.queue_counts().await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

@@ -9,6 +9,7 @@ mod deadline;
 mod error;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
+pub(crate) mod fetch;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
 mod inserts;
 mod memory;
@@ -33,6 +34,7 @@ use serde_json::Value;
 pub(crate) use self::deadline::Deadline;
 pub use self::deadline::StoreTimeouts;
 pub use self::error::StoreError;
+pub use self::fetch::Fetch;
 pub use self::memory::MemoryStore;
 #[cfg(feature = "mysql")]
 pub use self::mysql::MysqlStore;
@@ -45,6 +47,7 @@ pub use self::redis::RedisStore;
 pub use self::sqlite::{Durability, SqliteOptions, SqliteStore};
 pub use self::ticket::{Enqueued, WriteDone, WriteTicket};
 use crate::id::TaskId;
+use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
 /// What [`Store::reclaim_expired`] did with tasks whose runner is gone.
@@ -313,22 +316,36 @@ pub trait Store: Send + Sync + 'static {
     /// after `since` (all when `None`).
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError>;
 
-    /// Up to `limit` *available* tasks, each moved to `running` under `lease` in the same
-    /// atomic step, so fetchers racing on a shared store get disjoint tasks. Available means
-    /// `pending` and due at `now` (no `scheduled_at`, or one not after `now`). Order: highest
-    /// priority first, then the earliest due (its `scheduled_at`, else its creation), then
-    /// enqueue order. A task not yet due is never returned, however many wait ahead of it.
-    async fn fetch(
-        &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: &Lease,
-    ) -> Result<Vec<TaskRecord>, StoreError>;
+    /// Up to `fetch.limit` *available* tasks of the queue `fetch.queue`, each moved to
+    /// `running` under `fetch.lease` in the same atomic step, so fetchers racing on a shared
+    /// store get disjoint tasks. Available means `pending` and due at `fetch.now` (no
+    /// `scheduled_at`, or one not after it). Order: highest priority first, then the earliest
+    /// due (its `scheduled_at`, else its creation), then enqueue order. A task not yet due is
+    /// never returned, however many wait ahead of it. Nothing while the queue is paused
+    /// ([`Store::update_queue`]). With a `global_limit`, at most that many of the queue's
+    /// tasks are `running` after the fetch, counted in the same atomic step, so fetchers on
+    /// every instance together never exceed it.
+    async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError>;
 
-    /// When the earliest pending task that is not available yet (due later, or held back)
-    /// comes due: the producer sleeps until then rather than polling. It may be in the past
-    /// (the next fetch makes it available), and `None` when no task waits.
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// When the earliest pending task of `queue` that is not available yet (due later, or held
+    /// back) comes due: the producer sleeps until then rather than polling. It may be in the
+    /// past (the next fetch makes it available), and `None` when no task waits.
+    async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// The shared state of every queue that has one (a queue never changed has none).
+    async fn queue_states(&self) -> Result<Vec<QueueState>, StoreError>;
+
+    /// Applies `change` to the shared state of `queue` (creating it), atomically against
+    /// concurrent changes of other fields; returns the state after it.
+    async fn update_queue(
+        &self,
+        queue: &str,
+        change: QueueChange,
+        now: DateTime<Utc>,
+    ) -> Result<QueueState, StoreError>;
+
+    /// How many tasks are `pending` and `running`, per queue that has any.
+    async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError>;
 
     /// Puts the tasks still `running` under exactly `lease` (its owner and its expiry, to the
     /// microsecond) back to `pending`, as they were: for a [`Store::fetch`] whose answer was

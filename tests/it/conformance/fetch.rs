@@ -34,7 +34,10 @@ pub(crate) async fn fetch_orders_due_tasks(store: Arc<dyn Store>) {
     tokio::time::sleep(Duration::from_millis(2)).await;
     let e = put(&*store, with(0, None)).await;
     let runner = lease("fetcher", Duration::from_secs(60));
-    let fetched = store.fetch(10, Utc::now(), &runner).await.unwrap();
+    let fetched = store
+        .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
+        .await
+        .unwrap();
     assert_eq!(
         ids(&fetched),
         vec![b, c, a, e],
@@ -48,8 +51,16 @@ pub(crate) async fn fetch_orders_due_tasks(store: Arc<dyn Store>) {
         assert_eq!(stored.status, TaskStatus::Running, "the lease is in the store");
         assert_eq!(stored.args, record.args, "the fetch carries the whole record");
     }
-    assert!(store.fetch(10, Utc::now(), &runner).await.unwrap().is_empty(), "each task once");
-    let at_its_time = store.fetch(10, later(2), &runner).await.unwrap();
+    assert!(
+        store
+            .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
+            .await
+            .unwrap()
+            .is_empty(),
+        "each task once"
+    );
+    let at_its_time =
+        store.fetch(&taskflow::store::Fetch::new("default", 10, later(2), &runner)).await.unwrap();
     assert_eq!(ids(&at_its_time), vec![d], "due once its time has come");
     // The limit: two at a time, in order.
     let mut rest = Vec::new();
@@ -57,10 +68,34 @@ pub(crate) async fn fetch_orders_due_tasks(store: Arc<dyn Store>) {
         rest.push(put(&*store, with(0, None)).await);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    assert_eq!(ids(&store.fetch(2, Utc::now(), &runner).await.unwrap()), rest[..2]);
-    assert_eq!(ids(&store.fetch(2, Utc::now(), &runner).await.unwrap()), rest[2..4]);
-    assert!(store.fetch(0, Utc::now(), &runner).await.unwrap().is_empty());
-    assert_eq!(ids(&store.fetch(2, Utc::now(), &runner).await.unwrap()), rest[4..]);
+    assert_eq!(
+        ids(&store
+            .fetch(&taskflow::store::Fetch::new("default", 2, Utc::now(), &runner))
+            .await
+            .unwrap()),
+        rest[..2]
+    );
+    assert_eq!(
+        ids(&store
+            .fetch(&taskflow::store::Fetch::new("default", 2, Utc::now(), &runner))
+            .await
+            .unwrap()),
+        rest[2..4]
+    );
+    assert!(
+        store
+            .fetch(&taskflow::store::Fetch::new("default", 0, Utc::now(), &runner))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ids(&store
+            .fetch(&taskflow::store::Fetch::new("default", 2, Utc::now(), &runner))
+            .await
+            .unwrap()),
+        rest[4..]
+    );
 }
 
 pub(crate) async fn future_tasks_do_not_hide_a_due_one(store: Arc<dyn Store>) {
@@ -76,7 +111,10 @@ pub(crate) async fn future_tasks_do_not_hide_a_due_one(store: Arc<dyn Store>) {
     }
     let now = put(&*store, pending("due_now")).await;
     let runner = lease("fetcher", Duration::from_secs(60));
-    let fetched = store.fetch(10, Utc::now(), &runner).await.unwrap();
+    let fetched = store
+        .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
+        .await
+        .unwrap();
     assert_eq!(ids(&fetched), vec![now], "the due task, at once, with a small limit");
 }
 
@@ -97,7 +135,10 @@ pub(crate) async fn concurrent_fetchers_take_disjoint_tasks(store: Arc<dyn Store
             let runner = lease(&format!("fetcher-{n}"), Duration::from_secs(60));
             let mut mine = Vec::new();
             loop {
-                let batch = store.fetch(7, Utc::now(), &runner).await.unwrap();
+                let batch = store
+                    .fetch(&taskflow::store::Fetch::new("default", 7, Utc::now(), &runner))
+                    .await
+                    .unwrap();
                 if batch.is_empty() {
                     return mine;
                 }
@@ -120,7 +161,12 @@ pub(crate) async fn concurrent_fetchers_take_disjoint_tasks(store: Arc<dyn Store
 pub(crate) async fn rescheduled_tasks_come_back_when_due(store: Arc<dyn Store>) {
     let id = put(&*store, pending("retried")).await;
     let runner = lease("runner", Duration::from_secs(60));
-    let first = store.fetch(1, Utc::now(), &runner).await.unwrap().pop().unwrap();
+    let first = store
+        .fetch(&taskflow::store::Fetch::new("default", 1, Utc::now(), &runner))
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
     let due = later(1);
     let retry = Transition::Reschedule {
         due,
@@ -137,8 +183,20 @@ pub(crate) async fn rescheduled_tasks_come_back_when_due(store: Arc<dyn Store>) 
     assert_eq!(waiting.retries_used, 1);
     assert_eq!(waiting.error.as_deref(), Some("boom"));
     assert_eq!(waiting.lease_owner, None);
-    assert!(store.fetch(10, Utc::now(), &runner).await.unwrap().is_empty(), "not due yet");
-    let second = store.fetch(10, later(2), &runner).await.unwrap().pop().expect("due");
+    assert!(
+        store
+            .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let second = store
+        .fetch(&taskflow::store::Fetch::new("default", 10, later(2), &runner))
+        .await
+        .unwrap()
+        .pop()
+        .expect("due");
     assert_eq!(second.task_id, id);
     assert_eq!(second.retries_used, 1);
     assert_eq!(second.start_time, first.start_time, "the first start stays");
@@ -152,14 +210,27 @@ pub(crate) async fn rescheduled_tasks_come_back_when_due(store: Arc<dyn Store>) 
     assert_eq!(snoozed.scheduled_at, Some(until));
     // A waiting task can be cancelled, and then never fetched.
     assert_eq!(store.cancel_pending(&id).await.unwrap(), Some(TaskStatus::Pending));
-    assert!(store.fetch(10, later(4), &runner).await.unwrap().is_empty());
+    assert!(
+        store
+            .fetch(&taskflow::store::Fetch::new("default", 10, later(4), &runner))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub(crate) async fn a_lost_fetch_is_released(store: Arc<dyn Store>) {
     let first = put(&*store, pending("released")).await;
     let second = put(&*store, pending("released")).await;
     let lost = lease("runner", Duration::from_secs(60));
-    assert_eq!(store.fetch(2, Utc::now(), &lost).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .fetch(&taskflow::store::Fetch::new("default", 2, Utc::now(), &lost))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     let other = Lease {
         owner: lost.owner.clone(),
         expires_at: lost.expires_at + chrono::Duration::microseconds(1),
@@ -170,7 +241,14 @@ pub(crate) async fn a_lost_fetch_is_released(store: Arc<dyn Store>) {
         let record = store.get(&id).await.unwrap().unwrap();
         assert_eq!((record.status, record.lease_owner), (TaskStatus::Pending, None));
     }
-    let again = store.fetch(10, Utc::now(), &lease("next", Duration::from_secs(60))).await;
+    let again = store
+        .fetch(&taskflow::store::Fetch::new(
+            "default",
+            10,
+            Utc::now(),
+            &lease("next", Duration::from_secs(60)),
+        ))
+        .await;
     assert_eq!(ids(&again.unwrap()), vec![first, second], "fetched again, in order");
 }
 
@@ -179,13 +257,31 @@ pub(crate) async fn requeued_tasks_are_fetched_again(store: Arc<dyn Store>) {
     record.requeue_on_interrupt = true;
     let id = put(&*store, record).await;
     let dead = lease("dead", Duration::from_millis(1));
-    assert_eq!(ids(&store.fetch(5, Utc::now(), &dead).await.unwrap()), vec![id]);
+    assert_eq!(
+        ids(&store
+            .fetch(&taskflow::store::Fetch::new("default", 5, Utc::now(), &dead))
+            .await
+            .unwrap()),
+        vec![id]
+    );
     let reclaimed = store.reclaim_expired(Utc::now() + chrono::Duration::seconds(1), 3).await;
     assert!(reclaimed.unwrap().requeued.contains(&id));
     let runner = lease("alive", Duration::from_secs(60));
-    assert_eq!(ids(&store.fetch(5, Utc::now(), &runner).await.unwrap()), vec![id]);
+    assert_eq!(
+        ids(&store
+            .fetch(&taskflow::store::Fetch::new("default", 5, Utc::now(), &runner))
+            .await
+            .unwrap()),
+        vec![id]
+    );
     assert!(store.transition(&id, &runner, Transition::Requeue).await.unwrap());
-    assert_eq!(ids(&store.fetch(5, Utc::now(), &runner).await.unwrap()), vec![id]);
+    assert_eq!(
+        ids(&store
+            .fetch(&taskflow::store::Fetch::new("default", 5, Utc::now(), &runner))
+            .await
+            .unwrap()),
+        vec![id]
+    );
 }
 
 pub(crate) async fn held_tasks_wait_for_their_release(store: Arc<dyn Store>) {
@@ -199,15 +295,40 @@ pub(crate) async fn held_tasks_wait_for_their_release(store: Arc<dyn Store>) {
         write.wait().await.unwrap();
     }
     let runner = lease("runner", Duration::from_secs(60));
-    assert!(store.fetch(10, Utc::now(), &runner).await.unwrap().is_empty(), "held back");
+    assert!(
+        store
+            .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
+            .await
+            .unwrap()
+            .is_empty(),
+        "held back"
+    );
     let listed = store.get(&held.id).await.unwrap().unwrap();
     assert_eq!((listed.status, listed.scheduled_at), (TaskStatus::Pending, None));
     store.release_held(&[held.id, delayed.id]).await.unwrap();
-    assert_eq!(ids(&store.fetch(10, Utc::now(), &runner).await.unwrap()), vec![held.id]);
+    assert_eq!(
+        ids(&store
+            .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
+            .await
+            .unwrap()),
+        vec![held.id]
+    );
     // A released task with a due time waits for it; one never released, for its hold.
     let after_hold = trunc(hold + chrono::Duration::seconds(1));
-    assert_eq!(ids(&store.fetch(10, after_hold, &runner).await.unwrap()), vec![forgotten.id]);
-    assert_eq!(ids(&store.fetch(10, later(3), &runner).await.unwrap()), vec![delayed.id]);
+    assert_eq!(
+        ids(&store
+            .fetch(&taskflow::store::Fetch::new("default", 10, after_hold, &runner))
+            .await
+            .unwrap()),
+        vec![forgotten.id]
+    );
+    assert_eq!(
+        ids(&store
+            .fetch(&taskflow::store::Fetch::new("default", 10, later(3), &runner))
+            .await
+            .unwrap()),
+        vec![delayed.id]
+    );
 }
 
 pub(crate) async fn one_leader_at_a_time_with_failover(store: Arc<dyn Store>) {
@@ -246,20 +367,28 @@ pub(crate) async fn concurrent_elections_make_one_leader(store: Arc<dyn Store>) 
 }
 
 pub(crate) async fn the_next_due_time_is_known(store: Arc<dyn Store>) {
-    assert_eq!(store.next_due().await.unwrap(), None, "nothing waits");
+    assert_eq!(store.next_due("default").await.unwrap(), None, "nothing waits");
     put(&*store, pending("due_now")).await;
-    assert_eq!(store.next_due().await.unwrap(), None, "an available task does not wait");
+    assert_eq!(store.next_due("default").await.unwrap(), None, "an available task does not wait");
     let (one, two) = (later(1), later(2));
     let mut later_one = pending("due_later");
     later_one.scheduled_at = Some(two);
     put(&*store, later_one).await;
-    assert_eq!(store.next_due().await.unwrap(), Some(two));
+    assert_eq!(store.next_due("default").await.unwrap(), Some(two));
     let mut sooner = pending("due_sooner");
     sooner.scheduled_at = Some(one);
     put(&*store, sooner).await;
-    assert_eq!(store.next_due().await.unwrap(), Some(one), "the earliest");
+    assert_eq!(store.next_due("default").await.unwrap(), Some(one), "the earliest");
     let runner = lease("runner", Duration::from_secs(60));
-    let fetched = store.fetch(10, one + chrono::Duration::seconds(1), &runner).await.unwrap();
+    let fetched = store
+        .fetch(&taskflow::store::Fetch::new(
+            "default",
+            10,
+            one + chrono::Duration::seconds(1),
+            &runner,
+        ))
+        .await
+        .unwrap();
     assert_eq!(fetched.len(), 2, "the available one and the one due in an hour");
-    assert_eq!(store.next_due().await.unwrap(), Some(two));
+    assert_eq!(store.next_due("default").await.unwrap(), Some(two));
 }

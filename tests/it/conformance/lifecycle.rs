@@ -70,7 +70,13 @@ pub(crate) async fn lifecycle_and_logs(store: Arc<dyn Store>) {
     assert_eq!(record.lease_owner, None);
     // A finished task is not running: no more fenced writes, no second fetch.
     assert!(!store.transition(&id, &runner, Transition::Requeue).await.unwrap());
-    assert!(store.fetch(10, Utc::now(), &runner).await.unwrap().is_empty());
+    assert!(
+        store
+            .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 pub(crate) async fn claim_is_exclusive(store: Arc<dyn Store>) {
@@ -79,7 +85,7 @@ pub(crate) async fn claim_is_exclusive(store: Arc<dyn Store>) {
         let store = Arc::clone(&store);
         tokio::spawn(async move {
             let runner = lease(&format!("runner-{n}"), Duration::from_secs(60));
-            store.fetch(1, Utc::now(), &runner).await
+            store.fetch(&taskflow::store::Fetch::new("default", 1, Utc::now(), &runner)).await
         })
     });
     let mut winners = Vec::new();
@@ -155,7 +161,14 @@ pub(crate) async fn cancel_only_pending(store: Arc<dyn Store>) {
     assert!(record.end_time.is_some());
     assert_eq!(store.cancel_pending(&id).await.unwrap(), Some(TaskStatus::Cancelled));
     let runner = lease("r", Duration::from_secs(5));
-    assert!(store.fetch(10, Utc::now(), &runner).await.unwrap().is_empty(), "never runs");
+    assert!(
+        store
+            .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
+            .await
+            .unwrap()
+            .is_empty(),
+        "never runs"
+    );
     assert_eq!(store.cancel_pending(&TaskId::new()).await.unwrap(), None);
 }
 

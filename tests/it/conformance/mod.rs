@@ -5,6 +5,7 @@ mod aliases;
 mod batches;
 mod fetch;
 mod lifecycle;
+mod queues;
 mod run_keys;
 
 use std::collections::BTreeMap;
@@ -24,6 +25,9 @@ use self::lifecycle::{
     cancel_only_pending, claim_is_exclusive, idempotency_keys_hold_under_concurrency,
     lifecycle_and_logs, list_filters_and_pages, pending_and_list, reclaim_settles_dead_runners,
     retention_prunes_only_finished, stats_count_outcomes_and_durations, writes_are_fenced,
+};
+use self::queues::{
+    a_paused_queue_is_not_fetched, fetch_takes_only_its_queue, global_limits_hold_across_fetchers,
 };
 use self::run_keys::{
     cancel_scheduled_cancels_by_key, idempotency_keys_win_over_run_keys,
@@ -53,6 +57,7 @@ pub(crate) fn pending(func_name: &str) -> TaskRecord {
         tags: BTreeMap::from([("user".to_owned(), "42".to_owned())]),
         source: TaskSource::Manual,
         priority: 0,
+        queue: taskflow::DEFAULT_QUEUE.to_owned(),
         args: json!({ "address": "a@b.c", "n": 7, "nested": { "list": [1, 2.5, null] } }),
         result: None,
         idempotency_key: None,
@@ -82,7 +87,8 @@ pub(crate) async fn put(store: &dyn Store, record: TaskRecord) -> TaskId {
 /// Fetches the next available task under `lease`, which must be `id`: the tests enqueue in
 /// the order they take.
 pub(crate) async fn take(store: &dyn Store, id: &TaskId, lease: &Lease) -> TaskRecord {
-    let mut fetched = store.fetch(1, Utc::now(), lease).await.unwrap();
+    let mut fetched =
+        store.fetch(&taskflow::store::Fetch::new("default", 1, Utc::now(), lease)).await.unwrap();
     assert_eq!(fetched.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![*id], "fetched next");
     fetched.pop().unwrap()
 }
@@ -153,6 +159,9 @@ macro_rules! all_checks {
             run_keys_hold_under_concurrency,
             idempotency_keys_win_over_run_keys,
             batched_changes_are_fenced_one_by_one,
+            fetch_takes_only_its_queue,
+            a_paused_queue_is_not_fetched,
+            global_limits_hold_across_fetchers,
         );
     };
 }

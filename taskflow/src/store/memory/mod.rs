@@ -13,10 +13,11 @@ use chrono::{DateTime, Utc};
 
 use super::reclaim::{ReclaimAs, reclaim};
 use super::{
-    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
+    DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
     StoreError, TaskPage, TaskQuery, TaskStats, Transition, p95,
 };
 use crate::id::TaskId;
+use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
 /// A store that keeps tasks in memory.
@@ -46,6 +47,8 @@ struct State {
     /// Each task's place in enqueue order (ids made in the same millisecond are not ordered).
     order: HashMap<TaskId, u64>,
     next_order: u64,
+    /// The queues' shared state, by name.
+    queues: HashMap<String, QueueState>,
     /// Leaderships: name -> (owner, until).
     leaders: HashMap<String, (String, DateTime<Utc>)>,
     max_finished: usize,
@@ -310,23 +313,32 @@ impl Store for MemoryStore {
         self.compute_stats(since).await
     }
 
-    async fn fetch(
-        &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: &Lease,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
+    async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {
         let mut state = self.lock();
+        if state.queues.get(fetch.queue).is_some_and(|queue| queue.paused) {
+            return Ok(Vec::new());
+        }
+        let (now, lease) = (fetch.now, fetch.lease);
+        let in_queue = |r: &&TaskRecord| r.queue == fetch.queue;
+        let running = state
+            .tasks
+            .values()
+            .map(|r| &**r)
+            .filter(in_queue)
+            .filter(|r| r.status == TaskStatus::Running)
+            .count();
+        let room = fetch.room(running as u64);
         let mut due: Vec<&TaskRecord> = state
             .tasks
             .values()
             .map(|r| &**r)
+            .filter(in_queue)
             .filter(|r| r.status == TaskStatus::Pending && super::due_at(r) <= now)
             .filter(|r| state.held.get(&r.task_id).is_none_or(|until| *until <= now))
             .collect();
         let order = |r: &TaskRecord| state.order.get(&r.task_id).copied().unwrap_or(u64::MAX);
         due.sort_by_key(|r| (std::cmp::Reverse(r.priority), super::due_at(r), order(r)));
-        let ids: Vec<TaskId> = due.into_iter().take(limit).map(|r| r.task_id).collect();
+        let ids: Vec<TaskId> = due.into_iter().take(room).map(|r| r.task_id).collect();
         let mut fetched = Vec::with_capacity(ids.len());
         for id in ids {
             state.held.remove(&id);
@@ -340,13 +352,53 @@ impl Store for MemoryStore {
         Ok(fetched)
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
         let state = self.lock();
-        let due = state.tasks.values().filter(|r| r.status == TaskStatus::Pending).map(|r| {
-            let held = state.held.get(&r.task_id).copied();
-            super::due_at(r).max(held.unwrap_or(DateTime::<Utc>::MIN_UTC))
-        });
+        let due = state
+            .tasks
+            .values()
+            .filter(|r| r.status == TaskStatus::Pending && r.queue == queue)
+            .map(|r| {
+                let held = state.held.get(&r.task_id).copied();
+                super::due_at(r).max(held.unwrap_or(DateTime::<Utc>::MIN_UTC))
+            });
         Ok(due.filter(|at| *at > Utc::now()).min())
+    }
+
+    async fn queue_states(&self) -> Result<Vec<QueueState>, StoreError> {
+        Ok(self.lock().queues.values().cloned().collect())
+    }
+
+    async fn update_queue(
+        &self,
+        queue: &str,
+        change: QueueChange,
+        now: DateTime<Utc>,
+    ) -> Result<QueueState, StoreError> {
+        let mut state = self.lock();
+        let updated = change.apply(queue, state.queues.remove(queue), now);
+        state.queues.insert(queue.to_owned(), updated.clone());
+        Ok(updated)
+    }
+
+    async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        let state = self.lock();
+        let mut counts: BTreeMap<&str, QueueCounts> = BTreeMap::new();
+        for record in state.tasks.values() {
+            let active = matches!(record.status, TaskStatus::Pending | TaskStatus::Running);
+            if !active {
+                continue;
+            }
+            let entry = counts.entry(&record.queue).or_insert_with(|| QueueCounts {
+                queue: record.queue.clone(),
+                ..QueueCounts::default()
+            });
+            match record.status {
+                TaskStatus::Pending => entry.pending += 1,
+                _ => entry.running += 1,
+            }
+        }
+        Ok(counts.into_values().collect())
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

@@ -24,7 +24,7 @@ impl From<mysql_async::Error> for Conflict {
     }
 }
 use crate::record::TaskRecord;
-use crate::store::{Lease, StoreError, fetch_order};
+use crate::store::{Fetch, Lease, StoreError, fetch_order};
 
 /// How many times a transaction that InnoDB picked as a deadlock's victim is tried again at once.
 pub(super) const DEADLOCK_RETRIES: usize = 5;
@@ -38,16 +38,24 @@ pub(super) fn is_lock_conflict(err: &mysql_async::Error) -> bool {
 impl MysqlStore {
     pub(super) async fn fetch_available(
         &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: &Lease,
+        fetch: &Fetch<'_>,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        if limit == 0 {
+        if fetch.limit == 0 {
             return Ok(Vec::new());
+        }
+        if fetch.global_limit.is_some() {
+            // The queue's row is what its fetchers take turns on.
+            let mut conn = self.conn().await?;
+            conn.exec_drop(
+                "INSERT IGNORE INTO taskflow_queues (name, updated_at) VALUES (?, ?)",
+                (fetch.queue, micros(fetch.now)),
+            )
+            .await
+            .map_err(unavailable)?;
         }
         let mut tries = 0;
         loop {
-            match self.fetch_once(limit, now, lease).await {
+            match self.fetch_once(fetch).await {
                 Err(Conflict::Lock(err)) if tries < DEADLOCK_RETRIES => {
                     tries += 1;
                     tracing::debug!(error = %err, tries, "taskflow: a fetch met another's locks; trying again");
@@ -59,20 +67,17 @@ impl MysqlStore {
         }
     }
 
-    async fn fetch_once(
-        &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: &Lease,
-    ) -> Result<Vec<TaskRecord>, Conflict> {
+    async fn fetch_once(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, Conflict> {
+        let (now, lease, queue) = (fetch.now, fetch.lease, fetch.queue);
         let mut conn = self.conn().await.map_err(Conflict::Store)?;
         // Waiting tasks whose time has come join the available ones: a statement of its own,
         // so its locks are held for as short as can be. When it meets another instance's
         // promotion of the same rows, that one does the work.
         let promoted = conn
             .exec_drop(
-                "UPDATE taskflow_tasks SET wait_until = NULL WHERE wait_until <= ? LIMIT 10000",
-                (micros(now),),
+                "UPDATE taskflow_tasks SET wait_until = NULL
+                 WHERE queue = ? AND wait_until <= ? LIMIT 10000",
+                (queue, micros(now)),
             )
             .await;
         match promoted {
@@ -84,12 +89,33 @@ impl MysqlStore {
         let mut options = mysql_async::TxOpts::default();
         options.with_isolation_level(mysql_async::IsolationLevel::ReadCommitted);
         let mut tx = conn.start_transaction(options).await?;
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut room = fetch.limit;
+        if fetch.global_limit.is_some() {
+            // Fetchers of a globally limited queue take turns on its row, so that each
+            // counts what the others have taken.
+            let _: Option<i64> = tx
+                .exec_first("SELECT 1 FROM taskflow_queues WHERE name = ? FOR UPDATE", (queue,))
+                .await?;
+            let running: Option<i64> = tx
+                .exec_first(
+                    "SELECT COUNT(*) FROM taskflow_tasks WHERE queue = ? AND status = 'running'",
+                    (queue,),
+                )
+                .await?;
+            room = fetch.room(running.unwrap_or(0).max(0) as u64);
+        }
+        if room == 0 {
+            tx.commit().await?;
+            return Ok(Vec::new());
+        }
+        let limit = i64::try_from(room).unwrap_or(i64::MAX);
         let picked: Vec<i64> = tx
             .exec(
-                "SELECT seq FROM taskflow_tasks WHERE status = 'pending' AND wait_until IS NULL
+                "SELECT seq FROM taskflow_tasks
+                 WHERE status = 'pending' AND wait_until IS NULL AND queue = ?
+                    AND NOT EXISTS (SELECT 1 FROM taskflow_queues WHERE name = ? AND paused)
                  ORDER BY priority DESC, due_at, seq LIMIT ? FOR UPDATE SKIP LOCKED",
-                (limit,),
+                (queue, queue, limit),
             )
             .await?;
         if picked.is_empty() {
@@ -111,7 +137,7 @@ impl MysqlStore {
             .await?;
         let mut fetched = Vec::with_capacity(rows.len());
         for cells in rows.into_iter().map(Cells::of) {
-            let seq = cells.int(24, "seq").ok().flatten().unwrap_or(i64::MAX);
+            let seq = cells.int(25, "seq").ok().flatten().unwrap_or(i64::MAX);
             match cells.record() {
                 Ok(record) => fetched.push((seq, record)),
                 Err(err) => {
@@ -173,10 +199,16 @@ impl MysqlStore {
         Ok(())
     }
 
-    pub(super) async fn next_waiting(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub(super) async fn next_waiting(
+        &self,
+        queue: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         let mut conn = self.conn().await?;
         let earliest: Option<Option<i64>> = conn
-            .query_first("SELECT MIN(wait_until) FROM taskflow_tasks WHERE wait_until IS NOT NULL")
+            .exec_first(
+                "SELECT MIN(wait_until) FROM taskflow_tasks WHERE queue = ? AND wait_until IS NOT NULL",
+                (queue,),
+            )
             .await
             .map_err(unavailable)?;
         Ok(earliest.flatten().and_then(DateTime::from_timestamp_micros))

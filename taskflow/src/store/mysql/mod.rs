@@ -4,6 +4,7 @@ mod cancel;
 mod complete;
 mod fetch;
 mod inserts;
+mod queues;
 mod reads;
 mod row;
 mod run_key;
@@ -21,10 +22,11 @@ use mysql_async::{Pool, Value};
 use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
-    Change, DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
-    StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
+    Change, DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention,
+    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
 };
 use crate::id::TaskId;
+use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
 
 /// Tasks in a MySQL 8 or MariaDB (10.6 or later) database, shared by several instances.
@@ -238,17 +240,29 @@ impl Store for MysqlStore {
         self.compute_stats(since).await
     }
 
-    async fn fetch(
-        &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: &Lease,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        self.fetch_available(limit, now, lease).await
+    async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {
+        self.fetch_available(fetch).await
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.next_waiting().await
+    async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.next_waiting(queue).await
+    }
+
+    async fn queue_states(&self) -> Result<Vec<QueueState>, StoreError> {
+        self.read_queue_states().await
+    }
+
+    async fn update_queue(
+        &self,
+        queue: &str,
+        change: QueueChange,
+        now: DateTime<Utc>,
+    ) -> Result<QueueState, StoreError> {
+        self.change_queue(queue, change, now).await
+    }
+
+    async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        self.count_queues().await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

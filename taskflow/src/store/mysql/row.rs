@@ -6,13 +6,13 @@ use super::*;
 pub(super) const COLUMNS: &str = "id, func_name, status, created_at, start_time, end_time, duration, \
     retries_used, max_retries, error, stacktrace, tags, source, priority, args, result, \
     idempotency_key, scheduled_at, retry_of, requeue_on_interrupt, recoveries, lease_owner, \
-    lease_expires_at, run_key";
+    lease_expires_at, run_key, queue";
 
 pub(super) const INSERT: &str = "INSERT INTO taskflow_tasks (id, func_name, status, created_at, \
     start_time, end_time, duration, retries_used, max_retries, error, stacktrace, tags, source, \
     priority, args, result, idempotency_key, scheduled_at, retry_of, requeue_on_interrupt, \
-    recoveries, lease_owner, lease_expires_at, run_key, wait_until) \
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+    recoveries, lease_owner, lease_expires_at, run_key, queue, wait_until) \
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 pub(super) fn micros(at: DateTime<Utc>) -> i64 {
     at.timestamp_micros()
@@ -54,6 +54,7 @@ pub(super) fn encode(record: &TaskRecord, hold: Option<DateTime<Utc>>) -> Vec<Va
         text(record.lease_owner.clone()),
         time(record.lease_expires_at),
         text(record.run_key.clone()),
+        text(Some(record.queue.clone())),
         // Not due yet: it waits until then (see the schema's version 2).
         time(hold.or(record.scheduled_at.filter(|at| *at > record.created_at))),
     ]
@@ -187,6 +188,7 @@ impl Cells {
             lease_owner: self.text(21, "lease_owner")?,
             lease_expires_at: self.time(22, "lease_expires_at")?,
             run_key: self.text(23, "run_key")?,
+            queue: self.required(self.text(24, "queue")?, "queue")?,
         })
     }
 }

@@ -9,7 +9,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// Each migration, a list of statements, takes the schema from version `index` to
 /// `index + 1`. Neither server has partial indexes: the unique index over active
@@ -19,8 +19,11 @@ pub(super) const SCHEMA_VERSION: i64 = 3;
 /// indexes: the waiting tasks by due time, and the tasks in fetch order (by status and
 /// waiting, then highest priority, earliest due, `seq`), so that a fetch reads only the rows
 /// it takes however many tasks wait. Version 3 adds `run_key`, unique among the tasks that
-/// wait for their first start through the generated column `waiting_key`.
-const MIGRATIONS: [&[&str]; 3] = [&[
+/// wait for their first start through the generated column `waiting_key`. Version 4 adds
+/// `queue` (existing tasks are in the default queue) to the fetch's indexes, so that each
+/// queue's fetch reads only its rows, an index counting each queue's active tasks, and
+/// `taskflow_queues`, the queues' shared state.
+const MIGRATIONS: [&[&str]; 4] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
         id CHAR(36) NOT NULL,
@@ -88,6 +91,21 @@ const MIGRATIONS: [&[&str]; 3] = [&[
         ADD COLUMN waiting_key VARCHAR(255)
             AS (IF(status = 'pending' AND start_time IS NULL, run_key, NULL)) STORED,
         ADD UNIQUE KEY taskflow_tasks_waiting_key (waiting_key)",
+], &[
+    "ALTER TABLE taskflow_tasks
+        ADD COLUMN queue VARCHAR(64) NOT NULL DEFAULT 'default',
+        DROP KEY taskflow_tasks_available,
+        ADD KEY taskflow_tasks_available (status, wait_until, queue, priority DESC, due_at, seq),
+        DROP KEY taskflow_tasks_waiting,
+        ADD KEY taskflow_tasks_waiting (queue, wait_until),
+        ADD KEY taskflow_tasks_queue_active (queue, status)",
+    "CREATE TABLE taskflow_queues (
+        name VARCHAR(64) PRIMARY KEY,
+        paused BOOLEAN NOT NULL DEFAULT FALSE,
+        concurrency INT NULL,
+        max_pending BIGINT NULL,
+        updated_at BIGINT NOT NULL
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
 ]];
 
 /// Creates or migrates the schema; refuses a schema newer than this binary's.

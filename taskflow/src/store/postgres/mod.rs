@@ -4,6 +4,7 @@ mod cancel;
 mod complete;
 mod fetch;
 mod inserts;
+mod queues;
 mod reads;
 mod row;
 mod run_key;
@@ -22,10 +23,11 @@ use self::row::{COLUMNS, Params};
 use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
-    Change, DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
-    StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket,
+    Change, DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention,
+    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket,
 };
 use crate::id::TaskId;
+use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
 /// Tasks in a PostgreSQL database, shared by several instances.
@@ -158,7 +160,7 @@ fn insert_sql() -> String {
     format!(
         "INSERT INTO taskflow_tasks ({COLUMNS}, wait_until) VALUES ($1, $2, $3, $4, $5, $6, $7,
             $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
-            COALESCE($25::TIMESTAMPTZ,
+            $25, COALESCE($26::TIMESTAMPTZ,
                 CASE WHEN $18::TIMESTAMPTZ > $4::TIMESTAMPTZ THEN $18::TIMESTAMPTZ END))
          ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY} DO NOTHING RETURNING id"
     )
@@ -345,17 +347,29 @@ impl Store for PostgresStore {
         self.compute_stats(since).await
     }
 
-    async fn fetch(
-        &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: &Lease,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        self.fetch_available(limit, now, lease).await
+    async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {
+        self.fetch_available(fetch).await
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.next_waiting().await
+    async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.next_waiting(queue).await
+    }
+
+    async fn queue_states(&self) -> Result<Vec<QueueState>, StoreError> {
+        self.read_queue_states().await
+    }
+
+    async fn update_queue(
+        &self,
+        queue: &str,
+        change: QueueChange,
+        now: DateTime<Utc>,
+    ) -> Result<QueueState, StoreError> {
+        self.change_queue(queue, change, now).await
+    }
+
+    async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        self.count_queues().await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

@@ -7,15 +7,17 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// Each migration takes the schema from version `index` to `index + 1`. Version 2 adds
 /// `wait_until`, set while a pending task is not yet due (a delay, a retry's backoff) and
 /// cleared by the fetch that finds it due, and two indexes: the waiting tasks by due time, and
 /// the available ones (pending, not waiting) in fetch order, so that a fetch reads only the
 /// rows it takes however many tasks wait for later. Version 3 adds `run_key`, unique among the
-/// tasks that wait for their first start.
-const MIGRATIONS: [&str; 3] = ["
+/// tasks that wait for their first start. Version 4 adds `queue` (existing tasks are in the
+/// default queue) first in the fetch's indexes, so each queue's fetch reads only its rows; an
+/// index counting each queue's active tasks; and `taskflow_queues`, the queues' shared state.
+const MIGRATIONS: [&str; 4] = ["
     CREATE TABLE taskflow_tasks (
         seq BIGSERIAL UNIQUE,
         id UUID PRIMARY KEY,
@@ -80,6 +82,24 @@ const MIGRATIONS: [&str; 3] = ["
     ALTER TABLE taskflow_tasks ADD COLUMN run_key TEXT;
     CREATE UNIQUE INDEX taskflow_tasks_waiting_key ON taskflow_tasks (run_key)
         WHERE run_key IS NOT NULL AND status = 'pending' AND start_time IS NULL;
+", "
+    ALTER TABLE taskflow_tasks ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+    DROP INDEX taskflow_tasks_available;
+    CREATE INDEX taskflow_tasks_available
+        ON taskflow_tasks (queue, priority DESC, (COALESCE(scheduled_at, created_at)), seq)
+        WHERE status = 'pending' AND wait_until IS NULL;
+    DROP INDEX taskflow_tasks_waiting;
+    CREATE INDEX taskflow_tasks_waiting ON taskflow_tasks (queue, wait_until)
+        WHERE wait_until IS NOT NULL;
+    CREATE INDEX taskflow_tasks_queue_active ON taskflow_tasks (queue, status)
+        WHERE status IN ('pending', 'running');
+    CREATE TABLE taskflow_queues (
+        name TEXT PRIMARY KEY,
+        paused BOOLEAN NOT NULL DEFAULT FALSE,
+        concurrency INTEGER,
+        max_pending BIGINT,
+        updated_at TIMESTAMPTZ NOT NULL
+    );
 "];
 
 /// Any number: the advisory lock key under which instances migrate one at a time.

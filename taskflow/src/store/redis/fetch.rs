@@ -8,14 +8,17 @@ use chrono::{DateTime, Utc};
 use super::scripts::PENDING;
 use super::{RedisStore, decode, micros, pairs, rfc, unavailable};
 use crate::record::TaskRecord;
-use crate::store::{Lease, StoreError};
+use crate::store::{Fetch, Lease, StoreError};
 
 /// How many newly due tasks one fetch moves to `ready` at most, so that one script never
 /// runs long after an outage left a million due; the next fetch moves the next ones.
 const PROMOTE_BATCH: usize = 1000;
 
-/// Leases up to `limit` available tasks; returns, per task, its id then its hash's fields.
-/// ARGV: prefix, now_us, now, owner, expires, expires_us, limit, promote batch.
+/// Leases up to `limit` available tasks of a queue (none while it is paused; within its
+/// global limit, if any); returns, per task, its id then its hash's fields. Promotion moves
+/// due tasks of every queue to their queue's `ready`.
+/// ARGV: prefix, now_us, now, owner, expires, expires_us, limit, promote batch, queue,
+/// global limit (or '').
 fn fetch_script() -> String {
     format!(
         "{PENDING}{}",
@@ -28,15 +31,20 @@ for _, id in ipairs(due) do
   if redis.call('HGET', t, 'status') == 'pending' then
     local f = redis.call('HMGET', t, 'prio', 'due_us', 'seq')
     local rk = string.format('%016x%016x:%s', tonumber(f[2]) or 0, tonumber(f[3]) or 0, id)
-    redis.call('ZADD', p..':ready', -(tonumber(f[1]) or 0), rk)
+    redis.call('ZADD', qk(p, t, 'ready'), -(tonumber(f[1]) or 0), rk)
     redis.call('HSET', t, 'rk', rk)
   end
 end
 local out = {}
+local q = p..':q:'..ARGV[9]
+if redis.call('HGET', p..':queue:'..ARGV[9], 'paused') == '1' then return out end
+if ARGV[10] ~= '' then
+  limit = math.min(limit, tonumber(ARGV[10]) - redis.call('ZCARD', q..':running'))
+end
 if limit <= 0 then return out end
-local picked = redis.call('ZRANGE', p..':ready', 0, limit - 1)
+local picked = redis.call('ZRANGE', q..':ready', 0, limit - 1)
 for _, rk in ipairs(picked) do
-  redis.call('ZREM', p..':ready', rk)
+  redis.call('ZREM', q..':ready', rk)
   local id = string.match(rk, ':(.*)$')
   local t = p..':t:'..id
   if redis.call('HGET', t, 'status') == 'pending' then
@@ -47,6 +55,7 @@ for _, rk in ipairs(picked) do
     redis.call('HSET', t, 'status', 'running', 'owner', ARGV[4], 'expires', ARGV[5], 'expires_us', ARGV[6])
     redis.call('ZREM', p..':s:pending', id)
     redis.call('ZADD', p..':s:running', seq, id)
+    queue_status(p, id, t, 'pending', 'running', seq)
     redis.call('ZADD', p..':running', ARGV[6], id)
     table.insert(out, id)
     table.insert(out, redis.call('HGETALL', t))
@@ -74,6 +83,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p..':running', expires, expires)
     redis.call('HDEL', t, 'owner', 'expires', 'expires_us')
     redis.call('ZREM', p..':s:running', id)
     redis.call('ZADD', p..':s:pending', seq, id)
+    queue_status(p, id, t, 'running', 'pending', seq)
     redis.call('ZREM', p..':running', id)
     to_pending(p, id, t)
     released = released + 1
@@ -134,8 +144,25 @@ impl FetchScripts {
     }
 }
 
-/// The layout of the keys this binary writes: 2 added the index of pending tasks.
-const LAYOUT: i64 = 2;
+/// The layout of the keys this binary writes: 2 added the index of pending tasks, 3 the
+/// queues (existing tasks are in the default queue).
+const LAYOUT: i64 = 3;
+
+/// Takes keys of layout 2 to layout 3: the one `ready` becomes the default queue's, and the
+/// default queue's indexes of pending and running tasks are the status indexes' copies.
+/// ARGV: prefix.
+const ADOPT_QUEUES: &str = r#"
+local p = ARGV[1]
+if tonumber(redis.call('GET', p..':layout') or '0') >= 3 then return 0 end
+if redis.call('EXISTS', p..':ready') == 1 then
+  redis.call('RENAME', p..':ready', p..':q:default:ready')
+end
+redis.call('ZUNIONSTORE', p..':q:default:pending', 2, p..':q:default:pending', p..':s:pending')
+redis.call('ZUNIONSTORE', p..':q:default:running', 2, p..':q:default:running', p..':s:running')
+redis.call('SADD', p..':qnames', 'default')
+redis.call('SET', p..':layout', 3)
+return 1
+"#;
 
 impl RedisStore {
     /// Takes keys written by an older taskflow to [`LAYOUT`]: pending tasks enqueued before
@@ -148,6 +175,9 @@ impl RedisStore {
         if layout.is_some_and(|found| found >= LAYOUT) {
             return Ok(());
         }
+        if layout.is_some_and(|found| found >= 2) {
+            return self.adopt_queues().await;
+        }
         let ids: Vec<String> =
             conn.zrange(self.key("s:pending"), 0, -1).await.map_err(unavailable)?;
         for record in self.records(&ids).await? {
@@ -159,16 +189,26 @@ impl RedisStore {
                 .zadd(self.key("later"), &id, due);
             let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         }
-        let _: () = conn.set(self.key("layout"), LAYOUT).await.map_err(unavailable)?;
+        self.adopt_queues().await
+    }
+
+    /// Takes keys of layout 2 to [`LAYOUT`] (see [`ADOPT_QUEUES`]).
+    async fn adopt_queues(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::Script::new(ADOPT_QUEUES)
+            .arg(&*self.prefix)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
     pub(super) async fn fetch_available(
         &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: &Lease,
+        fetch: &Fetch<'_>,
     ) -> Result<Vec<TaskRecord>, StoreError> {
+        let (limit, now, lease) = (fetch.limit, fetch.now, fetch.lease);
+        let global = fetch.global_limit.map(|n| n.to_string()).unwrap_or_default();
         let mut conn = self.conn.clone();
         let flat: Vec<redis::Value> = self
             .fetch
@@ -181,6 +221,8 @@ impl RedisStore {
             .arg(micros(lease.expires_at))
             .arg(limit.min(i64::MAX as usize))
             .arg(PROMOTE_BATCH)
+            .arg(fetch.queue)
+            .arg(global)
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -282,7 +324,12 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(super) async fn next_waiting(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    /// The earliest due time of a waiting task of any queue (one `later` serves them all):
+    /// a producer may wake for another queue's task, and then sleeps again.
+    pub(super) async fn next_waiting(
+        &self,
+        _queue: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
         use redis::AsyncCommands;
         let mut conn = self.conn.clone();
         // Tasks due by now sit in `later` only until the next fetch makes them available.

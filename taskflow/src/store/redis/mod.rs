@@ -4,6 +4,7 @@ mod cancel;
 mod fetch;
 mod inserts;
 mod notify;
+mod queues;
 mod reads;
 mod row;
 mod scripts;
@@ -21,10 +22,11 @@ use redis::{AsyncCommands, Script};
 use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
-    Change, DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
-    StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
+    Change, DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention,
+    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
 };
 use crate::id::TaskId;
+use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
 /// Tasks in Redis, shared by several instances.
@@ -187,6 +189,7 @@ impl RedisStore {
             record.run_key.unwrap_or_default(),
             replaced,
             now,
+            record.queue,
         ];
         let (done, ticket) = WriteTicket::new();
         // Run keys are handled by the script itself: every insert may share a pipeline.
@@ -315,17 +318,29 @@ impl Store for RedisStore {
         self.compute_stats(since).await
     }
 
-    async fn fetch(
-        &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: &Lease,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        self.fetch_available(limit, now, lease).await
+    async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {
+        self.fetch_available(fetch).await
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.next_waiting().await
+    async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.next_waiting(queue).await
+    }
+
+    async fn queue_states(&self) -> Result<Vec<QueueState>, StoreError> {
+        self.read_queue_states().await
+    }
+
+    async fn update_queue(
+        &self,
+        queue: &str,
+        change: QueueChange,
+        now: DateTime<Utc>,
+    ) -> Result<QueueState, StoreError> {
+        self.change_queue(queue, change, now).await
+    }
+
+    async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        self.count_queues().await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

@@ -8,7 +8,7 @@
 /// names the last task stored under the key.
 /// ARGV: prefix, id, base, func, status, created_us, key, requeue, end, end_us, error,
 /// priority, due_us, held_until_us (or '': not held), run key (or ''), the error of a replaced
-/// task and the time it ends (its end_us is created_us).
+/// task and the time it ends (its end_us is created_us), queue.
 pub(super) fn enqueue() -> String {
     format!(
         "{PENDING}{SETTLE}{}",
@@ -30,8 +30,10 @@ local seq = redis.call('INCR', p..':seq')
 local t = p..':t:'..id
 redis.call('HSET', t, 'base', ARGV[3], 'seq', seq, 'status', status, 'func', ARGV[4],
   'created_us', ARGV[6], 'key', key, 'requeue', ARGV[8], 'retries', 0, 'recoveries', 0,
-  'prio', ARGV[12], 'due_us', ARGV[13])
+  'prio', ARGV[12], 'due_us', ARGV[13], 'queue', ARGV[18])
 redis.call('ZADD', p..':all', seq, id)
+redis.call('SADD', p..':qnames', ARGV[18])
+queue_status(p, id, t, '', status, seq)
 redis.call('ZADD', p..':s:'..status, seq, id)
 redis.call('ZADD', p..':f:'..ARGV[4], seq, id)
 redis.call('SADD', p..':funcs', ARGV[4])
@@ -68,7 +70,16 @@ return id
 /// every member has the score `-priority` and the name `<due><seq>:<id>` (zero-padded hex),
 /// so that `ZRANGE ready 0 n` lists the available tasks in fetch order: highest priority,
 /// earliest due, enqueue order. The task's hash keeps its `ready` name in `rk`.
+/// Each queue has its own `ready`, and its own indexes of `pending` and `running` tasks
+/// (`q:<queue>:<what>`), kept beside the status indexes by `queue_status`.
 pub(super) const PENDING: &str = r#"
+local function qk(p, t, what)
+  return p..':q:'..(redis.call('HGET', t, 'queue') or 'default')..':'..what
+end
+local function queue_status(p, id, t, from, to, seq)
+  if from == 'pending' or from == 'running' then redis.call('ZREM', qk(p, t, from), id) end
+  if to == 'pending' or to == 'running' then redis.call('ZADD', qk(p, t, to), seq, id) end
+end
 local function to_pending(p, id, t)
   redis.call('ZADD', p..':later', redis.call('HGET', t, 'due_us') or 0, id)
 end
@@ -76,7 +87,7 @@ local function out_of_pending(p, id, t)
   redis.call('ZREM', p..':later', id)
   local rk = redis.call('HGET', t, 'rk')
   if rk then
-    redis.call('ZREM', p..':ready', rk)
+    redis.call('ZREM', qk(p, t, 'ready'), rk)
     redis.call('HDEL', t, 'rk')
   end
 end
@@ -93,6 +104,7 @@ local function settle(p, id, t, from, to, end_rfc, end_us)
   redis.call('HDEL', t, 'owner', 'expires', 'expires_us')
   redis.call('ZREM', p..':s:'..from, id)
   redis.call('ZADD', p..':s:'..to, seq, id)
+  queue_status(p, id, t, from, to, seq)
   redis.call('ZREM', p..':running', id)
   if to ~= 'pending' and to ~= 'running' then
     redis.call('HSET', t, 'end', end_rfc, 'end_us', end_us)

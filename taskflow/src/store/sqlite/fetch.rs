@@ -3,23 +3,30 @@
 //! available ones are selected through `tasks_available`, and leased.
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::row::{self, COLUMN_COUNT, columns, micros};
 use super::writer::unavailable;
 use super::{SqliteStore, select};
 use crate::record::{TaskRecord, TaskStatus};
-use crate::store::{Lease, StoreError};
+use crate::store::fetch::room;
+use crate::store::{Fetch, Lease, StoreError};
 
-/// Makes the waiting tasks whose time has come available.
-const PROMOTE: &str =
-    "UPDATE tasks SET wait_until = NULL WHERE wait_until IS NOT NULL AND wait_until <= ?1";
+/// Makes the waiting tasks of a queue whose time has come available.
+const PROMOTE: &str = "UPDATE tasks SET wait_until = NULL
+    WHERE queue = ?2 AND wait_until IS NOT NULL AND wait_until <= ?1";
+
+/// Whether the queue is paused.
+const PAUSED: &str = "SELECT paused FROM queues WHERE name = ?1";
+
+/// How many of the queue's tasks run.
+const RUNNING: &str = "SELECT COUNT(*) FROM tasks WHERE queue = ?1 AND status = 'running'";
 
 /// The available tasks in fetch order, as `(seq, id)`.
 /// `INDEXED BY`: with many pending rows the planner would rather read them all through
 /// `tasks_by_status` and sort them, for every fetch.
 const AVAILABLE: &str = "SELECT seq, id FROM tasks INDEXED BY tasks_available
-    WHERE status = 'pending' AND wait_until IS NULL
+    WHERE queue = ?2 AND status = 'pending' AND wait_until IS NULL
     ORDER BY priority DESC, COALESCE(scheduled_at, created_at), seq LIMIT ?1";
 
 const LEASE: &str = "UPDATE tasks SET status = 'running', start_time = COALESCE(start_time, ?2),
@@ -34,20 +41,41 @@ const FAIL_UNREADABLE: &str = "UPDATE tasks SET status = 'failed', end_time = ?2
 impl SqliteStore {
     pub(super) async fn fetch_available(
         &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: &Lease,
+        fetch: &Fetch<'_>,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        if limit == 0 {
+        if fetch.limit == 0 {
             return Ok(Vec::new());
         }
-        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let lease = fetch.lease;
         let (now, owner, expires) =
-            (micros(now), lease.owner.to_string(), micros(lease.expires_at));
+            (micros(fetch.now), lease.owner.to_string(), micros(lease.expires_at));
         let active = std::sync::Arc::clone(&self.active);
+        let (queue, wanted, global) = (fetch.queue.to_owned(), fetch.limit, fetch.global_limit);
         self.writer
             .call(move |conn| {
-                let picked = due(conn, now, limit)?;
+                let paused: Option<bool> = conn
+                    .prepare_cached(PAUSED)
+                    .map_err(unavailable)?
+                    .query_row([&queue], |row| row.get(0))
+                    .optional()
+                    .map_err(unavailable)?;
+                if paused == Some(true) {
+                    return Ok(Vec::new());
+                }
+                let running: i64 = match global {
+                    Some(_) => conn
+                        .prepare_cached(RUNNING)
+                        .map_err(unavailable)?
+                        .query_row([&queue], |row| row.get(0))
+                        .map_err(unavailable)?,
+                    None => 0,
+                };
+                let room = room(wanted, global, running.max(0) as u64);
+                if room == 0 {
+                    return Ok(Vec::new());
+                }
+                let limit = i64::try_from(room).unwrap_or(i64::MAX);
+                let picked = due(conn, &queue, now, limit)?;
                 let mut lease_row = conn.prepare_cached(LEASE).map_err(unavailable)?;
                 let mut fetched = Vec::with_capacity(picked.len());
                 for (seq, id) in picked {
@@ -116,13 +144,17 @@ impl SqliteStore {
             .await
     }
 
-    pub(super) async fn next_waiting(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    pub(super) async fn next_waiting(
+        &self,
+        queue: &str,
+    ) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let queue = queue.to_owned();
         let earliest: Option<i64> = self
             .writer
-            .call(|conn| {
+            .call(move |conn| {
                 conn.query_row(
-                    "SELECT MIN(wait_until) FROM tasks WHERE wait_until IS NOT NULL",
-                    [],
+                    "SELECT MIN(wait_until) FROM tasks WHERE queue = ?1 AND wait_until IS NOT NULL",
+                    [&queue],
                     |row| row.get(0),
                 )
                 .map_err(unavailable)
@@ -147,10 +179,18 @@ impl SqliteStore {
     }
 }
 
-fn due(conn: &Connection, now: i64, limit: i64) -> Result<Vec<(i64, String)>, StoreError> {
-    conn.prepare_cached(PROMOTE).map_err(unavailable)?.execute([now]).map_err(unavailable)?;
+fn due(
+    conn: &Connection,
+    queue: &str,
+    now: i64,
+    limit: i64,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    conn.prepare_cached(PROMOTE)
+        .map_err(unavailable)?
+        .execute(params![now, queue])
+        .map_err(unavailable)?;
     let mut statement = conn.prepare_cached(AVAILABLE).map_err(unavailable)?;
-    let mut rows = statement.query([limit]).map_err(unavailable)?;
+    let mut rows = statement.query(params![limit, queue]).map_err(unavailable)?;
     let mut picked = Vec::new();
     while let Some(row) = rows.next().map_err(unavailable)? {
         let seq: i64 = row.get(0).map_err(unavailable)?;

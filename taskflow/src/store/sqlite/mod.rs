@@ -8,6 +8,7 @@ mod complete;
 mod fetch;
 mod options;
 mod query;
+mod queues;
 mod reads;
 mod row;
 mod run_key;
@@ -31,10 +32,11 @@ use self::row::{COLUMN_COUNT, RawRow, columns, log_columns, micros, placeholders
 use self::writer::{Writer, unavailable};
 use super::reclaim::{ReclaimAs, reclaim};
 use super::{
-    DEFAULT_PAGE, Enqueued, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
+    DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
     StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
 };
 use crate::id::TaskId;
+use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
 /// Tasks in one SQLite file (WAL mode, bundled SQLite: nothing to install).
@@ -292,7 +294,7 @@ fn insert(
         columns!(),
         ", seq, wait_until) VALUES (",
         placeholders!(),
-        ", ?25, COALESCE(?26, CASE WHEN ?18 > ?4 THEN ?18 END))"
+        ", ?26, COALESCE(?27, CASE WHEN ?18 > ?4 THEN ?18 END))"
     );
     let extra = [Sql::Integer(seq), hold.map_or(Sql::Null, Sql::Integer)];
     let mut statement = conn.prepare_cached(SQL).map_err(unavailable)?;
@@ -379,17 +381,29 @@ impl Store for SqliteStore {
         self.compute_stats(since).await
     }
 
-    async fn fetch(
-        &self,
-        limit: usize,
-        now: DateTime<Utc>,
-        lease: &Lease,
-    ) -> Result<Vec<TaskRecord>, StoreError> {
-        self.fetch_available(limit, now, lease).await
+    async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {
+        self.fetch_available(fetch).await
     }
 
-    async fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        self.next_waiting().await
+    async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.next_waiting(queue).await
+    }
+
+    async fn queue_states(&self) -> Result<Vec<QueueState>, StoreError> {
+        self.read_queue_states().await
+    }
+
+    async fn update_queue(
+        &self,
+        queue: &str,
+        change: QueueChange,
+        now: DateTime<Utc>,
+    ) -> Result<QueueState, StoreError> {
+        self.change_queue(queue, change, now).await
+    }
+
+    async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        self.count_queues().await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

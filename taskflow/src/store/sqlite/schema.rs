@@ -11,7 +11,7 @@ use super::{Durability, SqliteOptions};
 use crate::store::StoreError;
 
 /// The schema version this binary writes. Migrations take older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// How long opening waits for another connection to let go of the file.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -26,7 +26,10 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// due time, and `tasks_available` (pending, not waiting) in fetch order (highest priority,
 /// earliest due, `seq`), so a fetch reads only the rows it takes however many tasks wait.
 /// Version 3 adds `run_key`, unique among the tasks that wait for their first start.
-const MIGRATIONS: [&str; 3] = [
+/// Version 4 adds `queue` (existing tasks are in the default queue), puts it first in the
+/// fetch's indexes so that each queue's fetch reads only its own rows, counts each queue's
+/// active tasks through `tasks_queue_active`, and keeps the queues' shared state in `queues`.
+const MIGRATIONS: [&str; 4] = [
     "
     CREATE TABLE tasks (
         seq INTEGER PRIMARY KEY,
@@ -83,6 +86,24 @@ const MIGRATIONS: [&str; 3] = [
     ALTER TABLE tasks ADD COLUMN run_key TEXT;
     CREATE UNIQUE INDEX tasks_waiting_key ON tasks (run_key)
         WHERE run_key IS NOT NULL AND status = 'pending' AND start_time IS NULL;
+",
+    "
+    ALTER TABLE tasks ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+    DROP INDEX tasks_available;
+    CREATE INDEX tasks_available
+        ON tasks (queue, priority DESC, COALESCE(scheduled_at, created_at))
+        WHERE status = 'pending' AND wait_until IS NULL;
+    DROP INDEX tasks_waiting;
+    CREATE INDEX tasks_waiting ON tasks (queue, wait_until) WHERE wait_until IS NOT NULL;
+    CREATE INDEX tasks_queue_active ON tasks (queue, status)
+        WHERE status IN ('pending', 'running');
+    CREATE TABLE queues (
+        name TEXT PRIMARY KEY,
+        paused INTEGER NOT NULL DEFAULT 0,
+        concurrency INTEGER,
+        max_pending INTEGER,
+        updated_at INTEGER NOT NULL
+    );
 ",
 ];
 

@@ -1,6 +1,8 @@
 //! [`TaskManager`]: the facade of the engine. Enqueue, cancel, retry, wait for and shut down
 //! tasks here; the [engine](crate::engine) does the running.
 
+mod queues;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -137,6 +139,7 @@ impl TaskManager {
     ) -> Result<TaskId> {
         let keyed = options.idempotency_key_str().is_some();
         let new = crate::tasks::new_task(task, args, options);
+        let queue = new.queue().to_owned();
         let enqueued = self.engine.store_new(new, false)?;
         let mut id = enqueued.id;
         if let Some(write) = enqueued.write {
@@ -147,7 +150,7 @@ impl TaskManager {
                 id = canonical;
             }
         }
-        self.engine.wake.now();
+        self.engine.queues.wake(&queue);
         Ok(id)
     }
 
@@ -178,7 +181,12 @@ impl TaskManager {
         let new = crate::tasks::new_task(task, args, options);
         let record = crate::engine::new_record(new, self.engine.clock.now());
         self.engine.limits.check(&record)?;
-        Ok(crate::store::postgres::insert_in(client, &record).await?)
+        let runner = self.engine.admit(&record)?;
+        let inserted = crate::store::postgres::insert_in(client, &record).await;
+        if inserted.is_err() {
+            runner.unadmit();
+        }
+        Ok(inserted?)
     }
 
     /// Cancels a task: a pending one (waiting to start, or for its retry) never runs, a
@@ -260,13 +268,14 @@ impl TaskManager {
             .get(&original.func_name)
             .ok_or_else(|| Error::UnknownTask { name: original.func_name.clone() })?;
         let record = retry_record(original, registered.options(), self.engine.clock.now());
+        let queue = record.queue.clone();
         let context = self.engine.context_for(&record);
         let enqueued = store.enqueue(record)?;
         if let Some(write) = enqueued.write {
             write.read_back(Arc::clone(store), enqueued.id).wait().await?;
         }
         context.emit(EventKind::Enqueued, Some(format!("retry of {id}")));
-        self.engine.wake.now();
+        self.engine.queues.wake(&queue);
         Ok(enqueued.id)
     }
 

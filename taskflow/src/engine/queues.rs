@@ -1,0 +1,328 @@
+//! The queues an engine knows: each with its limits, its slots and, when this instance runs
+//! it, the wake of its own producer. The shared state (paused, limits changed at run time)
+//! comes from the store, read every poll interval (see `maintenance::queues`).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use super::Engine;
+use super::wake::Wake;
+use crate::error::{Error, Result};
+use crate::queue::{Queue, QueueState};
+
+/// How soon after a refusal the queue's count may be read again.
+const RECOUNT_AFTER: Duration = Duration::from_millis(50);
+
+/// One queue as this engine sees it.
+#[derive(Debug)]
+pub(crate) struct QueueRunner {
+    pub(crate) name: Arc<str>,
+    /// Whether this instance fetches from it.
+    pub(crate) runs: bool,
+    /// The builder's settings.
+    pub(crate) config: Queue,
+    /// The per-instance concurrency when the store sets none.
+    base_concurrency: usize,
+    /// The per-instance concurrency in force.
+    limit: AtomicUsize,
+    /// Slots taken: attempts running, and slots held by a fetch in flight.
+    taken: AtomicUsize,
+    /// Fires when a slot frees or the limit grows.
+    freed: Notify,
+    pub(crate) wake: Wake,
+    /// The store's paused flag, as last read.
+    paused: AtomicBool,
+    /// The bound on pending tasks in force (0: none).
+    max_pending: AtomicU64,
+    /// This instance's estimate of the queue's pending tasks.
+    pending: Mutex<PendingEstimate>,
+    /// Enqueues into the queue by this instance, ever.
+    enqueued: AtomicU64,
+    /// Whether a recount is under way.
+    pub(crate) recounting: AtomicBool,
+}
+
+/// The pending count as last read from the store, and this instance's enqueues since.
+#[derive(Debug)]
+struct PendingEstimate {
+    /// The store's count.
+    counted: u64,
+    /// `enqueued` when the count was taken (before the read: later ones are counted twice at
+    /// worst, which errs toward refusing).
+    enqueued_then: u64,
+    /// When it was read.
+    read_at: Option<Instant>,
+}
+
+impl QueueRunner {
+    fn new(name: &str, config: Queue, runs: bool, default_concurrency: usize) -> QueueRunner {
+        let base_concurrency = config.concurrency_limit().unwrap_or(default_concurrency);
+        QueueRunner {
+            name: name.into(),
+            runs,
+            base_concurrency,
+            limit: AtomicUsize::new(base_concurrency),
+            taken: AtomicUsize::new(0),
+            freed: Notify::new(),
+            wake: Wake::default(),
+            paused: AtomicBool::new(false),
+            max_pending: AtomicU64::new(config.max_pending_limit().unwrap_or(0)),
+            pending: Mutex::new(PendingEstimate { counted: 0, enqueued_then: 0, read_at: None }),
+            enqueued: AtomicU64::new(0),
+            recounting: AtomicBool::new(false),
+            config,
+        }
+    }
+
+    /// The per-instance concurrency in force.
+    pub(crate) fn concurrency(&self) -> usize {
+        self.limit.load(Ordering::Acquire)
+    }
+
+    /// The bound on pending tasks in force.
+    pub(crate) fn max_pending(&self) -> Option<u64> {
+        Some(self.max_pending.load(Ordering::Acquire)).filter(|limit| *limit > 0)
+    }
+
+    /// Whether the store said it is paused, at the last read.
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(Ordering::Acquire)
+    }
+
+    /// How many slots are taken (running attempts and fetches in flight).
+    pub(crate) fn taken(&self) -> usize {
+        self.taken.load(Ordering::Acquire)
+    }
+
+    /// Takes up to `most` free slots, waiting until at least one is free.
+    pub(crate) async fn take_slots(&self, most: usize) -> usize {
+        loop {
+            let limit = self.concurrency();
+            let taken = self.taken.load(Ordering::Acquire);
+            if taken < limit {
+                let want = (limit - taken).min(most);
+                if self
+                    .taken
+                    .compare_exchange(taken, taken + want, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    return want;
+                }
+                continue;
+            }
+            // `notify_one` keeps a permit when nobody waits, so a slot freed between the
+            // check and this wait is not missed.
+            self.freed.notified().await;
+        }
+    }
+
+    /// Gives back `n` slots.
+    pub(crate) fn give_back(&self, n: usize) {
+        if n > 0 {
+            self.taken.fetch_sub(n, Ordering::AcqRel);
+            self.freed.notify_one();
+        }
+    }
+
+    /// Applies the store's state (`None`: the queue has none, the builder's settings hold).
+    pub(crate) fn apply(&self, state: Option<&QueueState>) {
+        let concurrency = state
+            .and_then(|s| s.concurrency)
+            .map_or(self.base_concurrency, |n| usize::try_from(n).unwrap_or(usize::MAX));
+        let before = self.limit.swap(concurrency.max(1), Ordering::AcqRel);
+        if concurrency > before {
+            self.freed.notify_one();
+        }
+        let max_pending =
+            state.and_then(|s| s.max_pending).or(self.config.max_pending_limit()).unwrap_or(0);
+        self.max_pending.store(max_pending, Ordering::Release);
+        let paused = state.is_some_and(|s| s.paused);
+        let was_paused = self.paused.swap(paused, Ordering::AcqRel);
+        if was_paused && !paused {
+            self.wake.now(); // resumed
+        }
+    }
+
+    /// The enqueue count to pair with a pending count about to be read.
+    pub(crate) fn enqueued_now(&self) -> u64 {
+        self.enqueued.load(Ordering::Acquire)
+    }
+
+    /// Records the store's pending count, read after `enqueued_then` of this instance's
+    /// enqueues.
+    pub(crate) fn counted(&self, pending: u64, enqueued_then: u64) {
+        let mut estimate = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        *estimate =
+            PendingEstimate { counted: pending, enqueued_then, read_at: Some(Instant::now()) };
+    }
+
+    /// Admits one enqueue, or refuses it when the queue holds its bound by this instance's
+    /// estimate; `Err(true)` asks for a recount (the last one is old enough).
+    pub(crate) fn admit(&self) -> std::result::Result<(), (u64, bool)> {
+        if let Some(limit) = self.max_pending() {
+            let estimate = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            let since = self.enqueued_now().saturating_sub(estimate.enqueued_then);
+            if estimate.counted.saturating_add(since) >= limit {
+                let stale = estimate.read_at.is_none_or(|at| at.elapsed() >= RECOUNT_AFTER);
+                return Err((limit, stale));
+            }
+        }
+        self.enqueued.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Takes back an admitted enqueue that stored nothing (a duplicate, an error).
+    pub(crate) fn unadmit(&self) {
+        if self.max_pending().is_some() {
+            self.enqueued.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// A slot of a queue, held by a running attempt; freed when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot(Arc<QueueRunner>);
+
+impl Slot {
+    /// One of the slots `runner` gave a fetch.
+    pub(crate) fn of(runner: &Arc<QueueRunner>) -> Slot {
+        Slot(Arc::clone(runner))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.give_back(1);
+        if self.0.config.global_concurrency_limit().is_some() {
+            // A producer held back by the global limit may fetch again.
+            self.0.wake.now();
+        }
+    }
+}
+
+/// Every queue the engine knows, by name.
+#[derive(Debug)]
+pub(crate) struct Queues {
+    by_name: HashMap<Arc<str>, Arc<QueueRunner>>,
+    /// How long a refused caller should wait, in seconds.
+    pub(crate) retry_after: u64,
+}
+
+impl Queues {
+    /// The queues of `declared` (the default queue always among them), running those that
+    /// `runs` names (all of them when `None`). Checks the settings.
+    pub(crate) fn new(
+        declared: Vec<(String, Queue)>,
+        runs: Option<&[String]>,
+        default_concurrency: usize,
+        poll: Duration,
+    ) -> Result<Queues> {
+        let mut by_name: HashMap<Arc<str>, Arc<QueueRunner>> = HashMap::new();
+        let default = (crate::queue::DEFAULT_QUEUE.to_owned(), Queue::new());
+        let has_default = declared.iter().any(|(name, _)| name == crate::queue::DEFAULT_QUEUE);
+        let all = (!has_default).then_some(default).into_iter().chain(declared);
+        for (name, config) in all {
+            check(&name, &config)?;
+            let runs = runs.is_none_or(|names| names.contains(&name));
+            let runner = QueueRunner::new(&name, config, runs, default_concurrency);
+            by_name.insert(Arc::clone(&runner.name), Arc::new(runner));
+        }
+        if let Some(names) = runs
+            && let Some(unknown) = names.iter().find(|n| !by_name.contains_key(n.as_str()))
+        {
+            return Err(Error::UnknownQueue { queue: unknown.clone() });
+        }
+        Ok(Queues { by_name, retry_after: crate::queue::retry_after(poll) })
+    }
+
+    /// The queue `name`, if declared.
+    pub(crate) fn get(&self, name: &str) -> Option<&Arc<QueueRunner>> {
+        self.by_name.get(name)
+    }
+
+    /// Every queue, in no order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<QueueRunner>> {
+        self.by_name.values()
+    }
+
+    /// Wakes the producer of `name`, if this instance runs it.
+    pub(crate) fn wake(&self, name: &str) {
+        if let Some(runner) = self.get(name) {
+            runner.wake.now();
+        }
+    }
+
+    /// Wakes every producer.
+    pub(crate) fn wake_all(&self) {
+        for runner in self.by_name.values() {
+            runner.wake.now();
+        }
+    }
+
+    /// Applies the store's states to every queue.
+    pub(crate) fn apply(&self, states: &[QueueState]) {
+        for runner in self.by_name.values() {
+            runner.apply(states.iter().find(|s| *s.name == *runner.name));
+        }
+    }
+}
+
+/// The builder's settings of `name`, checked.
+fn check(name: &str, config: &Queue) -> Result<()> {
+    let invalid = |reason: &str| {
+        Err(Error::InvalidQueue { queue: name.to_owned(), reason: reason.to_owned() })
+    };
+    if !crate::queue::is_valid_queue_name(name) {
+        return invalid("a queue name is 1 to 64 ASCII letters, digits, `_`, `-` or `.`");
+    }
+    if config.concurrency_limit() == Some(0) {
+        return invalid("`concurrency` must be at least 1");
+    }
+    if config.global_concurrency_limit() == Some(0) {
+        return invalid("`global_concurrency` must be at least 1");
+    }
+    if config.max_pending_limit() == Some(0) {
+        return invalid("`max_pending` must be at least 1");
+    }
+    Ok(())
+}
+
+/// Reads the pending counts of `runners` from the store, once their earlier enqueues are
+/// durable.
+pub(crate) async fn count(engine: &Engine, runners: &[Arc<QueueRunner>]) {
+    if runners.is_empty() {
+        return;
+    }
+    let enqueued: Vec<u64> = runners.iter().map(|runner| runner.enqueued_now()).collect();
+    if let Err(err) = engine.store.flush().await {
+        tracing::debug!(error = %err, "taskflow: could not flush before counting the queues");
+        return;
+    }
+    match engine.store.queue_counts().await {
+        Ok(counts) => {
+            for (runner, enqueued) in runners.iter().zip(enqueued) {
+                let pending =
+                    counts.iter().find(|c| *c.queue == *runner.name).map_or(0, |c| c.pending);
+                runner.counted(pending, enqueued);
+            }
+        }
+        Err(err) => tracing::debug!(error = %err, "taskflow: could not count the queues' tasks"),
+    }
+}
+
+/// Counts `runner`'s queue again soon, in the background (one recount at a time): after it
+/// refused an enqueue, so that it admits again as soon as the queue has drained.
+pub(crate) fn recount(engine: &Arc<Engine>, runner: &Arc<QueueRunner>) {
+    if runner.recounting.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let (engine, runner) = (Arc::clone(engine), Arc::clone(runner));
+    engine.runtime.clone().spawn(async move {
+        count(&engine, std::slice::from_ref(&runner)).await;
+        runner.recounting.store(false, Ordering::Release);
+    });
+}

@@ -1,0 +1,91 @@
+//! The queues' shared state (`taskflow_queues`) and their counts (through
+//! `taskflow_tasks_queue_active`).
+
+use chrono::{DateTime, Utc};
+use mysql_async::prelude::Queryable;
+
+use super::{MysqlStore, micros, unavailable};
+use crate::queue::{QueueChange, QueueCounts, QueueState};
+use crate::store::StoreError;
+
+/// A row of `taskflow_queues`: name, paused, concurrency, max_pending, updated_at.
+type Row = (String, bool, Option<i64>, Option<i64>, i64);
+
+const COLUMNS: &str = "name, paused, concurrency, max_pending, updated_at";
+
+impl MysqlStore {
+    pub(super) async fn read_queue_states(&self) -> Result<Vec<QueueState>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<Row> = conn
+            .query(format!("SELECT {COLUMNS} FROM taskflow_queues"))
+            .await
+            .map_err(unavailable)?;
+        Ok(rows.into_iter().map(state).collect())
+    }
+
+    pub(super) async fn change_queue(
+        &self,
+        queue: &str,
+        change: QueueChange,
+        now: DateTime<Utc>,
+    ) -> Result<QueueState, StoreError> {
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "INSERT IGNORE INTO taskflow_queues (name, updated_at) VALUES (?, ?)",
+            (queue, micros(now)),
+        )
+        .await
+        .map_err(unavailable)?;
+        // The row locked while it changes: concurrent changes of different fields apply one
+        // after the other, neither lost.
+        let mut tx = conn.start_transaction(Default::default()).await.map_err(unavailable)?;
+        let found: Option<Row> = tx
+            .exec_first(
+                format!("SELECT {COLUMNS} FROM taskflow_queues WHERE name = ? FOR UPDATE"),
+                (queue,),
+            )
+            .await
+            .map_err(unavailable)?;
+        let next = change.apply(queue, found.map(state), now);
+        let max_pending = next.max_pending.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        tx.exec_drop(
+            "UPDATE taskflow_queues SET paused = ?, concurrency = ?, max_pending = ?,
+                updated_at = ? WHERE name = ?",
+            (next.paused, next.concurrency, max_pending, micros(next.updated_at), queue),
+        )
+        .await
+        .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(next)
+    }
+
+    pub(super) async fn count_queues(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, i64, i64)> = conn
+            .query(
+                "SELECT queue, CAST(SUM(status = 'pending') AS SIGNED),
+                    CAST(SUM(status = 'running') AS SIGNED)
+                 FROM taskflow_tasks WHERE status IN ('pending', 'running') GROUP BY queue",
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(rows
+            .into_iter()
+            .map(|(queue, pending, running)| QueueCounts {
+                queue,
+                pending: u64::try_from(pending).unwrap_or(0),
+                running: u64::try_from(running).unwrap_or(0),
+            })
+            .collect())
+    }
+}
+
+fn state((name, paused, concurrency, max_pending, updated): Row) -> QueueState {
+    QueueState {
+        name,
+        paused,
+        concurrency: concurrency.and_then(|n| u32::try_from(n).ok()),
+        max_pending: max_pending.and_then(|n| u64::try_from(n).ok()),
+        updated_at: DateTime::from_timestamp_micros(updated).unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+    }
+}

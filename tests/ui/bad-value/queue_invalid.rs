@@ -1,0 +1,4 @@
+#[taskflow::task(queue = "e mails")]
+fn cleanup() {}
+
+fn main() {}

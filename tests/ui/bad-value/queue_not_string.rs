@@ -1,0 +1,4 @@
+#[taskflow::task(queue = 5)]
+fn cleanup() {}
+
+fn main() {}
