@@ -126,7 +126,7 @@ async fn check(store: &dyn Store, damaged: TaskId, healthy: TaskId, column: &str
         expires_at: chrono::Utc::now() + chrono::Duration::minutes(1),
     };
     let fetched = store
-        .fetch(&taskflow::store::Fetch::new("default", 100, chrono::Utc::now(), &runner))
+        .fetch(&crate::conformance::default_queue(100, chrono::Utc::now(), &runner))
         .await
         .expect("the fetch answers");
     assert!(fetched.iter().any(|t| t.task_id == healthy), "the other task can still run");

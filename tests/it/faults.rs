@@ -236,8 +236,7 @@ async fn a_hung_prune_does_not_hold_up_reclaim(store: Arc<dyn Store>) {
         owner: "a runner that died".into(),
         expires_at: now + chrono::Duration::seconds(1),
     };
-    let fetched =
-        store.fetch(&taskflow::store::Fetch::new("default", 1, now, &dead)).await.unwrap();
+    let fetched = store.fetch(&crate::conformance::default_queue(1, now, &dead)).await.unwrap();
     assert_eq!(fetched.len(), 1, "fetched by the dead runner");
     let manager = TaskManager::builder()
         .shared_store(Arc::clone(&faulty) as Arc<dyn Store>)

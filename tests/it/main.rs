@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_access;
+mod cluster_queues;
 mod conformance;
 mod corrupt;
 mod crash;
@@ -16,7 +17,7 @@ mod layout;
 mod leader;
 mod limits;
 mod model;
-mod multi;
+pub(crate) mod multi;
 pub(crate) mod outage;
 mod outcomes;
 mod queues;

@@ -163,7 +163,7 @@ async fn step(store: &dyn Store, model: &mut Model, op: &Op) -> Result<(), TestC
             let expires = now + Duration::seconds(LEASE);
             let lease = runner_lease(runner, expires);
             let fetched: Vec<TaskId> = store
-                .fetch(&taskflow::store::Fetch::new("default", limit, now, &lease))
+                .fetch(&crate::conformance::default_queue(limit, now, &lease))
                 .await
                 .map_err(|e| TestCaseError::fail(e.to_string()))?
                 .into_iter()

@@ -6,17 +6,20 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use taskflow::{EnqueueOptions, Store, TaskManager, TaskQuery, TaskStatus, task, task_context};
+use taskflow::{
+    EnqueueOptions, Store, TaskManager, TaskManagerBuilder, TaskQuery, TaskStatus, task,
+    task_context,
+};
 
 use crate::conformance::{mysql_url, pending, postgres_schema};
 
 /// Bounds for the stress tests here, where slowness is load, not a hung database.
-const STRESS_TIMEOUTS: taskflow::StoreTimeouts =
+pub(crate) const STRESS_TIMEOUTS: taskflow::StoreTimeouts =
     taskflow::StoreTimeouts { operation: Duration::from_secs(120), bulk: Duration::from_secs(300) };
 
 /// A shared database under test, and where its tasks count their runs.
 #[derive(Clone)]
-enum Shared {
+pub(crate) enum Shared {
     Postgres { url: String, runs: Arc<tokio_postgres::Client> },
     Mysql { url: String, runs: mysql_async::Pool },
     Redis { url: String, prefix: String, runs: redis::aio::MultiplexedConnection },
@@ -28,7 +31,7 @@ static MYSQL_RUNS: OnceLock<Shared> = OnceLock::new();
 static REDIS_RUNS: OnceLock<Shared> = OnceLock::new();
 
 impl Shared {
-    async fn postgres() -> Option<Shared> {
+    pub(crate) async fn postgres() -> Option<Shared> {
         let schema = postgres_schema().await?;
         let (client, connection) =
             tokio_postgres::connect(&schema.url, tokio_postgres::NoTls).await.unwrap();
@@ -37,7 +40,7 @@ impl Shared {
         Some(Shared::Postgres { url: schema.url, runs: Arc::new(client) })
     }
 
-    async fn mysql() -> Option<Shared> {
+    pub(crate) async fn mysql() -> Option<Shared> {
         let url = mysql_url().await?;
         let runs = mysql_async::Pool::new(format!("{url}?pool_min=1&pool_max=8").as_str());
         let mut conn = runs.get_conn().await.unwrap();
@@ -45,7 +48,7 @@ impl Shared {
         Some(Shared::Mysql { url, runs })
     }
 
-    async fn redis() -> Option<Shared> {
+    pub(crate) async fn redis() -> Option<Shared> {
         let Ok(url) = std::env::var("TASKFLOW_TEST_REDIS_URL") else {
             println!("skipped: TASKFLOW_TEST_REDIS_URL is not set (.ci/run sets it)");
             return None;
@@ -59,7 +62,7 @@ impl Shared {
         Some(Shared::Redis { url, prefix: format!("multi-{}", taskflow::TaskId::new()), runs })
     }
 
-    async fn store(&self) -> Arc<dyn Store> {
+    pub(crate) async fn store(&self) -> Arc<dyn Store> {
         match self {
             Shared::Postgres { url, .. } => {
                 Arc::new(taskflow::PostgresStore::connect_with_pool_size(url, 8).await.unwrap())
@@ -137,13 +140,27 @@ async fn counted_once(n: u64, backend: String) -> u64 {
 }
 
 /// One instance: a manager on a thread and runtime of its own, over its own pool.
-struct Instance {
-    manager: TaskManager,
+pub(crate) struct Instance {
+    pub(crate) manager: TaskManager,
     stop: tokio::sync::oneshot::Sender<()>,
     thread: std::thread::JoinHandle<()>,
 }
 
-fn instance(shared: Shared) -> Instance {
+impl Instance {
+    /// Shuts the manager down, then its runtime.
+    pub(crate) async fn stop(self) {
+        self.manager.shutdown(Duration::from_secs(10)).await;
+        self.stop.send(()).unwrap();
+        self.thread.join().unwrap();
+    }
+}
+
+/// An instance on `shared`, its manager built by `configure` from a builder that has the
+/// store.
+pub(crate) fn instance_with(
+    shared: Shared,
+    configure: impl FnOnce(TaskManagerBuilder) -> TaskManagerBuilder + Send + 'static,
+) -> Instance {
     let (tx, rx) = std::sync::mpsc::channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -154,20 +171,23 @@ fn instance(shared: Shared) -> Instance {
             .unwrap();
         runtime.block_on(async move {
             let store = shared.store().await;
-            let manager = TaskManager::builder()
-                .shared_store(store)
-                .concurrency(32)
-                // 10,000 tasks on a busy 2-core machine in a debug build: a durable enqueue
-                // may queue behind thousands of others for longer than the 5 s default.
-                .store_timeouts(STRESS_TIMEOUTS)
-                .build()
-                .await
-                .unwrap();
+            let builder = TaskManager::builder().shared_store(store);
+            let manager = configure(builder).build().await.unwrap();
             tx.send(manager).unwrap();
             let _ = stopped.await;
         });
     });
     Instance { manager: rx.recv().unwrap(), stop, thread }
+}
+
+fn instance(shared: Shared) -> Instance {
+    instance_with(shared, |builder| {
+        builder
+            .concurrency(32)
+            // 10,000 tasks on a busy 2-core machine in a debug build: a durable enqueue
+            // may queue behind thousands of others for longer than the 5 s default.
+            .store_timeouts(STRESS_TIMEOUTS)
+    })
 }
 
 /// 5,000 tasks wait in the database before three instances start (all three find them and
@@ -265,9 +285,7 @@ async fn ten_thousand_tasks_on_three_instances(shared: Shared, backend: &str) {
         }
     }
     for instance in instances {
-        instance.manager.shutdown(Duration::from_secs(10)).await;
-        instance.stop.send(()).unwrap();
-        instance.thread.join().unwrap();
+        instance.stop().await;
     }
 }
 

@@ -466,11 +466,11 @@ async fn a_version_1_file_is_migrated_for_fetching() {
         expires_at: chrono::Utc::now() + chrono::Duration::minutes(1),
     };
     let now = store
-        .fetch(&taskflow::store::Fetch::new("default", 10, chrono::Utc::now(), &lease))
+        .fetch(&crate::conformance::default_queue(10, chrono::Utc::now(), &lease))
         .await
         .unwrap();
     assert_eq!(now.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![due]);
     let at = chrono::Utc::now() + chrono::Duration::hours(2);
-    let then = store.fetch(&taskflow::store::Fetch::new("default", 10, at, &lease)).await.unwrap();
+    let then = store.fetch(&crate::conformance::default_queue(10, at, &lease)).await.unwrap();
     assert_eq!(then.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![later]);
 }

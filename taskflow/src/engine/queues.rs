@@ -88,11 +88,6 @@ impl QueueRunner {
         Some(self.max_pending.load(Ordering::Acquire)).filter(|limit| *limit > 0)
     }
 
-    /// Whether the store said it is paused, at the last read.
-    pub(crate) fn is_paused(&self) -> bool {
-        self.paused.load(Ordering::Acquire)
-    }
-
     /// How many slots are taken (running attempts and fetches in flight).
     pub(crate) fn taken(&self) -> usize {
         self.taken.load(Ordering::Acquire)
@@ -128,18 +123,27 @@ impl QueueRunner {
         }
     }
 
+    /// The per-instance concurrency that `state` (or, without one, the builder) sets.
+    pub(crate) fn concurrency_in(&self, state: Option<&QueueState>) -> usize {
+        state
+            .and_then(|s| s.concurrency)
+            .map_or(self.base_concurrency, |n| usize::try_from(n).unwrap_or(usize::MAX))
+            .max(1)
+    }
+
+    /// The bound on pending tasks that `state` (or, without one, the builder) sets.
+    pub(crate) fn max_pending_in(&self, state: Option<&QueueState>) -> Option<u64> {
+        state.and_then(|s| s.max_pending).or(self.config.max_pending_limit())
+    }
+
     /// Applies the store's state (`None`: the queue has none, the builder's settings hold).
     pub(crate) fn apply(&self, state: Option<&QueueState>) {
-        let concurrency = state
-            .and_then(|s| s.concurrency)
-            .map_or(self.base_concurrency, |n| usize::try_from(n).unwrap_or(usize::MAX));
-        let before = self.limit.swap(concurrency.max(1), Ordering::AcqRel);
+        let concurrency = self.concurrency_in(state);
+        let before = self.limit.swap(concurrency, Ordering::AcqRel);
         if concurrency > before {
             self.freed.notify_one();
         }
-        let max_pending =
-            state.and_then(|s| s.max_pending).or(self.config.max_pending_limit()).unwrap_or(0);
-        self.max_pending.store(max_pending, Ordering::Release);
+        self.max_pending.store(self.max_pending_in(state).unwrap_or(0), Ordering::Release);
         let paused = state.is_some_and(|s| s.paused);
         let was_paused = self.paused.swap(paused, Ordering::AcqRel);
         if was_paused && !paused {
@@ -177,9 +181,7 @@ impl QueueRunner {
 
     /// Takes back an admitted enqueue that stored nothing (a duplicate, an error).
     pub(crate) fn unadmit(&self) {
-        if self.max_pending().is_some() {
-            self.enqueued.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.enqueued.fetch_sub(1, Ordering::AcqRel);
     }
 }
 

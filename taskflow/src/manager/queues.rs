@@ -61,25 +61,26 @@ impl TaskManager {
         self.change_queue(queue, QueueChange::MaxPending(max_pending)).await
     }
 
-    /// Every declared queue, by name: its settings in force here, whether it is paused, and
-    /// the store's counts.
+    /// Every declared queue, by name: its settings in force (as the store has them now, which
+    /// every instance applies within a poll interval), whether it is paused, and the store's
+    /// counts. A read: it changes nothing here.
     pub async fn queues(&self) -> Result<Vec<QueueInfo>> {
         let engine = &self.engine;
         let (states, counts) =
             tokio::try_join!(engine.store.queue_states(), engine.store.queue_counts())?;
-        engine.queues.apply(&states);
         let mut queues: Vec<QueueInfo> = engine
             .queues
             .iter()
             .map(|runner| {
+                let state = states.iter().find(|s| *s.name == *runner.name);
                 let counts = counts.iter().find(|c| *c.queue == *runner.name);
                 QueueInfo {
                     name: runner.name.to_string(),
                     runs_here: runner.runs,
-                    paused: runner.is_paused(),
-                    concurrency: runner.concurrency(),
+                    paused: state.is_some_and(|s| s.paused),
+                    concurrency: runner.concurrency_in(state),
                     global_concurrency: runner.config.global_concurrency_limit(),
-                    max_pending: runner.max_pending(),
+                    max_pending: runner.max_pending_in(state),
                     pending: counts.map_or(0, |c| c.pending),
                     running: counts.map_or(0, |c| c.running),
                     running_here: runner.taken(),

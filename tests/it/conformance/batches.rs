@@ -1,6 +1,7 @@
 //! Conformance of [`Store::transition_many`]: a batch of fenced changes of every kind, each
 //! applied as [`Store::transition`] would apply it alone.
 
+use super::default_queue;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +18,7 @@ pub(crate) async fn batched_changes_are_fenced_one_by_one(store: Arc<dyn Store>)
         ids.push(put(&*store, pending("batched")).await);
     }
     let runner = lease("batcher", Duration::from_secs(60));
-    let fetched = store
-        .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
-        .await
-        .unwrap();
+    let fetched = store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap();
     assert_eq!(fetched.len(), 6);
     let stranger = lease("stranger", Duration::from_secs(60));
     let end = trunc(Utc::now());
@@ -85,10 +83,7 @@ pub(crate) async fn batched_changes_are_fenced_one_by_one(store: Arc<dyn Store>)
     assert_eq!(refused.lease_owner.as_deref(), Some("batcher"));
     assert_eq!(get(5).await.status, TaskStatus::Cancelled);
     // The requeued task is available again; the rescheduled one once due.
-    let again = store
-        .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
-        .await
-        .unwrap();
+    let again = store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap();
     assert_eq!(again.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![ids[3]]);
     // A second batch on tasks no longer running: every change refused.
     let stale = vec![Change { id: ids[0], lease: runner.clone(), transition: Transition::Requeue }];

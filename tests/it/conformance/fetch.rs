@@ -1,6 +1,7 @@
 //! Conformance of [`Store::fetch`]: what is available, in which order, to whom; and of the
 //! writes that put a task back to wait (retries, snoozes, a lost fetch).
 
+use super::default_queue;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,10 +35,7 @@ pub(crate) async fn fetch_orders_due_tasks(store: Arc<dyn Store>) {
     tokio::time::sleep(Duration::from_millis(2)).await;
     let e = put(&*store, with(0, None)).await;
     let runner = lease("fetcher", Duration::from_secs(60));
-    let fetched = store
-        .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
-        .await
-        .unwrap();
+    let fetched = store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap();
     assert_eq!(
         ids(&fetched),
         vec![b, c, a, e],
@@ -52,15 +50,10 @@ pub(crate) async fn fetch_orders_due_tasks(store: Arc<dyn Store>) {
         assert_eq!(stored.args, record.args, "the fetch carries the whole record");
     }
     assert!(
-        store
-            .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
-            .await
-            .unwrap()
-            .is_empty(),
+        store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap().is_empty(),
         "each task once"
     );
-    let at_its_time =
-        store.fetch(&taskflow::store::Fetch::new("default", 10, later(2), &runner)).await.unwrap();
+    let at_its_time = store.fetch(&default_queue(10, later(2), &runner)).await.unwrap();
     assert_eq!(ids(&at_its_time), vec![d], "due once its time has come");
     // The limit: two at a time, in order.
     let mut rest = Vec::new();
@@ -68,34 +61,13 @@ pub(crate) async fn fetch_orders_due_tasks(store: Arc<dyn Store>) {
         rest.push(put(&*store, with(0, None)).await);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    assert_eq!(ids(&store.fetch(&default_queue(2, Utc::now(), &runner)).await.unwrap()), rest[..2]);
     assert_eq!(
-        ids(&store
-            .fetch(&taskflow::store::Fetch::new("default", 2, Utc::now(), &runner))
-            .await
-            .unwrap()),
-        rest[..2]
-    );
-    assert_eq!(
-        ids(&store
-            .fetch(&taskflow::store::Fetch::new("default", 2, Utc::now(), &runner))
-            .await
-            .unwrap()),
+        ids(&store.fetch(&default_queue(2, Utc::now(), &runner)).await.unwrap()),
         rest[2..4]
     );
-    assert!(
-        store
-            .fetch(&taskflow::store::Fetch::new("default", 0, Utc::now(), &runner))
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert_eq!(
-        ids(&store
-            .fetch(&taskflow::store::Fetch::new("default", 2, Utc::now(), &runner))
-            .await
-            .unwrap()),
-        rest[4..]
-    );
+    assert!(store.fetch(&default_queue(0, Utc::now(), &runner)).await.unwrap().is_empty());
+    assert_eq!(ids(&store.fetch(&default_queue(2, Utc::now(), &runner)).await.unwrap()), rest[4..]);
 }
 
 pub(crate) async fn future_tasks_do_not_hide_a_due_one(store: Arc<dyn Store>) {
@@ -111,10 +83,7 @@ pub(crate) async fn future_tasks_do_not_hide_a_due_one(store: Arc<dyn Store>) {
     }
     let now = put(&*store, pending("due_now")).await;
     let runner = lease("fetcher", Duration::from_secs(60));
-    let fetched = store
-        .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
-        .await
-        .unwrap();
+    let fetched = store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap();
     assert_eq!(ids(&fetched), vec![now], "the due task, at once, with a small limit");
 }
 
@@ -135,10 +104,7 @@ pub(crate) async fn concurrent_fetchers_take_disjoint_tasks(store: Arc<dyn Store
             let runner = lease(&format!("fetcher-{n}"), Duration::from_secs(60));
             let mut mine = Vec::new();
             loop {
-                let batch = store
-                    .fetch(&taskflow::store::Fetch::new("default", 7, Utc::now(), &runner))
-                    .await
-                    .unwrap();
+                let batch = store.fetch(&default_queue(7, Utc::now(), &runner)).await.unwrap();
                 if batch.is_empty() {
                     return mine;
                 }
@@ -161,12 +127,7 @@ pub(crate) async fn concurrent_fetchers_take_disjoint_tasks(store: Arc<dyn Store
 pub(crate) async fn rescheduled_tasks_come_back_when_due(store: Arc<dyn Store>) {
     let id = put(&*store, pending("retried")).await;
     let runner = lease("runner", Duration::from_secs(60));
-    let first = store
-        .fetch(&taskflow::store::Fetch::new("default", 1, Utc::now(), &runner))
-        .await
-        .unwrap()
-        .pop()
-        .unwrap();
+    let first = store.fetch(&default_queue(1, Utc::now(), &runner)).await.unwrap().pop().unwrap();
     let due = later(1);
     let retry = Transition::Reschedule {
         due,
@@ -184,19 +145,11 @@ pub(crate) async fn rescheduled_tasks_come_back_when_due(store: Arc<dyn Store>) 
     assert_eq!(waiting.error.as_deref(), Some("boom"));
     assert_eq!(waiting.lease_owner, None);
     assert!(
-        store
-            .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
-            .await
-            .unwrap()
-            .is_empty(),
+        store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap().is_empty(),
         "not due yet"
     );
-    let second = store
-        .fetch(&taskflow::store::Fetch::new("default", 10, later(2), &runner))
-        .await
-        .unwrap()
-        .pop()
-        .expect("due");
+    let second =
+        store.fetch(&default_queue(10, later(2), &runner)).await.unwrap().pop().expect("due");
     assert_eq!(second.task_id, id);
     assert_eq!(second.retries_used, 1);
     assert_eq!(second.start_time, first.start_time, "the first start stays");
@@ -210,27 +163,14 @@ pub(crate) async fn rescheduled_tasks_come_back_when_due(store: Arc<dyn Store>) 
     assert_eq!(snoozed.scheduled_at, Some(until));
     // A waiting task can be cancelled, and then never fetched.
     assert_eq!(store.cancel_pending(&id).await.unwrap(), Some(TaskStatus::Pending));
-    assert!(
-        store
-            .fetch(&taskflow::store::Fetch::new("default", 10, later(4), &runner))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.fetch(&default_queue(10, later(4), &runner)).await.unwrap().is_empty());
 }
 
 pub(crate) async fn a_lost_fetch_is_released(store: Arc<dyn Store>) {
     let first = put(&*store, pending("released")).await;
     let second = put(&*store, pending("released")).await;
     let lost = lease("runner", Duration::from_secs(60));
-    assert_eq!(
-        store
-            .fetch(&taskflow::store::Fetch::new("default", 2, Utc::now(), &lost))
-            .await
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(store.fetch(&default_queue(2, Utc::now(), &lost)).await.unwrap().len(), 2);
     let other = Lease {
         owner: lost.owner.clone(),
         expires_at: lost.expires_at + chrono::Duration::microseconds(1),
@@ -257,31 +197,13 @@ pub(crate) async fn requeued_tasks_are_fetched_again(store: Arc<dyn Store>) {
     record.requeue_on_interrupt = true;
     let id = put(&*store, record).await;
     let dead = lease("dead", Duration::from_millis(1));
-    assert_eq!(
-        ids(&store
-            .fetch(&taskflow::store::Fetch::new("default", 5, Utc::now(), &dead))
-            .await
-            .unwrap()),
-        vec![id]
-    );
+    assert_eq!(ids(&store.fetch(&default_queue(5, Utc::now(), &dead)).await.unwrap()), vec![id]);
     let reclaimed = store.reclaim_expired(Utc::now() + chrono::Duration::seconds(1), 3).await;
     assert!(reclaimed.unwrap().requeued.contains(&id));
     let runner = lease("alive", Duration::from_secs(60));
-    assert_eq!(
-        ids(&store
-            .fetch(&taskflow::store::Fetch::new("default", 5, Utc::now(), &runner))
-            .await
-            .unwrap()),
-        vec![id]
-    );
+    assert_eq!(ids(&store.fetch(&default_queue(5, Utc::now(), &runner)).await.unwrap()), vec![id]);
     assert!(store.transition(&id, &runner, Transition::Requeue).await.unwrap());
-    assert_eq!(
-        ids(&store
-            .fetch(&taskflow::store::Fetch::new("default", 5, Utc::now(), &runner))
-            .await
-            .unwrap()),
-        vec![id]
-    );
+    assert_eq!(ids(&store.fetch(&default_queue(5, Utc::now(), &runner)).await.unwrap()), vec![id]);
 }
 
 pub(crate) async fn held_tasks_wait_for_their_release(store: Arc<dyn Store>) {
@@ -296,37 +218,24 @@ pub(crate) async fn held_tasks_wait_for_their_release(store: Arc<dyn Store>) {
     }
     let runner = lease("runner", Duration::from_secs(60));
     assert!(
-        store
-            .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
-            .await
-            .unwrap()
-            .is_empty(),
+        store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap().is_empty(),
         "held back"
     );
     let listed = store.get(&held.id).await.unwrap().unwrap();
     assert_eq!((listed.status, listed.scheduled_at), (TaskStatus::Pending, None));
     store.release_held(&[held.id, delayed.id]).await.unwrap();
     assert_eq!(
-        ids(&store
-            .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
-            .await
-            .unwrap()),
+        ids(&store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap()),
         vec![held.id]
     );
     // A released task with a due time waits for it; one never released, for its hold.
     let after_hold = trunc(hold + chrono::Duration::seconds(1));
     assert_eq!(
-        ids(&store
-            .fetch(&taskflow::store::Fetch::new("default", 10, after_hold, &runner))
-            .await
-            .unwrap()),
+        ids(&store.fetch(&default_queue(10, after_hold, &runner)).await.unwrap()),
         vec![forgotten.id]
     );
     assert_eq!(
-        ids(&store
-            .fetch(&taskflow::store::Fetch::new("default", 10, later(3), &runner))
-            .await
-            .unwrap()),
+        ids(&store.fetch(&default_queue(10, later(3), &runner)).await.unwrap()),
         vec![delayed.id]
     );
 }

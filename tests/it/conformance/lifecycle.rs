@@ -1,6 +1,7 @@
 //! Conformance of a task's life in the store: fetch and fenced writes, logs, idempotency
 //! keys, cancel, list and statistics, rescue of dead runners, retention.
 
+use super::default_queue;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,13 +71,7 @@ pub(crate) async fn lifecycle_and_logs(store: Arc<dyn Store>) {
     assert_eq!(record.lease_owner, None);
     // A finished task is not running: no more fenced writes, no second fetch.
     assert!(!store.transition(&id, &runner, Transition::Requeue).await.unwrap());
-    assert!(
-        store
-            .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap().is_empty());
 }
 
 pub(crate) async fn claim_is_exclusive(store: Arc<dyn Store>) {
@@ -85,7 +80,7 @@ pub(crate) async fn claim_is_exclusive(store: Arc<dyn Store>) {
         let store = Arc::clone(&store);
         tokio::spawn(async move {
             let runner = lease(&format!("runner-{n}"), Duration::from_secs(60));
-            store.fetch(&taskflow::store::Fetch::new("default", 1, Utc::now(), &runner)).await
+            store.fetch(&default_queue(1, Utc::now(), &runner)).await
         })
     });
     let mut winners = Vec::new();
@@ -162,11 +157,7 @@ pub(crate) async fn cancel_only_pending(store: Arc<dyn Store>) {
     assert_eq!(store.cancel_pending(&id).await.unwrap(), Some(TaskStatus::Cancelled));
     let runner = lease("r", Duration::from_secs(5));
     assert!(
-        store
-            .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
-            .await
-            .unwrap()
-            .is_empty(),
+        store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap().is_empty(),
         "never runs"
     );
     assert_eq!(store.cancel_pending(&TaskId::new()).await.unwrap(), None);

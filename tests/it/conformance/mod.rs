@@ -76,6 +76,15 @@ fn lease(owner: &str, ttl: Duration) -> Lease {
 }
 
 /// Stores `record` and waits until it is durable.
+/// A fetch of up to `limit` tasks of the default queue due at `now`, under `lease`.
+pub(crate) fn default_queue(
+    limit: usize,
+    now: DateTime<Utc>,
+    lease: &Lease,
+) -> taskflow::store::Fetch<'_> {
+    taskflow::store::Fetch::new(taskflow::DEFAULT_QUEUE, limit, now, lease)
+}
+
 pub(crate) async fn put(store: &dyn Store, record: TaskRecord) -> TaskId {
     let enqueued = store.enqueue(record).unwrap();
     if let Some(write) = enqueued.write {
@@ -87,8 +96,7 @@ pub(crate) async fn put(store: &dyn Store, record: TaskRecord) -> TaskId {
 /// Fetches the next available task under `lease`, which must be `id`: the tests enqueue in
 /// the order they take.
 pub(crate) async fn take(store: &dyn Store, id: &TaskId, lease: &Lease) -> TaskRecord {
-    let mut fetched =
-        store.fetch(&taskflow::store::Fetch::new("default", 1, Utc::now(), lease)).await.unwrap();
+    let mut fetched = store.fetch(&default_queue(1, Utc::now(), lease)).await.unwrap();
     assert_eq!(fetched.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![*id], "fetched next");
     fetched.pop().unwrap()
 }

@@ -2,6 +2,7 @@
 //! store stops every fetch of the queue, counts per queue, and a global limit held by
 //! concurrent fetchers.
 
+use super::default_queue;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,7 @@ pub(crate) async fn fetch_takes_only_its_queue(store: Arc<dyn Store>) {
     assert_eq!(emails.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![email]);
     assert_eq!(emails[0].queue, "emails", "the record keeps its queue");
     assert!(store.fetch(&Fetch::new("emails", 10, Utc::now(), &runner)).await.unwrap().is_empty());
-    let default = store.fetch(&Fetch::new("default", 10, Utc::now(), &runner)).await.unwrap();
+    let default = store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap();
     assert_eq!(default.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![plain]);
     assert_eq!(store.get(&report).await.unwrap().unwrap().status, TaskStatus::Pending);
     assert_eq!(store.get(&report).await.unwrap().unwrap().queue, "reports");

@@ -2,6 +2,7 @@
 //! enqueue under the key replaces it and `cancel_scheduled` cancels it, atomically, however
 //! the enqueues race.
 
+use super::default_queue;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,8 +39,7 @@ pub(crate) async fn run_keys_replace_a_waiting_task(store: Arc<dyn Store>) {
     assert_eq!(new.args, serde_json::json!({ "n": 2 }));
     let runner = lease("keyed", Duration::from_secs(60));
     let at = Utc::now() + chrono::Duration::hours(3);
-    let fetched =
-        store.fetch(&taskflow::store::Fetch::new("default", 10, at, &runner)).await.unwrap();
+    let fetched = store.fetch(&default_queue(10, at, &runner)).await.unwrap();
     assert_eq!(fetched.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![second]);
     // Other keys are left alone.
     let other = put(&*store, keyed("remind-2", 1)).await;
@@ -59,14 +59,7 @@ pub(crate) async fn run_keys_replace_a_waiting_task(store: Arc<dyn Store>) {
 pub(crate) async fn run_keys_do_not_touch_a_started_task(store: Arc<dyn Store>) {
     let first = put(&*store, keyed("started-1", 0)).await;
     let runner = lease("keyed", Duration::from_secs(60));
-    assert_eq!(
-        store
-            .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap().len(), 1);
     let second = put(&*store, keyed("started-1", 0)).await;
     assert_eq!(status(&*store, &first).await, TaskStatus::Running, "a started task runs on");
     assert_eq!(status(&*store, &second).await, TaskStatus::Pending);
@@ -74,10 +67,7 @@ pub(crate) async fn run_keys_do_not_touch_a_started_task(store: Arc<dyn Store>) 
     assert_eq!(status(&*store, &first).await, TaskStatus::Running);
     // A task back to pending after it started (a retry) is not waiting under its key.
     let third = put(&*store, keyed("started-2", 0)).await;
-    let fetched = store
-        .fetch(&taskflow::store::Fetch::new("default", 10, Utc::now(), &runner))
-        .await
-        .unwrap();
+    let fetched = store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap();
     assert_eq!(fetched.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![third]);
     let retry = taskflow::store::Transition::Reschedule {
         due: trunc(Utc::now() + chrono::Duration::hours(1)),
@@ -103,11 +93,7 @@ pub(crate) async fn cancel_scheduled_cancels_by_key(store: Arc<dyn Store>) {
     let runner = lease("keyed", Duration::from_secs(60));
     let at = Utc::now() + chrono::Duration::hours(2);
     assert!(
-        store
-            .fetch(&taskflow::store::Fetch::new("default", 10, at, &runner))
-            .await
-            .unwrap()
-            .is_empty(),
+        store.fetch(&default_queue(10, at, &runner)).await.unwrap().is_empty(),
         "a cancelled task never runs"
     );
     // The key is free again.

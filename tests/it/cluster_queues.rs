@@ -1,0 +1,147 @@
+//! Queues across three instances on one shared store (PostgreSQL, MySQL/MariaDB, Redis): a
+//! global concurrency of 2 holds over 2,000 tasks however the three fetch (the peak is counted
+//! by the tasks themselves), and a pause made on one instance stops starts on all three until
+//! another resumes the queue.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use taskflow::{EnqueueOptions, Queue, TaskId, TaskStatus, task};
+
+use crate::multi::{Instance, STRESS_TIMEOUTS, Shared, instance_with};
+use crate::support::wait_until;
+
+/// One slot per backend (the tests may share a process): tasks running now, the most ever
+/// at once, and starts.
+static RUNNING: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+static PEAK: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+static STARTS: [AtomicUsize; 3] = [const { AtomicUsize::new(0) }; 3];
+
+/// Counts itself among the tasks running at once for its backend, across an await.
+#[task]
+async fn globally_limited(lane: usize) {
+    let now = RUNNING[lane].fetch_add(1, Ordering::SeqCst) + 1;
+    PEAK[lane].fetch_max(now, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    RUNNING[lane].fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Counts its start.
+#[task]
+fn start_counted(lane: usize) {
+    STARTS[lane].fetch_add(1, Ordering::SeqCst);
+}
+
+fn into(queue: &str) -> EnqueueOptions {
+    EnqueueOptions::new().queue(queue)
+}
+
+/// Three instances on `shared`, each running the queue `name` with `queue`'s settings.
+fn three(shared: &Shared, name: &'static str, queue: Queue) -> Vec<Instance> {
+    (0..3)
+        .map(|_| {
+            let queue = queue.clone();
+            instance_with(shared.clone(), move |builder| {
+                builder
+                    .concurrency(8)
+                    .queue(name, queue)
+                    .poll_every(Duration::from_millis(100))
+                    .store_timeouts(STRESS_TIMEOUTS)
+            })
+        })
+        .collect()
+}
+
+/// Waits until every one of `ids` has succeeded.
+async fn all_succeed(instance: &Instance, ids: &[TaskId], backend: &str) {
+    let store = instance.manager.store();
+    for id in ids {
+        let record = wait_until(Duration::from_secs(240), "a task to finish", || async {
+            store.get(id).await.unwrap().filter(|r| r.status.is_finished())
+        })
+        .await;
+        assert_eq!(record.status, TaskStatus::Success, "{backend}: {id}");
+    }
+}
+
+async fn a_global_limit_of_two_holds_over_three_instances(shared: Shared, lane: usize) {
+    let backend = ["postgres", "mysql", "redis"][lane];
+    let instances = three(&shared, "limited", Queue::new().concurrency(8).global_concurrency(2));
+    let mut ids = Vec::new();
+    for n in 0..2_000 {
+        let manager = &instances[n % 3].manager;
+        ids.push(manager.add_task_with(globally_limited, lane, into("limited")));
+    }
+    all_succeed(&instances[0], &ids, backend).await;
+    let peak = PEAK[lane].load(Ordering::SeqCst);
+    println!("{backend}: at most {peak} of 2,000 tasks ran at once across three instances");
+    assert!(peak <= 2, "{backend}: {peak} ran at once under a global limit of 2");
+    assert_eq!(peak, 2, "{backend}: the limit is 2, not 1 (the instances do share the work)");
+    for instance in instances {
+        instance.stop().await;
+    }
+}
+
+async fn a_pause_on_one_instance_stops_all_three(shared: Shared, lane: usize) {
+    let backend = ["postgres", "mysql", "redis"][lane];
+    let instances = three(&shared, "pausable", Queue::new().concurrency(4));
+    let paused = instances[0].manager.pause_queue("pausable").await.unwrap();
+    assert!(paused.paused);
+    let mut ids = Vec::new();
+    for n in 0..30 {
+        let manager = &instances[n % 3].manager;
+        ids.push(manager.submit(start_counted, lane, into("pausable")).await.unwrap());
+    }
+    // An observation window of many poll intervals: no instance may start any of them.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(STARTS[lane].load(Ordering::SeqCst), 0, "{backend}: a task started while paused");
+    for instance in &instances {
+        let queues = instance.manager.queues().await.unwrap();
+        let pausable = queues.iter().find(|q| q.name == "pausable").unwrap();
+        assert!(pausable.paused, "{backend}: every instance sees the pause");
+        assert_eq!(pausable.pending, 30);
+    }
+    let resumed = instances[2].manager.resume_queue("pausable").await.unwrap();
+    assert!(!resumed.paused);
+    all_succeed(&instances[1], &ids, backend).await;
+    assert_eq!(STARTS[lane].load(Ordering::SeqCst), 30);
+    for instance in instances {
+        instance.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_limit_of_two_holds_over_three_instances_on_postgres() {
+    let Some(shared) = Shared::postgres().await else { return };
+    a_global_limit_of_two_holds_over_three_instances(shared, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_limit_of_two_holds_over_three_instances_on_mysql() {
+    let Some(shared) = Shared::mysql().await else { return };
+    a_global_limit_of_two_holds_over_three_instances(shared, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_global_limit_of_two_holds_over_three_instances_on_redis() {
+    let Some(shared) = Shared::redis().await else { return };
+    a_global_limit_of_two_holds_over_three_instances(shared, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_on_one_instance_stops_all_three_on_postgres() {
+    let Some(shared) = Shared::postgres().await else { return };
+    a_pause_on_one_instance_stops_all_three(shared, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_on_one_instance_stops_all_three_on_mysql() {
+    let Some(shared) = Shared::mysql().await else { return };
+    a_pause_on_one_instance_stops_all_three(shared, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_on_one_instance_stops_all_three_on_redis() {
+    let Some(shared) = Shared::redis().await else { return };
+    a_pause_on_one_instance_stops_all_three(shared, 2).await;
+}
