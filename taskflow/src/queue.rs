@@ -150,6 +150,11 @@ pub struct QueueCounts {
     pub queue: String,
     /// `pending`: waiting to start, due or not (retries waiting for their time included).
     pub pending: u64,
+    /// Of those, the ones due now: available to the next fetch. (On Redis, a task whose
+    /// delay has passed counts once a fetch of any queue has made it available, which every
+    /// running queue's producer does at least every poll interval.)
+    #[serde(default)]
+    pub due: u64,
     /// `running`.
     pub running: u64,
 }
@@ -178,6 +183,8 @@ pub struct QueueInfo {
     pub max_pending: Option<u64>,
     /// Its `pending` tasks, in the store.
     pub pending: u64,
+    /// Of those, the ones due now ([`QueueCounts::due`]).
+    pub due: u64,
     /// Its `running` tasks, in the store (every instance).
     pub running: u64,
     /// Its attempts running on this instance.

@@ -126,7 +126,7 @@ proptest! {
             if route.path == "/stream" {
                 return Ok(()); // never ends; its parameters are the Last-Event-ID header
             }
-            let path = route.path.replace("{id}", &encode(&id));
+            let path = route.path.replace("{id}", &encode(&id)).replace("{name}", &encode(&id));
             let uri = if query.is_empty() { format!("/tasks{path}") } else { format!("/tasks{path}?{query}") };
             check(&app, route.method.as_str(), uri, body).await
         })?;

@@ -1,7 +1,8 @@
 //! taskflow's integration tests, compiled into one binary.
 
-mod admin;
+pub(crate) mod admin;
 mod admin_access;
+mod admin_queues;
 mod cluster_queues;
 mod conformance;
 mod corrupt;
@@ -20,7 +21,7 @@ mod model;
 pub(crate) mod multi;
 pub(crate) mod outage;
 mod outcomes;
-mod queues;
+pub(crate) mod queues;
 mod restart;
 mod routes;
 mod sqlite;

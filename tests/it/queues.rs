@@ -27,7 +27,7 @@ async fn queue_counted(pause_ms: u64) {
 }
 
 #[task]
-fn queue_noop(n: u32) -> u32 {
+pub(crate) fn queue_noop(n: u32) -> u32 {
     n
 }
 

@@ -40,7 +40,8 @@ fn basic(user: &str, password: &str) -> String {
 
 /// The route's path under the default prefix, with a real-looking id.
 fn concrete(path: &str) -> String {
-    format!("/tasks{}", path.replace("{id}", &taskflow::TaskId::new().to_string()))
+    let path = path.replace("{id}", &taskflow::TaskId::new().to_string());
+    format!("/tasks{}", path.replace("{name}", taskflow::DEFAULT_QUEUE))
 }
 
 impl Server {

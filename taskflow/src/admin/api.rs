@@ -31,7 +31,7 @@ fn task_id(raw: &str) -> Result<TaskId, ApiError> {
     params::task_id(raw).map_err(ApiError::BadRequest)
 }
 
-fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(crate) fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     body.map(|Json(value)| value).map_err(|err| {
         if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::TooLarge(super::MAX_BODY)

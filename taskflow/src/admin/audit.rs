@@ -1,4 +1,4 @@
-//! The audit log: who retried, cancelled or deleted what through the admin API.
+//! The audit log: who retried, cancelled, deleted or changed what through the admin API.
 
 use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
@@ -16,7 +16,8 @@ pub(crate) struct AuditEntry {
     pub(crate) at: DateTime<Utc>,
     /// Who: the signed-in user, `token` for a bearer token, or `anonymous`.
     pub(crate) actor: String,
-    /// `retry`, `cancel`, `bulk-retry`, `retry-failed` or `delete-history`.
+    /// `retry`, `cancel`, `bulk-retry`, `retry-failed`, `delete-history`, `pause-queue`,
+    /// `resume-queue` or `update-queue`.
     pub(crate) action: &'static str,
     /// The task acted on, if one.
     pub(crate) task_id: Option<String>,

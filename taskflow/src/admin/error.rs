@@ -88,7 +88,10 @@ impl From<Error> for ApiError {
             Error::TaskNotFound { .. } => ApiError::NotFound(err.to_string()),
             Error::NotRetryable { .. } => ApiError::Conflict(err.to_string()),
             Error::UnknownTask { .. } => ApiError::Unprocessable(err.to_string()),
-            Error::InvalidTaskId { .. } => ApiError::BadRequest(err.to_string()),
+            Error::InvalidTaskId { .. } | Error::InvalidQueue { .. } => {
+                ApiError::BadRequest(err.to_string())
+            }
+            Error::UnknownQueue { .. } => ApiError::NotFound(err.to_string()),
             Error::Store(store) => store.into(),
             other => ApiError::Unavailable(other.to_string()),
         }

@@ -32,11 +32,15 @@
 //! | `GET /tasks/metrics/prometheus` | the same, for Prometheus |
 //! | `GET /tasks/stream` | lifecycle events as Server-Sent Events |
 //! | `GET /tasks/dashboard` | the live dashboard |
-//! | `GET /tasks/audit` | who retried, cancelled or deleted what |
+//! | `GET /tasks/audit` | who retried, cancelled, deleted or changed what |
+//! | `GET /tasks/queues` | every declared queue: `pending`, `due`, `running` (and `running_here`), `paused`, `concurrency`, `global_concurrency`, `max_pending` ([`QueueInfo`](crate::QueueInfo)) |
+//! | `POST /tasks/queues/{name}/pause` | no instance starts its tasks until resumed; running ones finish |
+//! | `POST /tasks/queues/{name}/resume` | starts them again |
+//! | `PATCH /tasks/queues/{name}` | `{"concurrency": n}` and/or `{"max_pending": n}` (`null`: the builder's) for every instance |
 //!
 //! Errors are JSON `{"error": "..."}`: `400` for a malformed id, parameter (named) or body,
 //! `401` without credentials, `403` for a cross-origin or CSRF-less change, `404` for an unknown
-//! task, `409` for a task in the wrong state, `413` for a body over [`MAX_BODY`], `422` for a
+//! task or queue, `409` for a task in the wrong state, `413` for a body over [`MAX_BODY`], `422` for a
 //! task whose fn is not in this binary, `429` (with `Retry-After`) after too many failed
 //! sign-ins, `503` when the store fails. Every response carries `X-Content-Type-Options:
 //! nosniff`. [`routes`] lists the routes with who may call them.
@@ -62,6 +66,7 @@ mod error;
 mod metrics;
 mod origin;
 mod params;
+mod queues;
 mod redact;
 mod routes;
 mod stream;

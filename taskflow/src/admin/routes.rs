@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use axum::http::Method;
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 
-use super::{AdminState, api, dashboard, stream};
+use super::{AdminState, api, dashboard, queues, stream};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,6 +69,10 @@ const TABLE: &[(Route, Handler)] = &[
     (route(Method::POST, "/bulk-retry", Credentials), || post(api::bulk_retry)),
     (route(Method::POST, "/retry-failed", Credentials), || post(api::retry_failed)),
     (route(Method::DELETE, "/history", Credentials), || delete(api::delete_history)),
+    (route(Method::GET, "/queues", Credentials), || get(queues::list)),
+    (route(Method::POST, "/queues/{name}/pause", Credentials), || post(queues::pause)),
+    (route(Method::POST, "/queues/{name}/resume", Credentials), || post(queues::resume)),
+    (route(Method::PATCH, "/queues/{name}", Credentials), || patch(queues::update)),
     (route(Method::GET, "/{id}", Credentials), || get(api::get)),
     (route(Method::GET, "/{id}/logs", Credentials), || get(api::logs)),
     (route(Method::POST, "/{id}/retry", Credentials), || post(api::retry)),

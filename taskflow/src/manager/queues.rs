@@ -82,6 +82,7 @@ impl TaskManager {
                     global_concurrency: runner.config.global_concurrency_limit(),
                     max_pending: runner.max_pending_in(state),
                     pending: counts.map_or(0, |c| c.pending),
+                    due: counts.map_or(0, |c| c.due),
                     running: counts.map_or(0, |c| c.running),
                     running_here: runner.taken(),
                 }
@@ -89,6 +90,11 @@ impl TaskManager {
             .collect();
         queues.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(queues)
+    }
+
+    /// Whether `queue` is declared (the default queue always is).
+    pub fn has_queue(&self, queue: &str) -> bool {
+        self.engine.queues.get(queue).is_some()
     }
 
     async fn change_queue(&self, queue: &str, change: QueueChange) -> Result<QueueState> {

@@ -2,7 +2,6 @@
 //! store stops every fetch of the queue, counts per queue, and a global limit held by
 //! concurrent fetchers.
 
-use super::default_queue;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +10,7 @@ use chrono::Utc;
 use taskflow::store::Fetch;
 use taskflow::{QueueChange, Store, TaskStatus};
 
-use super::{lease, pending, put};
+use super::{default_queue, lease, pending, put};
 
 fn in_queue(func: &str, queue: &str) -> taskflow::TaskRecord {
     let mut record = pending(func);
@@ -23,6 +22,9 @@ pub(crate) async fn fetch_takes_only_its_queue(store: Arc<dyn Store>) {
     let email = put(&*store, in_queue("send", "emails")).await;
     let report = put(&*store, in_queue("render", "reports")).await;
     let plain = put(&*store, pending("plain")).await;
+    let mut later = in_queue("render", "reports");
+    later.scheduled_at = Some(Utc::now() + chrono::Duration::hours(1));
+    put(&*store, later).await;
     let runner = lease("queues", Duration::from_secs(60));
     let emails = store.fetch(&Fetch::new("emails", 10, Utc::now(), &runner)).await.unwrap();
     assert_eq!(emails.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![email]);
@@ -34,15 +36,16 @@ pub(crate) async fn fetch_takes_only_its_queue(store: Arc<dyn Store>) {
     assert_eq!(store.get(&report).await.unwrap().unwrap().queue, "reports");
     let mut counts = store.queue_counts().await.unwrap();
     counts.sort_by(|a, b| a.queue.cmp(&b.queue));
-    let seen: Vec<(String, u64, u64)> =
-        counts.into_iter().map(|c| (c.queue, c.pending, c.running)).collect();
+    let seen: Vec<(String, u64, u64, u64)> =
+        counts.into_iter().map(|c| (c.queue, c.pending, c.due, c.running)).collect();
     assert_eq!(
         seen,
         vec![
-            ("default".to_owned(), 0, 1),
-            ("emails".to_owned(), 0, 1),
-            ("reports".to_owned(), 1, 0)
-        ]
+            ("default".to_owned(), 0, 0, 1),
+            ("emails".to_owned(), 0, 0, 1),
+            ("reports".to_owned(), 2, 1, 0)
+        ],
+        "(queue, pending, due, running): one of the reports waits an hour"
     );
 }
 

@@ -382,6 +382,7 @@ impl Store for MemoryStore {
     }
 
     async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError> {
+        let now = chrono::Utc::now();
         let state = self.lock();
         let mut counts: BTreeMap<&str, QueueCounts> = BTreeMap::new();
         for record in state.tasks.values() {
@@ -394,7 +395,10 @@ impl Store for MemoryStore {
                 ..QueueCounts::default()
             });
             match record.status {
-                TaskStatus::Pending => entry.pending += 1,
+                TaskStatus::Pending => {
+                    entry.pending += 1;
+                    entry.due += u64::from(super::due_at(record) <= now);
+                }
                 _ => entry.running += 1,
             }
         }

@@ -61,20 +61,25 @@ impl MysqlStore {
 
     pub(super) async fn count_queues(&self) -> Result<Vec<QueueCounts>, StoreError> {
         let mut conn = self.conn().await?;
-        let rows: Vec<(String, i64, i64)> = conn
-            .query(
+        let now = chrono::Utc::now().timestamp_micros();
+        let rows: Vec<(String, i64, i64, i64)> = conn
+            .exec(
                 "SELECT queue, CAST(SUM(status = 'pending') AS SIGNED),
-                    CAST(SUM(status = 'running') AS SIGNED)
+                    CAST(SUM(status = 'running') AS SIGNED),
+                    CAST(SUM(status = 'pending' AND (wait_until IS NULL OR wait_until <= ?))
+                        AS SIGNED)
                  FROM taskflow_tasks WHERE status IN ('pending', 'running') GROUP BY queue",
+                (now,),
             )
             .await
             .map_err(unavailable)?;
         Ok(rows
             .into_iter()
-            .map(|(queue, pending, running)| QueueCounts {
+            .map(|(queue, pending, running, due)| QueueCounts {
                 queue,
                 pending: u64::try_from(pending).unwrap_or(0),
                 running: u64::try_from(running).unwrap_or(0),
+                due: u64::try_from(due).unwrap_or(0),
             })
             .collect())
     }

@@ -58,7 +58,9 @@ impl PostgresStore {
             .query(
                 "SELECT queue,
                     COUNT(*) FILTER (WHERE status = 'pending'),
-                    COUNT(*) FILTER (WHERE status = 'running')
+                    COUNT(*) FILTER (WHERE status = 'running'),
+                    COUNT(*) FILTER (WHERE status = 'pending'
+                        AND (wait_until IS NULL OR wait_until <= now()))
                  FROM taskflow_tasks WHERE status IN ('pending', 'running') GROUP BY queue",
                 &[],
             )
@@ -69,6 +71,7 @@ impl PostgresStore {
                 queue: row.get(0),
                 pending: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
                 running: u64::try_from(row.get::<_, i64>(2)).unwrap_or(0),
+                due: u64::try_from(row.get::<_, i64>(3)).unwrap_or(0),
             })
             .collect())
     }

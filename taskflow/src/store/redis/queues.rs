@@ -67,13 +67,19 @@ impl RedisStore {
         let mut pipe = redis::pipe();
         for name in &names {
             pipe.zcard(self.key(&format!("q:{name}:pending")))
-                .zcard(self.key(&format!("q:{name}:running")));
+                .zcard(self.key(&format!("q:{name}:running")))
+                .zcard(self.key(&format!("q:{name}:ready")));
         }
         let cards: Vec<u64> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         Ok(names
             .into_iter()
-            .zip(cards.chunks(2))
-            .map(|(queue, cards)| QueueCounts { queue, pending: cards[0], running: cards[1] })
+            .zip(cards.chunks(3))
+            .map(|(queue, cards)| QueueCounts {
+                queue,
+                pending: cards[0],
+                running: cards[1],
+                due: cards[2],
+            })
             .filter(|counts| counts.pending + counts.running > 0)
             .collect())
     }

@@ -58,11 +58,14 @@ impl SqliteStore {
             .call(|conn| {
                 let mut statement = conn
                     .prepare_cached(
-                        "SELECT queue, status, COUNT(*) FROM tasks INDEXED BY tasks_queue_active
+                        "SELECT queue, status, COUNT(*),
+                            SUM(status = 'pending' AND (wait_until IS NULL OR wait_until <= ?1))
+                         FROM tasks INDEXED BY tasks_queue_active
                          WHERE status IN ('pending', 'running') GROUP BY queue, status",
                     )
                     .map_err(unavailable)?;
-                let mut rows = statement.query([]).map_err(unavailable)?;
+                let now = chrono::Utc::now().timestamp_micros();
+                let mut rows = statement.query([now]).map_err(unavailable)?;
                 let mut counts: Vec<QueueCounts> = Vec::new();
                 while let Some(row) = rows.next().map_err(unavailable)? {
                     let queue: String = row.get(0).map_err(unavailable)?;
@@ -77,6 +80,8 @@ impl SqliteStore {
                     };
                     if status == "pending" {
                         counts[at].pending = n;
+                        let due = row.get::<_, Option<i64>>(3).map_err(unavailable)?;
+                        counts[at].due = u64::try_from(due.unwrap_or(0)).unwrap_or(0);
                     } else {
                         counts[at].running = n;
                     }
