@@ -21,6 +21,7 @@ mod model;
 pub(crate) mod multi;
 pub(crate) mod outage;
 mod outcomes;
+mod priority;
 pub(crate) mod queues;
 mod restart;
 mod routes;
