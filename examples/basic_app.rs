@@ -25,7 +25,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use taskflow::{
-    EnqueueOptions, StdoutObserver, TaskId, TaskManager, Tasks, task, task_context, task_log,
+    EnqueueOptions, Queue, StdoutObserver, TaskId, TaskManager, Tasks, task, task_context, task_log,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -33,8 +33,8 @@ use taskflow::{
 struct EmailError(String);
 
 /// Sends a welcome email; fails for `@bounce.example` addresses so retries can be seen (the
-/// dashboard shows "retry 1 of 2 at ..." while it waits).
-#[task(retries = 2, delay = "2s", backoff = 2.0)]
+/// dashboard shows "retry 1 of 2 at ..." while it waits). Emails have a queue of their own.
+#[task(retries = 2, delay = "2s", backoff = 2.0, queue = "emails")]
 async fn send_email(address: String) -> Result<(), EmailError> {
     task_log!("sending welcome email", address = address);
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -44,8 +44,9 @@ async fn send_email(address: String) -> Result<(), EmailError> {
     Ok(())
 }
 
-/// Builds a report on the blocking pool and returns it as the task's result.
-#[task(timeout = "30s")]
+/// Builds a report on the blocking pool and returns it as the task's result; at most two at
+/// once.
+#[task(timeout = "30s", concurrency = 2)]
 fn build_report(rows: u32) -> Value {
     std::thread::sleep(Duration::from_millis(300));
     json!({ "rows": rows, "total": u64::from(rows) * 42 })
@@ -138,7 +139,12 @@ fn error(status: StatusCode, message: String) -> Response {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let database = std::env::var("TASKFLOW_DB").unwrap_or_else(|_| "tasks.db".to_owned());
-    let manager = TaskManager::builder().sqlite(&database).observer(StdoutObserver).build().await?;
+    let manager = TaskManager::builder()
+        .sqlite(&database)
+        .observer(StdoutObserver)
+        .queue("emails", Queue::new().concurrency(4).max_pending(10_000))
+        .build()
+        .await?;
     let app = Router::new()
         .route("/signup", post(signup))
         .route("/report", post(start_report))

@@ -240,8 +240,33 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
         |v| v.as_str().is_some_and(|t| t.contains("retry") && t.contains(&failed)),
     )
     .await;
+    queues_tab(&client, &http, &base).await;
     click(&client, "header nav button[data-view=\"tasks\"]").await;
     wait_js(&client, "the table", &row_status(&ok), |v| v == "success").await;
+    // The queue filter: only the emails queue's tasks.
+    client
+        .execute(
+            "const s = document.getElementById('f-queue'); s.value = 'emails'; \
+             s.dispatchEvent(new Event('change')); return 1;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let queues = "const rows = [...document.querySelectorAll('#rows tr[data-id]')]; \
+        return rows.length ? rows.map(r => r.children[2].textContent) : null;";
+    let shown = wait_js(&client, "the filtered table", queues, |v| {
+        v.as_array().is_some_and(|q| q.iter().all(|q| q == "emails"))
+    })
+    .await;
+    assert!(!shown.as_array().unwrap().is_empty());
+    client
+        .execute(
+            "const s = document.getElementById('f-queue'); s.value = ''; \
+             s.dispatchEvent(new Event('change')); return 1;",
+            vec![],
+        )
+        .await
+        .unwrap();
 
     click(&client, &format!("#rows tr[data-id=\"{failed}\"]")).await;
     wait_js(
@@ -256,4 +281,67 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
     std::fs::create_dir_all(&docs).unwrap();
     std::fs::write(docs.join("dashboard.png"), png).unwrap();
     client.close().await.unwrap();
+}
+
+/// The Queues tab: counts that follow the store without a reload, pause and resume that the
+/// engine obeys, a resize; then the registered tasks with their options.
+async fn queues_tab(client: &Client, http: &reqwest::Client, base: &str) {
+    click(client, "header nav button[data-view=\"queues\"]").await;
+    let emails = "const r = document.querySelector('#queue-rows tr[data-queue=\"emails\"]'); \
+        return r ? [r.dataset.paused, r.querySelector('.q-pending').textContent] : null;";
+    wait_js(client, "the emails queue, idle", emails, |v| v == &json!(["false", "0"])).await;
+    click(client, "#queue-rows tr[data-queue=\"emails\"] .queue-toggle").await;
+    wait_js(client, "the pause", emails, |v| v == &json!(["true", "0"])).await;
+    let held = [
+        enqueue(http, base, "held-1@example.com").await,
+        enqueue(http, base, "held-2@example.com").await,
+    ];
+    wait_js(client, "the live count of held tasks", emails, |v| v == &json!(["true", "2"])).await;
+    for id in &held {
+        let record: Value =
+            http.get(format!("{base}/tasks/{id}")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(record["status"], "pending", "paused: not started");
+    }
+    click(client, "#queue-rows tr[data-queue=\"emails\"] .queue-toggle").await;
+    wait_js(client, "the resume and the queue drained", emails, |v| v == &json!(["false", "0"]))
+        .await;
+    for id in &held {
+        let deadline = tokio::time::Instant::now() + LONG;
+        loop {
+            let record: Value =
+                http.get(format!("{base}/tasks/{id}")).send().await.unwrap().json().await.unwrap();
+            if record["status"] == "success" {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{id}: {record}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Typed and sent in one step: the live table may re-render the row in between.
+    client
+        .execute(
+            "const r = document.querySelector('#queue-rows tr[data-queue=\"emails\"]'); \
+             r.querySelector('.queue-size').value = '6'; r.querySelector('.queue-resize').click(); return 1;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let size = "const r = document.querySelector('#queue-rows tr[data-queue=\"emails\"] .queue-size'); \
+        return r ? r.value : null;";
+    wait_js(client, "the resize", size, |v| v == "6").await;
+    let queues: Value =
+        http.get(format!("{base}/tasks/queues")).send().await.unwrap().json().await.unwrap();
+    let emails = queues["queues"].as_array().unwrap().iter().find(|q| q["name"] == "emails");
+    assert_eq!(emails.unwrap()["concurrency"], 6);
+
+    click(client, "header nav button[data-view=\"registered\"]").await;
+    let registered = "const r = document.querySelector('#registered-rows tr[data-task=\"build_report\"]'); \
+        return r ? [...r.children].map(c => c.textContent) : null;";
+    let row = wait_js(client, "the registered tasks", registered, |v| v.is_array()).await;
+    assert_eq!(row[1], "default");
+    assert_eq!(row[4], "2", "its concurrency");
+    assert_eq!(row[6], "blocking");
+    let email = "const r = document.querySelector('#registered-rows tr[data-task=\"send_email\"]'); \
+        return r ? r.children[1].textContent : null;";
+    wait_js(client, "send_email's queue", email, |v| v == "emails").await;
 }

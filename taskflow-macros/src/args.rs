@@ -18,6 +18,7 @@ pub(crate) const KEYS: &[&str] = &[
     "name",
     "priority",
     "queue",
+    "concurrency",
     "eager",
     "requeue_on_interrupt",
     "blocking",
@@ -74,6 +75,7 @@ pub(crate) struct TaskArgs {
     pub(crate) name: Attr<String>,
     pub(crate) priority: Attr<i32>,
     pub(crate) queue: Attr<String>,
+    pub(crate) concurrency: Attr<u32>,
     pub(crate) eager: Attr<bool>,
     pub(crate) requeue_on_interrupt: Attr<bool>,
     pub(crate) blocking: Attr<bool>,
@@ -92,6 +94,7 @@ impl TaskArgs {
             name: Attr::new("name"),
             priority: Attr::new("priority"),
             queue: Attr::new("queue"),
+            concurrency: Attr::new("concurrency"),
             eager: Attr::new("eager"),
             requeue_on_interrupt: Attr::new("requeue_on_interrupt"),
             blocking: Attr::new("blocking"),
@@ -143,6 +146,9 @@ impl TaskArgs {
             "priority" => int_value::<i32>(&value, "priority", "priority = 10", true)
                 .map(|v| self.priority.set(span, v, errors)),
             "queue" => queue_value(&value).map(|v| self.queue.set(span, v, errors)),
+            "concurrency" => {
+                concurrency_value(&value).map(|v| self.concurrency.set(span, v, errors))
+            }
             "eager" => bool_value(&value, "eager").map(|v| self.eager.set(span, v, errors)),
             "requeue_on_interrupt" => bool_value(&value, "requeue_on_interrupt")
                 .map(|v| self.requeue_on_interrupt.set(span, v, errors)),
@@ -265,6 +271,18 @@ impl Bounded for u32 {
 impl Bounded for i32 {
     const MIN: i64 = i32::MIN as i64;
     const MAX: i64 = i32::MAX as i64;
+}
+
+/// `concurrency = N`: how many of the task's tasks run at once, at least 1.
+fn concurrency_value(expr: &Expr) -> syn::Result<u32> {
+    let n = int_value::<u32>(expr, "concurrency", "concurrency = 2", false)?;
+    if n == 0 {
+        return Err(syn::Error::new_spanned(
+            expr,
+            "`concurrency` must be at least 1 (a task that may never run): write `concurrency = 2`, or leave it out for no limit of its own",
+        ));
+    }
+    Ok(n)
 }
 
 fn bool_value(expr: &Expr, key: &str) -> syn::Result<bool> {

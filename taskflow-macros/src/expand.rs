@@ -65,6 +65,9 @@ fn options(krate: &TokenStream, name: &str, args: &TaskArgs, is_async: bool) -> 
     if let Some(v) = args.queue.get() {
         calls.push(quote!(.queue(#v)));
     }
+    if let Some(v) = args.concurrency.get() {
+        calls.push(quote!(.concurrency(#v)));
+    }
     if let Some(v) = args.jitter.get() {
         calls.push(quote!(.jitter(#v)));
     }

@@ -236,11 +236,19 @@ impl TaskManagerBuilder {
 
     fn engine(self) -> Result<Arc<Engine>> {
         registry().check()?;
+        let caps: Vec<(&'static str, &'static str, u32)> = registry()
+            .iter()
+            .filter_map(|task| {
+                let options = task.options();
+                Some((options.default_queue(), task.name(), options.concurrency_limit()?))
+            })
+            .collect();
         let queues = Queues::new(
             self.queues,
             self.run_queues.as_deref(),
             self.concurrency,
             self.poll_every,
+            &caps,
         )?;
         for task in registry().iter() {
             let queue = task.options().default_queue();

@@ -74,7 +74,7 @@ pub use crate::manager::{CancelOutcome, TaskManager};
 pub use crate::observer::{EventKind, MemoryObserver, StdoutObserver, TaskEvent, TaskObserver};
 pub use crate::options::{EnqueueOptions, TaskOptions};
 pub use crate::queue::{
-    DEFAULT_QUEUE, MAX_QUEUE_NAME, Queue, QueueChange, QueueCounts, QueueInfo, QueueState,
+    DEFAULT_QUEUE, MAX_QUEUE_NAME, Queue, QueueChange, QueueCounts, QueueInfo, QueueState, Rate,
     is_valid_queue_name,
 };
 pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};

@@ -36,6 +36,7 @@ pub struct TaskOptions {
     blocking: bool,
     jitter: bool,
     queue: &'static str,
+    concurrency: u32,
 }
 
 impl TaskOptions {
@@ -55,7 +56,21 @@ impl TaskOptions {
             blocking: false,
             jitter: false,
             queue: crate::queue::DEFAULT_QUEUE,
+            concurrency: 0,
         }
+    }
+
+    /// Caps how many of its tasks run at once (`#[task(concurrency = 2)]`, at least 1; the
+    /// macro refuses 0): counted in the store at each fetch of a queue, so the cap holds for
+    /// every instance sharing the store, and for one instance alone.
+    pub const fn concurrency(mut self, concurrency: u32) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Its own cap on tasks running at once, if it has one.
+    pub const fn concurrency_limit(&self) -> Option<u32> {
+        if self.concurrency == 0 { None } else { Some(self.concurrency) }
     }
 
     /// Sets the queue its tasks go to (`#[task(queue = "emails")]`); the macro checks the

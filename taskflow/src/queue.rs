@@ -47,6 +47,7 @@ pub struct Queue {
     concurrency: Option<usize>,
     global_concurrency: Option<usize>,
     max_pending: Option<u64>,
+    rate: Option<Rate>,
 }
 
 impl Queue {
@@ -79,6 +80,36 @@ impl Queue {
         self
     }
 
+    /// Starts at most `n` of its tasks per `per` (a token bucket holding up to `n` tokens, so
+    /// up to `n` may start at once after a quiet spell; see [`Queue::burst`]). Counted in the
+    /// store at each fetch, so the rate holds across every instance sharing it (and on one
+    /// instance alone). Tasks over the rate wait; none fails. Zero `n` or `per` is an error at
+    /// `build()`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let calls = taskflow::Queue::new().rate_limit(10, Duration::from_secs(1)).burst(2);
+    /// assert_eq!(calls.rate().unwrap().per_second(), 10.0);
+    /// ```
+    pub fn rate_limit(mut self, n: u32, per: Duration) -> Self {
+        self.rate = Some(Rate { limit: n, per, burst: n });
+        self
+    }
+
+    /// How many tokens the rate limit's bucket holds (default: its `n`): how many tasks may
+    /// start at once after a quiet spell. Without a rate limit, nothing.
+    pub fn burst(mut self, burst: u32) -> Self {
+        if let Some(rate) = &mut self.rate {
+            rate.burst = burst;
+        }
+        self
+    }
+
+    /// The rate limit set, if any.
+    pub fn rate(&self) -> Option<Rate> {
+        self.rate
+    }
+
     /// The per-instance concurrency set, if any.
     pub fn concurrency_limit(&self) -> Option<usize> {
         self.concurrency
@@ -92,6 +123,44 @@ impl Queue {
     /// The bound on pending tasks, if any.
     pub fn max_pending_limit(&self) -> Option<u64> {
         self.max_pending
+    }
+}
+
+/// A queue's rate limit: at most `limit` starts per `per`, from a token bucket of `burst`
+/// tokens ([`Queue::rate_limit`]). Stores keep the bucket (its tokens and when they were
+/// counted) with the queue's shared state and take from it in each fetch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rate {
+    /// Starts per `per`.
+    pub limit: u32,
+    /// The span `limit` is counted over.
+    pub per: Duration,
+    /// The most tokens the bucket holds.
+    pub burst: u32,
+}
+
+impl Rate {
+    /// Tokens added per second.
+    pub fn per_second(&self) -> f64 {
+        f64::from(self.limit) / self.per.as_secs_f64()
+    }
+
+    /// The tokens in the bucket at `now_us` (microseconds since the epoch), from the stored
+    /// `(tokens, counted at)` (a full bucket when nothing was stored).
+    pub fn refill(&self, stored: Option<(f64, i64)>, now_us: i64) -> f64 {
+        let burst = f64::from(self.burst);
+        match stored {
+            None => burst,
+            Some((tokens, at)) => {
+                let elapsed = now_us.saturating_sub(at).max(0) as f64 / 1e6;
+                (tokens + elapsed * self.per_second()).min(burst)
+            }
+        }
+    }
+
+    /// How long one token takes to come.
+    pub fn interval(&self) -> Duration {
+        self.per.checked_div(self.limit.max(1)).unwrap_or(self.per)
     }
 }
 
@@ -167,7 +236,7 @@ pub(crate) fn retry_after(poll: Duration) -> u64 {
 
 /// A queue as [`TaskManager::queues`](crate::TaskManager::queues) reports it: its settings in
 /// force on this instance, its shared state, and the store's counts.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QueueInfo {
     /// The queue.
     pub name: String,
@@ -181,6 +250,10 @@ pub struct QueueInfo {
     pub global_concurrency: Option<usize>,
     /// Its bound on pending tasks in force, if any.
     pub max_pending: Option<u64>,
+    /// Its rate limit in starts per second, if any.
+    pub rate_per_second: Option<f64>,
+    /// Its rate limit's burst, if any.
+    pub rate_burst: Option<u32>,
     /// Its `pending` tasks, in the store.
     pub pending: u64,
     /// Of those, the ones due now ([`QueueCounts::due`]).

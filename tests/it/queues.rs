@@ -161,6 +161,9 @@ async fn bad_queue_settings_fail_the_build() {
         (Queue::new().concurrency(0), "concurrency"),
         (Queue::new().global_concurrency(0), "global_concurrency"),
         (Queue::new().max_pending(0), "max_pending"),
+        (Queue::new().rate_limit(0, Duration::from_secs(1)), "rate limit"),
+        (Queue::new().rate_limit(5, Duration::ZERO), "rate limit"),
+        (Queue::new().rate_limit(5, Duration::from_secs(1)).burst(0), "burst"),
     ] {
         let err = TaskManager::builder().queue("q", queue).build().await.unwrap_err();
         assert!(matches!(err, Error::InvalidQueue { .. }), "{err}");

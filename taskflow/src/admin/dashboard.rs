@@ -10,6 +10,9 @@ use super::AdminState;
 
 const PAGE: &str = include_str!("dashboard.html");
 
+/// The page's script, put inline (under the page's nonce) where the page says `{{SCRIPT}}`.
+const SCRIPT: &str = include_str!("dashboard.js");
+
 /// Escapes text for an HTML attribute.
 fn attribute(text: &str) -> String {
     text.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
@@ -18,7 +21,10 @@ fn attribute(text: &str) -> String {
 /// The page, with the API's prefix and a fresh nonce for its script and style.
 pub(crate) async fn page(State(state): State<Arc<AdminState>>) -> Response {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
-    let html = PAGE.replace("{{PREFIX}}", &attribute(&state.prefix)).replace("{{NONCE}}", &nonce);
+    let html = PAGE
+        .replace("{{SCRIPT}}", SCRIPT)
+        .replace("{{PREFIX}}", &attribute(&state.prefix))
+        .replace("{{NONCE}}", &nonce);
     let policy = format!(
         "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
          connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; \

@@ -20,7 +20,7 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /tasks` | a page of tasks: `status`, `func_name`, `tag=key:value`, `q` (the start or end of an id, or part of a function name), `since`/`until` (RFC 3339 or `24h`), `sort` (`-created_at`, `created_at`), `limit` (≤ 1000), `cursor` |
+//! | `GET /tasks` | a page of tasks: `status`, `func_name`, `queue`, `tag=key:value`, `q` (the start or end of an id, or part of a function name), `since`/`until` (RFC 3339 or `24h`), `sort` (`-created_at`, `created_at`), `limit` (≤ 1000), `cursor` |
 //! | `GET /tasks/{id}` | one task, with its logs |
 //! | `GET /tasks/{id}/logs` | its logs |
 //! | `POST /tasks/{id}/retry` | a failed, interrupted or cancelled task again, as a new task (`201`; `409` otherwise) |
@@ -33,6 +33,7 @@
 //! | `GET /tasks/stream` | lifecycle events as Server-Sent Events |
 //! | `GET /tasks/dashboard` | the live dashboard |
 //! | `GET /tasks/audit` | who retried, cancelled, deleted or changed what |
+//! | `GET /tasks/registered` | the tasks this binary can run, with their `#[task]` options (queue, retries, priority, concurrency, timeout, kind, where defined) |
 //! | `GET /tasks/queues` | every declared queue: `pending`, `due`, `running` (and `running_here`), `paused`, `concurrency`, `global_concurrency`, `max_pending` ([`QueueInfo`](crate::QueueInfo)) |
 //! | `POST /tasks/queues/{name}/pause` | no instance starts its tasks until resumed; running ones finish |
 //! | `POST /tasks/queues/{name}/resume` | starts them again |
@@ -68,6 +69,7 @@ mod origin;
 mod params;
 mod queues;
 mod redact;
+mod registered;
 mod routes;
 mod stream;
 mod throttle;

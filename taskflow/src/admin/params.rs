@@ -162,8 +162,19 @@ pub(crate) fn limit(value: &str) -> Result<usize, String> {
 }
 
 /// The parameters `GET /tasks` accepts.
-pub(crate) const LIST_PARAMS: [&str; 10] =
-    ["status", "func_name", "tag", "q", "since", "until", "sort", "limit", "cursor", "display"];
+pub(crate) const LIST_PARAMS: [&str; 11] = [
+    "status",
+    "func_name",
+    "queue",
+    "tag",
+    "q",
+    "since",
+    "until",
+    "sort",
+    "limit",
+    "cursor",
+    "display",
+];
 
 /// A [`TaskQuery`] from `GET /tasks` parameters.
 pub(crate) fn task_query(params: &Params) -> Result<TaskQuery, ApiError> {
@@ -179,6 +190,7 @@ pub(crate) fn task_query(params: &Params) -> Result<TaskQuery, ApiError> {
     Ok(TaskQuery {
         status: params.parsed("status", status)?,
         func_name: params.get("func_name").map(str::to_owned),
+        queue: params.get("queue").map(str::to_owned),
         tag: params.parsed("tag", tag)?,
         search: params.get("q").map(str::to_owned),
         since: params.parsed("since", time)?,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, patch, post};
 
-use super::{AdminState, api, dashboard, queues, stream};
+use super::{AdminState, api, dashboard, queues, registered, stream};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +70,7 @@ const TABLE: &[(Route, Handler)] = &[
     (route(Method::POST, "/retry-failed", Credentials), || post(api::retry_failed)),
     (route(Method::DELETE, "/history", Credentials), || delete(api::delete_history)),
     (route(Method::GET, "/queues", Credentials), || get(queues::list)),
+    (route(Method::GET, "/registered", Credentials), || get(registered::list)),
     (route(Method::POST, "/queues/{name}/pause", Credentials), || post(queues::pause)),
     (route(Method::POST, "/queues/{name}/resume", Credentials), || post(queues::resume)),
     (route(Method::PATCH, "/queues/{name}", Credentials), || patch(queues::update)),

@@ -40,8 +40,14 @@ async fn run(
     context.emit(EventKind::Started, None);
     let outcome = execute(&record, &context, &running).await;
     // The slot limits running user code, not store writes: free it first.
+    let runner = slot.runner();
     drop(slot);
     completer::complete(&engine, &record, &lease, &context, outcome).await;
+    if runner.counts_running() {
+        // The store counts the task as running until its outcome is written: now a fetch
+        // held back by a global or per-task limit may take the next.
+        runner.wake.now();
+    }
     engine.running.remove(&record.task_id);
 }
 

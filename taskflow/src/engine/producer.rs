@@ -82,6 +82,10 @@ async fn fetch(
     if let Some(global) = runner.config.global_concurrency_limit() {
         request = request.global_limit(global);
     }
+    request = request.task_limits(&runner.task_limits);
+    if let Some(rate) = runner.config.rate() {
+        request = request.rate(rate);
+    }
     let fetched = tokio::select! {
         fetched = engine.store.fetch(&request) => fetched,
         () = engine.stopping.cancelled() => {
@@ -110,6 +114,9 @@ async fn fetch(
                 // Fetches for due times come at most every `COALESCE`, so tasks due close
                 // together start together.
                 let now = engine.clock.now();
+                if let Some(rate) = runner.config.rate() {
+                    rate_wake(runner, rate, got, now);
+                }
                 let soonest = now + COALESCE;
                 match engine.store.next_due(&runner.name).await {
                     Ok(Some(due)) if due > now => runner.wake.at(due.max(soonest), now),
@@ -150,6 +157,31 @@ async fn fetch(
             }
             Some(false)
         }
+    }
+}
+
+/// After a fetch of a rate-limited queue that got fewer than asked: the bucket may have run
+/// dry with tasks left, so fetch again when the next token comes. A fetch that got none
+/// stops this after two tries in a row (the queue is drained; an enqueue or the poll wakes
+/// the producer), so an idle rate-limited queue costs nothing more than any other.
+fn rate_wake(
+    runner: &QueueRunner,
+    rate: crate::queue::Rate,
+    got: usize,
+    now: chrono::DateTime<chrono::Utc>,
+) {
+    use std::sync::atomic::Ordering;
+    let misses = if got > 0 {
+        runner.rate_misses.store(0, Ordering::Release);
+        0
+    } else {
+        runner.rate_misses.fetch_add(1, Ordering::AcqRel) + 1
+    };
+    let interval = chrono::TimeDelta::from_std(rate.interval()).unwrap_or(chrono::TimeDelta::MAX);
+    if misses <= 2
+        && let Some(at) = now.checked_add_signed(interval.max(COALESCE))
+    {
+        runner.wake.at(at, now);
     }
 }
 

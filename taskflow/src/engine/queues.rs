@@ -44,6 +44,10 @@ pub(crate) struct QueueRunner {
     enqueued: AtomicU64,
     /// Whether a recount is under way.
     pub(crate) recounting: AtomicBool,
+    /// The caps of the tasks declared in this queue with `#[task(concurrency = N)]`.
+    pub(crate) task_limits: Vec<(&'static str, u32)>,
+    /// Fetches in a row that a rate limit left empty (see `producer`).
+    pub(crate) rate_misses: AtomicUsize,
 }
 
 /// The pending count as last read from the store, and this instance's enqueues since.
@@ -59,7 +63,13 @@ struct PendingEstimate {
 }
 
 impl QueueRunner {
-    fn new(name: &str, config: Queue, runs: bool, default_concurrency: usize) -> QueueRunner {
+    fn new(
+        name: &str,
+        config: Queue,
+        runs: bool,
+        default_concurrency: usize,
+        task_limits: Vec<(&'static str, u32)>,
+    ) -> QueueRunner {
         let base_concurrency = config.concurrency_limit().unwrap_or(default_concurrency);
         QueueRunner {
             name: name.into(),
@@ -74,8 +84,16 @@ impl QueueRunner {
             pending: Mutex::new(PendingEstimate { counted: 0, enqueued_then: 0, read_at: None }),
             enqueued: AtomicU64::new(0),
             recounting: AtomicBool::new(false),
+            task_limits,
+            rate_misses: AtomicUsize::new(0),
             config,
         }
+    }
+
+    /// Whether its fetches count the tasks running everywhere (a global or a per-task
+    /// limit): a task finished here may then let a fetch take more.
+    pub(crate) fn counts_running(&self) -> bool {
+        self.config.global_concurrency_limit().is_some() || !self.task_limits.is_empty()
     }
 
     /// The per-instance concurrency in force.
@@ -194,13 +212,18 @@ impl Slot {
     pub(crate) fn of(runner: &Arc<QueueRunner>) -> Slot {
         Slot(Arc::clone(runner))
     }
+
+    /// The queue it is a slot of.
+    pub(crate) fn runner(&self) -> Arc<QueueRunner> {
+        Arc::clone(&self.0)
+    }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.give_back(1);
-        if self.0.config.global_concurrency_limit().is_some() {
-            // A producer held back by the global limit may fetch again.
+        if self.0.counts_running() {
+            // A producer held back by a global or per-task limit may fetch again.
             self.0.wake.now();
         }
     }
@@ -222,6 +245,7 @@ impl Queues {
         runs: Option<&[String]>,
         default_concurrency: usize,
         poll: Duration,
+        caps: &[(&'static str, &'static str, u32)],
     ) -> Result<Queues> {
         let mut by_name: HashMap<Arc<str>, Arc<QueueRunner>> = HashMap::new();
         let default = (crate::queue::DEFAULT_QUEUE.to_owned(), Queue::new());
@@ -230,7 +254,12 @@ impl Queues {
         for (name, config) in all {
             check(&name, &config)?;
             let runs = runs.is_none_or(|names| names.contains(&name));
-            let runner = QueueRunner::new(&name, config, runs, default_concurrency);
+            let limits = caps
+                .iter()
+                .filter(|(queue, _, _)| *queue == name)
+                .map(|(_, func, cap)| (*func, *cap))
+                .collect();
+            let runner = QueueRunner::new(&name, config, runs, default_concurrency, limits);
             by_name.insert(Arc::clone(&runner.name), Arc::new(runner));
         }
         if let Some(names) = runs
@@ -289,6 +318,14 @@ fn check(name: &str, config: &Queue) -> Result<()> {
     }
     if config.max_pending_limit() == Some(0) {
         return invalid("`max_pending` must be at least 1");
+    }
+    if let Some(rate) = config.rate() {
+        if rate.limit == 0 || rate.per.is_zero() {
+            return invalid("a rate limit must let at least 1 task start per a non-zero span");
+        }
+        if rate.burst == 0 {
+            return invalid("a rate limit's `burst` must be at least 1");
+        }
     }
     Ok(())
 }

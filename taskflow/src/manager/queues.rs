@@ -81,6 +81,8 @@ impl TaskManager {
                     concurrency: runner.concurrency_in(state),
                     global_concurrency: runner.config.global_concurrency_limit(),
                     max_pending: runner.max_pending_in(state),
+                    rate_per_second: runner.config.rate().map(|rate| rate.per_second()),
+                    rate_burst: runner.config.rate().map(|rate| rate.burst),
                     pending: counts.map_or(0, |c| c.pending),
                     due: counts.map_or(0, |c| c.due),
                     running: counts.map_or(0, |c| c.running),

@@ -34,7 +34,7 @@ use serde_json::Value;
 pub(crate) use self::deadline::Deadline;
 pub use self::deadline::StoreTimeouts;
 pub use self::error::StoreError;
-pub use self::fetch::Fetch;
+pub use self::fetch::{Fetch, TaskRoom};
 pub use self::memory::MemoryStore;
 #[cfg(feature = "mysql")]
 pub use self::mysql::MysqlStore;

@@ -12,6 +12,8 @@ pub struct TaskQuery {
     pub status: Option<TaskStatus>,
     /// Only tasks of this function.
     pub func_name: Option<String>,
+    /// Only tasks of this queue.
+    pub queue: Option<String>,
     /// Only tasks with this tag (key, value).
     pub tag: Option<(String, String)>,
     /// Only tasks whose id starts or ends with this (ids start with their creation time; the
@@ -82,6 +84,7 @@ impl TaskQuery {
     pub(crate) fn matches(&self, record: &TaskRecord) -> bool {
         self.status.is_none_or(|s| record.status == s)
             && self.func_name.as_deref().is_none_or(|f| record.func_name == f)
+            && self.queue.as_deref().is_none_or(|q| record.queue == q)
             && self.tag.as_ref().is_none_or(|(k, v)| record.tags.get(k) == Some(v))
             && self.search.as_deref().is_none_or(|q| {
                 let id = record.task_id.to_string();

@@ -28,6 +28,7 @@ use self::lifecycle::{
 };
 use self::queues::{
     a_paused_queue_is_not_fetched, fetch_takes_only_its_queue, global_limits_hold_across_fetchers,
+    rate_limits_share_one_bucket, task_limits_hold_across_fetchers,
 };
 use self::run_keys::{
     cancel_scheduled_cancels_by_key, idempotency_keys_win_over_run_keys,
@@ -168,6 +169,8 @@ macro_rules! all_checks {
             idempotency_keys_win_over_run_keys,
             batched_changes_are_fenced_one_by_one,
             fetch_takes_only_its_queue,
+            task_limits_hold_across_fetchers,
+            rate_limits_share_one_bucket,
             a_paused_queue_is_not_fetched,
             global_limits_hold_across_fetchers,
         );

@@ -47,6 +47,10 @@ pub(crate) async fn fetch_takes_only_its_queue(store: Arc<dyn Store>) {
         ],
         "(queue, pending, due, running): one of the reports waits an hour"
     );
+    let query = taskflow::TaskQuery { queue: Some("reports".into()), ..Default::default() };
+    let listed = store.list(&query).await.unwrap().tasks;
+    assert_eq!(listed.len(), 2, "the list filters by queue");
+    assert!(listed.iter().all(|r| r.queue == "reports"));
 }
 
 pub(crate) async fn a_paused_queue_is_not_fetched(store: Arc<dyn Store>) {
@@ -97,7 +101,15 @@ pub(crate) async fn global_limits_hold_across_fetchers(store: Arc<dyn Store>) {
     let full = Fetch::new("limited", 5, Utc::now(), &runner).global_limit(2);
     assert!(store.fetch(&full).await.unwrap().is_empty(), "the limit is full");
     // One ends: one more may start.
-    let done = &taken[0];
+    finish(&*store, &taken[0]).await;
+    assert_eq!(store.fetch(&full).await.unwrap().len(), 1);
+    let counts = store.queue_counts().await.unwrap();
+    let limited = counts.iter().find(|c| c.queue == "limited").unwrap();
+    assert_eq!((limited.pending, limited.running), (9, 2));
+}
+
+/// Ends the fetched task `done` as a success, under the lease it was fetched with.
+async fn finish(store: &dyn Store, done: &taskflow::TaskRecord) {
     let holder = lease(done.lease_owner.as_deref().unwrap(), Duration::from_secs(60));
     let holder = taskflow::store::Lease { expires_at: done.lease_expires_at.unwrap(), ..holder };
     let end = taskflow::store::Transition::Finished {
@@ -109,8 +121,89 @@ pub(crate) async fn global_limits_hold_across_fetchers(store: Arc<dyn Store>) {
         stacktrace: None,
     };
     assert!(store.transition(&done.task_id, &holder, end).await.unwrap());
-    assert_eq!(store.fetch(&full).await.unwrap().len(), 1);
-    let counts = store.queue_counts().await.unwrap();
-    let limited = counts.iter().find(|c| c.queue == "limited").unwrap();
-    assert_eq!((limited.pending, limited.running), (9, 2));
+}
+
+/// A per-task cap: a fetch passes over the capped function's tasks beyond its room and takes
+/// the next ones, three concurrent fetchers together stay within it, and a finished task
+/// frees room for one more.
+pub(crate) async fn task_limits_hold_across_fetchers(store: Arc<dyn Store>) {
+    // Six capped tasks first in fetch order, then four others.
+    let mut capped = Vec::new();
+    for _ in 0..6 {
+        capped.push(put(&*store, in_queue("capped", "caps")).await);
+    }
+    let mut free = Vec::new();
+    for _ in 0..4 {
+        free.push(put(&*store, in_queue("free", "caps")).await);
+    }
+    let caps: &[(&str, u32)] = &[("capped", 2), ("absent", 1)];
+    let runner = lease("caps", Duration::from_secs(60));
+    let request = Fetch::new("caps", 10, Utc::now(), &runner).task_limits(caps);
+    let first = store.fetch(&request).await.unwrap();
+    let funcs: Vec<&str> = first.iter().map(|r| r.func_name.as_str()).collect();
+    assert_eq!(funcs, ["capped", "capped", "free", "free", "free", "free"], "in fetch order");
+    assert_eq!(first[0].task_id, capped[0]);
+    assert!(store.fetch(&request).await.unwrap().is_empty(), "the capped function is full");
+    finish(&*store, &first[0]).await;
+    let next = store.fetch(&request).await.unwrap();
+    assert_eq!(next.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![capped[2]]);
+
+    // Concurrent fetchers of another queue: together they take the cap, no more.
+    for _ in 0..10 {
+        put(&*store, in_queue("capped", "caps2")).await;
+    }
+    let fetches = (0..3).map(|n| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let runner = lease(&format!("capper-{n}"), Duration::from_secs(60));
+            let caps: &[(&str, u32)] = &[("capped", 3)];
+            let request = Fetch::new("caps2", 5, Utc::now(), &runner).task_limits(caps);
+            store.fetch(&request).await.unwrap().len()
+        })
+    });
+    let mut taken = 0;
+    for fetch in fetches {
+        taken += fetch.await.unwrap();
+    }
+    assert_eq!(taken, 3, "never more than the task's cap running");
+}
+
+/// A rate limit: a fetch takes no more than the queue's token bucket holds at its `now` (a
+/// full bucket at first), the bucket refills with time up to its burst, and concurrent
+/// fetchers share one bucket.
+pub(crate) async fn rate_limits_share_one_bucket(store: Arc<dyn Store>) {
+    for _ in 0..10 {
+        put(&*store, in_queue("rated", "rated")).await;
+    }
+    let rate = taskflow::Rate { limit: 5, per: Duration::from_secs(1), burst: 3 };
+    let runner = lease("rated", Duration::from_secs(60));
+    let t0 = Utc::now() + chrono::Duration::seconds(1);
+    let at = |ms: i64| {
+        let now = t0 + chrono::Duration::milliseconds(ms);
+        Fetch::new("rated", 10, now, &runner).rate(rate)
+    };
+    assert_eq!(store.fetch(&at(0)).await.unwrap().len(), 3, "a full bucket: the burst");
+    assert_eq!(store.fetch(&at(0)).await.unwrap().len(), 0, "empty until it refills");
+    assert_eq!(store.fetch(&at(250)).await.unwrap().len(), 1, "5/s: 1.25 tokens after 250 ms");
+    assert_eq!(store.fetch(&at(300)).await.unwrap().len(), 0, "0.5 tokens");
+    assert_eq!(store.fetch(&at(5_000)).await.unwrap().len(), 3, "refilled up to the burst only");
+    assert_eq!(store.fetch(&at(5_000)).await.unwrap().len(), 0);
+
+    // Three fetchers at one instant: together they take what the bucket holds.
+    for _ in 0..10 {
+        put(&*store, in_queue("rated", "rated2")).await;
+    }
+    let fetches = (0..3).map(|n| {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move {
+            let runner = lease(&format!("rater-{n}"), Duration::from_secs(60));
+            let rate = taskflow::Rate { limit: 5, per: Duration::from_secs(1), burst: 4 };
+            store.fetch(&Fetch::new("rated2", 3, t0, &runner).rate(rate)).await.unwrap().len()
+        })
+    });
+    let mut taken = 0;
+    for fetch in fetches {
+        taken += fetch.await.unwrap();
+    }
+    assert_eq!(taken, 4, "one bucket of 4 for every fetcher");
 }

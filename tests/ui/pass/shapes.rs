@@ -17,7 +17,7 @@ async fn async_result(a: String, b: Vec<u32>) -> Result<u64, MyError> {
     Ok(a.len() as u64 + b.len() as u64)
 }
 
-#[task(name = "plain", priority = 10, queue = "emails.v2", eager = false, requeue_on_interrupt = true, blocking = false)]
+#[task(name = "plain", priority = 10, queue = "emails.v2", concurrency = 2, eager = false, requeue_on_interrupt = true, blocking = false)]
 fn plain_value() -> (String, u8) {
     ("x".to_owned(), 1)
 }

@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: every task in a map behind one lock. For tests and for apps that accept
 //! losing their task history on restart.
 
+mod fetch;
 mod reads;
 mod upkeep;
 
@@ -52,6 +53,8 @@ struct State {
     /// Leaderships: name -> (owner, until).
     leaders: HashMap<String, (String, DateTime<Utc>)>,
     max_finished: usize,
+    /// Each rate-limited queue's token bucket: tokens, and when counted (micros).
+    buckets: HashMap<String, (f64, i64)>,
 }
 
 impl Default for MemoryStore {
@@ -314,42 +317,7 @@ impl Store for MemoryStore {
     }
 
     async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {
-        let mut state = self.lock();
-        if state.queues.get(fetch.queue).is_some_and(|queue| queue.paused) {
-            return Ok(Vec::new());
-        }
-        let (now, lease) = (fetch.now, fetch.lease);
-        let in_queue = |r: &&TaskRecord| r.queue == fetch.queue;
-        let running = state
-            .tasks
-            .values()
-            .map(|r| &**r)
-            .filter(in_queue)
-            .filter(|r| r.status == TaskStatus::Running)
-            .count();
-        let room = fetch.room(running as u64);
-        let mut due: Vec<&TaskRecord> = state
-            .tasks
-            .values()
-            .map(|r| &**r)
-            .filter(in_queue)
-            .filter(|r| r.status == TaskStatus::Pending && super::due_at(r) <= now)
-            .filter(|r| state.held.get(&r.task_id).is_none_or(|until| *until <= now))
-            .collect();
-        let order = |r: &TaskRecord| state.order.get(&r.task_id).copied().unwrap_or(u64::MAX);
-        due.sort_by_key(|r| (std::cmp::Reverse(r.priority), super::due_at(r), order(r)));
-        let ids: Vec<TaskId> = due.into_iter().take(room).map(|r| r.task_id).collect();
-        let mut fetched = Vec::with_capacity(ids.len());
-        for id in ids {
-            state.held.remove(&id);
-            let Some(record) = state.tasks.get_mut(&id) else { continue };
-            record.status = TaskStatus::Running;
-            record.start_time.get_or_insert(now);
-            record.lease_owner = Some(lease.owner.to_string());
-            record.lease_expires_at = Some(lease.expires_at);
-            fetched.push(TaskRecord::clone(record));
-        }
-        Ok(fetched)
+        Ok(self.take_available(fetch))
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -43,7 +43,7 @@ impl MysqlStore {
         if fetch.limit == 0 {
             return Ok(Vec::new());
         }
-        if fetch.global_limit.is_some() {
+        if fetch.takes_turns() {
             // The queue's row is what its fetchers take turns on.
             let mut conn = self.conn().await?;
             conn.exec_drop(
@@ -90,48 +90,96 @@ impl MysqlStore {
         options.with_isolation_level(mysql_async::IsolationLevel::ReadCommitted);
         let mut tx = conn.start_transaction(options).await?;
         let mut room = fetch.limit;
-        if fetch.global_limit.is_some() {
-            // Fetchers of a globally limited queue take turns on its row, so that each
-            // counts what the others have taken.
+        let mut running: Vec<(String, u64)> = Vec::new();
+        if fetch.takes_turns() {
+            // Fetchers of a queue with a global or per-task limit take turns on its row, so
+            // that each counts what the others have taken.
             let _: Option<i64> = tx
                 .exec_first("SELECT 1 FROM taskflow_queues WHERE name = ? FOR UPDATE", (queue,))
                 .await?;
-            let running: Option<i64> = tx
-                .exec_first(
-                    "SELECT COUNT(*) FROM taskflow_tasks WHERE queue = ? AND status = 'running'",
+            let counted: Vec<(String, i64)> = tx
+                .exec(
+                    "SELECT func_name, COUNT(*) FROM taskflow_tasks
+                     WHERE queue = ? AND status = 'running' GROUP BY func_name",
                     (queue,),
                 )
                 .await?;
-            room = fetch.room(running.unwrap_or(0).max(0) as u64);
+            running = counted.into_iter().map(|(func, n)| (func, n.max(0) as u64)).collect();
+            room = fetch.room(running.iter().map(|(_, n)| n).sum());
         }
-        if room == 0 {
-            tx.commit().await?;
-            return Ok(Vec::new());
-        }
-        let limit = i64::try_from(room).unwrap_or(i64::MAX);
-        let picked: Vec<i64> = tx
-            .exec(
-                "SELECT seq FROM taskflow_tasks
+        let tokens = match fetch.rate {
+            Some(rate) => {
+                let stored: Option<(Option<f64>, Option<i64>)> = tx
+                    .exec_first(
+                        "SELECT rate_tokens, rate_at FROM taskflow_queues WHERE name = ?",
+                        (queue,),
+                    )
+                    .await?;
+                let stored = stored.and_then(|(tokens, at)| Some((tokens?, at?)));
+                Some(rate.refill(stored, micros(now)))
+            }
+            None => None,
+        };
+        room = fetch.within_rate(room, tokens);
+        let mut rooms = fetch.task_room(&running);
+        let mut picked: Vec<i64> = Vec::new();
+        // Once; again without the capped functions now full while some of their tasks were
+        // passed over and there is room (each round leases what it took, so the next one
+        // does not see it).
+        while picked.len() < room {
+            let full = rooms.full();
+            let limit = i64::try_from(room - picked.len()).unwrap_or(i64::MAX);
+            let mut sql = String::from(
+                "SELECT seq, func_name FROM taskflow_tasks
                  WHERE status = 'pending' AND wait_until IS NULL AND queue = ?
-                    AND NOT EXISTS (SELECT 1 FROM taskflow_queues WHERE name = ? AND paused)
-                 ORDER BY priority DESC, due_at, seq LIMIT ? FOR UPDATE SKIP LOCKED",
-                (queue, queue, limit),
-            )
-            .await?;
+                    AND NOT EXISTS (SELECT 1 FROM taskflow_queues WHERE name = ? AND paused)",
+            );
+            if !full.is_empty() {
+                let slots = vec!["?"; full.len()].join(", ");
+                sql.push_str(&format!(" AND func_name NOT IN ({slots})"));
+            }
+            sql.push_str(" ORDER BY priority DESC, due_at, seq LIMIT ? FOR UPDATE SKIP LOCKED");
+            let mut values = vec![s(queue), s(queue)];
+            values.extend(full.iter().map(|func| s(func)));
+            values.push(Value::Int(limit));
+            let candidates: Vec<(i64, String)> = tx.exec(sql, values).await?;
+            let found = candidates.len();
+            let (taken, passed_over) = rooms.pick(candidates);
+            if !taken.is_empty() {
+                let seqs = taken.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
+                tx.exec_drop(
+                    format!(
+                        "UPDATE taskflow_tasks SET status = 'running',
+                            start_time = COALESCE(start_time, ?), lease_owner = ?,
+                            lease_expires_at = ?
+                         WHERE seq IN ({seqs})"
+                    ),
+                    vec![
+                        Value::Int(micros(now)),
+                        s(&lease.owner),
+                        Value::Int(micros(lease.expires_at)),
+                    ],
+                )
+                .await?;
+            }
+            picked.extend(taken);
+            if !passed_over || found == 0 {
+                break;
+            }
+        }
         if picked.is_empty() {
             tx.commit().await?;
             return Ok(Vec::new());
         }
+        if let Some(tokens) = tokens {
+            // The queue's row exists: the fetch locked it.
+            tx.exec_drop(
+                "UPDATE taskflow_queues SET rate_tokens = ?, rate_at = ? WHERE name = ?",
+                (tokens - picked.len() as f64, micros(now), queue),
+            )
+            .await?;
+        }
         let seqs = picked.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
-        tx.exec_drop(
-            format!(
-                "UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, ?),
-                    lease_owner = ?, lease_expires_at = ?
-                 WHERE seq IN ({seqs})"
-            ),
-            vec![Value::Int(micros(now)), s(&lease.owner), Value::Int(micros(lease.expires_at))],
-        )
-        .await?;
         let rows: Vec<mysql_async::Row> = tx
             .exec(format!("SELECT {COLUMNS}, seq FROM taskflow_tasks WHERE seq IN ({seqs})"), ())
             .await?;

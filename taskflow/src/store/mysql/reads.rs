@@ -69,6 +69,10 @@ impl MysqlStore {
             filters.push("func_name = ?");
             values.push(s(func_name));
         }
+        if let Some(queue) = &query.queue {
+            filters.push("queue = ?");
+            values.push(s(queue));
+        }
         if let Some((key, value)) = &query.tag {
             filters.push("JSON_UNQUOTE(JSON_EXTRACT(tags, ?)) = ?");
             let path = crate::store::tag_path(key);

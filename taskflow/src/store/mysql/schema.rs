@@ -9,7 +9,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// Each migration, a list of statements, takes the schema from version `index` to
 /// `index + 1`. Neither server has partial indexes: the unique index over active
@@ -22,8 +22,9 @@ pub(super) const SCHEMA_VERSION: i64 = 4;
 /// wait for their first start through the generated column `waiting_key`. Version 4 adds
 /// `queue` (existing tasks are in the default queue) to the fetch's indexes, so that each
 /// queue's fetch reads only its rows, an index counting each queue's active tasks, and
-/// `taskflow_queues`, the queues' shared state.
-const MIGRATIONS: [&[&str]; 4] = [&[
+/// `taskflow_queues`, the queues' shared state. Version 5 keeps each rate-limited queue's
+/// token bucket in `taskflow_queues`.
+const MIGRATIONS: [&[&str]; 5] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
         id CHAR(36) NOT NULL,
@@ -106,6 +107,8 @@ const MIGRATIONS: [&[&str]; 4] = [&[
         max_pending BIGINT NULL,
         updated_at BIGINT NOT NULL
     ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+], &[
+    "ALTER TABLE taskflow_queues ADD COLUMN rate_tokens DOUBLE NULL, ADD COLUMN rate_at BIGINT NULL",
 ]];
 
 /// Creates or migrates the schema; refuses a schema newer than this binary's.

@@ -27,7 +27,7 @@ impl PostgresStore {
             return Ok(Vec::new());
         }
         let mut client = self.client().await?;
-        let rows = if fetch.global_limit.is_some() {
+        let rows = if fetch.takes_turns() {
             // Fetchers of a globally limited queue take turns, so that each counts what the
             // others have taken: the count and the claim are one step for all of them.
             let tx = client.transaction().await.map_err(unavailable)?;
@@ -37,15 +37,53 @@ impl PostgresStore {
             )
             .await
             .map_err(unavailable)?;
-            let running: i64 = tx
-                .query_one(
-                    "SELECT COUNT(*) FROM taskflow_tasks WHERE queue = $1 AND status = 'running'",
+            let running: Vec<(String, u64)> = tx
+                .query(
+                    "SELECT func_name, COUNT(*) FROM taskflow_tasks
+                     WHERE queue = $1 AND status = 'running' GROUP BY func_name",
                     &[&fetch.queue],
                 )
                 .await
                 .map_err(unavailable)?
-                .get(0);
-            let rows = claim(&tx, fetch, fetch.room(running.max(0) as u64)).await?;
+                .iter()
+                .map(|row| (row.get(0), row.get::<_, i64>(1).max(0) as u64))
+                .collect();
+            let now_us = fetch.now.timestamp_micros();
+            let tokens = match fetch.rate {
+                Some(rate) => {
+                    let stored = tx
+                        .query_opt(
+                            "SELECT rate_tokens, rate_at FROM taskflow_queues WHERE name = $1",
+                            &[&fetch.queue],
+                        )
+                        .await
+                        .map_err(unavailable)?
+                        .and_then(|row| {
+                            Some((row.get::<_, Option<f64>>(0)?, row.get::<_, Option<i64>>(1)?))
+                        });
+                    Some(rate.refill(stored, now_us))
+                }
+                None => None,
+            };
+            let room = fetch.within_rate(fetch.room(running.iter().map(|(_, n)| n).sum()), tokens);
+            let rows = if fetch.task_limits.is_empty() {
+                claim(&tx, fetch, room).await?
+            } else {
+                claim_capped(&tx, fetch, room, &running).await?
+            };
+            if let Some(tokens) = tokens
+                && !rows.is_empty()
+            {
+                tx.execute(
+                    "INSERT INTO taskflow_queues (name, updated_at, rate_tokens, rate_at)
+                     VALUES ($1, now(), $2, $3)
+                     ON CONFLICT (name) DO UPDATE
+                        SET rate_tokens = EXCLUDED.rate_tokens, rate_at = EXCLUDED.rate_at",
+                    &[&fetch.queue, &(tokens - rows.len() as f64), &now_us],
+                )
+                .await
+                .map_err(unavailable)?;
+            }
             tx.commit().await.map_err(unavailable)?;
             rows
         } else {
@@ -173,4 +211,64 @@ async fn claim(
         .query(&statement, &[&fetch.now, &limit, &owner, &fetch.lease.expires_at, &fetch.queue])
         .await
         .map_err(unavailable)
+}
+
+/// Like [`claim`], for a fetch with capped functions: candidates are picked in fetch order,
+/// a capped function's beyond its room passed over (they stay pending), and looked for again
+/// without the functions now full while there is room. Runs in the fetch's transaction,
+/// under the queue's lock.
+async fn claim_capped(
+    tx: &deadpool_postgres::Transaction<'_>,
+    fetch: &Fetch<'_>,
+    room: usize,
+    running: &[(String, u64)],
+) -> Result<Vec<tokio_postgres::Row>, StoreError> {
+    if room == 0 {
+        return Ok(Vec::new());
+    }
+    let promote = tx.prepare_cached(PROMOTE).await.map_err(unavailable)?;
+    tx.execute(&promote, &[&fetch.now, &fetch.queue]).await.map_err(unavailable)?;
+    let pick = tx
+        .prepare_cached(
+            "SELECT id, func_name FROM taskflow_tasks
+             WHERE queue = $1 AND status = 'pending' AND wait_until IS NULL
+                AND NOT (func_name = ANY($2))
+                AND NOT EXISTS (SELECT 1 FROM taskflow_queues WHERE name = $1 AND paused)
+             ORDER BY priority DESC, COALESCE(scheduled_at, created_at), seq
+             LIMIT $3 FOR UPDATE SKIP LOCKED",
+        )
+        .await
+        .map_err(unavailable)?;
+    let lease = tx
+        .prepare_cached(&format!(
+            "UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $1),
+                lease_owner = $2, lease_expires_at = $3
+             WHERE id = ANY($4) RETURNING {COLUMNS}, seq"
+        ))
+        .await
+        .map_err(unavailable)?;
+    let owner: &str = &fetch.lease.owner;
+    let mut rooms = fetch.task_room(running);
+    let mut claimed = Vec::new();
+    loop {
+        let want = i64::try_from(room - claimed.len()).unwrap_or(i64::MAX);
+        let full = rooms.full();
+        let candidates: Vec<(uuid::Uuid, String)> = tx
+            .query(&pick, &[&fetch.queue, &full, &want])
+            .await
+            .map_err(unavailable)?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let found = candidates.len();
+        let (ids, passed_over) = rooms.pick(candidates);
+        let rows = tx
+            .query(&lease, &[&fetch.now, &owner, &fetch.lease.expires_at, &ids])
+            .await
+            .map_err(unavailable)?;
+        claimed.extend(rows);
+        if !passed_over || found == 0 || claimed.len() >= room {
+            return Ok(claimed);
+        }
+    }
 }

@@ -57,6 +57,9 @@ impl PostgresStore {
         if let Some(func_name) = &query.func_name {
             filters.push(format!("func_name = {}", bind(Box::new(func_name.clone()))));
         }
+        if let Some(queue) = &query.queue {
+            filters.push(format!("queue = {}", bind(Box::new(queue.clone()))));
+        }
         if let Some((key, value)) = &query.tag {
             let (k, v) = (bind(Box::new(key.clone())), bind(Box::new(value.clone())));
             filters.push(format!("tags ->> {k} = {v}"));

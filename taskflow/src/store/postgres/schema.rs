@@ -7,7 +7,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// Each migration takes the schema from version `index` to `index + 1`. Version 2 adds
 /// `wait_until`, set while a pending task is not yet due (a delay, a retry's backoff) and
@@ -17,7 +17,8 @@ pub(super) const SCHEMA_VERSION: i64 = 4;
 /// tasks that wait for their first start. Version 4 adds `queue` (existing tasks are in the
 /// default queue) first in the fetch's indexes, so each queue's fetch reads only its rows; an
 /// index counting each queue's active tasks; and `taskflow_queues`, the queues' shared state.
-const MIGRATIONS: [&str; 4] = ["
+/// Version 5 keeps each rate-limited queue's token bucket in `taskflow_queues`.
+const MIGRATIONS: [&str; 5] = ["
     CREATE TABLE taskflow_tasks (
         seq BIGSERIAL UNIQUE,
         id UUID PRIMARY KEY,
@@ -100,6 +101,9 @@ const MIGRATIONS: [&str; 4] = ["
         max_pending BIGINT,
         updated_at TIMESTAMPTZ NOT NULL
     );
+", "
+    ALTER TABLE taskflow_queues ADD COLUMN rate_tokens DOUBLE PRECISION,
+        ADD COLUMN rate_at BIGINT;
 "];
 
 /// Any number: the advisory lock key under which instances migrate one at a time.

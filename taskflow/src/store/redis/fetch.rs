@@ -14,11 +14,20 @@ use crate::store::{Fetch, Lease, StoreError};
 /// runs long after an outage left a million due; the next fetch moves the next ones.
 const PROMOTE_BATCH: usize = 1000;
 
+/// How many ready tasks one fetch with capped functions reads at most.
+const CAPPED_SCAN: usize = 10_000;
+
 /// Leases up to `limit` available tasks of a queue (none while it is paused; within its
 /// global limit, if any); returns, per task, its id then its hash's fields. Promotion moves
 /// due tasks of every queue to their queue's `ready`.
+/// With capped functions, their running tasks are counted from the queue's running index
+/// and the ready tasks read in order, passing over a capped function's beyond its room (up to
+/// [`CAPPED_SCAN`] of them per fetch: the next fetch goes on).
+/// A rate-limited queue takes no more than its token bucket (fields `tokens`, `tokens_us` of
+/// its state hash) holds, and a token per task.
 /// ARGV: prefix, now_us, now, owner, expires, expires_us, limit, promote batch, queue,
-/// global limit (or '').
+/// global limit (or ''), tokens per second (or ''), burst, scan bound, then pairs of a capped
+/// function and its cap.
 fn fetch_script() -> String {
     format!(
         "{PENDING}{}",
@@ -41,8 +50,45 @@ if redis.call('HGET', p..':queue:'..ARGV[9], 'paused') == '1' then return out en
 if ARGV[10] ~= '' then
   limit = math.min(limit, tonumber(ARGV[10]) - redis.call('ZCARD', q..':running'))
 end
+local bucket, tokens = p..':queue:'..ARGV[9], nil
+if ARGV[11] ~= '' then
+  local b = redis.call('HMGET', bucket, 'tokens', 'tokens_us')
+  local burst = tonumber(ARGV[12])
+  tokens = burst
+  if b[1] and b[2] then
+    local elapsed = math.max(0, now_us - tonumber(b[2])) / 1e6
+    tokens = math.min(burst, tonumber(b[1]) + elapsed * tonumber(ARGV[11]))
+  end
+  limit = math.min(limit, math.floor(tokens))
+end
 if limit <= 0 then return out end
-local picked = redis.call('ZRANGE', q..':ready', 0, limit - 1)
+local picked
+if #ARGV > 13 then
+  local room = {}
+  for i = 14, #ARGV, 2 do room[ARGV[i]] = tonumber(ARGV[i + 1]) end
+  for _, id in ipairs(redis.call('ZRANGE', q..':running', 0, -1)) do
+    local f = redis.call('HGET', p..':t:'..id, 'func')
+    if f and room[f] then room[f] = room[f] - 1 end
+  end
+  picked = {}
+  local scanned, bound = 0, tonumber(ARGV[13])
+  while #picked < limit and scanned < bound do
+    local chunk = redis.call('ZRANGE', q..':ready', scanned, scanned + 99)
+    if #chunk == 0 then break end
+    for _, rk in ipairs(chunk) do
+      scanned = scanned + 1
+      local f = redis.call('HGET', p..':t:'..string.match(rk, ':(.*)$'), 'func')
+      local left = f and room[f]
+      if left == nil or left > 0 then
+        if left then room[f] = left - 1 end
+        table.insert(picked, rk)
+        if #picked == limit then break end
+      end
+    end
+  end
+else
+  picked = redis.call('ZRANGE', q..':ready', 0, limit - 1)
+end
 for _, rk in ipairs(picked) do
   redis.call('ZREM', q..':ready', rk)
   local id = string.match(rk, ':(.*)$')
@@ -60,6 +106,9 @@ for _, rk in ipairs(picked) do
     table.insert(out, id)
     table.insert(out, redis.call('HGETALL', t))
   end
+end
+if tokens and #out > 0 then
+  redis.call('HSET', bucket, 'tokens', string.format('%.6f', tokens - #out / 2), 'tokens_us', ARGV[2])
 end
 return out
 "#
@@ -210,9 +259,8 @@ impl RedisStore {
         let (limit, now, lease) = (fetch.limit, fetch.now, fetch.lease);
         let global = fetch.global_limit.map(|n| n.to_string()).unwrap_or_default();
         let mut conn = self.conn.clone();
-        let flat: Vec<redis::Value> = self
-            .fetch
-            .fetch
+        let mut invocation = self.fetch.fetch.prepare_invoke();
+        invocation
             .arg(&*self.prefix)
             .arg(micros(now))
             .arg(rfc(now))
@@ -222,10 +270,17 @@ impl RedisStore {
             .arg(limit.min(i64::MAX as usize))
             .arg(PROMOTE_BATCH)
             .arg(fetch.queue)
-            .arg(global)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .arg(global);
+        match fetch.rate {
+            Some(rate) => invocation.arg(rate.per_second()).arg(rate.burst),
+            None => invocation.arg("").arg(""),
+        };
+        invocation.arg(CAPPED_SCAN);
+        for (func, cap) in fetch.task_limits {
+            invocation.arg(*func).arg(*cap);
+        }
+        let flat: Vec<redis::Value> =
+            invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
         let mut fetched = Vec::new();
         let mut items = flat.into_iter();
         while let (Some(id), Some(fields)) = (items.next(), items.next()) {

@@ -9,8 +9,8 @@ use super::row::{self, COLUMN_COUNT, columns, micros};
 use super::writer::unavailable;
 use super::{SqliteStore, select};
 use crate::record::{TaskRecord, TaskStatus};
-use crate::store::fetch::room;
-use crate::store::{Fetch, Lease, StoreError};
+use crate::store::fetch::{room, within_rate};
+use crate::store::{Fetch, Lease, StoreError, TaskRoom};
 
 /// Makes the waiting tasks of a queue whose time has come available.
 const PROMOTE: &str = "UPDATE tasks SET wait_until = NULL
@@ -19,15 +19,25 @@ const PROMOTE: &str = "UPDATE tasks SET wait_until = NULL
 /// Whether the queue is paused.
 const PAUSED: &str = "SELECT paused FROM queues WHERE name = ?1";
 
-/// How many of the queue's tasks run.
-const RUNNING: &str = "SELECT COUNT(*) FROM tasks WHERE queue = ?1 AND status = 'running'";
+/// How many of the queue's tasks run, by function.
+const RUNNING: &str = "SELECT func_name, COUNT(*) FROM tasks
+    WHERE queue = ?1 AND status = 'running' GROUP BY func_name";
 
-/// The available tasks in fetch order, as `(seq, id)`.
-/// `INDEXED BY`: with many pending rows the planner would rather read them all through
-/// `tasks_by_status` and sort them, for every fetch.
-const AVAILABLE: &str = "SELECT seq, id FROM tasks INDEXED BY tasks_available
-    WHERE queue = ?2 AND status = 'pending' AND wait_until IS NULL
-    ORDER BY priority DESC, COALESCE(scheduled_at, created_at), seq LIMIT ?1";
+/// The available tasks in fetch order, as `(seq, id, func_name)`, leaving out the functions
+/// that `?3...` name. `INDEXED BY`: with many pending rows the planner would rather read them
+/// all through `tasks_by_status` and sort them, for every fetch.
+fn available_sql(excluded: usize) -> String {
+    let mut sql = String::from(
+        "SELECT seq, id, func_name FROM tasks INDEXED BY tasks_available
+         WHERE queue = ?2 AND status = 'pending' AND wait_until IS NULL",
+    );
+    if excluded > 0 {
+        let slots: Vec<String> = (0..excluded).map(|n| format!("?{}", n + 3)).collect();
+        sql.push_str(&format!(" AND func_name NOT IN ({})", slots.join(", ")));
+    }
+    sql.push_str(" ORDER BY priority DESC, COALESCE(scheduled_at, created_at), seq LIMIT ?1");
+    sql
+}
 
 const LEASE: &str = "UPDATE tasks SET status = 'running', start_time = COALESCE(start_time, ?2),
     lease_owner = ?3, lease_expires_at = ?4
@@ -51,6 +61,10 @@ impl SqliteStore {
             (micros(fetch.now), lease.owner.to_string(), micros(lease.expires_at));
         let active = std::sync::Arc::clone(&self.active);
         let (queue, wanted, global) = (fetch.queue.to_owned(), fetch.limit, fetch.global_limit);
+        let counts_running = fetch.global_limit.is_some() || !fetch.task_limits.is_empty();
+        let rate = fetch.rate;
+        let limits: Vec<(String, u32)> =
+            fetch.task_limits.iter().map(|(func, n)| ((*func).to_owned(), *n)).collect();
         self.writer
             .call(move |conn| {
                 let paused: Option<bool> = conn
@@ -62,26 +76,52 @@ impl SqliteStore {
                 if paused == Some(true) {
                     return Ok(Vec::new());
                 }
-                let running: i64 = match global {
-                    Some(_) => conn
-                        .prepare_cached(RUNNING)
-                        .map_err(unavailable)?
-                        .query_row([&queue], |row| row.get(0))
-                        .map_err(unavailable)?,
-                    None => 0,
+                let running = if counts_running { running(conn, &queue)? } else { Vec::new() };
+                let total = running.iter().map(|(_, n)| n).sum();
+                let tokens = match rate {
+                    Some(rate) => Some(rate.refill(bucket(conn, &queue)?, now)),
+                    None => None,
                 };
-                let room = room(wanted, global, running.max(0) as u64);
+                let room = within_rate(room(wanted, global, total), tokens);
                 if room == 0 {
                     return Ok(Vec::new());
                 }
-                let limit = i64::try_from(room).unwrap_or(i64::MAX);
-                let picked = due(conn, &queue, now, limit)?;
-                let mut lease_row = conn.prepare_cached(LEASE).map_err(unavailable)?;
+                let limits: Vec<(&str, u32)> =
+                    limits.iter().map(|(f, n)| (f.as_str(), *n)).collect();
+                let mut rooms = TaskRoom::new(&limits, &running);
+                conn.prepare_cached(PROMOTE)
+                    .map_err(unavailable)?
+                    .execute(params![now, queue])
+                    .map_err(unavailable)?;
+                let mut picked = Vec::new();
+                // Once without capped functions; again, without the ones now full, while a
+                // capped function's tasks were passed over and there is room.
+                loop {
+                    let want = room - picked.len();
+                    let full = rooms.full();
+                    let candidates = available(conn, &queue, want, &full)?;
+                    let found = candidates.len();
+                    let (taken, passed_over) = rooms.pick(candidates);
+                    picked.extend(taken);
+                    if !passed_over || found == 0 || picked.len() == room {
+                        break;
+                    }
+                    // Those passed over stay pending; lease what was taken before looking
+                    // again, so that the next look does not see it.
+                    lease_all(conn, &mut picked, now, &owner, expires)?;
+                }
+                lease_all(conn, &mut picked, now, &owner, expires)?;
+                if let Some(tokens) = tokens
+                    && !picked.is_empty()
+                {
+                    conn.prepare_cached(TAKE_TOKENS)
+                        .map_err(unavailable)?
+                        .execute(params![queue, tokens - picked.len() as f64, now])
+                        .map_err(unavailable)?;
+                }
                 let mut fetched = Vec::with_capacity(picked.len());
-                for (seq, id) in picked {
-                    if lease_row.execute(params![seq, now, owner, expires]).map_err(unavailable)?
-                        == 0
-                    {
+                for (seq, id, leased) in picked {
+                    if !leased {
                         continue;
                     }
                     let kept = id.parse().ok().and_then(|id| active.claim(&id).1);
@@ -179,26 +219,79 @@ impl SqliteStore {
     }
 }
 
-fn due(
+/// Writes a rate-limited queue's bucket after a fetch took from it.
+const TAKE_TOKENS: &str = "INSERT INTO queues (name, updated_at, rate_tokens, rate_at)
+    VALUES (?1, ?3, ?2, ?3)
+    ON CONFLICT (name) DO UPDATE SET rate_tokens = excluded.rate_tokens, rate_at = excluded.rate_at";
+
+/// A rate-limited queue's bucket as stored: its tokens and when they were counted.
+fn bucket(conn: &Connection, queue: &str) -> Result<Option<(f64, i64)>, StoreError> {
+    let stored: Option<(Option<f64>, Option<i64>)> = conn
+        .prepare_cached("SELECT rate_tokens, rate_at FROM queues WHERE name = ?1")
+        .map_err(unavailable)?
+        .query_row([queue], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+        .map_err(unavailable)?;
+    Ok(stored.and_then(|(tokens, at)| Some((tokens?, at?))))
+}
+
+/// The queue's running tasks, by function.
+fn running(conn: &Connection, queue: &str) -> Result<Vec<(String, u64)>, StoreError> {
+    let mut statement = conn.prepare_cached(RUNNING).map_err(unavailable)?;
+    let mut rows = statement.query([queue]).map_err(unavailable)?;
+    let mut running = Vec::new();
+    while let Some(row) = rows.next().map_err(unavailable)? {
+        let func: String = row.get(0).map_err(unavailable)?;
+        let n: i64 = row.get(1).map_err(unavailable)?;
+        running.push((func, n.max(0) as u64));
+    }
+    Ok(running)
+}
+
+/// Up to `limit` available tasks of `queue` in fetch order, leaving out `full`'s functions;
+/// each as `((seq, id, leased: false), func_name)`.
+#[allow(clippy::type_complexity)]
+fn available(
     conn: &Connection,
     queue: &str,
-    now: i64,
-    limit: i64,
-) -> Result<Vec<(i64, String)>, StoreError> {
-    conn.prepare_cached(PROMOTE)
-        .map_err(unavailable)?
-        .execute(params![now, queue])
-        .map_err(unavailable)?;
-    let mut statement = conn.prepare_cached(AVAILABLE).map_err(unavailable)?;
-    let mut rows = statement.query(params![limit, queue]).map_err(unavailable)?;
-    let mut picked = Vec::new();
+    limit: usize,
+    full: &[&str],
+) -> Result<Vec<((i64, String, bool), String)>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&limit, &queue];
+    values.extend(full.iter().map(|func| func as &dyn rusqlite::ToSql));
+    let mut statement = conn.prepare_cached(&available_sql(full.len())).map_err(unavailable)?;
+    let mut rows = statement.query(values.as_slice()).map_err(unavailable)?;
+    let mut found = Vec::new();
     while let Some(row) = rows.next().map_err(unavailable)? {
         let seq: i64 = row.get(0).map_err(unavailable)?;
         // A damaged id is read back through `decode`, which reports it.
         let id = row.get::<_, String>(1).unwrap_or_default();
-        picked.push((seq, id));
+        let func = row.get::<_, String>(2).unwrap_or_default();
+        found.push(((seq, id, false), func));
     }
-    Ok(picked)
+    Ok(found)
+}
+
+/// Leases each of `picked` not leased yet, marking it leased (or dropping it when another
+/// writer got there first).
+fn lease_all(
+    conn: &Connection,
+    picked: &mut Vec<(i64, String, bool)>,
+    now: i64,
+    owner: &str,
+    expires: i64,
+) -> Result<(), StoreError> {
+    let mut lease_row = conn.prepare_cached(LEASE).map_err(unavailable)?;
+    let mut kept = Vec::with_capacity(picked.len());
+    for (seq, id, leased) in picked.drain(..) {
+        if leased || lease_row.execute(params![seq, now, owner, expires]).map_err(unavailable)? > 0
+        {
+            kept.push((seq, id, true));
+        }
+    }
+    *picked = kept;
+    Ok(())
 }
 
 /// The leased row `seq`, decoded; a row that cannot be read is failed with the reason (it

@@ -28,6 +28,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use self::active::ActiveRows;
 use self::checkpoint::Checkpointer;
 pub use self::options::{Durability, SqliteOptions};
+use self::reads::select;
 use self::row::{COLUMN_COUNT, RawRow, columns, log_columns, micros, placeholders};
 use self::writer::{Writer, unavailable};
 use super::reclaim::{ReclaimAs, reclaim};
@@ -301,26 +302,6 @@ fn insert(
     statement.execute(params_from_iter(values.iter().chain(&extra))).map_err(unavailable)?;
     Ok(())
 }
-
-/// Runs `sql` with `params` and copies out every row's first `columns` values.
-fn select(
-    conn: &Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-    columns: usize,
-) -> Result<Vec<RawRow>, StoreError> {
-    let mut statement = conn.prepare_cached(sql).map_err(unavailable)?;
-    let mut rows = statement.query(params).map_err(unavailable)?;
-    let mut found = Vec::new();
-    while let Some(row) = rows.next().map_err(unavailable)? {
-        found.push(RawRow::read(row, columns).map_err(unavailable)?);
-    }
-    Ok(found)
-}
-
-const SELECT_ONE: &str = concat!("SELECT ", columns!(), " FROM tasks WHERE id = ?1");
-const SELECT_LOGS: &str =
-    concat!("SELECT task_id, ", log_columns!(), " FROM task_logs WHERE task_id = ?1 ORDER BY seq");
 
 #[async_trait]
 impl Store for SqliteStore {

@@ -41,6 +41,9 @@ pub(super) fn page(query: &TaskQuery, limit: usize) -> Result<(String, Vec<Sql>)
     if let Some(func_name) = &query.func_name {
         filters.add("func_name = ?", [Sql::Text(func_name.clone())]);
     }
+    if let Some(queue) = &query.queue {
+        filters.add("queue = ?", [Sql::Text(queue.clone())]);
+    }
     if let Some((key, value)) = &query.tag {
         let path = crate::store::tag_path(key);
         filters.add("json_extract(tags, ?) = ?", [Sql::Text(path), Sql::Text(value.clone())]);

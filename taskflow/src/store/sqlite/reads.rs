@@ -115,3 +115,23 @@ impl SqliteStore {
         Ok(stats)
     }
 }
+
+/// Runs `sql` with `params` and copies out every row's first `columns` values.
+pub(super) fn select(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+    columns: usize,
+) -> Result<Vec<RawRow>, StoreError> {
+    let mut statement = conn.prepare_cached(sql).map_err(unavailable)?;
+    let mut rows = statement.query(params).map_err(unavailable)?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next().map_err(unavailable)? {
+        found.push(RawRow::read(row, columns).map_err(unavailable)?);
+    }
+    Ok(found)
+}
+
+const SELECT_ONE: &str = concat!("SELECT ", columns!(), " FROM tasks WHERE id = ?1");
+const SELECT_LOGS: &str =
+    concat!("SELECT task_id, ", log_columns!(), " FROM task_logs WHERE task_id = ?1 ORDER BY seq");

@@ -11,7 +11,7 @@ use super::{Durability, SqliteOptions};
 use crate::store::StoreError;
 
 /// The schema version this binary writes. Migrations take older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// How long opening waits for another connection to let go of the file.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -29,7 +29,8 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Version 4 adds `queue` (existing tasks are in the default queue), puts it first in the
 /// fetch's indexes so that each queue's fetch reads only its own rows, counts each queue's
 /// active tasks through `tasks_queue_active`, and keeps the queues' shared state in `queues`.
-const MIGRATIONS: [&str; 4] = [
+/// Version 5 keeps each rate-limited queue's token bucket in `queues`.
+const MIGRATIONS: [&str; 5] = [
     "
     CREATE TABLE tasks (
         seq INTEGER PRIMARY KEY,
@@ -104,6 +105,10 @@ const MIGRATIONS: [&str; 4] = [
         max_pending INTEGER,
         updated_at INTEGER NOT NULL
     );
+",
+    "
+    ALTER TABLE queues ADD COLUMN rate_tokens REAL;
+    ALTER TABLE queues ADD COLUMN rate_at INTEGER;
 ",
 ];
 

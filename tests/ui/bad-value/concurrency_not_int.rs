@@ -1,0 +1,4 @@
+#[taskflow::task(concurrency = "2")]
+fn cleanup() {}
+
+fn main() {}

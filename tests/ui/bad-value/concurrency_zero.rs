@@ -1,0 +1,4 @@
+#[taskflow::task(concurrency = 0)]
+fn cleanup() {}
+
+fn main() {}
