@@ -344,4 +344,12 @@ async fn queues_tab(client: &Client, http: &reqwest::Client, base: &str) {
     let email = "const r = document.querySelector('#registered-rows tr[data-task=\"send_email\"]'); \
         return r ? r.children[1].textContent : null;";
     wait_js(client, "send_email's queue", email, |v| v == "emails").await;
+
+    click(client, "header nav button[data-view=\"instances\"]").await;
+    let instances = "return [...document.querySelectorAll('#instance-rows tr')].map(r => r.children[4].textContent);";
+    let listed = wait_js(client, "the instance list", instances, |v| {
+        v.as_array().is_some_and(|rows| rows.len() == 1)
+    })
+    .await;
+    assert_eq!(listed[0], "default, emails", "the one instance runs both queues");
 }

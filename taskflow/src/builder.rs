@@ -219,6 +219,7 @@ impl TaskManagerBuilder {
         let recover = self.recover;
         let engine = self.engine()?;
         crate::maintenance::watch(&engine).await;
+        crate::maintenance::heartbeat(&engine).await;
         crate::maintenance::campaign(&engine).await;
         if recover && engine.is_leading() {
             crate::maintenance::rescue(&engine).await?;

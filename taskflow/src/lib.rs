@@ -39,6 +39,7 @@ mod feed;
 #[doc(hidden)]
 pub mod fuzzing;
 mod id;
+mod instance;
 mod invocation;
 mod limits;
 mod maintenance;
@@ -68,6 +69,7 @@ pub use crate::engine::DEFAULT_CONCURRENCY;
 pub use crate::error::{Error, Result};
 pub use crate::failure::{FailureKind, TaskFailure};
 pub use crate::id::TaskId;
+pub use crate::instance::Instance;
 pub use crate::invocation::{Invocation, TaskOutcome};
 pub use crate::limits::Limits;
 pub use crate::manager::{CancelOutcome, TaskManager};

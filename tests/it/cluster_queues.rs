@@ -85,6 +85,9 @@ async fn a_global_limit_of_two_holds_over_three_instances(shared: Shared, lane: 
 async fn a_pause_on_one_instance_stops_all_three(shared: Shared, lane: usize) {
     let backend = ["postgres", "mysql", "redis"][lane];
     let instances = three(&shared, "pausable", Queue::new().concurrency(4));
+    let live = instances[1].manager.instances().await.unwrap();
+    assert_eq!(live.len(), 3, "{backend}: each instance heartbeats at start");
+    assert!(live.iter().all(|i| i.queues.contains(&"pausable".to_owned())), "{live:?}");
     let paused = instances[0].manager.pause_queue("pausable").await.unwrap();
     assert!(paused.paused);
     let mut ids = Vec::new();
@@ -105,6 +108,13 @@ async fn a_pause_on_one_instance_stops_all_three(shared: Shared, lane: usize) {
     assert!(!resumed.paused);
     all_succeed(&instances[1], &ids, backend).await;
     assert_eq!(STARTS[lane].load(Ordering::SeqCst), 30);
+    let mut instances = instances;
+    let stopped = instances.pop().unwrap();
+    let gone = stopped.manager.instance_id().to_owned();
+    stopped.stop().await;
+    let live = instances[0].manager.instances().await.unwrap();
+    assert_eq!(live.len(), 2, "{backend}: a stopped instance leaves the list");
+    assert!(live.iter().all(|i| i.id != gone), "{backend}: {gone} is gone");
     for instance in instances {
         instance.stop().await;
     }

@@ -101,7 +101,8 @@ function buildFilters() {
 }
 
 // Views with a section of their own; "tasks" and "dead" share the task table.
-const OWN_VIEWS = { audit: () => loadAudit(), queues: () => loadQueues(), registered: () => loadRegistered() };
+const OWN_VIEWS = { audit: () => loadAudit(), queues: () => loadQueues(), registered: () => loadRegistered(),
+  instances: () => loadInstances() };
 
 function switchView(view) {
   state.view = view; state.checked.clear();
@@ -325,6 +326,15 @@ async function loadRegistered() {
   } catch (error) { toast(error.message); }
 }
 
+async function loadInstances() {
+  try {
+    const { instances } = await api("/instances");
+    $("instance-rows").replaceChildren(...instances.map((i) => el("tr", { "data-instance": i.id },
+      el("td", { class: "mono" }, i.id), el("td", {}, i.host), el("td", {}, i.pid), el("td", {}, fmtTime(i.started_at)),
+      el("td", {}, i.queues.join(", ")), el("td", { class: "i-running" }, i.running), el("td", {}, fmtTime(i.seen_at)))));
+  } catch (error) { toast(error.message); }
+}
+
 // ---- live -----------------------------------------------------------------------------------
 async function refresh() {
   const view = OWN_VIEWS[state.view] || loadTasks;
@@ -336,6 +346,7 @@ async function refresh() {
 setInterval(() => {
   const typing = document.activeElement && document.activeElement.classList.contains("queue-size");
   if (state.view === "queues" && !document.hidden && !typing) loadQueues();
+  if (state.view === "instances" && !document.hidden) loadInstances();
 }, 2000);
 
 let pending = null;

@@ -20,6 +20,14 @@ pub(crate) async fn list(State(state): State<Arc<AdminState>>) -> Result<Json<Va
     Ok(Json(json!({ "queues": queues })))
 }
 
+/// `GET /tasks/instances`: the live instances sharing the store.
+pub(crate) async fn instances(
+    State(state): State<Arc<AdminState>>,
+) -> Result<Json<Value>, ApiError> {
+    let instances = state.manager.instances().await?;
+    Ok(Json(json!({ "instances": instances })))
+}
+
 /// `POST /tasks/queues/{name}/pause`.
 pub(crate) async fn pause(
     State(state): State<Arc<AdminState>>,

@@ -71,6 +71,7 @@ const TABLE: &[(Route, Handler)] = &[
     (route(Method::DELETE, "/history", Credentials), || delete(api::delete_history)),
     (route(Method::GET, "/queues", Credentials), || get(queues::list)),
     (route(Method::GET, "/registered", Credentials), || get(registered::list)),
+    (route(Method::GET, "/instances", Credentials), || get(queues::instances)),
     (route(Method::POST, "/queues/{name}/pause", Credentials), || post(queues::pause)),
     (route(Method::POST, "/queues/{name}/resume", Credentials), || post(queues::resume)),
     (route(Method::PATCH, "/queues/{name}", Credentials), || patch(queues::update)),

@@ -76,6 +76,8 @@ pub(crate) struct Engine {
     leading_until: AtomicI64,
     /// The completer's writes, in batches.
     pub(crate) completions: completions::Completions,
+    /// When this engine was made: the instance's start, in its heartbeats.
+    pub(crate) started_at: chrono::DateTime<chrono::Utc>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -105,6 +107,7 @@ impl Engine {
             completions::Completions::spawn(Arc::clone(&settings.store), &settings.runtime);
         Arc::new(Engine {
             completions,
+            started_at: chrono::Utc::now(),
             store: settings.store,
             runner: format!("{}-{}", std::process::id(), TaskId::new()).into(),
             observers: settings.observers,

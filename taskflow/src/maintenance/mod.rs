@@ -2,8 +2,10 @@
 //! rows, a store that hangs until its bound) never delays another: [lease renewal](renewal)
 //! of this instance's running tasks (every instance), and, on the [leader](leader) only, the
 //! [rescuer](rescuer) of tasks whose runner died and the [pruner](pruner) of finished tasks
-//! past retention; and on every instance the [watcher](queues) of the queues' shared state.
+//! past retention; and on every instance the [watcher](queues) of the queues' shared state
+//! and the [heartbeat](instances).
 
+mod instances;
 mod leader;
 mod pruner;
 mod queues;
@@ -17,6 +19,9 @@ use std::time::Duration;
 
 use crate::engine::Engine;
 
+pub(crate) use self::instances::{
+    describe as describe_instance, forget as forget_instance, heartbeat,
+};
 pub(crate) use self::leader::{campaign, resign};
 pub(crate) use self::queues::watch;
 pub(crate) use self::rescuer::rescue;
@@ -26,6 +31,7 @@ pub(crate) use self::rescuer::rescue;
 pub(crate) fn start(engine: &Arc<Engine>) {
     let tick = (engine.lease / 3).max(Duration::from_millis(10));
     periodic(engine, tick, |engine| Box::pin(renewal::renew(engine)));
+    periodic(engine, tick, |engine| Box::pin(instances::heartbeat(engine)));
     periodic(engine, tick, |engine| Box::pin(leader::campaign(engine)));
     periodic(engine, tick, |engine| Box::pin(rescuer::rescue_quietly(engine)));
     periodic(engine, engine.prune_every, |engine| Box::pin(pruner::prune(engine)));

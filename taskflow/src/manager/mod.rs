@@ -312,6 +312,7 @@ impl TaskManager {
             let _ = tokio::time::timeout(Duration::from_secs(10), engine.tracker.wait()).await;
         }
         crate::maintenance::resign(engine).await;
+        crate::maintenance::forget_instance(engine).await;
         if let Err(err) = engine.store.close().await {
             tracing::error!(error = %err, "taskflow: could not close the task store cleanly");
         }

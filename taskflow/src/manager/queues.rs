@@ -94,6 +94,26 @@ impl TaskManager {
         Ok(queues)
     }
 
+    /// The instances sharing the store whose heartbeat is live (this one among them): each
+    /// heartbeats every third of its lease and drops off a lease after its last.
+    pub async fn instances(&self) -> Result<Vec<crate::Instance>> {
+        let engine = &self.engine;
+        let mut live = engine.store.instances(engine.clock.now()).await?;
+        // This instance as it is now, not as its last heartbeat had it.
+        let here = crate::maintenance::describe_instance(engine);
+        match live.iter_mut().find(|i| i.id == here.id) {
+            Some(known) => *known = here,
+            None => live.push(here),
+        }
+        live.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(live)
+    }
+
+    /// This instance's id, as [`TaskManager::instances`] lists it (the owner of its leases).
+    pub fn instance_id(&self) -> &str {
+        &self.engine.runner
+    }
+
     /// Whether `queue` is declared (the default queue always is).
     pub fn has_queue(&self, queue: &str) -> bool {
         self.engine.queues.get(queue).is_some()

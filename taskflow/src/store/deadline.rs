@@ -14,6 +14,7 @@ use super::{
     TaskStats, Transition,
 };
 use crate::id::TaskId;
+use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
@@ -160,6 +161,18 @@ impl Store for Deadline {
 
     async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError> {
         within("queue_counts", self.timeouts.bulk, self.inner.queue_counts()).await
+    }
+
+    async fn heartbeat(&self, instance: &Instance) -> Result<(), StoreError> {
+        within("heartbeat", self.timeouts.operation, self.inner.heartbeat(instance)).await
+    }
+
+    async fn instances(&self, now: DateTime<Utc>) -> Result<Vec<Instance>, StoreError> {
+        within("instances", self.timeouts.operation, self.inner.instances(now)).await
+    }
+
+    async fn forget_instance(&self, id: &str) -> Result<(), StoreError> {
+        within("forget_instance", self.timeouts.operation, self.inner.forget_instance(id)).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

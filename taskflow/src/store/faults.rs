@@ -13,6 +13,7 @@ use super::{
     TaskStats, Transition, WriteTicket,
 };
 use crate::id::TaskId;
+use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
@@ -275,6 +276,18 @@ impl Store for FaultyStore {
 
     async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError> {
         self.inner.queue_counts().await
+    }
+
+    async fn heartbeat(&self, instance: &Instance) -> Result<(), StoreError> {
+        self.inner.heartbeat(instance).await
+    }
+
+    async fn instances(&self, now: DateTime<Utc>) -> Result<Vec<Instance>, StoreError> {
+        self.inner.instances(now).await
+    }
+
+    async fn forget_instance(&self, id: &str) -> Result<(), StoreError> {
+        self.inner.forget_instance(id).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

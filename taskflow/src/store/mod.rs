@@ -47,6 +47,7 @@ pub use self::redis::RedisStore;
 pub use self::sqlite::{Durability, SqliteOptions, SqliteStore};
 pub use self::ticket::{Enqueued, WriteDone, WriteTicket};
 use crate::id::TaskId;
+use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
@@ -347,6 +348,16 @@ pub trait Store: Send + Sync + 'static {
     /// How many tasks are `pending` and `running`, per queue that has any.
     async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError>;
 
+    /// Records (or refreshes) `instance`'s heartbeat: [`Store::instances`] lists it until
+    /// its `expires_at`. Entries expired by its `seen_at` may be removed meanwhile.
+    async fn heartbeat(&self, instance: &Instance) -> Result<(), StoreError>;
+
+    /// The instances whose last heartbeat has not expired at `now`, by id.
+    async fn instances(&self, now: DateTime<Utc>) -> Result<Vec<Instance>, StoreError>;
+
+    /// Removes the heartbeat of instance `id` (it shut down).
+    async fn forget_instance(&self, id: &str) -> Result<(), StoreError>;
+
     /// Puts the tasks still `running` under exactly `lease` (its owner and its expiry, to the
     /// microsecond) back to `pending`, as they were: for a [`Store::fetch`] whose answer was
     /// lost, whose tasks never started. Returns how many.
@@ -401,4 +412,22 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self) -> Result<(), StoreError> {
         self.flush().await
     }
+}
+
+/// Stored heartbeats (JSON) as instances; one that cannot be read is logged and left out.
+#[cfg_attr(
+    not(any(feature = "sqlite", feature = "postgres", feature = "mysql", feature = "redis")),
+    allow(dead_code)
+)]
+pub(crate) fn decode_instances(stored: Vec<String>) -> Vec<Instance> {
+    stored
+        .iter()
+        .filter_map(|info| match serde_json::from_str(info) {
+            Ok(instance) => Some(instance),
+            Err(err) => {
+                tracing::warn!(error = %err, "taskflow: a stored instance heartbeat is unreadable; left out");
+                None
+            }
+        })
+        .collect()
 }

@@ -207,3 +207,32 @@ pub(crate) async fn rate_limits_share_one_bucket(store: Arc<dyn Store>) {
     }
     assert_eq!(taken, 4, "one bucket of 4 for every fetcher");
 }
+
+/// Heartbeats: each instance is listed until its entry expires, a later heartbeat extends
+/// it, and a forgotten one is gone.
+pub(crate) async fn instances_are_listed_until_they_expire(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let beat = |id: &str, seen: i64, lasts: i64| taskflow::Instance {
+        id: id.to_owned(),
+        host: "web-1".to_owned(),
+        pid: 4242,
+        started_at: now,
+        queues: vec!["default".to_owned(), "emails".to_owned()],
+        running: 3,
+        seen_at: now + chrono::Duration::seconds(seen),
+        expires_at: now + chrono::Duration::seconds(seen + lasts),
+    };
+    let at = |secs: i64| now + chrono::Duration::seconds(secs);
+    store.heartbeat(&beat("a", 0, 60)).await.unwrap();
+    store.heartbeat(&beat("b", 0, 2)).await.unwrap();
+    let live = store.instances(at(1)).await.unwrap();
+    assert_eq!(live.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    assert_eq!(live[0], beat("a", 0, 60), "stored as given, to the microsecond");
+    let ids = |live: Vec<taskflow::Instance>| live.into_iter().map(|i| i.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.instances(at(5)).await.unwrap()), ["a"], "b stopped beating");
+    store.heartbeat(&beat("b", 5, 30)).await.unwrap();
+    assert_eq!(ids(store.instances(at(10)).await.unwrap()), ["a", "b"], "b is back");
+    store.forget_instance("a").await.unwrap();
+    assert_eq!(ids(store.instances(at(10)).await.unwrap()), ["b"]);
+    assert!(store.instances(at(100)).await.unwrap().is_empty());
+}

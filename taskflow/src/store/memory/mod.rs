@@ -2,6 +2,7 @@
 //! losing their task history on restart.
 
 mod fetch;
+mod instances;
 mod reads;
 mod upkeep;
 
@@ -18,6 +19,7 @@ use super::{
     StoreError, TaskPage, TaskQuery, TaskStats, Transition, p95,
 };
 use crate::id::TaskId;
+use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
@@ -55,6 +57,8 @@ struct State {
     max_finished: usize,
     /// Each rate-limited queue's token bucket: tokens, and when counted (micros).
     buckets: HashMap<String, (f64, i64)>,
+    /// The instances' heartbeats, by id.
+    instances: BTreeMap<String, Instance>,
 }
 
 impl Default for MemoryStore {
@@ -371,6 +375,18 @@ impl Store for MemoryStore {
             }
         }
         Ok(counts.into_values().collect())
+    }
+
+    async fn heartbeat(&self, instance: &Instance) -> Result<(), StoreError> {
+        self.beat(instance).await
+    }
+
+    async fn instances(&self, now: DateTime<Utc>) -> Result<Vec<Instance>, StoreError> {
+        self.live_instances(now).await
+    }
+
+    async fn forget_instance(&self, id: &str) -> Result<(), StoreError> {
+        self.forget(id).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

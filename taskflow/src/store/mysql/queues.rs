@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use mysql_async::prelude::Queryable;
 
 use super::{MysqlStore, micros, unavailable};
+use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::store::StoreError;
 
@@ -92,5 +93,50 @@ fn state((name, paused, concurrency, max_pending, updated): Row) -> QueueState {
         concurrency: concurrency.and_then(|n| u32::try_from(n).ok()),
         max_pending: max_pending.and_then(|n| u64::try_from(n).ok()),
         updated_at: DateTime::from_timestamp_micros(updated).unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+    }
+}
+
+impl MysqlStore {
+    pub(super) async fn beat(&self, instance: &Instance) -> Result<(), StoreError> {
+        let info = serde_json::to_string(instance)
+            .map_err(|e| StoreError::Unavailable(format!("mysql: {e}")))?;
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            "DELETE FROM taskflow_instances WHERE expires_at <= ?",
+            (micros(instance.seen_at),),
+        )
+        .await
+        .map_err(unavailable)?;
+        conn.exec_drop(
+            "INSERT INTO taskflow_instances (id, info, expires_at) VALUES (?, ?, ?)
+             ON DUPLICATE KEY UPDATE info = VALUES(info), expires_at = VALUES(expires_at)",
+            (&instance.id, info, micros(instance.expires_at)),
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) async fn live_instances(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Instance>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<String> = conn
+            .exec(
+                "SELECT info FROM taskflow_instances WHERE expires_at > ? ORDER BY id",
+                (micros(now),),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(crate::store::decode_instances(rows))
+    }
+
+    pub(super) async fn forget(&self, id: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        conn.exec_drop("DELETE FROM taskflow_instances WHERE id = ?", (id,))
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 }

@@ -23,7 +23,7 @@ pub(super) const SCHEMA_VERSION: i64 = 5;
 /// `queue` (existing tasks are in the default queue) to the fetch's indexes, so that each
 /// queue's fetch reads only its rows, an index counting each queue's active tasks, and
 /// `taskflow_queues`, the queues' shared state. Version 5 keeps each rate-limited queue's
-/// token bucket in `taskflow_queues`.
+/// token bucket in `taskflow_queues`, and the instances' heartbeats in `taskflow_instances`.
 const MIGRATIONS: [&[&str]; 5] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
@@ -109,6 +109,11 @@ const MIGRATIONS: [&[&str]; 5] = [&[
     ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
 ], &[
     "ALTER TABLE taskflow_queues ADD COLUMN rate_tokens DOUBLE NULL, ADD COLUMN rate_at BIGINT NULL",
+    "CREATE TABLE taskflow_instances (
+        id VARCHAR(128) PRIMARY KEY,
+        info TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
 ]];
 
 /// Creates or migrates the schema; refuses a schema newer than this binary's.

@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{PostgresStore, unavailable};
+use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::store::StoreError;
 
@@ -87,5 +88,36 @@ fn state(row: &tokio_postgres::Row) -> QueueState {
         concurrency: concurrency.and_then(|n| u32::try_from(n).ok()),
         max_pending: max_pending.and_then(|n| u64::try_from(n).ok()),
         updated_at: row.get(4),
+    }
+}
+
+impl PostgresStore {
+    pub(super) async fn beat(&self, instance: &Instance) -> Result<(), StoreError> {
+        let info = serde_json::to_string(instance)
+            .map_err(|e| StoreError::Unavailable(format!("postgres: {e}")))?;
+        self.execute("DELETE FROM taskflow_instances WHERE expires_at <= $1", &[&instance.seen_at])
+            .await?;
+        self.execute(
+            "INSERT INTO taskflow_instances (id, info, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET info = EXCLUDED.info, expires_at = EXCLUDED.expires_at",
+            &[&instance.id, &info, &instance.expires_at],
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub(super) async fn live_instances(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Instance>, StoreError> {
+        let rows = self
+            .query("SELECT info FROM taskflow_instances WHERE expires_at > $1 ORDER BY id", &[&now])
+            .await?;
+        Ok(crate::store::decode_instances(rows.iter().map(|row| row.get(0)).collect()))
+    }
+
+    pub(super) async fn forget(&self, id: &str) -> Result<(), StoreError> {
+        self.execute("DELETE FROM taskflow_instances WHERE id = $1", &[&id]).await?;
+        Ok(())
     }
 }

@@ -17,7 +17,8 @@ pub(super) const SCHEMA_VERSION: i64 = 5;
 /// tasks that wait for their first start. Version 4 adds `queue` (existing tasks are in the
 /// default queue) first in the fetch's indexes, so each queue's fetch reads only its rows; an
 /// index counting each queue's active tasks; and `taskflow_queues`, the queues' shared state.
-/// Version 5 keeps each rate-limited queue's token bucket in `taskflow_queues`.
+/// Version 5 keeps each rate-limited queue's token bucket in `taskflow_queues`, and the
+/// instances' heartbeats in `taskflow_instances`.
 const MIGRATIONS: [&str; 5] = ["
     CREATE TABLE taskflow_tasks (
         seq BIGSERIAL UNIQUE,
@@ -104,6 +105,11 @@ const MIGRATIONS: [&str; 5] = ["
 ", "
     ALTER TABLE taskflow_queues ADD COLUMN rate_tokens DOUBLE PRECISION,
         ADD COLUMN rate_at BIGINT;
+    CREATE TABLE taskflow_instances (
+        id TEXT PRIMARY KEY,
+        info TEXT NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL
+    );
 "];
 
 /// Any number: the advisory lock key under which instances migrate one at a time.

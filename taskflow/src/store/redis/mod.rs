@@ -26,6 +26,7 @@ use super::{
     Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
 };
 use crate::id::TaskId;
+use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
 
@@ -341,6 +342,18 @@ impl Store for RedisStore {
 
     async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError> {
         self.count_queues().await
+    }
+
+    async fn heartbeat(&self, instance: &Instance) -> Result<(), StoreError> {
+        self.beat(instance).await
+    }
+
+    async fn instances(&self, now: DateTime<Utc>) -> Result<Vec<Instance>, StoreError> {
+        self.live_instances(now).await
+    }
+
+    async fn forget_instance(&self, id: &str) -> Result<(), StoreError> {
+        self.forget(id).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

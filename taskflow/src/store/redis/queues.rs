@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 
 use super::{RedisStore, micros, unavailable};
+use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::store::StoreError;
 
@@ -97,5 +98,60 @@ fn state(name: String, fields: &[(String, String)]) -> QueueState {
             .and_then(|v| v.parse().ok())
             .and_then(DateTime::from_timestamp_micros)
             .unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+    }
+}
+
+/// The instances' heartbeats: `instances` (id -> JSON) and `instances:exp` (id by expiry).
+impl RedisStore {
+    pub(super) async fn beat(&self, instance: &Instance) -> Result<(), StoreError> {
+        let info = serde_json::to_string(instance)
+            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
+        let (hash, expiry) = (self.key("instances"), self.key("instances:exp"));
+        let mut conn = self.conn.clone();
+        let expired: Vec<String> = conn
+            .zrangebyscore(&expiry, "-inf", micros(instance.seen_at))
+            .await
+            .map_err(unavailable)?;
+        let mut pipe = redis::pipe();
+        if !expired.is_empty() {
+            pipe.hdel(&hash, &expired).ignore().zrem(&expiry, &expired).ignore();
+        }
+        pipe.hset(&hash, &instance.id, info)
+            .ignore()
+            .zadd(&expiry, &instance.id, micros(instance.expires_at))
+            .ignore();
+        let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    pub(super) async fn live_instances(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Instance>, StoreError> {
+        let mut conn = self.conn.clone();
+        let ids: Vec<String> = conn
+            .zrangebyscore(self.key("instances:exp"), format!("({}", micros(now)), "+inf")
+            .await
+            .map_err(unavailable)?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let infos: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.key("instances"))
+            .arg(&ids)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut instances = crate::store::decode_instances(infos.into_iter().flatten().collect());
+        instances.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(instances)
+    }
+
+    pub(super) async fn forget(&self, id: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let mut pipe = redis::pipe();
+        pipe.hdel(self.key("instances"), id).ignore().zrem(self.key("instances:exp"), id).ignore();
+        let () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
     }
 }

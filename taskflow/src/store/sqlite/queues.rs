@@ -7,6 +7,7 @@ use rusqlite::{Connection, params};
 use super::SqliteStore;
 use super::row::{from_micros, micros};
 use super::writer::unavailable;
+use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::store::StoreError;
 
@@ -112,4 +113,60 @@ fn states(conn: &Connection, sql: &str, name: Option<&str>) -> Result<Vec<QueueS
     }
     .map_err(unavailable)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(unavailable)
+}
+
+impl SqliteStore {
+    pub(super) async fn beat(&self, instance: &Instance) -> Result<(), StoreError> {
+        let info = serde_json::to_string(instance)
+            .map_err(|e| StoreError::Unavailable(format!("sqlite: {e}")))?;
+        let (id, seen, expires) =
+            (instance.id.clone(), micros(instance.seen_at), micros(instance.expires_at));
+        self.writer
+            .call(move |conn| {
+                conn.prepare_cached("DELETE FROM instances WHERE expires_at <= ?1")
+                    .map_err(unavailable)?
+                    .execute([seen])
+                    .map_err(unavailable)?;
+                conn.prepare_cached(
+                    "INSERT INTO instances (id, info, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (id) DO UPDATE SET info = excluded.info,
+                        expires_at = excluded.expires_at",
+                )
+                .map_err(unavailable)?
+                .execute(rusqlite::params![id, info, expires])
+                .map_err(unavailable)?;
+                Ok(())
+            })
+            .await
+    }
+
+    pub(super) async fn live_instances(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Instance>, StoreError> {
+        let now = micros(now);
+        let rows: Vec<String> = self
+            .reader
+            .call(move |conn| {
+                let mut statement = conn
+                    .prepare_cached("SELECT info FROM instances WHERE expires_at > ?1 ORDER BY id")
+                    .map_err(unavailable)?;
+                let rows = statement
+                    .query_map([now], |row| row.get::<_, String>(0))
+                    .map_err(unavailable)?;
+                rows.collect::<Result<_, _>>().map_err(unavailable)
+            })
+            .await?;
+        Ok(crate::store::decode_instances(rows))
+    }
+
+    pub(super) async fn forget(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.writer
+            .call(move |conn| {
+                conn.execute("DELETE FROM instances WHERE id = ?1", [id]).map_err(unavailable)?;
+                Ok(())
+            })
+            .await
+    }
 }

@@ -29,7 +29,8 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Version 4 adds `queue` (existing tasks are in the default queue), puts it first in the
 /// fetch's indexes so that each queue's fetch reads only its own rows, counts each queue's
 /// active tasks through `tasks_queue_active`, and keeps the queues' shared state in `queues`.
-/// Version 5 keeps each rate-limited queue's token bucket in `queues`.
+/// Version 5 keeps each rate-limited queue's token bucket in `queues`, and the instances'
+/// heartbeats in `instances`.
 const MIGRATIONS: [&str; 5] = [
     "
     CREATE TABLE tasks (
@@ -109,6 +110,7 @@ const MIGRATIONS: [&str; 5] = [
     "
     ALTER TABLE queues ADD COLUMN rate_tokens REAL;
     ALTER TABLE queues ADD COLUMN rate_at INTEGER;
+    CREATE TABLE instances (id TEXT PRIMARY KEY, info TEXT NOT NULL, expires_at INTEGER NOT NULL);
 ",
 ];
 
