@@ -8,9 +8,7 @@ use axum::Router;
 use axum::routing::get;
 use chrono::Utc;
 use serde_json::json;
-use taskflow::{
-    Retention, SqliteStore, Store, TaskId, TaskManager, TaskRecord, TaskSource, TaskStatus,
-};
+use taskflow::{Retention, SqliteStore, Store, TaskId, TaskRecord, TaskSource, TaskStatus};
 
 use crate::Row;
 
@@ -85,7 +83,7 @@ pub(crate) async fn run(reps: usize) -> Vec<Row> {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqliteStore::open(dir.path().join("tasks.db")).expect("open");
     fill(&store).await;
-    let manager = TaskManager::builder()
+    let manager = crate::builder()
         .store(store)
         .retention(Retention { max_age: None, max_finished: None })
         .build()

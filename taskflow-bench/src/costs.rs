@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use taskflow::{Retention, TaskManager, task, task_context};
+use taskflow::{Retention, task, task_context};
 
 use crate::{Row, all_ran, expect_runs, noop_async, ran_one, rate};
 
@@ -41,7 +41,7 @@ async fn enqueue_cost(reps: usize) -> Row {
     let mut ours = Vec::new();
     let mut theirs = Vec::new();
     for _ in 0..=reps {
-        let manager = TaskManager::builder().recover(false).build().await.expect("manager");
+        let manager = crate::builder().recover(false).build().await.expect("manager");
         manager.shutdown(Duration::from_secs(1)).await; // stores, never starts
         let started = Instant::now();
         for n in 0..ENQUEUES as u64 {
@@ -73,7 +73,7 @@ async fn retries(reps: usize) -> Row {
     let mut theirs = Vec::new();
     for rep in 0..=reps {
         let measure = async |retry: bool| {
-            let manager = TaskManager::builder().build().await.expect("manager");
+            let manager = crate::builder().build().await.expect("manager");
             expect_runs(RETRIED);
             let started = Instant::now();
             for n in 0..RETRIED as u64 {
@@ -111,7 +111,7 @@ async fn retries(reps: usize) -> Row {
 pub(crate) async fn memory_child() {
     let start = rss();
     let heap_start = crate::heap_bytes();
-    let manager = TaskManager::builder().build().await.expect("manager");
+    let manager = crate::builder().build().await.expect("manager");
     expect_runs(FINISHED);
     for n in 0..FINISHED {
         manager.add_task(noop_async, n as u64);

@@ -7,8 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use taskflow::TaskManager;
-
 use crate::{Row, all_ran, expect_runs, median, noop_async, rate};
 
 const TASKS: usize = 100_000;
@@ -56,7 +54,7 @@ fn cpu_seconds(pid: &str) -> f64 {
 async fn run_once(readers: usize) -> (f64, u64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let manager =
-        TaskManager::builder().sqlite(dir.path().join("tasks.db")).build().await.expect("manager");
+        crate::builder().sqlite(dir.path().join("tasks.db")).build().await.expect("manager");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/tasks/stream", listener.local_addr().expect("addr"));
     let app = manager.admin_router();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::post;
 use serde_json::json;
-use taskflow::{TaskId, TaskManager, Tasks};
+use taskflow::{TaskId, Tasks};
 
 use crate::{Row, noop_async};
 
@@ -83,7 +83,7 @@ pub(crate) async fn run(reps: usize) -> Vec<Row> {
     let Some(wrk) = wrk() else { return Vec::new() };
     let dir = tempfile::tempdir().expect("temp dir");
     let manager =
-        TaskManager::builder().sqlite(dir.path().join("tasks.db")).build().await.expect("manager");
+        crate::builder().sqlite(dir.path().join("tasks.db")).build().await.expect("manager");
     let app = Router::new()
         .route("/enqueue", post(enqueue))
         .route("/fixed", post(fixed))

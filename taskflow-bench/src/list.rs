@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use taskflow::{SqliteStore, Store, TaskManager};
+use taskflow::{SqliteStore, Store};
 
 const TASKS: usize = 1000;
 const ARG_BYTES: usize = 1_000_000;
@@ -34,7 +34,7 @@ pub(crate) async fn child() {
     }
     store.close().await.expect("close");
     drop(blob);
-    let manager = TaskManager::builder().sqlite(&path).build().await.expect("manager");
+    let manager = crate::builder().sqlite(&path).build().await.expect("manager");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let app = manager.admin_router();

@@ -19,6 +19,7 @@ mod costs;
 mod feed;
 mod http;
 mod list;
+mod queues;
 mod scheduled;
 mod shared;
 mod sqlite;
@@ -101,6 +102,12 @@ pub(crate) fn expect_runs(n: usize) {
 
 pub(crate) async fn all_ran() {
     ALL_RAN.notified().await;
+}
+
+/// A builder for every scenario: it declares the queue of [`queues::capped_noop`] (each
+/// manager must), which costs the others one idle producer.
+pub(crate) fn builder() -> taskflow::TaskManagerBuilder {
+    TaskManager::builder().queue(queues::CAPPED, taskflow::Queue::new().concurrency(16))
 }
 
 #[task]
@@ -196,7 +203,7 @@ async fn memory(reps: usize, sync: bool) -> Row {
         "tasks/s",
         "tokio::spawn + join",
         || async move {
-            let manager = TaskManager::builder().build().await.expect("manager");
+            let manager = crate::builder().build().await.expect("manager");
             expect_runs(MEMORY_TASKS);
             let started = Instant::now();
             for n in 0..MEMORY_TASKS as u64 {
@@ -311,7 +318,7 @@ fn main() {
             "--reps" => reps = args.next().and_then(|n| n.parse().ok()).expect("--reps N"),
             "-h" | "--help" => {
                 println!(
-                    "usage: taskflow-bench [--reps N] [memory] [sqlite] [http] [admin] [list] [scheduled] [feed] [shared]"
+                    "usage: taskflow-bench [--reps N] [memory] [sqlite] [http] [admin] [list] [scheduled] [feed] [shared] [queues]"
                 );
                 return;
             }
@@ -354,6 +361,9 @@ fn main() {
         }
         if runs("shared") {
             rows.extend(shared::run(reps).await);
+        }
+        if runs("queues") {
+            rows.extend(queues::run(reps).await);
         }
     });
     print(&rows);

@@ -77,8 +77,7 @@ async fn submit_all(
 /// The child: runs (a) then (b) and prints their figures on one line.
 pub(crate) async fn child() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let manager =
-        TaskManager::builder().sqlite(dir.path().join("a.db")).build().await.expect("manager");
+    let manager = crate::builder().sqlite(dir.path().join("a.db")).build().await.expect("manager");
     const SPREAD: i64 = 20_000_000;
     const COUNT: usize = 100_000;
     let start = chrono::Utc::now().timestamp_micros() + 5_000_000; // after enqueueing
@@ -111,8 +110,7 @@ pub(crate) async fn child() {
     let (p50, p99) = (percentile(&late, 0.5), percentile(&late, 0.99));
     manager.shutdown(Duration::from_secs(10)).await;
 
-    let manager =
-        TaskManager::builder().sqlite(dir.path().join("b.db")).build().await.expect("manager");
+    let manager = crate::builder().sqlite(dir.path().join("b.db")).build().await.expect("manager");
     let rss_before = status_kib("VmRSS:");
     let week = chrono::Utc::now() + chrono::Duration::days(7);
     submit_all(&manager, 1_000_000, move |_| (0, EnqueueOptions::new().run_at(week)), true).await;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
-use taskflow::{MysqlStore, PostgresStore, RedisStore, Store, TaskManager};
+use taskflow::{MysqlStore, PostgresStore, RedisStore, Store};
 
 use crate::{Row, all_ran, expect_runs, noop_async, rate};
 
@@ -16,14 +16,14 @@ const TASKS: usize = 5_000;
 const POOL: usize = 8;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Backend {
+pub(crate) enum Backend {
     Postgres,
     Mysql,
     Redis,
 }
 
 impl Backend {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Backend::Postgres => "PostgreSQL",
             Backend::Mysql => "MySQL/MariaDB",
@@ -31,7 +31,7 @@ impl Backend {
         }
     }
 
-    fn url(self) -> Option<String> {
+    pub(crate) fn url(self) -> Option<String> {
         let variable = match self {
             Backend::Postgres => "TASKFLOW_TEST_POSTGRES_URL",
             Backend::Mysql => "TASKFLOW_TEST_MYSQL_URL",
@@ -45,7 +45,7 @@ impl Backend {
     }
 
     /// A fresh schema (PostgreSQL) or database (MySQL) on `url`; the URL that uses it.
-    async fn fresh(self, url: &str) -> String {
+    pub(crate) async fn fresh(self, url: &str) -> String {
         let name = format!("bench_{}", taskflow::TaskId::new().to_string().replace('-', ""));
         match self {
             Backend::Postgres => {
@@ -70,7 +70,7 @@ impl Backend {
         }
     }
 
-    async fn store(self, url: &str) -> Arc<dyn Store> {
+    pub(crate) async fn store(self, url: &str) -> Arc<dyn Store> {
         match self {
             Backend::Postgres => {
                 Arc::new(PostgresStore::connect_with_pool_size(url, POOL).await.expect("store"))
@@ -204,7 +204,7 @@ async fn run_tasks(backend: Backend, url: &str, instances: usize) -> f64 {
     let mut managers = Vec::new();
     for _ in 0..instances {
         let store = backend.store(url).await;
-        managers.push(TaskManager::builder().shared_store(store).build().await.expect("manager"));
+        managers.push(crate::builder().shared_store(store).build().await.expect("manager"));
     }
     expect_runs(TASKS);
     let started = Instant::now();

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
-use taskflow::{SqliteStore, TaskManager, TaskStatus};
+use taskflow::{SqliteStore, TaskStatus};
 
 use crate::{Row, all_ran, expect_runs, median, noop_async, rate};
 
@@ -85,7 +85,7 @@ pub(crate) async fn run(reps: usize) -> Vec<Row> {
 async fn durable_tasks(path: &std::path::Path) -> (f64, usize) {
     let threads_before = crate::thread_cpu();
     let store = SqliteStore::open(path).expect("open");
-    let manager = TaskManager::builder().store(store).build().await.expect("manager");
+    let manager = crate::builder().store(store).build().await.expect("manager");
     expect_runs(TASKS);
     let started = Instant::now();
     let mut last = None;
