@@ -6,6 +6,7 @@ mod cancel;
 mod checkpoint;
 mod complete;
 mod fetch;
+mod keys;
 mod options;
 mod query;
 mod queues;
@@ -18,7 +19,7 @@ mod writer;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,6 +28,7 @@ use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
 use self::active::ActiveRows;
 use self::checkpoint::Checkpointer;
+use self::keys::{load_keys, lock, release};
 pub use self::options::{Durability, SqliteOptions};
 use self::reads::select;
 use self::row::{COLUMN_COUNT, RawRow, columns, log_columns, micros, placeholders};
@@ -86,20 +88,6 @@ pub struct SqliteStore {
     active: Arc<ActiveRows>,
     durability: Durability,
     path: PathBuf,
-}
-
-type Keys = Arc<Mutex<HashMap<String, TaskId>>>;
-
-fn lock(keys: &Keys) -> MutexGuard<'_, HashMap<String, TaskId>> {
-    keys.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Forgets `key` if `id` still holds it.
-fn release(keys: &Keys, key: &str, id: &TaskId) {
-    let mut keys = lock(keys);
-    if keys.get(key) == Some(id) {
-        keys.remove(key);
-    }
 }
 
 /// The `seq` of a task: parameter `?N` when this store knows it (see [`ActiveRows`]), else
@@ -257,32 +245,6 @@ impl SqliteStore {
         }))?;
         Ok(Some(ticket))
     }
-}
-
-fn load_keys(conn: &Connection) -> rusqlite::Result<HashMap<String, TaskId>> {
-    let mut statement = conn.prepare(
-        "SELECT idempotency_key, id FROM tasks
-         WHERE idempotency_key IS NOT NULL AND status NOT IN ('failed', 'cancelled')",
-    )?;
-    let rows = statement.query_map([], |row| Ok((row.get::<_, Sql>(0)?, row.get::<_, Sql>(1)?)))?;
-    let mut keys = HashMap::new();
-    for row in rows {
-        let (key, id) = row?;
-        let parsed = match &id {
-            Sql::Text(text) => text.parse::<TaskId>().ok(),
-            _ => None,
-        };
-        match (key, parsed) {
-            (Sql::Text(key), Some(id)) => {
-                keys.insert(key, id);
-            }
-            (key, _) => tracing::error!(
-                task_id = ?id, key = ?key,
-                "taskflow: a stored idempotency key or id is not text; the key is not held"
-            ),
-        }
-    }
-    Ok(keys)
 }
 
 fn insert(
