@@ -3,6 +3,7 @@
 //! store at each fetch) against all of them in the one unconfigured default queue, on
 //! SQLite and on PostgreSQL (when `TASKFLOW_TEST_POSTGRES_URL` is set).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use taskflow::{EnqueueOptions, Queue, SqliteStore, Store, TaskManager, task};
@@ -25,7 +26,7 @@ pub(crate) async fn capped_noop(n: u64) {
 
 /// Enqueues `tasks` no-op tasks (a quarter of them capped, the rest spread over three
 /// queues, when `four` is set) and waits until all ran; the rate end to end.
-async fn run_tasks(store: std::sync::Arc<dyn Store>, tasks: usize, four: bool) -> f64 {
+async fn run_tasks(store: Arc<dyn Store>, tasks: usize, four: bool) -> f64 {
     let mut builder = crate::builder().shared_store(store);
     if four {
         for queue in OTHERS {
@@ -50,57 +51,48 @@ async fn run_tasks(store: std::sync::Arc<dyn Store>, tasks: usize, four: bool) -
     rate(tasks, started.elapsed())
 }
 
-/// One row per store: four queues against one.
-pub(crate) async fn run(reps: usize) -> Vec<Row> {
-    let mut rows = Vec::new();
-    let mut sqlite = (Vec::new(), Vec::new());
+/// Four queues against one, `reps` times after a warm-up, each run on a fresh store from
+/// `open` (with the directory that holds it, if any, kept until the run ends).
+async fn compare<F, Fut>(reps: usize, store: &str, tasks: usize, mut open: F) -> Row
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = (Arc<dyn Store>, Option<tempfile::TempDir>)>,
+{
+    let (mut four, mut one) = (Vec::new(), Vec::new());
     for rep in 0..=reps {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let open = |name: &str| {
-            std::sync::Arc::new(SqliteStore::open(dir.path().join(name)).expect("open"))
-                as std::sync::Arc<dyn Store>
-        };
-        let four = run_tasks(open("four.db"), 20_000, true).await;
-        let one = run_tasks(open("one.db"), 20_000, false).await;
+        let (store, _dir) = open().await;
+        let with_queues = run_tasks(store, tasks, true).await;
+        let (store, _dir) = open().await;
+        let plain = run_tasks(store, tasks, false).await;
         if rep > 0 {
-            sqlite.0.push(four);
-            sqlite.1.push(one);
+            four.push(with_queues);
+            one.push(plain);
         }
     }
-    rows.push(Row {
-        scenario: "durable SQLite, 20000 no-op tasks over 4 queues (one task capped)".to_owned(),
+    Row {
+        scenario: format!("{store}, {tasks} no-op tasks over 4 queues (one task capped)"),
         unit: "tasks/s",
-        taskflow: sqlite.0,
-        baseline: sqlite.1,
+        taskflow: four,
+        baseline: one,
         baseline_name: "the same tasks in one unconfigured queue",
-    });
+    }
+}
+
+/// One row per store: four queues against one.
+pub(crate) async fn run(reps: usize) -> Vec<Row> {
+    let sqlite = compare(reps, "durable SQLite", 20_000, || async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path().join("tasks.db")).expect("open");
+        (Arc::new(store) as Arc<dyn Store>, Some(dir))
+    })
+    .await;
+    let mut rows = vec![sqlite];
     if let Some(url) = Backend::Postgres.url() {
-        let mut postgres = (Vec::new(), Vec::new());
-        for rep in 0..=reps {
-            let four = run_tasks(
-                Backend::Postgres.store(&Backend::Postgres.fresh(&url).await).await,
-                5_000,
-                true,
-            )
-            .await;
-            let one = run_tasks(
-                Backend::Postgres.store(&Backend::Postgres.fresh(&url).await).await,
-                5_000,
-                false,
-            )
-            .await;
-            if rep > 0 {
-                postgres.0.push(four);
-                postgres.1.push(one);
-            }
-        }
-        rows.push(Row {
-            scenario: "PostgreSQL, 5000 no-op tasks over 4 queues (one task capped)".to_owned(),
-            unit: "tasks/s",
-            taskflow: postgres.0,
-            baseline: postgres.1,
-            baseline_name: "the same tasks in one unconfigured queue",
-        });
+        let postgres = compare(reps, "PostgreSQL", 5_000, || async {
+            (Backend::Postgres.store(&Backend::Postgres.fresh(&url).await).await, None)
+        })
+        .await;
+        rows.push(postgres);
     }
     rows
 }

@@ -221,11 +221,9 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        // A producer held back by a global or per-task limit is woken by the executor once
+        // the outcome is written: before, the store still counts the task as running.
         self.0.give_back(1);
-        if self.0.counts_running() {
-            // A producer held back by a global or per-task limit may fetch again.
-            self.0.wake.now();
-        }
     }
 }
 

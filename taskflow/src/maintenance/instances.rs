@@ -20,7 +20,7 @@ pub(crate) fn describe(engine: &Engine) -> Instance {
         pid: std::process::id(),
         started_at: engine.started_at,
         queues,
-        running: engine.running.ids().len() as u64,
+        running: engine.running.len() as u64,
         seen_at: now,
         expires_at: now
             + chrono::TimeDelta::from_std(engine.lease).unwrap_or(chrono::TimeDelta::MAX),

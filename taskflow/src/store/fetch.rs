@@ -47,11 +47,15 @@ impl<'a> Fetch<'a> {
         self
     }
 
-    /// Whether fetchers of the queue on every instance must take turns: a global or
-    /// per-task limit (the fetch counts running tasks first) or a rate limit (it takes from
-    /// the shared bucket).
+    /// Whether the fetch counts the queue's running tasks first: a global or per-task limit.
+    pub fn counts_running(&self) -> bool {
+        self.global_limit.is_some() || !self.task_limits.is_empty()
+    }
+
+    /// Whether fetchers of the queue on every instance must take turns: the fetch counts
+    /// running tasks ([`Fetch::counts_running`]) or takes from the shared rate bucket.
     pub fn takes_turns(&self) -> bool {
-        self.global_limit.is_some() || !self.task_limits.is_empty() || self.rate.is_some()
+        self.counts_running() || self.rate.is_some()
     }
 
     /// How many the fetch may take from a bucket holding `tokens`, when it may take `room`.

@@ -61,7 +61,7 @@ impl SqliteStore {
             (micros(fetch.now), lease.owner.to_string(), micros(lease.expires_at));
         let active = std::sync::Arc::clone(&self.active);
         let (queue, wanted, global) = (fetch.queue.to_owned(), fetch.limit, fetch.global_limit);
-        let counts_running = fetch.global_limit.is_some() || !fetch.task_limits.is_empty();
+        let counts_running = fetch.counts_running();
         let rate = fetch.rate;
         let limits: Vec<(String, u32)> =
             fetch.task_limits.iter().map(|(func, n)| ((*func).to_owned(), *n)).collect();
