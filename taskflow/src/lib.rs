@@ -93,8 +93,8 @@ pub use crate::store::faults;
 #[cfg(feature = "sqlite")]
 pub use crate::store::{Durability, SqliteOptions, SqliteStore};
 pub use crate::store::{
-    FunctionStats, MemoryStore, Retention, Store, StoreError, StoreTimeouts, TaskPage, TaskQuery,
-    TaskStats,
+    FunctionStats, MemoryStore, PRIORITY_STEP, Retention, Store, StoreError, StoreTimeouts,
+    TaskPage, TaskQuery, TaskStats,
 };
 pub use crate::task::{IntoTaskArgs, Task};
 pub use crate::task_error::TaskError;

@@ -129,7 +129,8 @@ impl TaskOptions {
         self
     }
 
-    /// Sets the priority: higher runs first when tasks queue (`#[task(priority = 10)]`).
+    /// Sets the priority: higher runs first when tasks queue (`#[task(priority = 10)]`), a
+    /// level being worth a minute of waiting ([`PRIORITY_STEP`](crate::PRIORITY_STEP)).
     pub const fn priority(mut self, priority: i32) -> Self {
         self.priority = priority;
         self
@@ -305,7 +306,8 @@ impl EnqueueOptions {
         self
     }
 
-    /// Overrides the priority: higher runs first when tasks queue.
+    /// Overrides the priority: higher runs first when tasks queue, a level being worth a
+    /// minute of waiting ([`PRIORITY_STEP`](crate::PRIORITY_STEP)).
     pub fn priority(mut self, priority: i32) -> Self {
         self.priority = Some(priority);
         self

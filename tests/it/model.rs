@@ -1,5 +1,5 @@
 //! A model-based property test of the store's task lifecycle: random sequences of enqueue
-//! (now or later, under a run key or not), cancel by run key, fetch, complete, fail (retry or last failure), snooze, fatal, cancel,
+//! (now or later, at a priority, under a run key or not), cancel by run key, fetch, complete, fail (retry or last failure), snooze, fatal, cancel,
 //! time passing, crash-and-rescue (leases lapse) and prune, run against every store and
 //! against a small pure model of the state machine. After every step, states, attempts and
 //! due times agree; a finished task never changes; attempts never exceed the maximum; no
@@ -22,7 +22,7 @@ const MAX_RECOVERIES: u32 = 2;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Enqueue { delay: Option<u8>, retries: u8, requeue: bool, key: Option<u8> },
+    Enqueue { delay: Option<u8>, retries: u8, requeue: bool, key: Option<u8>, priority: i8 },
     CancelScheduled { key: u8 },
     Fetch { limit: usize, runner: u8 },
     Complete { pick: usize },
@@ -37,8 +37,20 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (proptest::option::of(1u8..20), 0u8..3, any::<bool>(), proptest::option::of(0u8..3))
-            .prop_map(|(delay, retries, requeue, key)| Op::Enqueue { delay, retries, requeue, key }),
+        4 => (
+            proptest::option::of(1u8..20),
+            0u8..3,
+            any::<bool>(),
+            proptest::option::of(0u8..3),
+            prop_oneof![3 => Just(0i8), 1 => -1i8..3],
+        )
+            .prop_map(|(delay, retries, requeue, key, priority)| Op::Enqueue {
+                delay,
+                retries,
+                requeue,
+                key,
+                priority
+            }),
         1 => (0u8..3).prop_map(|key| Op::CancelScheduled { key }),
         3 => (1usize..4, 0u8..2).prop_map(|(limit, runner)| Op::Fetch { limit, runner }),
         2 => any::<usize>().prop_map(|pick| Op::Complete { pick }),
@@ -57,6 +69,7 @@ fn op() -> impl Strategy<Value = Op> {
 struct Task {
     status: TaskStatus,
     due: DateTime<Utc>,
+    priority: i32,
     seq: usize,
     retries_used: u32,
     max_retries: u32,
@@ -117,13 +130,14 @@ impl Model {
 async fn step(store: &dyn Store, model: &mut Model, op: &Op) -> Result<(), TestCaseError> {
     let now = model.now;
     match *op {
-        Op::Enqueue { delay, retries, requeue, key } => {
+        Op::Enqueue { delay, retries, requeue, key, priority } => {
             let mut record = pending("model_task");
             record.run_key = key.map(run_key);
             record.created_at = now;
             record.max_retries = retries.into();
             record.requeue_on_interrupt = requeue;
             record.scheduled_at = delay.map(|d| now + Duration::seconds(d.into()));
+            record.priority = priority.into();
             let due = record.scheduled_at.unwrap_or(now);
             let id = put(store, record).await;
             if let Some(replaced) = key.and_then(|key| model.waiting_under(key)) {
@@ -136,6 +150,7 @@ async fn step(store: &dyn Store, model: &mut Model, op: &Op) -> Result<(), TestC
                 Task {
                     status: TaskStatus::Pending,
                     due,
+                    priority: priority.into(),
                     seq,
                     retries_used: 0,
                     max_retries: retries.into(),
@@ -169,11 +184,13 @@ async fn step(store: &dyn Store, model: &mut Model, op: &Op) -> Result<(), TestC
                 .into_iter()
                 .map(|r| r.task_id)
                 .collect();
+            // By rank: the due time less a step per priority level, then enqueue order.
+            let step = Duration::from_std(taskflow::PRIORITY_STEP).unwrap();
             let mut available: Vec<(DateTime<Utc>, usize, TaskId)> = model
                 .tasks
                 .iter()
                 .filter(|(_, t)| t.status == TaskStatus::Pending && t.due <= now)
-                .map(|(id, t)| (t.due, t.seq, *id))
+                .map(|(id, t)| (t.due - step * t.priority, t.seq, *id))
                 .collect();
             available.sort();
             let expected: Vec<TaskId> =

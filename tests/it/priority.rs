@@ -193,3 +193,109 @@ async fn a_rate_limit_of_ten_a_second_holds_over_five_seconds() {
     }
     manager.shutdown(LONG).await;
 }
+
+/// A minute's work (of the test's paused clock, less a second, so that a slot frees just
+/// before the next enqueue).
+#[task]
+async fn minute_of_work() {
+    tokio::time::sleep(Duration::from_secs(59)).await;
+}
+
+/// Aging: a single slot, a steady stream of priority-10 tasks (one a minute, three always
+/// waiting) and one priority-0 task. Without aging the old task would never start; with it,
+/// it starts once it has waited about ten priority steps, before the newer priority-10
+/// tasks. The engine's clock follows tokio's paused clock: nothing waits real minutes.
+#[tokio::test(start_paused = true)]
+async fn a_steady_stream_of_high_priority_does_not_starve_a_low_one() {
+    let manager =
+        TaskManager::builder().queue("aging", Queue::new().concurrency(1)).build().await.unwrap();
+    let high = EnqueueOptions::new().queue("aging").priority(10);
+    let mut highs: Vec<_> =
+        (0..3).map(|_| manager.add_task_with(minute_of_work, (), high.clone())).collect();
+    let old = manager.add_task_with(minute_of_work, (), EnqueueOptions::new().queue("aging"));
+    let mut finished = None;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        highs.push(manager.add_task_with(minute_of_work, (), high.clone()));
+        let record = manager.store().get(&old).await.unwrap().unwrap();
+        if record.status == TaskStatus::Success {
+            finished = Some(record);
+            break;
+        }
+    }
+    let old = finished.expect("the low-priority task ran while the stream went on");
+    let waited = (old.start_time.unwrap() - old.created_at).to_std().unwrap();
+    let step = taskflow::PRIORITY_STEP;
+    println!("the priority-0 task waited {waited:?} behind a stream of priority 10");
+    assert!(waited >= step * 10, "ten levels hold for ten steps: it waited {waited:?}");
+    assert!(waited < step * 15, "then it goes first: it waited {waited:?}");
+    let mut overtaken = 0;
+    for id in &highs {
+        let record = manager.store().get(id).await.unwrap().unwrap();
+        if record.start_time.is_none_or(|start| start > old.start_time.unwrap()) {
+            overtaken += 1;
+        }
+    }
+    assert!(overtaken >= 3, "the newer priority-10 tasks wait for it ({overtaken} did)");
+    manager.shutdown(Duration::from_secs(120)).await;
+}
+
+/// Redis keys of layout 3 (ready tasks scored by priority alone) are ranked when a newer
+/// store opens them: the fetch order is then the rank's, with aging.
+#[tokio::test]
+async fn redis_ready_tasks_of_layout_3_are_ranked_on_open() {
+    use taskflow::store::{Fetch, Lease, Store};
+    let Ok(url) = std::env::var("TASKFLOW_TEST_REDIS_URL") else {
+        println!("skipped: TASKFLOW_TEST_REDIS_URL is not set (.ci/run sets it)");
+        return;
+    };
+    let prefix = format!("test-{}", taskflow::TaskId::new());
+    let store = taskflow::RedisStore::connect_with_prefix(&url, &prefix).await.unwrap();
+    let now = chrono::Utc::now();
+    let at = |minutes: i64, priority: i32| {
+        let mut record = crate::conformance::pending("layout_3");
+        record.created_at = crate::conformance::trunc(now - chrono::Duration::minutes(minutes));
+        record.priority = priority;
+        record
+    };
+    let old = crate::conformance::put(&store, at(20, 0)).await;
+    let urgent = crate::conformance::put(&store, at(0, 10)).await;
+    let recent = crate::conformance::put(&store, at(1, 0)).await;
+    // A fetch of the paused queue makes them ready and takes none.
+    store.update_queue("default", taskflow::QueueChange::Paused(true), now).await.unwrap();
+    let lease = Lease { owner: "layout".into(), expires_at: now + chrono::Duration::minutes(1) };
+    assert!(store.fetch(&Fetch::new("default", 10, now, &lease)).await.unwrap().is_empty());
+    // Rewrite them as layout 3 wrote them: score -priority, named `<due><seq>:<id>`.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let ready = format!("{prefix}:q:default:ready");
+    let members: Vec<String> =
+        redis::cmd("ZRANGE").arg(&ready).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+    assert_eq!(members.len(), 3);
+    for member in members {
+        let id = member.rsplit(':').next().unwrap().to_owned();
+        let hash = format!("{prefix}:t:{id}");
+        let (prio, due, seq): (i64, i64, i64) = redis::cmd("HMGET")
+            .arg(&hash)
+            .arg("prio")
+            .arg("due_us")
+            .arg("seq")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let old_name = format!("{due:016x}{seq:016x}:{id}");
+        let mut pipe = redis::pipe();
+        pipe.zrem(&ready, &member).zadd(&ready, &old_name, -prio).hset(&hash, "rk", &old_name);
+        pipe.set(format!("{prefix}:layout"), 3);
+        let _: () = pipe.query_async(&mut conn).await.unwrap();
+    }
+    store.close().await.unwrap();
+    let store = taskflow::RedisStore::connect_with_prefix(&url, &prefix).await.unwrap();
+    let layout: i64 =
+        redis::cmd("GET").arg(format!("{prefix}:layout")).query_async(&mut conn).await.unwrap();
+    assert_eq!(layout, 4);
+    store.update_queue("default", taskflow::QueueChange::Paused(false), now).await.unwrap();
+    let fetched = store.fetch(&Fetch::new("default", 10, now, &lease)).await.unwrap();
+    let ids: Vec<_> = fetched.iter().map(|r| r.task_id).collect();
+    assert_eq!(ids, [old, urgent, recent], "by rank: twenty minutes of waiting beat ten levels");
+}

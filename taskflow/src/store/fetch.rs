@@ -4,6 +4,28 @@ use chrono::{DateTime, Utc};
 
 use super::Lease;
 use crate::queue::Rate;
+use crate::record::TaskRecord;
+
+/// How much waiting one priority level is worth. A store fetches the available tasks of a
+/// queue by *rank*, the time the task became due less `priority × PRIORITY_STEP`, earliest
+/// first, in enqueue order among equal ranks. So a priority-10 task starts before priority-0
+/// tasks that have waited less than ten minutes, and a task's standing rises by one priority
+/// level for every minute it waits: a steady stream of high-priority work delays a
+/// low-priority task by at most `difference × PRIORITY_STEP`, never forever.
+///
+/// ```
+/// assert_eq!(taskflow::PRIORITY_STEP, std::time::Duration::from_secs(60));
+/// ```
+pub const PRIORITY_STEP: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// [`PRIORITY_STEP`] in microseconds, as the SQL stores' indexes spell it (`60000000`).
+pub(crate) const PRIORITY_STEP_MICROS: i64 = PRIORITY_STEP.as_micros() as i64;
+
+/// A pending task's rank in fetch order, in microseconds: see [`PRIORITY_STEP`].
+pub(crate) fn rank(record: &TaskRecord) -> i64 {
+    let due = super::due_at(record).timestamp_micros();
+    due.saturating_sub(i64::from(record.priority).saturating_mul(PRIORITY_STEP_MICROS))
+}
 
 /// What one fetch asks the store for: [`Store::fetch`](super::Store::fetch).
 #[derive(Clone, Debug)]

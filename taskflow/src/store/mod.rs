@@ -34,7 +34,7 @@ use serde_json::Value;
 pub(crate) use self::deadline::Deadline;
 pub use self::deadline::StoreTimeouts;
 pub use self::error::StoreError;
-pub use self::fetch::{Fetch, TaskRoom};
+pub use self::fetch::{Fetch, PRIORITY_STEP, TaskRoom};
 pub use self::memory::MemoryStore;
 #[cfg(feature = "mysql")]
 pub use self::mysql::MysqlStore;
@@ -180,13 +180,10 @@ pub(crate) fn due_at(record: &TaskRecord) -> DateTime<Utc> {
 }
 
 /// The order of [`Store::fetch`] as a sort key, for a record whose place in enqueue order is
-/// `seq`: highest priority, earliest due, first enqueued.
+/// `seq`: lowest rank ([`PRIORITY_STEP`]), then first enqueued.
 #[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(crate) fn fetch_order(
-    record: &TaskRecord,
-    seq: i64,
-) -> (std::cmp::Reverse<i32>, DateTime<Utc>, i64) {
-    (std::cmp::Reverse(record.priority), due_at(record), seq)
+pub(crate) fn fetch_order(record: &TaskRecord, seq: i64) -> (i64, i64) {
+    (fetch::rank(record), seq)
 }
 
 /// The error recorded on a task that a run key's new task `by` replaced.
@@ -320,8 +317,10 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `fetch.limit` *available* tasks of the queue `fetch.queue`, each moved to
     /// `running` under `fetch.lease` in the same atomic step, so fetchers racing on a shared
     /// store get disjoint tasks. Available means `pending` and due at `fetch.now` (no
-    /// `scheduled_at`, or one not after it). Order: highest priority first, then the earliest
-    /// due (its `scheduled_at`, else its creation), then enqueue order. A task not yet due is
+    /// `scheduled_at`, or one not after it). Order: lowest rank first, the time it became due
+    /// (its `scheduled_at`, else its creation) less its priority times [`PRIORITY_STEP`],
+    /// then enqueue order (so a higher priority goes first, and waiting ages a task up one
+    /// priority level a minute). A task not yet due is
     /// never returned, however many wait ahead of it. Nothing while the queue is paused
     /// ([`Store::update_queue`]). With a `global_limit`, at most that many of the queue's
     /// tasks are `running` after the fetch, counted in the same atomic step, so fetchers on

@@ -70,6 +70,39 @@ pub(crate) async fn fetch_orders_due_tasks(store: Arc<dyn Store>) {
     assert_eq!(ids(&store.fetch(&default_queue(2, Utc::now(), &runner)).await.unwrap()), rest[4..]);
 }
 
+/// Priority with aging: tasks are fetched by rank, their due time less `priority` ×
+/// [`taskflow::PRIORITY_STEP`], then in enqueue order, so waiting a step is worth a level.
+pub(crate) async fn priority_ages_with_waiting(store: Arc<dyn Store>) {
+    let step = chrono::Duration::from_std(taskflow::PRIORITY_STEP).unwrap();
+    let t0 = trunc(Utc::now() - chrono::Duration::hours(1));
+    let due = |priority: i32, at| {
+        let mut record = pending("aging");
+        record.priority = priority;
+        record.created_at = t0 - chrono::Duration::hours(1);
+        record.scheduled_at = Some(at);
+        record
+    };
+    let second = chrono::Duration::seconds(1);
+    let old = put(&*store, due(0, t0)).await;
+    // Ten levels up, due ten steps less a second later: still ahead of the old one.
+    let urgent = put(&*store, due(10, t0 + step * 10 - second)).await;
+    // Ten levels up, due ten steps and a second later: the old one has aged past it.
+    let overtaken = put(&*store, due(10, t0 + step * 10 + second)).await;
+    // The same rank as the old one: enqueue order.
+    let level = put(&*store, due(5, t0 + step * 5)).await;
+    // Below zero: a level down is a step later, here the same rank as `urgent`.
+    let low = put(&*store, due(-1, t0 - step - second)).await;
+    let runner = lease("ager", Duration::from_secs(60));
+    let first = store.fetch(&default_queue(2, Utc::now(), &runner)).await.unwrap();
+    assert_eq!(ids(&first), vec![urgent, low], "lowest rank, then enqueue order");
+    let rest = store.fetch(&default_queue(10, Utc::now(), &runner)).await.unwrap();
+    assert_eq!(
+        ids(&rest),
+        vec![old, level, overtaken],
+        "a task that waited ten steps longer goes before ten levels of priority"
+    );
+}
+
 pub(crate) async fn future_tasks_do_not_hide_a_due_one(store: Arc<dyn Store>) {
     let next_week = trunc(Utc::now() + chrono::Duration::days(7));
     let mut writes = Vec::new();

@@ -18,8 +18,9 @@ use self::fetch::{
     a_lost_fetch_is_released, concurrent_elections_make_one_leader,
     concurrent_fetchers_take_disjoint_tasks, fetch_orders_due_tasks,
     future_tasks_do_not_hide_a_due_one, held_tasks_wait_for_their_release,
-    one_leader_at_a_time_with_failover, requeued_tasks_are_fetched_again,
-    rescheduled_tasks_come_back_when_due, the_next_due_time_is_known,
+    one_leader_at_a_time_with_failover, priority_ages_with_waiting,
+    requeued_tasks_are_fetched_again, rescheduled_tasks_come_back_when_due,
+    the_next_due_time_is_known,
 };
 use self::lifecycle::{
     cancel_only_pending, claim_is_exclusive, idempotency_keys_hold_under_concurrency,
@@ -104,7 +105,7 @@ pub(crate) async fn take(store: &dyn Store, id: &TaskId, lease: &Lease) -> TaskR
 }
 
 /// Microsecond precision is what every backend keeps.
-fn trunc(at: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn trunc(at: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(at.timestamp_micros()).unwrap()
 }
 
@@ -154,6 +155,7 @@ macro_rules! all_checks {
             aliases_resolve_everywhere,
             manager_resolves_aliases,
             fetch_orders_due_tasks,
+            priority_ages_with_waiting,
             future_tasks_do_not_hide_a_due_one,
             concurrent_fetchers_take_disjoint_tasks,
             rescheduled_tasks_come_back_when_due,

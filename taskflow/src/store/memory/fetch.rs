@@ -38,7 +38,7 @@ impl MemoryStore {
             .filter(|r| state.held.get(&r.task_id).is_none_or(|until| *until <= now))
             .collect();
         let order = |r: &TaskRecord| state.order.get(&r.task_id).copied().unwrap_or(u64::MAX);
-        due.sort_by_key(|r| (std::cmp::Reverse(r.priority), crate::store::due_at(r), order(r)));
+        due.sort_by_key(|r| (crate::store::fetch::rank(r), order(r)));
         let ids: Vec<TaskId> = due
             .into_iter()
             .filter(|r| rooms.take(&r.func_name))

@@ -138,7 +138,7 @@ impl MysqlStore {
                 let slots = vec!["?"; full.len()].join(", ");
                 sql.push_str(&format!(" AND func_name NOT IN ({slots})"));
             }
-            sql.push_str(" ORDER BY priority DESC, due_at, seq LIMIT ? FOR UPDATE SKIP LOCKED");
+            sql.push_str(" ORDER BY fetch_rank, seq LIMIT ? FOR UPDATE SKIP LOCKED");
             let mut values = vec![s(queue), s(queue)];
             values.extend(full.iter().map(|func| s(func)));
             values.push(Value::Int(limit));

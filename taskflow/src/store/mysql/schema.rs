@@ -9,7 +9,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// Each migration, a list of statements, takes the schema from version `index` to
 /// `index + 1`. Neither server has partial indexes: the unique index over active
@@ -17,14 +17,17 @@ pub(super) const SCHEMA_VERSION: i64 = 5;
 /// `wait_until`, set while a pending task is not yet due (a delay, a retry's backoff) and
 /// cleared by the fetch that finds it due, the due time as a generated column, and two
 /// indexes: the waiting tasks by due time, and the tasks in fetch order (by status and
-/// waiting, then highest priority, earliest due, `seq`), so that a fetch reads only the rows
+/// waiting, then highest priority, earliest due, `seq`; by rank since version 6), so that a fetch reads only the rows
 /// it takes however many tasks wait. Version 3 adds `run_key`, unique among the tasks that
 /// wait for their first start through the generated column `waiting_key`. Version 4 adds
 /// `queue` (existing tasks are in the default queue) to the fetch's indexes, so that each
 /// queue's fetch reads only its rows, an index counting each queue's active tasks, and
 /// `taskflow_queues`, the queues' shared state. Version 5 keeps each rate-limited queue's
 /// token bucket in `taskflow_queues`, and the instances' heartbeats in `taskflow_instances`.
-const MIGRATIONS: [&[&str]; 5] = [&[
+/// Version 6 orders the available tasks by rank, the generated `fetch_rank`: the due time
+/// less `priority` × [`PRIORITY_STEP`](crate::store::PRIORITY_STEP) (60 s in microseconds),
+/// then `seq` (priority with aging).
+const MIGRATIONS: [&[&str]; 6] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
         id CHAR(36) NOT NULL,
@@ -114,6 +117,12 @@ const MIGRATIONS: [&[&str]; 5] = [&[
         info TEXT NOT NULL,
         expires_at BIGINT NOT NULL
     ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+], &[
+    "ALTER TABLE taskflow_tasks
+        ADD COLUMN fetch_rank BIGINT
+            AS (COALESCE(scheduled_at, created_at) - priority * 60000000) STORED,
+        DROP KEY taskflow_tasks_available,
+        ADD KEY taskflow_tasks_available (status, wait_until, queue, fetch_rank, seq)",
 ]];
 
 /// Creates or migrates the schema; refuses a schema newer than this binary's.

@@ -197,7 +197,7 @@ async fn claim(
             SELECT id AS picked_id FROM taskflow_tasks
             WHERE queue = $5 AND status = 'pending' AND wait_until IS NULL
                 AND NOT EXISTS (SELECT 1 FROM taskflow_queues WHERE name = $5 AND paused)
-            ORDER BY priority DESC, COALESCE(scheduled_at, created_at), seq
+            ORDER BY taskflow_rank(COALESCE(scheduled_at, created_at), priority), seq
             LIMIT $2 FOR UPDATE SKIP LOCKED)
          UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $1),
             lease_owner = $3, lease_expires_at = $4
@@ -234,7 +234,7 @@ async fn claim_capped(
              WHERE queue = $1 AND status = 'pending' AND wait_until IS NULL
                 AND NOT (func_name = ANY($2))
                 AND NOT EXISTS (SELECT 1 FROM taskflow_queues WHERE name = $1 AND paused)
-             ORDER BY priority DESC, COALESCE(scheduled_at, created_at), seq
+             ORDER BY taskflow_rank(COALESCE(scheduled_at, created_at), priority), seq
              LIMIT $3 FOR UPDATE SKIP LOCKED",
         )
         .await

@@ -7,7 +7,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// Each migration takes the schema from version `index` to `index + 1`. Version 2 adds
 /// `wait_until`, set while a pending task is not yet due (a delay, a retry's backoff) and
@@ -18,8 +18,12 @@ pub(super) const SCHEMA_VERSION: i64 = 5;
 /// default queue) first in the fetch's indexes, so each queue's fetch reads only its rows; an
 /// index counting each queue's active tasks; and `taskflow_queues`, the queues' shared state.
 /// Version 5 keeps each rate-limited queue's token bucket in `taskflow_queues`, and the
-/// instances' heartbeats in `taskflow_instances`.
-const MIGRATIONS: [&str; 5] = ["
+/// instances' heartbeats in `taskflow_instances`. Version 6 orders the available tasks by
+/// rank, `taskflow_rank(due, priority)`: the due time less `priority` ×
+/// [`PRIORITY_STEP`](crate::store::PRIORITY_STEP) (60 s), then `seq` (priority with aging).
+/// The function is declared `IMMUTABLE` so that it can be indexed: an interval of seconds
+/// alone does not depend on the session's time zone.
+const MIGRATIONS: [&str; 6] = ["
     CREATE TABLE taskflow_tasks (
         seq BIGSERIAL UNIQUE,
         id UUID PRIMARY KEY,
@@ -110,6 +114,14 @@ const MIGRATIONS: [&str; 5] = ["
         info TEXT NOT NULL,
         expires_at TIMESTAMPTZ NOT NULL
     );
+", "
+    CREATE OR REPLACE FUNCTION taskflow_rank(due TIMESTAMPTZ, priority INTEGER)
+        RETURNS TIMESTAMPTZ LANGUAGE sql IMMUTABLE PARALLEL SAFE
+        AS $$ SELECT due - priority * INTERVAL '60 seconds' $$;
+    DROP INDEX taskflow_tasks_available;
+    CREATE INDEX taskflow_tasks_available
+        ON taskflow_tasks (queue, taskflow_rank(COALESCE(scheduled_at, created_at), priority), seq)
+        WHERE status = 'pending' AND wait_until IS NULL;
 "];
 
 /// Any number: the advisory lock key under which instances migrate one at a time.

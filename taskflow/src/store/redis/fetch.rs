@@ -38,10 +38,7 @@ for _, id in ipairs(due) do
   local t = p..':t:'..id
   redis.call('ZREM', p..':later', id)
   if redis.call('HGET', t, 'status') == 'pending' then
-    local f = redis.call('HMGET', t, 'prio', 'due_us', 'seq')
-    local rk = string.format('%016x%016x:%s', tonumber(f[2]) or 0, tonumber(f[3]) or 0, id)
-    redis.call('ZADD', qk(p, t, 'ready'), -(tonumber(f[1]) or 0), rk)
-    redis.call('HSET', t, 'rk', rk)
+    ready(p, id, t)
   end
 end
 local out = {}
@@ -194,8 +191,9 @@ impl FetchScripts {
 }
 
 /// The layout of the keys this binary writes: 2 added the index of pending tasks, 3 the
-/// queues (existing tasks are in the default queue).
-const LAYOUT: i64 = 3;
+/// queues (existing tasks are in the default queue), 4 ranks the ready tasks (see
+/// [`PENDING`]).
+const LAYOUT: i64 = 4;
 
 /// Takes keys of layout 2 to layout 3: the one `ready` becomes the default queue's, and the
 /// default queue's indexes of pending and running tasks are the status indexes' copies.
@@ -212,6 +210,30 @@ redis.call('SADD', p..':qnames', 'default')
 redis.call('SET', p..':layout', 3)
 return 1
 "#;
+
+/// Takes keys of layout 3 to layout 4: every queue's ready tasks are scored by rank and
+/// named by `seq` (see [`PENDING`]). ARGV: prefix.
+fn rank_script() -> String {
+    format!(
+        "{PENDING}{}",
+        r#"
+local p = ARGV[1]
+if tonumber(redis.call('GET', p..':layout') or '0') >= 4 then return 0 end
+for _, q in ipairs(redis.call('SMEMBERS', p..':qnames')) do
+  local key = p..':q:'..q..':ready'
+  for _, rk in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    local id = string.match(rk, ':(.*)$')
+    redis.call('ZREM', key, rk)
+    local t = p..':t:'..id
+    redis.call('HDEL', t, 'rk')
+    if redis.call('HGET', t, 'status') == 'pending' then ready(p, id, t) end
+  end
+end
+redis.call('SET', p..':layout', 4)
+return 1
+"#
+    )
+}
 
 impl RedisStore {
     /// Takes keys written by an older taskflow to [`LAYOUT`]: pending tasks enqueued before
@@ -241,14 +263,17 @@ impl RedisStore {
         self.adopt_queues().await
     }
 
-    /// Takes keys of layout 2 to [`LAYOUT`] (see [`ADOPT_QUEUES`]).
+    /// Takes keys of layout 2 or 3 to [`LAYOUT`] (see [`ADOPT_QUEUES`], [`rank_script`]);
+    /// each step checks the layout itself, so instances starting together may both run it.
     async fn adopt_queues(&self) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
-        let _: i64 = redis::Script::new(ADOPT_QUEUES)
-            .arg(&*self.prefix)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        for script in [ADOPT_QUEUES.to_owned(), rank_script()] {
+            let _: i64 = redis::Script::new(&script)
+                .arg(&*self.prefix)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(())
     }
 

@@ -66,10 +66,12 @@ return id
 }
 
 /// The index of pending tasks, shared by the scripts as a prelude. A pending task waits in
-/// `later` (scored by its due time) until a fetch finds it due and moves it to `ready`, where
-/// every member has the score `-priority` and the name `<due><seq>:<id>` (zero-padded hex),
-/// so that `ZRANGE ready 0 n` lists the available tasks in fetch order: highest priority,
-/// earliest due, enqueue order. The task's hash keeps its `ready` name in `rk`.
+/// `later` (scored by its due time) until a fetch finds it due and moves it to `ready` (the
+/// function `ready`), where every member has its rank as the score (the due time less
+/// `priority` × [`PRIORITY_STEP`](crate::store::PRIORITY_STEP), in microseconds: exact as a
+/// double for any date and any priority below a million) and the name `<seq>:<id>` (`seq` in
+/// zero-padded hex), so that `ZRANGE ready 0 n` lists the available tasks in fetch order:
+/// lowest rank, then enqueue order. The task's hash keeps its `ready` name in `rk`.
 /// Each queue has its own `ready`, and its own indexes of `pending` and `running` tasks
 /// (`q:<queue>:<what>`), kept beside the status indexes by `queue_status`.
 pub(super) const PENDING: &str = r#"
@@ -79,6 +81,13 @@ end
 local function queue_status(p, id, t, from, to, seq)
   if from == 'pending' or from == 'running' then redis.call('ZREM', qk(p, t, from), id) end
   if to == 'pending' or to == 'running' then redis.call('ZADD', qk(p, t, to), seq, id) end
+end
+local function ready(p, id, t)
+  local f = redis.call('HMGET', t, 'prio', 'due_us', 'seq')
+  local rk = string.format('%016x:%s', tonumber(f[3]) or 0, id)
+  local rank = (tonumber(f[2]) or 0) - (tonumber(f[1]) or 0) * 60000000
+  redis.call('ZADD', qk(p, t, 'ready'), string.format('%.0f', rank), rk)
+  redis.call('HSET', t, 'rk', rk)
 end
 local function to_pending(p, id, t)
   redis.call('ZADD', p..':later', redis.call('HGET', t, 'due_us') or 0, id)

@@ -23,7 +23,8 @@ const PAUSED: &str = "SELECT paused FROM queues WHERE name = ?1";
 const RUNNING: &str = "SELECT func_name, COUNT(*) FROM tasks
     WHERE queue = ?1 AND status = 'running' GROUP BY func_name";
 
-/// The available tasks in fetch order, as `(seq, id, func_name)`, leaving out the functions
+/// The available tasks in fetch order (by rank: see the schema's version 6), as
+/// `(seq, id, func_name)`, leaving out the functions
 /// that `?3...` name. `INDEXED BY`: with many pending rows the planner would rather read them
 /// all through `tasks_by_status` and sort them, for every fetch.
 fn available_sql(excluded: usize) -> String {
@@ -35,7 +36,9 @@ fn available_sql(excluded: usize) -> String {
         let slots: Vec<String> = (0..excluded).map(|n| format!("?{}", n + 3)).collect();
         sql.push_str(&format!(" AND func_name NOT IN ({})", slots.join(", ")));
     }
-    sql.push_str(" ORDER BY priority DESC, COALESCE(scheduled_at, created_at), seq LIMIT ?1");
+    sql.push_str(
+        " ORDER BY COALESCE(scheduled_at, created_at) - priority * 60000000, seq LIMIT ?1",
+    );
     sql
 }
 

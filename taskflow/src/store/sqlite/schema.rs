@@ -11,7 +11,7 @@ use super::{Durability, SqliteOptions};
 use crate::store::StoreError;
 
 /// The schema version this binary writes. Migrations take older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// How long opening waits for another connection to let go of the file.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -23,15 +23,18 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// and `func_name` are ordered by `seq` within each value, which is what listing needs.
 /// Version 2 adds `wait_until`, set while a pending task is not yet due (a delay, a retry's
 /// backoff) and cleared by the fetch that finds it due, with two indexes: `tasks_waiting` by
-/// due time, and `tasks_available` (pending, not waiting) in fetch order (highest priority,
-/// earliest due, `seq`), so a fetch reads only the rows it takes however many tasks wait.
+/// due time, and `tasks_available` (pending, not waiting) in fetch order (then highest
+/// priority, earliest due, `seq`; by rank since version 6), so a fetch reads only the rows it
+/// takes however many tasks wait.
 /// Version 3 adds `run_key`, unique among the tasks that wait for their first start.
 /// Version 4 adds `queue` (existing tasks are in the default queue), puts it first in the
 /// fetch's indexes so that each queue's fetch reads only its own rows, counts each queue's
 /// active tasks through `tasks_queue_active`, and keeps the queues' shared state in `queues`.
 /// Version 5 keeps each rate-limited queue's token bucket in `queues`, and the instances'
-/// heartbeats in `instances`.
-const MIGRATIONS: [&str; 5] = [
+/// heartbeats in `instances`. Version 6 orders `tasks_available` by rank (the due time less
+/// `priority` × [`PRIORITY_STEP`](crate::store::PRIORITY_STEP), 60 s in microseconds), then
+/// `seq`: priority with aging.
+const MIGRATIONS: [&str; 6] = [
     "
     CREATE TABLE tasks (
         seq INTEGER PRIMARY KEY,
@@ -111,6 +114,12 @@ const MIGRATIONS: [&str; 5] = [
     ALTER TABLE queues ADD COLUMN rate_tokens REAL;
     ALTER TABLE queues ADD COLUMN rate_at INTEGER;
     CREATE TABLE instances (id TEXT PRIMARY KEY, info TEXT NOT NULL, expires_at INTEGER NOT NULL);
+",
+    "
+    DROP INDEX tasks_available;
+    CREATE INDEX tasks_available
+        ON tasks (queue, COALESCE(scheduled_at, created_at) - priority * 60000000, seq)
+        WHERE status = 'pending' AND wait_until IS NULL;
 ",
 ];
 
