@@ -43,7 +43,10 @@ impl MysqlStore {
         if fetch.limit == 0 {
             return Ok(Vec::new());
         }
-        if fetch.takes_turns() {
+        let rows = &self.queue_rows;
+        if fetch.takes_turns()
+            && !rows.lock().unwrap_or_else(|e| e.into_inner()).contains(fetch.queue)
+        {
             // The queue's row is what its fetchers take turns on.
             let mut conn = self.conn().await?;
             conn.exec_drop(
@@ -52,6 +55,7 @@ impl MysqlStore {
             )
             .await
             .map_err(unavailable)?;
+            rows.lock().unwrap_or_else(|e| e.into_inner()).insert(fetch.queue.to_owned());
         }
         let mut tries = 0;
         loop {

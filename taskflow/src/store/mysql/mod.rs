@@ -54,6 +54,9 @@ pub struct MysqlStore {
     inserts: InsertQueue<Pool>,
     wake: Arc<tokio::sync::Notify>,
     url: Arc<str>,
+    /// The queues whose row in `taskflow_queues` this store has made sure of (rows are never
+    /// deleted), so that a fetch taking turns on one inserts it once, not at every fetch.
+    queue_rows: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 impl std::fmt::Debug for MysqlStore {
@@ -136,6 +139,7 @@ impl MysqlStore {
             pool,
             wake: Arc::new(tokio::sync::Notify::new()),
             url: url.into(),
+            queue_rows: Arc::default(),
         })
     }
 

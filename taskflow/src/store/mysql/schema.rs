@@ -26,7 +26,8 @@ pub(super) const SCHEMA_VERSION: i64 = 6;
 /// token bucket in `taskflow_queues`, and the instances' heartbeats in `taskflow_instances`.
 /// Version 6 orders the available tasks by rank, the generated `fetch_rank`: the due time
 /// less `priority` × [`PRIORITY_STEP`](crate::store::PRIORITY_STEP) (60 s in microseconds),
-/// then `seq` (priority with aging).
+/// then `seq` (priority with aging), with `func_name` last so that a fetch passing over capped
+/// functions filters them in the index (index condition pushdown) without reading their rows.
 const MIGRATIONS: [&[&str]; 6] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
@@ -122,7 +123,7 @@ const MIGRATIONS: [&[&str]; 6] = [&[
         ADD COLUMN fetch_rank BIGINT
             AS (COALESCE(scheduled_at, created_at) - priority * 60000000) STORED,
         DROP KEY taskflow_tasks_available,
-        ADD KEY taskflow_tasks_available (status, wait_until, queue, fetch_rank, seq)",
+        ADD KEY taskflow_tasks_available (status, wait_until, queue, fetch_rank, seq, func_name)",
 ]];
 
 /// Creates or migrates the schema; refuses a schema newer than this binary's.

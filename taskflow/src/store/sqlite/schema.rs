@@ -33,7 +33,8 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Version 5 keeps each rate-limited queue's token bucket in `queues`, and the instances'
 /// heartbeats in `instances`. Version 6 orders `tasks_available` by rank (the due time less
 /// `priority` × [`PRIORITY_STEP`](crate::store::PRIORITY_STEP), 60 s in microseconds), then
-/// `seq`: priority with aging.
+/// `seq`: priority with aging; `func_name` comes last, so that a fetch passing over capped
+/// functions (`func_name NOT IN (...)`) filters them in the index without reading their rows.
 const MIGRATIONS: [&str; 6] = [
     "
     CREATE TABLE tasks (
@@ -118,7 +119,7 @@ const MIGRATIONS: [&str; 6] = [
     "
     DROP INDEX tasks_available;
     CREATE INDEX tasks_available
-        ON tasks (queue, COALESCE(scheduled_at, created_at) - priority * 60000000, seq)
+        ON tasks (queue, COALESCE(scheduled_at, created_at) - priority * 60000000, seq, func_name)
         WHERE status = 'pending' AND wait_until IS NULL;
 ",
 ];
