@@ -376,13 +376,14 @@ fn crate_value(expr: &Expr) -> syn::Result<syn::Path> {
     })
 }
 
-/// A duration: `"250ms"`, `"1s"`, `"1.5s"`, `"2m"`, `"1h"`, or a number of seconds.
+/// A duration: a string in humantime's syntax (`"250ms"`, `"1.5s"`, `"2m"`, `"1h 30m"`), or
+/// a number of seconds.
 fn duration_value(expr: &Expr, key: &str, nonzero: bool) -> syn::Result<Dur> {
     let bad = |what: String| {
         syn::Error::new_spanned(
             expr,
             format!(
-                "`{key}` {what}: write a duration such as `{key} = \"250ms\"`, `\"1s\"`, `\"2m\"` or `\"1h\"`, or a number of seconds such as `{key} = 5`"
+                "`{key}` {what}: write a duration such as `{key} = \"250ms\"`, `\"1.5s\"`, `\"2m\"` or `\"1h 30m\"` (units ms, s, m, h, d), or a number of seconds such as `{key} = 5`"
             ),
         )
     };
@@ -392,8 +393,9 @@ fn duration_value(expr: &Expr, key: &str, nonzero: bool) -> syn::Result<Dur> {
         Some((Lit::Float(f), false)) => f.base10_parse::<f64>()? * 1e9,
         Some((Lit::Str(s), false)) => {
             let text = s.value();
-            parse_duration_nanos(&text)
-                .ok_or_else(|| bad(format!("has an invalid duration `{text}`")))?
+            parse_duration(&text)
+                .map_err(|why| bad(format!("has an invalid duration `{text}` ({why})")))?
+                .as_nanos() as f64
         }
         _ => return Err(bad("must be a string or a number".to_owned())),
     };
@@ -407,39 +409,37 @@ fn duration_value(expr: &Expr, key: &str, nonzero: bool) -> syn::Result<Dur> {
     Ok(Dur { secs: (nanos / 1_000_000_000) as u64, nanos: (nanos % 1_000_000_000) as u32 })
 }
 
-fn parse_duration_nanos(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (number, unit) = text.split_at(split);
-    if number.is_empty() || number.starts_with('.') || number.ends_with('.') {
-        return None;
-    }
-    let number: f64 = number.parse().ok()?;
-    let scale = match unit.trim() {
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" => 60e9,
-        "h" => 3600e9,
-        _ => return None,
-    };
-    Some(number * scale)
+/// `text` as a duration, by humantime; a bare number (no unit) is refused, as it reads as
+/// seconds in some tools and milliseconds in others.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|err| match err {
+        humantime::DurationError::UnknownUnit { unit, .. } if unit.is_empty() => {
+            "a unit is missing".to_owned()
+        }
+        other => other.to_string(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration_nanos;
+    use super::parse_duration;
+    use std::time::Duration;
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration_nanos("250ms"), Some(250e6));
-        assert_eq!(parse_duration_nanos("1s"), Some(1e9));
-        assert_eq!(parse_duration_nanos("1.5s"), Some(1.5e9));
-        assert_eq!(parse_duration_nanos("2m"), Some(120e9));
-        assert_eq!(parse_duration_nanos("1h"), Some(3600e9));
-        assert_eq!(parse_duration_nanos("soon"), None);
-        assert_eq!(parse_duration_nanos("5"), None);
-        assert_eq!(parse_duration_nanos("5x"), None);
-        assert_eq!(parse_duration_nanos(".5s"), None);
+        let ok = |text: &str| parse_duration(text).unwrap();
+        assert_eq!(ok("250ms"), Duration::from_millis(250));
+        assert_eq!(ok("1s"), Duration::from_secs(1));
+        assert_eq!(ok("1.5s"), Duration::from_millis(1500));
+        assert_eq!(ok("2m"), Duration::from_secs(120));
+        assert_eq!(ok("1h"), Duration::from_secs(3600));
+        assert_eq!(ok("1h 30m"), Duration::from_secs(5400));
+        assert_eq!(ok(" 2h30m "), Duration::from_secs(9000));
+        assert_eq!(ok("1d"), Duration::from_secs(86_400));
+        assert_eq!(parse_duration("5").unwrap_err(), "a unit is missing");
+        for bad in ["soon", "5x", ".5s", ""] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub struct Line {
 
 #[task(
     delay = "250ms",
-    max_delay = "2m",
+    max_delay = "1h 30m",
     timeout = 30,
     priority = -5,
     eager = true,
@@ -166,7 +166,11 @@ fn registry_lists_every_task_with_its_options() {
     let total_task = registry.get("total").unwrap();
     let o = total_task.options();
     assert_eq!(o.initial_delay(), std::time::Duration::from_millis(250));
-    assert_eq!(o.max_retry_delay(), Some(std::time::Duration::from_secs(120)));
+    assert_eq!(
+        o.max_retry_delay(),
+        Some(std::time::Duration::from_secs(5400)),
+        "humantime's syntax"
+    );
     assert_eq!(o.attempt_timeout(), Some(std::time::Duration::from_secs(30)));
     assert_eq!(o.default_priority(), -5);
     assert!(o.is_eager() && o.requeues_on_interrupt() && !o.is_blocking());
