@@ -49,6 +49,7 @@ mod options;
 mod queue;
 mod record;
 mod registry;
+mod schedule;
 pub mod store;
 mod task;
 mod task_error;
@@ -81,6 +82,7 @@ pub use crate::queue::{
 };
 pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
 pub use crate::registry::{RegisteredTask, Registry, registry};
+pub use crate::schedule::{DueSlots, MIN_INTERVAL, Overlap, Schedule, ScheduleError, Tz};
 #[cfg(feature = "mysql")]
 pub use crate::store::MysqlStore;
 #[cfg(feature = "postgres")]

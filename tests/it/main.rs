@@ -25,5 +25,6 @@ mod priority;
 pub(crate) mod queues;
 mod restart;
 mod routes;
+mod schedule;
 mod sqlite;
 mod support;
