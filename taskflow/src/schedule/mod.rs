@@ -23,7 +23,14 @@ pub use chrono_tz::Tz;
 /// The shortest interval of [`Schedule::every`].
 pub const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
-/// When a periodic task fires: see the [module docs](self).
+/// When a periodic task fires: a cron expression read in an IANA time zone
+/// ([`Schedule::cron`], [`Schedule::timezone`]), or a fixed interval ([`Schedule::every`]),
+/// plus what happens to slots missed while no instance ran ([`Schedule::catch_up`]) and to a
+/// slot whose previous run has not finished ([`Schedule::overlap`]).
+///
+/// Slots are on a grid: the expression's matching times, or the multiples of the interval
+/// since the Unix epoch. A slot's time never depends on when the previous one ran, so a
+/// schedule does not drift, and every instance computes the same slots.
 ///
 /// ```
 /// use std::time::Duration;
