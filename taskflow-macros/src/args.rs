@@ -6,7 +6,9 @@ use syn::meta::ParseNestedMeta;
 use syn::spanned::Spanned;
 use syn::{Expr, Lit, LitStr, UnOp};
 
+use crate::duration::duration_value;
 use crate::errors::Errors;
+use crate::schedule::ScheduleArgs;
 
 /// Every key `#[task]` accepts, in the order the docs list them.
 pub(crate) const KEYS: &[&str] = &[
@@ -40,12 +42,12 @@ pub(crate) struct Attr<T> {
 }
 
 impl<T> Attr<T> {
-    fn new(key: &'static str) -> Self {
+    pub(crate) fn new(key: &'static str) -> Self {
         Attr { key, value: None }
     }
 
     /// Stores a value; a second occurrence of the key is an error at that occurrence.
-    fn set(&mut self, span: Span, value: T, errors: &mut Errors) {
+    pub(crate) fn set(&mut self, span: Span, value: T, errors: &mut Errors) {
         if self.value.is_some() {
             errors.push(syn::Error::new(
                 span,
@@ -81,6 +83,7 @@ pub(crate) struct TaskArgs {
     pub(crate) blocking: Attr<bool>,
     pub(crate) jitter: Attr<bool>,
     pub(crate) krate: Attr<syn::Path>,
+    pub(crate) schedule: ScheduleArgs,
 }
 
 impl TaskArgs {
@@ -100,6 +103,7 @@ impl TaskArgs {
             blocking: Attr::new("blocking"),
             jitter: Attr::new("jitter"),
             krate: Attr::new("crate"),
+            schedule: ScheduleArgs::empty(),
         }
     }
 
@@ -157,7 +161,10 @@ impl TaskArgs {
             }
             "jitter" => bool_value(&value, "jitter").map(|v| self.jitter.set(span, v, errors)),
             "crate" => crate_value(&value).map(|v| self.krate.set(span, v, errors)),
-            _ => Err(unknown_key(&meta.path)),
+            _ => match self.schedule.parse_key(&key, &value, span, errors) {
+                Some(result) => result,
+                None => Err(unknown_key(&meta.path)),
+            },
         };
         if let Err(err) = result {
             errors.push(err);
@@ -169,9 +176,9 @@ impl TaskArgs {
 fn unknown_key(path: &syn::Path) -> syn::Error {
     let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
     let key = segments.join("::");
-    let valid: Vec<String> = KEYS.iter().map(|k| format!("`{k}`")).collect();
-    let suggestion = KEYS
-        .iter()
+    let all = || KEYS.iter().chain(crate::schedule::KEYS);
+    let valid: Vec<String> = all().map(|k| format!("`{k}`")).collect();
+    let suggestion = all()
         .map(|k| (edit_distance(&key, k), k))
         .filter(|(d, k)| {
             *d <= 2 || key.chars().zip(k.chars()).take_while(|(a, b)| a == b).count() >= 4
@@ -189,7 +196,7 @@ fn unknown_key(path: &syn::Path) -> syn::Error {
 }
 
 /// Levenshtein distance, for the "did you mean" hint.
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut row: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -219,7 +226,10 @@ fn value_of(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<Expr> {
         let hint = match key {
             "eager" | "requeue_on_interrupt" | "blocking" | "jitter" => format!("`{key} = true`"),
             "" => "`key = value`".to_owned(),
-            _ if KEYS.contains(&key) => format!("`{key} = ...`"),
+            "run_on_startup" => "`run_on_startup = true`".to_owned(),
+            _ if KEYS.contains(&key) || crate::schedule::KEYS.contains(&key) => {
+                format!("`{key} = ...`")
+            }
             _ => return Err(unknown_key(&meta.path)),
         };
         Err(syn::Error::new(meta.path.span(), format!("expected a value: write {hint}")))
@@ -227,7 +237,7 @@ fn value_of(meta: &ParseNestedMeta<'_>, key: &str) -> syn::Result<Expr> {
 }
 
 /// Strips `-` from a negative literal, returning the literal and whether it was negated.
-fn literal(expr: &Expr) -> Option<(&Lit, bool)> {
+pub(crate) fn literal(expr: &Expr) -> Option<(&Lit, bool)> {
     match expr {
         Expr::Lit(lit) => Some((&lit.lit, false)),
         Expr::Unary(unary) if matches!(unary.op, UnOp::Neg(_)) => match &*unary.expr {
@@ -285,7 +295,7 @@ fn concurrency_value(expr: &Expr) -> syn::Result<u32> {
     Ok(n)
 }
 
-fn bool_value(expr: &Expr, key: &str) -> syn::Result<bool> {
+pub(crate) fn bool_value(expr: &Expr, key: &str) -> syn::Result<bool> {
     match literal(expr) {
         Some((Lit::Bool(b), false)) => Ok(b.value),
         _ => Err(syn::Error::new_spanned(
@@ -376,72 +386,8 @@ fn crate_value(expr: &Expr) -> syn::Result<syn::Path> {
     })
 }
 
-/// A duration: a string in humantime's syntax (`"250ms"`, `"1.5s"`, `"2m"`, `"1h 30m"`), or
-/// a number of seconds.
-fn duration_value(expr: &Expr, key: &str, nonzero: bool) -> syn::Result<Dur> {
-    let bad = |what: String| {
-        syn::Error::new_spanned(
-            expr,
-            format!(
-                "`{key}` {what}: write a duration such as `{key} = \"250ms\"`, `\"1.5s\"`, `\"2m\"` or `\"1h 30m\"` (units ms, s, m, h, d), or a number of seconds such as `{key} = 5`"
-            ),
-        )
-    };
-    let nanos: f64 = match literal(expr) {
-        Some((_, true)) => return Err(bad("must not be negative".to_owned())),
-        Some((Lit::Int(i), false)) => i.base10_parse::<f64>()? * 1e9,
-        Some((Lit::Float(f), false)) => f.base10_parse::<f64>()? * 1e9,
-        Some((Lit::Str(s), false)) => {
-            let text = s.value();
-            parse_duration(&text)
-                .map_err(|why| bad(format!("has an invalid duration `{text}` ({why})")))?
-                .as_nanos() as f64
-        }
-        _ => return Err(bad("must be a string or a number".to_owned())),
-    };
-    if !nanos.is_finite() || nanos >= u64::MAX as f64 {
-        return Err(bad("is out of range".to_owned()));
-    }
-    let nanos = nanos.round() as u128;
-    if nonzero && nanos == 0 {
-        return Err(bad("must be greater than zero".to_owned()));
-    }
-    Ok(Dur { secs: (nanos / 1_000_000_000) as u64, nanos: (nanos % 1_000_000_000) as u32 })
-}
-
-/// `text` as a duration, by humantime; a bare number (no unit) is refused, as it reads as
-/// seconds in some tools and milliseconds in others.
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|err| match err {
-        humantime::DurationError::UnknownUnit { unit, .. } if unit.is_empty() => {
-            "a unit is missing".to_owned()
-        }
-        other => other.to_string(),
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations() {
-        let ok = |text: &str| parse_duration(text).unwrap();
-        assert_eq!(ok("250ms"), Duration::from_millis(250));
-        assert_eq!(ok("1s"), Duration::from_secs(1));
-        assert_eq!(ok("1.5s"), Duration::from_millis(1500));
-        assert_eq!(ok("2m"), Duration::from_secs(120));
-        assert_eq!(ok("1h"), Duration::from_secs(3600));
-        assert_eq!(ok("1h 30m"), Duration::from_secs(5400));
-        assert_eq!(ok(" 2h30m "), Duration::from_secs(9000));
-        assert_eq!(ok("1d"), Duration::from_secs(86_400));
-        assert_eq!(parse_duration("5").unwrap_err(), "a unit is missing");
-        for bad in ["soon", "5x", ".5s", ""] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-    }
-
     #[test]
     fn edit_distances() {
         assert_eq!(super::edit_distance("retry", "retries"), 3);

@@ -71,6 +71,9 @@ fn options(krate: &TokenStream, name: &str, args: &TaskArgs, is_async: bool) -> 
     if let Some(v) = args.jitter.get() {
         calls.push(quote!(.jitter(#v)));
     }
+    if let Some(spec) = args.schedule.expand(krate) {
+        calls.push(quote!(.schedule(#spec)));
+    }
     let blocking = !is_async && args.blocking.get().copied().unwrap_or(true);
     calls.push(quote!(.blocking(#blocking)));
     quote!(#krate::TaskOptions::new(#name) #(#calls)*)

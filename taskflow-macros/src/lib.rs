@@ -7,10 +7,12 @@
 //! expansion to stderr.
 
 mod args;
+mod duration;
 mod errors;
 mod expand;
 mod fallback;
 mod func;
+mod schedule;
 
 use proc_macro::TokenStream;
 
@@ -56,6 +58,7 @@ fn task_impl(
         ));
     }
     let task = TaskFn::analyse(&item_fn, &mut errors);
+    args.schedule.check(item_fn.sig.inputs.len(), &mut errors);
     match (errors.combined(), task) {
         (None, Some(task)) => expand::expand(&item_fn, &args, &task),
         (Some(error), _) => fallback::fallback(&item_fn, &args, error),

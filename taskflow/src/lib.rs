@@ -82,7 +82,9 @@ pub use crate::queue::{
 };
 pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
 pub use crate::registry::{RegisteredTask, Registry, registry};
-pub use crate::schedule::{DueSlots, MIN_INTERVAL, Overlap, Schedule, ScheduleError, Tz};
+pub use crate::schedule::{
+    DueSlots, MIN_INTERVAL, Overlap, Schedule, ScheduleError, ScheduleSpec, Tz,
+};
 #[cfg(feature = "mysql")]
 pub use crate::store::MysqlStore;
 #[cfg(feature = "postgres")]

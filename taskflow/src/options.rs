@@ -37,6 +37,7 @@ pub struct TaskOptions {
     jitter: bool,
     queue: &'static str,
     concurrency: u32,
+    schedule: Option<crate::ScheduleSpec>,
 }
 
 impl TaskOptions {
@@ -57,6 +58,7 @@ impl TaskOptions {
             jitter: false,
             queue: crate::queue::DEFAULT_QUEUE,
             concurrency: 0,
+            schedule: None,
         }
     }
 
@@ -66,6 +68,18 @@ impl TaskOptions {
     pub const fn concurrency(mut self, concurrency: u32) -> Self {
         self.concurrency = concurrency;
         self
+    }
+
+    /// Fires the task on a schedule (`#[task(cron = "0 2 * * *")]`, `#[task(every = "5m")]`;
+    /// only tasks without parameters).
+    pub const fn schedule(mut self, schedule: crate::ScheduleSpec) -> Self {
+        self.schedule = Some(schedule);
+        self
+    }
+
+    /// The schedule it declares, if any.
+    pub const fn declared_schedule(&self) -> Option<&crate::ScheduleSpec> {
+        self.schedule.as_ref()
     }
 
     /// Its own cap on tasks running at once, if it has one.

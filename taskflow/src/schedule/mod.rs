@@ -8,6 +8,7 @@
 //! schedules do not drift, and every instance computes the same slots.
 
 mod slots;
+mod spec;
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,6 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 pub use self::slots::DueSlots;
+pub use self::spec::ScheduleSpec;
 
 /// A time zone of the IANA database, such as `Europe/Paris` (re-exported from `chrono-tz`).
 pub use chrono_tz::Tz;

@@ -1,0 +1,4 @@
+#[taskflow::task(catch_up = "1h")]
+fn cleanup() {}
+
+fn main() {}

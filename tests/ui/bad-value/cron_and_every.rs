@@ -1,0 +1,4 @@
+#[taskflow::task(cron = "@hourly", every = "1h")]
+fn cleanup() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(cron = "61 * * * *")]
+fn cleanup() {}
+
+fn main() {}

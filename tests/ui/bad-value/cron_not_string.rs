@@ -1,0 +1,4 @@
+#[taskflow::task(cron = 5)]
+fn cleanup() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(every = "5 minutes please")]
+fn cleanup() {}
+
+fn main() {}

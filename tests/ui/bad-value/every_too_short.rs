@@ -1,0 +1,4 @@
+#[taskflow::task(every = "500ms")]
+fn cleanup() {}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[taskflow::task(cron = "@daily", overlap = "queue")]
+fn cleanup() {}
+
+fn main() {}

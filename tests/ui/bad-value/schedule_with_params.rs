@@ -1,0 +1,4 @@
+#[taskflow::task(every = "5m")]
+fn cleanup(user_id: u64) {}
+
+fn main() {}

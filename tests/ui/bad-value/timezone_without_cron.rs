@@ -1,0 +1,4 @@
+#[taskflow::task(every = "5m", timezone = "UTC")]
+fn cleanup() {}
+
+fn main() {}
