@@ -341,6 +341,7 @@ async fn queues_tab(client: &Client, http: &reqwest::Client, base: &str) {
     assert_eq!(row[1], "default");
     assert_eq!(row[4], "2", "its concurrency");
     assert_eq!(row[6], "blocking");
+    assert_eq!(row[7], "–", "no schedule declared");
     let email = "const r = document.querySelector('#registered-rows tr[data-task=\"send_email\"]'); \
         return r ? r.children[1].textContent : null;";
     wait_js(client, "send_email's queue", email, |v| v == "emails").await;

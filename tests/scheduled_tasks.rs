@@ -43,3 +43,30 @@ fn schedule_keys_reach_the_options() {
     assert_eq!(schedule.to_string(), "every 1h 30m");
     assert_eq!(schedule.overlap_policy(), Overlap::Allow);
 }
+
+/// The admin's registered tasks show a declared schedule with its next slot.
+#[tokio::test]
+async fn the_admin_lists_declared_schedules() {
+    use tower::ServiceExt;
+    let manager = taskflow::TaskManager::builder().build().await.unwrap();
+    let request = axum::http::Request::get("/tasks/registered").body(axum::body::Body::empty());
+    let response = manager.admin().router().oneshot(request.unwrap()).await.unwrap();
+    assert_eq!(response.status(), axum::http::StatusCode::OK);
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let tasks = body["tasks"].as_array().unwrap();
+    let find = |name: &str| tasks.iter().find(|t| t["name"] == name).unwrap().clone();
+    let nightly = find("nightly_report");
+    assert_eq!(nightly["schedule"]["definition"], "cron `0 2 * * *` in Europe/Paris");
+    assert_eq!(nightly["schedule"]["timezone"], "Europe/Paris");
+    assert_eq!(nightly["schedule"]["overlap"], "skip");
+    assert_eq!(nightly["schedule"]["catch_up_secs"], 3600.0);
+    let next: chrono::DateTime<Utc> =
+        serde_json::from_value(nightly["schedule"]["next"].clone()).unwrap();
+    assert!(next > Utc::now() && next <= Utc::now() + chrono::Duration::hours(25), "{next}");
+    let rotate = find("rotate_keys");
+    assert_eq!(rotate["schedule"]["definition"], "every 1h 30m");
+    assert_eq!(rotate["schedule"]["run_on_startup"], true);
+    assert!(rotate["schedule"]["timezone"].is_null());
+    manager.shutdown(Duration::from_secs(10)).await;
+}

@@ -316,13 +316,20 @@ async function resizeQueue(name, value) {
   try { await api("/queues/" + encodeURIComponent(name), { method: "PATCH", body: { concurrency: Number(value) } }); toast(name + ": concurrency " + value); await loadQueues(); }
   catch (error) { toast(error.message); }
 }
+// A declared schedule: its definition and next slot, or its error.
+function scheduleText(schedule) {
+  if (!schedule) return "–";
+  if (schedule.error) return `invalid: ${schedule.error}`;
+  return `${schedule.definition}, next ${fmtTime(schedule.next)}`;
+}
 async function loadRegistered() {
   try {
     const { tasks } = await api("/registered");
     $("registered-rows").replaceChildren(...tasks.map((t) => el("tr", { "data-task": t.name },
       el("td", { class: "mono" }, t.name), el("td", {}, t.queue), el("td", {}, t.retries), el("td", {}, t.priority),
       el("td", {}, t.concurrency ?? "–"), el("td", {}, t.timeout_secs === null ? "–" : fmtDur(t.timeout_secs)),
-      el("td", {}, t.blocking ? "blocking" : "async"), el("td", { class: "mono muted" }, t.location))));
+      el("td", {}, t.blocking ? "blocking" : "async"), el("td", {}, scheduleText(t.schedule)),
+      el("td", { class: "mono muted" }, t.location))));
   } catch (error) { toast(error.message); }
 }
 

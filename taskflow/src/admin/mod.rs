@@ -33,7 +33,7 @@
 //! | `GET /tasks/stream` | lifecycle events as Server-Sent Events |
 //! | `GET /tasks/dashboard` | the live dashboard |
 //! | `GET /tasks/audit` | who retried, cancelled, deleted or changed what |
-//! | `GET /tasks/registered` | the tasks this binary can run, with their `#[task]` options (queue, retries, priority, concurrency, timeout, kind, where defined) |
+//! | `GET /tasks/registered` | the tasks this binary can run, with their `#[task]` options (queue, retries, priority, concurrency, timeout, kind, declared schedule and its next slot, where defined) |
 //! | `GET /tasks/instances` | the live instances sharing the store: id, host, pid, started, the queues each runs, its running count, last heartbeat ([`Instance`](crate::Instance)) |
 //! | `GET /tasks/queues` | every declared queue: `pending`, `due`, `running` (and `running_here`), `paused`, `concurrency`, `global_concurrency`, `max_pending` ([`QueueInfo`](crate::QueueInfo)) |
 //! | `POST /tasks/queues/{name}/pause` | no instance starts its tasks until resumed; running ones finish |

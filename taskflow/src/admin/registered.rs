@@ -1,5 +1,5 @@
 //! `GET /tasks/registered`: the tasks this binary can run, with the options `#[task]` gave
-//! them (what fastapi-taskflow's Tasks tab lists).
+//! them (what fastapi-taskflow's Tasks tab lists), and the schedule a task declares.
 
 use axum::Json;
 use serde_json::{Value, json};
@@ -22,10 +22,26 @@ pub(crate) async fn list() -> Json<Value> {
                 "eager": options.is_eager(),
                 "blocking": options.is_blocking(),
                 "requeue_on_interrupt": options.requeues_on_interrupt(),
+                "schedule": options.declared_schedule().map(schedule),
                 "location": task.location(),
             })
         })
         .collect();
     tasks.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
     Json(json!({ "tasks": tasks }))
+}
+
+/// A declared schedule: its definition, policies and next slot from now.
+fn schedule(spec: &crate::ScheduleSpec) -> Value {
+    match spec.build() {
+        Ok(schedule) => json!({
+            "definition": schedule.to_string(),
+            "timezone": schedule.zone().map(|zone| zone.name()),
+            "catch_up_secs": schedule.catch_up_window().map(|w| w.as_secs_f64()),
+            "overlap": schedule.overlap_policy(),
+            "run_on_startup": schedule.runs_on_startup(),
+            "next": schedule.next_after(chrono::Utc::now()),
+        }),
+        Err(err) => json!({ "error": err.to_string() }),
+    }
 }
