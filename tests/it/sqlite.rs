@@ -225,7 +225,7 @@ async fn unusable_database_files_are_clear_errors() {
     rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", 99).unwrap();
     let err = SqliteStore::open(&newer).unwrap_err();
     assert!(
-        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 6, .. }),
+        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 7, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("upgrade taskflow"), "{err}");
@@ -474,4 +474,33 @@ async fn a_version_1_file_is_migrated_for_fetching() {
     let at = chrono::Utc::now() + chrono::Duration::hours(2);
     let then = store.fetch(&crate::conformance::default_queue(10, at, &lease)).await.unwrap();
     assert_eq!(then.iter().map(|r| r.task_id).collect::<Vec<_>>(), vec![later]);
+}
+
+/// A damaged schedule row is skipped by `schedules()` (and logged), kept in the file, and
+/// replaced by the next definition of that name.
+#[tokio::test]
+async fn a_damaged_schedule_row_is_skipped_kept_and_replaced() {
+    use taskflow::store::{ScheduleChange, StoredSchedule};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schedules.db");
+    SqliteStore::open(&path).unwrap().close().await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO schedules (name, body, updated_at) VALUES ('nightly', '{not json', 0)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let store = SqliteStore::open(&path).unwrap();
+    assert!(store.schedules().await.unwrap().is_empty(), "skipped, not an error for the rest");
+    let now = chrono::Utc::now();
+    let pause = store.change_schedule("nightly", ScheduleChange::Pause(true), now).await;
+    assert_eq!(pause.unwrap(), None, "nothing to pause in a damaged row");
+    let define =
+        StoredSchedule::new("nightly", "report", serde_json::json!(null), "every 1m", None, now);
+    let stored =
+        store.change_schedule("nightly", ScheduleChange::Define(define), now).await.unwrap();
+    assert_eq!(stored.unwrap().definition, "every 1m");
+    assert_eq!(store.schedules().await.unwrap().len(), 1, "the definition replaced the damage");
+    store.close().await.unwrap();
 }

@@ -17,6 +17,7 @@ use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
+use crate::store::{ScheduleChange, StoredSchedule};
 
 /// How long a shared store's operations may take before they are reported timed out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,6 +174,20 @@ impl Store for Deadline {
 
     async fn forget_instance(&self, id: &str) -> Result<(), StoreError> {
         within("forget_instance", self.timeouts.operation, self.inner.forget_instance(id)).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {
+        within("schedules", self.timeouts.operation, self.inner.schedules()).await
+    }
+
+    async fn change_schedule(
+        &self,
+        name: &str,
+        change: ScheduleChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredSchedule>, StoreError> {
+        let change = self.inner.change_schedule(name, change, now);
+        within("change_schedule", self.timeouts.operation, change).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

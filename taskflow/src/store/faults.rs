@@ -16,6 +16,7 @@ use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
+use crate::store::{ScheduleChange, StoredSchedule};
 
 /// An operation a fault can hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,6 +289,19 @@ impl Store for FaultyStore {
 
     async fn forget_instance(&self, id: &str) -> Result<(), StoreError> {
         self.inner.forget_instance(id).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {
+        self.inner.schedules().await
+    }
+
+    async fn change_schedule(
+        &self,
+        name: &str,
+        change: ScheduleChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredSchedule>, StoreError> {
+        self.inner.change_schedule(name, change, now).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

@@ -21,6 +21,7 @@ mod query;
 mod reclaim;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+pub(crate) mod schedules;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 mod ticket;
@@ -43,6 +44,7 @@ pub use self::postgres::PostgresStore;
 pub use self::query::{DEFAULT_PAGE, FunctionStats, P95_WINDOW, TaskPage, TaskQuery, TaskStats};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+pub use self::schedules::{ScheduleChange, StoredSchedule};
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{Durability, SqliteOptions, SqliteStore};
 pub use self::ticket::{Enqueued, WriteDone, WriteTicket};
@@ -356,6 +358,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes the heartbeat of instance `id` (it shut down).
     async fn forget_instance(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Every readable schedule, by name (a damaged one is logged and skipped, and stays in
+    /// the store until redefined).
+    async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError>;
+
+    /// Applies `change` to the schedule `name`, atomically against every other change on
+    /// every instance sharing the store; returns the schedule after it (for a removal, what
+    /// was removed), or `None` when nothing applied: no such schedule, or an
+    /// [`Advance`](ScheduleChange::Advance) from a slot it no longer waits for.
+    async fn change_schedule(
+        &self,
+        name: &str,
+        change: ScheduleChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredSchedule>, StoreError>;
 
     /// Puts the tasks still `running` under exactly `lease` (its owner and its expiry, to the
     /// microsecond) back to `pending`, as they were: for a [`Store::fetch`] whose answer was

@@ -7,6 +7,7 @@ mod fetch;
 mod lifecycle;
 mod queues;
 mod run_keys;
+mod schedules;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use self::run_keys::{
     run_keys_do_not_touch_a_started_task, run_keys_hold_under_concurrency,
     run_keys_replace_a_waiting_task,
 };
+use self::schedules::schedules_keep_one_definition_and_advance_once;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use taskflow::store::Lease;
@@ -177,6 +179,7 @@ macro_rules! all_checks {
             instances_are_listed_until_they_expire,
             a_paused_queue_is_not_fetched,
             global_limits_hold_across_fetchers,
+            schedules_keep_one_definition_and_advance_once,
         );
     };
 }

@@ -1,4 +1,4 @@
-//! The instances' heartbeats, in the map.
+//! The instances' heartbeats, lost fetches released, and the schedules, in the maps.
 
 use super::*;
 
@@ -20,5 +20,44 @@ impl MemoryStore {
     pub(super) async fn forget(&self, id: &str) -> Result<(), StoreError> {
         self.lock().instances.remove(id);
         Ok(())
+    }
+}
+
+impl MemoryStore {
+    /// [`Store::release`](crate::store::Store::release) on this store.
+    pub(super) fn release_lease(&self, lease: &Lease) -> usize {
+        let mut state = self.lock();
+        let mut released = 0;
+        for record in state.tasks.values_mut() {
+            if holds(record, lease) && record.lease_expires_at == Some(lease.expires_at) {
+                record.status = TaskStatus::Pending;
+                record.lease_owner = None;
+                record.lease_expires_at = None;
+                released += 1;
+            }
+        }
+        released
+    }
+
+    /// [`Store::change_schedule`](crate::store::Store::change_schedule) on this store.
+    pub(super) fn apply_schedule(
+        &self,
+        name: &str,
+        change: ScheduleChange,
+        now: DateTime<Utc>,
+    ) -> Option<StoredSchedule> {
+        use crate::store::schedules::Applied;
+        let mut state = self.lock();
+        let applied = change.apply(state.schedules.get(name).cloned(), now);
+        match &applied {
+            Applied::Write(schedule) => {
+                state.schedules.insert(name.to_owned(), schedule.clone());
+            }
+            Applied::Delete(_) => {
+                state.schedules.remove(name);
+            }
+            Applied::Keep(_) => {}
+        }
+        applied.result()
     }
 }

@@ -22,6 +22,7 @@ use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, TaskRecord, TaskStatus};
+use crate::store::{ScheduleChange, StoredSchedule};
 
 /// A store that keeps tasks in memory.
 ///
@@ -59,6 +60,8 @@ struct State {
     buckets: HashMap<String, (f64, i64)>,
     /// The instances' heartbeats, by id.
     instances: BTreeMap<String, Instance>,
+    /// The schedules, by name.
+    schedules: BTreeMap<String, StoredSchedule>,
 }
 
 impl Default for MemoryStore {
@@ -390,17 +393,20 @@ impl Store for MemoryStore {
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
-        let mut state = self.lock();
-        let mut released = 0;
-        for record in state.tasks.values_mut() {
-            if holds(record, lease) && record.lease_expires_at == Some(lease.expires_at) {
-                record.status = TaskStatus::Pending;
-                record.lease_owner = None;
-                record.lease_expires_at = None;
-                released += 1;
-            }
-        }
-        Ok(released)
+        Ok(self.release_lease(lease))
+    }
+
+    async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {
+        Ok(self.lock().schedules.values().cloned().collect())
+    }
+
+    async fn change_schedule(
+        &self,
+        name: &str,
+        change: ScheduleChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredSchedule>, StoreError> {
+        Ok(self.apply_schedule(name, change, now))
     }
 
     async fn renew_leases(

@@ -9,7 +9,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// Each migration, a list of statements, takes the schema from version `index` to
 /// `index + 1`. Neither server has partial indexes: the unique index over active
@@ -28,7 +28,9 @@ pub(super) const SCHEMA_VERSION: i64 = 6;
 /// less `priority` × [`PRIORITY_STEP`](crate::store::PRIORITY_STEP) (60 s in microseconds),
 /// then `seq` (priority with aging), with `func_name` last so that a fetch passing over capped
 /// functions filters them in the index (index condition pushdown) without reading their rows.
-const MIGRATIONS: [&[&str]; 6] = [&[
+/// Version 7 keeps the schedules in `taskflow_schedules`, each as JSON text (`NULL` while a
+/// change creates the row).
+const MIGRATIONS: [&[&str]; 7] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
         id CHAR(36) NOT NULL,
@@ -124,6 +126,12 @@ const MIGRATIONS: [&[&str]; 6] = [&[
             AS (COALESCE(scheduled_at, created_at) - priority * 60000000) STORED,
         DROP KEY taskflow_tasks_available,
         ADD KEY taskflow_tasks_available (status, wait_until, queue, fetch_rank, seq, func_name)",
+], &[
+    "CREATE TABLE taskflow_schedules (
+        name VARCHAR(255) PRIMARY KEY,
+        body LONGTEXT NULL,
+        updated_at BIGINT NOT NULL
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
 ]];
 
 /// Creates or migrates the schema; refuses a schema newer than this binary's.

@@ -7,7 +7,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// Each migration takes the schema from version `index` to `index + 1`. Version 2 adds
 /// `wait_until`, set while a pending task is not yet due (a delay, a retry's backoff) and
@@ -22,8 +22,9 @@ pub(super) const SCHEMA_VERSION: i64 = 6;
 /// rank, `taskflow_rank(due, priority)`: the due time less `priority` ×
 /// [`PRIORITY_STEP`](crate::store::PRIORITY_STEP) (60 s), then `seq` (priority with aging).
 /// The function is declared `IMMUTABLE` so that it can be indexed: an interval of seconds
-/// alone does not depend on the session's time zone.
-const MIGRATIONS: [&str; 6] = ["
+/// alone does not depend on the session's time zone. Version 7 keeps the schedules in
+/// `taskflow_schedules`, each as JSON text (`NULL` while a change creates the row).
+const MIGRATIONS: [&str; 7] = ["
     CREATE TABLE taskflow_tasks (
         seq BIGSERIAL UNIQUE,
         id UUID PRIMARY KEY,
@@ -122,6 +123,12 @@ const MIGRATIONS: [&str; 6] = ["
     CREATE INDEX taskflow_tasks_available
         ON taskflow_tasks (queue, taskflow_rank(COALESCE(scheduled_at, created_at), priority), seq)
         WHERE status = 'pending' AND wait_until IS NULL;
+", "
+    CREATE TABLE taskflow_schedules (
+        name TEXT PRIMARY KEY,
+        body TEXT,
+        updated_at TIMESTAMPTZ NOT NULL
+    );
 "];
 
 /// Any number: the advisory lock key under which instances migrate one at a time.

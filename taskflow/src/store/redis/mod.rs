@@ -7,6 +7,7 @@ mod notify;
 mod queues;
 mod reads;
 mod row;
+mod schedules;
 mod scripts;
 mod upkeep;
 
@@ -23,7 +24,8 @@ use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
     Change, DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention,
-    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
+    ScheduleChange, Store, StoreError, StoredSchedule, TaskPage, TaskQuery, TaskStats, Transition,
+    WriteTicket, p95,
 };
 use crate::id::TaskId;
 use crate::instance::Instance;
@@ -354,6 +356,19 @@ impl Store for RedisStore {
 
     async fn forget_instance(&self, id: &str) -> Result<(), StoreError> {
         self.forget(id).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {
+        self.read_schedules().await
+    }
+
+    async fn change_schedule(
+        &self,
+        name: &str,
+        change: ScheduleChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredSchedule>, StoreError> {
+        self.apply_schedule(name, change, now).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

@@ -13,6 +13,7 @@ mod queues;
 mod reads;
 mod row;
 mod run_key;
+mod schedules;
 mod schema;
 mod upkeep;
 mod writer;
@@ -35,8 +36,9 @@ use self::row::{COLUMN_COUNT, RawRow, columns, log_columns, micros, placeholders
 use self::writer::{Writer, unavailable};
 use super::reclaim::{ReclaimAs, reclaim};
 use super::{
-    DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
-    StoreError, TaskPage, TaskQuery, TaskStats, Transition, WriteTicket, p95,
+    DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention,
+    ScheduleChange, Store, StoreError, StoredSchedule, TaskPage, TaskQuery, TaskStats, Transition,
+    WriteTicket, p95,
 };
 use crate::id::TaskId;
 use crate::instance::Instance;
@@ -360,6 +362,19 @@ impl Store for SqliteStore {
 
     async fn forget_instance(&self, id: &str) -> Result<(), StoreError> {
         self.forget(id).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {
+        self.read_schedules().await
+    }
+
+    async fn change_schedule(
+        &self,
+        name: &str,
+        change: ScheduleChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredSchedule>, StoreError> {
+        self.apply_schedule(name, change, now).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

@@ -11,7 +11,7 @@ use super::{Durability, SqliteOptions};
 use crate::store::StoreError;
 
 /// The schema version this binary writes. Migrations take older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// How long opening waits for another connection to let go of the file.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -35,7 +35,8 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// `priority` × [`PRIORITY_STEP`](crate::store::PRIORITY_STEP), 60 s in microseconds), then
 /// `seq`: priority with aging; `func_name` comes last, so that a fetch passing over capped
 /// functions (`func_name NOT IN (...)`) filters them in the index without reading their rows.
-const MIGRATIONS: [&str; 6] = [
+/// Version 7 keeps the schedules in `schedules`, each as JSON text.
+const MIGRATIONS: [&str; 7] = [
     "
     CREATE TABLE tasks (
         seq INTEGER PRIMARY KEY,
@@ -121,6 +122,9 @@ const MIGRATIONS: [&str; 6] = [
     CREATE INDEX tasks_available
         ON tasks (queue, COALESCE(scheduled_at, created_at) - priority * 60000000, seq, func_name)
         WHERE status = 'pending' AND wait_until IS NULL;
+",
+    "
+    CREATE TABLE schedules (name TEXT PRIMARY KEY, body TEXT NOT NULL, updated_at INTEGER NOT NULL);
 ",
 ];
 

@@ -1,0 +1,59 @@
+//! The schedules (`taskflow_schedules`, one JSON text per schedule), each change in a
+//! transaction that locks the schedule's row, so changes on every instance apply one at a time.
+
+use chrono::{DateTime, Utc};
+use mysql_async::prelude::Queryable;
+
+use super::{MysqlStore, micros, unavailable};
+use crate::store::schedules::{self, Applied};
+use crate::store::{ScheduleChange, StoreError, StoredSchedule};
+
+impl MysqlStore {
+    pub(super) async fn read_schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {
+        let mut conn = self.conn().await?;
+        let rows: Vec<(String, String)> = conn
+            .query("SELECT name, body FROM taskflow_schedules WHERE body IS NOT NULL")
+            .await
+            .map_err(unavailable)?;
+        Ok(schedules::decode_all(rows))
+    }
+
+    pub(super) async fn apply_schedule(
+        &self,
+        name: &str,
+        change: ScheduleChange,
+        now: DateTime<Utc>,
+    ) -> Result<Option<StoredSchedule>, StoreError> {
+        let mut conn = self.conn().await?;
+        // The row is created first (empty), so that the read below locks it.
+        conn.exec_drop(
+            "INSERT IGNORE INTO taskflow_schedules (name, updated_at) VALUES (?, ?)",
+            (name, micros(now)),
+        )
+        .await
+        .map_err(unavailable)?;
+        let mut tx = conn.start_transaction(Default::default()).await.map_err(unavailable)?;
+        let body: Option<Option<String>> = tx
+            .exec_first("SELECT body FROM taskflow_schedules WHERE name = ? FOR UPDATE", (name,))
+            .await
+            .map_err(unavailable)?;
+        // A damaged row reads as none: a definition replaces it, nothing else applies.
+        let found = body.flatten().and_then(|body| schedules::decode(name, &body).ok());
+        let applied = change.apply(found, now);
+        let body = match &applied {
+            Applied::Write(schedule) => Some(Some(schedules::encode(schedule))),
+            Applied::Delete(_) => Some(None),
+            Applied::Keep(_) => None,
+        };
+        if let Some(body) = body {
+            tx.exec_drop(
+                "UPDATE taskflow_schedules SET body = ?, updated_at = ? WHERE name = ?",
+                (body, micros(now), name),
+            )
+            .await
+            .map_err(unavailable)?;
+        }
+        tx.commit().await.map_err(unavailable)?;
+        Ok(applied.result())
+    }
+}
