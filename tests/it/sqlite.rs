@@ -452,7 +452,8 @@ async fn a_version_1_file_is_migrated_for_fetching() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TABLE instances; DROP INDEX tasks_queue_active; DROP TABLE queues;
+        "DROP TABLE schedules; DROP TABLE instances; DROP INDEX tasks_queue_active;
+         DROP TABLE queues;
          DROP INDEX tasks_waiting_key;
          ALTER TABLE tasks DROP COLUMN run_key;
          DROP INDEX tasks_available; DROP INDEX tasks_waiting; DROP TABLE leaders;
