@@ -1,9 +1,17 @@
 //! Durations in `#[task]` keys (`delay`, `max_delay`, `timeout`, `every`, `catch_up`):
 //! humantime's syntax, or a number of seconds.
 
+use proc_macro2::TokenStream;
+use quote::quote;
 use syn::{Expr, Lit};
 
 use crate::args::{Dur, literal};
+
+/// A `std::time::Duration` expression for `dur`, through the runtime crate `krate`.
+pub(crate) fn tokens(krate: &TokenStream, dur: &Dur) -> TokenStream {
+    let (secs, nanos) = (dur.secs, dur.nanos);
+    quote!(#krate::__private::Duration::new(#secs, #nanos))
+}
 
 /// A duration: a string in humantime's syntax (`"250ms"`, `"1.5s"`, `"2m"`, `"1h 30m"`), or
 /// a number of seconds.

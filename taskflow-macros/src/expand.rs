@@ -7,7 +7,8 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, ItemFn};
 
-use crate::args::{Dur, TaskArgs};
+use crate::args::TaskArgs;
+use crate::duration;
 use crate::func::{Output, TaskFn};
 
 /// The root path of the runtime crate: `::taskflow`, or what `crate = "..."` says.
@@ -26,11 +27,6 @@ fn split_attrs(attrs: &[Attribute]) -> (Vec<&Attribute>, Vec<&Attribute>) {
     (cfg, doc)
 }
 
-fn duration(krate: &TokenStream, dur: &Dur) -> TokenStream {
-    let (secs, nanos) = (dur.secs, dur.nanos);
-    quote!(#krate::__private::Duration::new(#secs, #nanos))
-}
-
 /// The `TaskOptions` constant built from the attribute's keys; unset keys keep the runtime's
 /// defaults, so the generated code states only what the user wrote.
 fn options(krate: &TokenStream, name: &str, args: &TaskArgs, is_async: bool) -> TokenStream {
@@ -39,18 +35,18 @@ fn options(krate: &TokenStream, name: &str, args: &TaskArgs, is_async: bool) -> 
         calls.push(quote!(.retries(#v)));
     }
     if let Some(v) = args.delay.get() {
-        let d = duration(krate, v);
+        let d = duration::tokens(krate, v);
         calls.push(quote!(.delay(#d)));
     }
     if let Some(v) = args.backoff.get() {
         calls.push(quote!(.backoff(#v)));
     }
     if let Some(v) = args.max_delay.get() {
-        let d = duration(krate, v);
+        let d = duration::tokens(krate, v);
         calls.push(quote!(.max_delay(#d)));
     }
     if let Some(v) = args.timeout.get() {
-        let d = duration(krate, v);
+        let d = duration::tokens(krate, v);
         calls.push(quote!(.timeout(#d)));
     }
     if let Some(v) = args.priority.get() {

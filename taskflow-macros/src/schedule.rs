@@ -10,7 +10,7 @@ use quote::quote;
 use syn::{Expr, Lit};
 
 use crate::args::{Attr, Dur, bool_value, edit_distance, literal};
-use crate::duration::duration_value;
+use crate::duration::{self, duration_value};
 use crate::errors::Errors;
 
 /// The schedule keys, in the order the docs list them.
@@ -106,10 +106,7 @@ impl ScheduleArgs {
 
     /// The `ScheduleSpec` the options carry, when a schedule is declared.
     pub(crate) fn expand(&self, krate: &TokenStream) -> Option<TokenStream> {
-        let duration = |d: &Dur| {
-            let (secs, nanos) = (d.secs, d.nanos);
-            quote!(#krate::__private::Duration::new(#secs, #nanos))
-        };
+        let duration = |d: &Dur| duration::tokens(krate, d);
         let mut spec = match (self.cron.get(), self.every.get()) {
             (Some(expr), _) => quote!(#krate::ScheduleSpec::cron(#expr)),
             (None, Some(every)) => {

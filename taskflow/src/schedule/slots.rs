@@ -1,12 +1,12 @@
 //! The grid of a schedule's slots, and which slots are due after a gap.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 
 use super::{Grid, Schedule};
 
 /// At most this many slots fire in one [`Schedule::due`]; the next call goes on from the
 /// last one, so a long catch-up window fills over several ticks instead of at once.
-pub(crate) const MAX_FIRE: usize = 1000;
+const MAX_FIRE: usize = 1000;
 
 /// Counting skipped cron slots stops here ([`DueSlots::skipped`] is then "at least").
 const MAX_COUNT: u64 = 100_000;
@@ -51,7 +51,7 @@ pub(super) fn last_at_or_before(grid: &Grid, at: DateTime<Utc>) -> Option<DateTi
         Grid::Every(interval) => {
             let step = interval.as_micros() as i64;
             let last = at.timestamp_micros().div_euclid(step).checked_mul(step)?;
-            Utc.timestamp_micros(last).single()
+            DateTime::from_timestamp_micros(last)
         }
     }
 }

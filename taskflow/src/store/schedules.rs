@@ -150,6 +150,17 @@ impl ScheduleChange {
 }
 
 impl Applied {
+    /// The row's new text: `Some(Some(text))` to write, `Some(None)` to delete, `None` to
+    /// leave it as it is.
+    #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql", feature = "redis"))]
+    pub(crate) fn body(&self) -> Option<Option<String>> {
+        match self {
+            Applied::Write(schedule) => Some(Some(encode(schedule))),
+            Applied::Delete(_) => Some(None),
+            Applied::Keep(_) => None,
+        }
+    }
+
     /// What [`Store::change_schedule`](super::Store::change_schedule) returns.
     pub(crate) fn result(self) -> Option<StoredSchedule> {
         match self {
@@ -172,6 +183,13 @@ pub(crate) fn decode(name: &str, body: &str) -> Result<StoredSchedule, super::St
         id: format!("schedule {name}"),
         reason: format!("cannot read the stored schedule: {err}"),
     })
+}
+
+/// The schedule a change finds in a row's text (`None`, or empty, for none). A damaged one
+/// reads as none: a definition replaces it, nothing else applies to it.
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql", feature = "redis"))]
+pub(crate) fn found(name: &str, body: Option<&str>) -> Option<StoredSchedule> {
+    body.filter(|body| !body.is_empty()).and_then(|body| decode(name, body).ok())
 }
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql", feature = "redis"))]

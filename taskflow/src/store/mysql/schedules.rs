@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use mysql_async::prelude::Queryable;
 
 use super::{MysqlStore, micros, unavailable};
-use crate::store::schedules::{self, Applied};
+use crate::store::schedules;
 use crate::store::{ScheduleChange, StoreError, StoredSchedule};
 
 impl MysqlStore {
@@ -37,15 +37,8 @@ impl MysqlStore {
             .exec_first("SELECT body FROM taskflow_schedules WHERE name = ? FOR UPDATE", (name,))
             .await
             .map_err(unavailable)?;
-        // A damaged row reads as none: a definition replaces it, nothing else applies.
-        let found = body.flatten().and_then(|body| schedules::decode(name, &body).ok());
-        let applied = change.apply(found, now);
-        let body = match &applied {
-            Applied::Write(schedule) => Some(Some(schedules::encode(schedule))),
-            Applied::Delete(_) => Some(None),
-            Applied::Keep(_) => None,
-        };
-        if let Some(body) = body {
+        let applied = change.apply(schedules::found(name, body.flatten().as_deref()), now);
+        if let Some(body) = applied.body() {
             tx.exec_drop(
                 "UPDATE taskflow_schedules SET body = ?, updated_at = ? WHERE name = ?",
                 (body, micros(now), name),

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{PostgresStore, unavailable};
-use crate::store::schedules::{self, Applied};
+use crate::store::schedules;
 use crate::store::{ScheduleChange, StoreError, StoredSchedule};
 
 impl PostgresStore {
@@ -36,15 +36,8 @@ impl PostgresStore {
             .await
             .map_err(unavailable)?
             .get(0);
-        // A damaged row reads as none: a definition replaces it, nothing else applies.
-        let found = body.and_then(|body| schedules::decode(name, &body).ok());
-        let applied = change.apply(found, now);
-        let body = match &applied {
-            Applied::Write(schedule) => Some(Some(schedules::encode(schedule))),
-            Applied::Delete(_) => Some(None),
-            Applied::Keep(_) => None,
-        };
-        if let Some(body) = body {
+        let applied = change.apply(schedules::found(name, body.as_deref()), now);
+        if let Some(body) = applied.body() {
             tx.execute(
                 "UPDATE taskflow_schedules SET body = $2, updated_at = $3 WHERE name = $1",
                 &[&name, &body, &now],

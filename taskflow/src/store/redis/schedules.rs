@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 
 use super::{RedisStore, unavailable};
-use crate::store::schedules::{self, Applied};
+use crate::store::schedules;
 use crate::store::{ScheduleChange, StoreError, StoredSchedule};
 
 /// How often a change reads again after losing a race, before giving up.
@@ -56,16 +56,10 @@ impl RedisStore {
         for _ in 0..ATTEMPTS {
             let read: Option<String> = conn.get(&key).await.map_err(unavailable)?;
             let read = read.unwrap_or_default();
-            // A damaged value reads as none: a definition replaces it, nothing else applies.
-            let found = Some(&read)
-                .filter(|body| !body.is_empty())
-                .and_then(|body| schedules::decode(name, body).ok());
-            let applied = change.clone().apply(found, now);
-            let new = match &applied {
-                Applied::Write(schedule) => schedules::encode(schedule),
-                Applied::Delete(_) => String::new(),
-                Applied::Keep(_) => return Ok(applied.result()),
-            };
+            let applied = change.clone().apply(schedules::found(name, Some(&read)), now);
+            // The empty text deletes.
+            let Some(new) = applied.body() else { return Ok(applied.result()) };
+            let new = new.unwrap_or_default();
             let written: i64 = swap
                 .arg(&*self.prefix)
                 .arg(name)

@@ -7,7 +7,7 @@ use rusqlite::{OptionalExtension, params};
 use super::SqliteStore;
 use super::row::micros;
 use super::writer::unavailable;
-use crate::store::schedules::{self, Applied};
+use crate::store::schedules;
 use crate::store::{ScheduleChange, StoreError, StoredSchedule};
 
 impl SqliteStore {
@@ -41,27 +41,25 @@ impl SqliteStore {
                     .query_row([&name], |row| row.get(0))
                     .optional()
                     .map_err(unavailable)?;
-                // A damaged row reads as none: a definition replaces it, nothing else applies.
-                let found = body.and_then(|body| schedules::decode(&name, &body).ok());
-                let applied = change.apply(found, now);
-                match &applied {
-                    Applied::Write(schedule) => {
+                let applied = change.apply(schedules::found(&name, body.as_deref()), now);
+                match applied.body() {
+                    Some(Some(body)) => {
                         conn.prepare_cached(
                             "INSERT INTO schedules (name, body, updated_at) VALUES (?1, ?2, ?3)
                              ON CONFLICT (name) DO UPDATE SET body = excluded.body,
                                 updated_at = excluded.updated_at",
                         )
                         .map_err(unavailable)?
-                        .execute(params![name, schedules::encode(schedule), micros(now)])
+                        .execute(params![name, body, micros(now)])
                         .map_err(unavailable)?;
                     }
-                    Applied::Delete(_) => {
+                    Some(None) => {
                         conn.prepare_cached("DELETE FROM schedules WHERE name = ?1")
                             .map_err(unavailable)?
                             .execute([&name])
                             .map_err(unavailable)?;
                     }
-                    Applied::Keep(_) => {}
+                    None => {}
                 }
                 Ok(applied.result())
             })
