@@ -120,6 +120,30 @@ pub(crate) async fn future_tasks_do_not_hide_a_due_one(store: Arc<dyn Store>) {
     assert_eq!(ids(&fetched), vec![now], "the due task, at once, with a small limit");
 }
 
+/// Instances' clocks and fetches interleave: a fetch whose `now` was read later promotes a
+/// task (moves it to the available ones) that a fetch with an earlier `now` then meets. That
+/// one must leave it: a task never starts before its time by any fetcher's clock.
+pub(crate) async fn a_fetch_never_takes_a_task_before_its_time(store: Arc<dyn Store>) {
+    let base = trunc(Utc::now());
+    let mut first = pending("first");
+    first.created_at = base;
+    let first = put(&*store, first).await;
+    let mut later = pending("later");
+    later.created_at = base;
+    later.scheduled_at = Some(base + chrono::Duration::seconds(10));
+    let later = put(&*store, later).await;
+    let runner = lease("fetcher", Duration::from_secs(60));
+    let ahead = base + chrono::Duration::seconds(20);
+    let fetched = store.fetch(&default_queue(1, ahead, &runner)).await.unwrap();
+    assert_eq!(ids(&fetched), vec![first], "the clock ahead takes the first; `later` is due");
+    let behind = base + chrono::Duration::seconds(5);
+    let fetched = store.fetch(&default_queue(10, behind, &runner)).await.unwrap();
+    assert_eq!(ids(&fetched), Vec::<TaskId>::new(), "at its `now`, `later` is not yet due");
+    let fetched = store.fetch(&default_queue(10, ahead, &runner)).await.unwrap();
+    assert_eq!(ids(&fetched), vec![later], "and it was left available, not lost");
+    assert_eq!(fetched[0].start_time, Some(ahead));
+}
+
 pub(crate) async fn concurrent_fetchers_take_disjoint_tasks(store: Arc<dyn Store>) {
     let mut writes = Vec::new();
     let mut all = HashSet::new();

@@ -16,9 +16,9 @@ use std::time::Duration;
 use self::aliases::{aliases_resolve_everywhere, manager_resolves_aliases};
 use self::batches::batched_changes_are_fenced_one_by_one;
 use self::fetch::{
-    a_lost_fetch_is_released, concurrent_elections_make_one_leader,
-    concurrent_fetchers_take_disjoint_tasks, fetch_orders_due_tasks,
-    future_tasks_do_not_hide_a_due_one, held_tasks_wait_for_their_release,
+    a_fetch_never_takes_a_task_before_its_time, a_lost_fetch_is_released,
+    concurrent_elections_make_one_leader, concurrent_fetchers_take_disjoint_tasks,
+    fetch_orders_due_tasks, future_tasks_do_not_hide_a_due_one, held_tasks_wait_for_their_release,
     one_leader_at_a_time_with_failover, priority_ages_with_waiting,
     requeued_tasks_are_fetched_again, rescheduled_tasks_come_back_when_due,
     the_next_due_time_is_known,
@@ -80,7 +80,6 @@ fn lease(owner: &str, ttl: Duration) -> Lease {
     Lease { owner: owner.into(), expires_at: Utc::now() + chrono::Duration::from_std(ttl).unwrap() }
 }
 
-/// Stores `record` and waits until it is durable.
 /// A fetch of up to `limit` tasks of the default queue due at `now`, under `lease`.
 pub(crate) fn default_queue(
     limit: usize,
@@ -90,6 +89,7 @@ pub(crate) fn default_queue(
     taskflow::store::Fetch::new(taskflow::DEFAULT_QUEUE, limit, now, lease)
 }
 
+/// Stores `record` and waits until it is durable.
 pub(crate) async fn put(store: &dyn Store, record: TaskRecord) -> TaskId {
     let enqueued = store.enqueue(record).unwrap();
     if let Some(write) = enqueued.write {
@@ -159,6 +159,7 @@ macro_rules! all_checks {
             fetch_orders_due_tasks,
             priority_ages_with_waiting,
             future_tasks_do_not_hide_a_due_one,
+            a_fetch_never_takes_a_task_before_its_time,
             concurrent_fetchers_take_disjoint_tasks,
             rescheduled_tasks_come_back_when_due,
             a_lost_fetch_is_released,

@@ -136,6 +136,7 @@ impl MysqlStore {
             let mut sql = String::from(
                 "SELECT seq, func_name FROM taskflow_tasks
                  WHERE status = 'pending' AND wait_until IS NULL AND queue = ?
+                    AND (scheduled_at IS NULL OR scheduled_at <= ?)
                     AND NOT EXISTS (SELECT 1 FROM taskflow_queues WHERE name = ? AND paused)",
             );
             if !full.is_empty() {
@@ -143,7 +144,7 @@ impl MysqlStore {
                 sql.push_str(&format!(" AND func_name NOT IN ({slots})"));
             }
             sql.push_str(" ORDER BY fetch_rank, seq LIMIT ? FOR UPDATE SKIP LOCKED");
-            let mut values = vec![s(queue), s(queue)];
+            let mut values = vec![s(queue), Value::Int(micros(now)), s(queue)];
             values.extend(full.iter().map(|func| s(func)));
             values.push(Value::Int(limit));
             let candidates: Vec<(i64, String)> = tx.exec(sql, values).await?;

@@ -196,6 +196,7 @@ async fn claim(
         "WITH picked AS (
             SELECT id AS picked_id FROM taskflow_tasks
             WHERE queue = $5 AND status = 'pending' AND wait_until IS NULL
+                AND (scheduled_at IS NULL OR scheduled_at <= $1)
                 AND NOT EXISTS (SELECT 1 FROM taskflow_queues WHERE name = $5 AND paused)
             ORDER BY taskflow_rank(COALESCE(scheduled_at, created_at), priority), seq
             LIMIT $2 FOR UPDATE SKIP LOCKED)
@@ -232,6 +233,7 @@ async fn claim_capped(
         .prepare_cached(
             "SELECT id, func_name FROM taskflow_tasks
              WHERE queue = $1 AND status = 'pending' AND wait_until IS NULL
+                AND (scheduled_at IS NULL OR scheduled_at <= $4)
                 AND NOT (func_name = ANY($2))
                 AND NOT EXISTS (SELECT 1 FROM taskflow_queues WHERE name = $1 AND paused)
              ORDER BY taskflow_rank(COALESCE(scheduled_at, created_at), priority), seq
@@ -254,7 +256,7 @@ async fn claim_capped(
         let want = i64::try_from(room - claimed.len()).unwrap_or(i64::MAX);
         let full = rooms.full();
         let candidates: Vec<(uuid::Uuid, String)> = tx
-            .query(&pick, &[&fetch.queue, &full, &want])
+            .query(&pick, &[&fetch.queue, &full, &want, &fetch.now])
             .await
             .map_err(unavailable)?
             .iter()

@@ -87,10 +87,13 @@ else
   picked = redis.call('ZRANGE', q..':ready', 0, limit - 1)
 end
 for _, rk in ipairs(picked) do
-  redis.call('ZREM', q..':ready', rk)
   local id = string.match(rk, ':(.*)$')
   local t = p..':t:'..id
-  if redis.call('HGET', t, 'status') == 'pending' then
+  local f = redis.call('HMGET', t, 'status', 'due_us')
+  -- Promoted by a fetch whose clock read later than this one's: not yet due here.
+  local early = f[1] == 'pending' and (tonumber(f[2]) or 0) > now_us
+  if not early then redis.call('ZREM', q..':ready', rk) end
+  if f[1] == 'pending' and not early then
     redis.call('HDEL', t, 'rk')
     local seq = tonumber(redis.call('HGET', t, 'seq')) or 0
     redis.call('HSETNX', t, 'start', ARGV[3])

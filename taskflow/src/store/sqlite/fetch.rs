@@ -24,16 +24,18 @@ const RUNNING: &str = "SELECT func_name, COUNT(*) FROM tasks
     WHERE queue = ?1 AND status = 'running' GROUP BY func_name";
 
 /// The available tasks in fetch order (by rank: see the schema's version 6), as
-/// `(seq, id, func_name)`, leaving out the functions
-/// that `?3...` name. `INDEXED BY`: with many pending rows the planner would rather read them
+/// `(seq, id, func_name)`, due by `?3` (another fetch, its clock read later, may have made
+/// a task available that is not yet due by this one's), leaving out the functions that
+/// `?4...` name. `INDEXED BY`: with many pending rows the planner would rather read them
 /// all through `tasks_by_status` and sort them, for every fetch.
 fn available_sql(excluded: usize) -> String {
     let mut sql = String::from(
         "SELECT seq, id, func_name FROM tasks INDEXED BY tasks_available
-         WHERE queue = ?2 AND status = 'pending' AND wait_until IS NULL",
+         WHERE queue = ?2 AND status = 'pending' AND wait_until IS NULL
+            AND (scheduled_at IS NULL OR scheduled_at <= ?3)",
     );
     if excluded > 0 {
-        let slots: Vec<String> = (0..excluded).map(|n| format!("?{}", n + 3)).collect();
+        let slots: Vec<String> = (0..excluded).map(|n| format!("?{}", n + 4)).collect();
         sql.push_str(&format!(" AND func_name NOT IN ({})", slots.join(", ")));
     }
     sql.push_str(
@@ -102,7 +104,7 @@ impl SqliteStore {
                 loop {
                     let want = room - picked.len();
                     let full = rooms.full();
-                    let candidates = available(conn, &queue, want, &full)?;
+                    let candidates = available(conn, &queue, now, want, &full)?;
                     let found = candidates.len();
                     let (taken, passed_over) = rooms.pick(candidates);
                     picked.extend(taken);
@@ -257,11 +259,12 @@ fn running(conn: &Connection, queue: &str) -> Result<Vec<(String, u64)>, StoreEr
 fn available(
     conn: &Connection,
     queue: &str,
+    now: i64,
     limit: usize,
     full: &[&str],
 ) -> Result<Vec<((i64, String, bool), String)>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&limit, &queue];
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&limit, &queue, &now];
     values.extend(full.iter().map(|func| func as &dyn rusqlite::ToSql));
     let mut statement = conn.prepare_cached(&available_sql(full.len())).map_err(unavailable)?;
     let mut rows = statement.query(values.as_slice()).map_err(unavailable)?;
