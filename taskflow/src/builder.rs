@@ -46,6 +46,7 @@ pub struct TaskManagerBuilder {
     limits: Limits,
     queues: Vec<(String, Queue)>,
     run_queues: Option<Vec<String>>,
+    declare_schedules: bool,
     #[cfg(feature = "sqlite")]
     sqlite: Option<std::path::PathBuf>,
 }
@@ -66,6 +67,7 @@ impl Default for TaskManagerBuilder {
             limits: Limits::default(),
             queues: Vec::new(),
             run_queues: None,
+            declare_schedules: true,
             #[cfg(feature = "sqlite")]
             sqlite: None,
         }
@@ -205,19 +207,32 @@ impl TaskManagerBuilder {
         self
     }
 
+    /// Whether `build()` stores the schedules the registered tasks declare
+    /// (`#[task(every = "5m")]`, each named after its task); on by default. Turn it off in a
+    /// process that must not (re)define them, such as an older binary during a rolling
+    /// deploy: the last definition stored wins. Firing is the leader's whatever this says.
+    pub fn declared_schedules(mut self, declare: bool) -> Self {
+        self.declare_schedules = declare;
+        self
+    }
+
     /// Starts the manager: checks the registry (two tasks sharing a name is an error, and so
     /// is a task whose queue is not declared) and the queues' settings, reads the queues'
     /// shared state,
     /// rescues tasks left `running` by a dead process (requeued, failed as a poison pill, or
     /// `interrupted`), and starts the producer, which fetches every available task, and the
-    /// maintenance services (lease renewal, rescue, retention).
+    /// maintenance services (lease renewal, rescue, retention, schedules). Stores the
+    /// schedules the tasks declare (see [`TaskManagerBuilder::declared_schedules`]).
     pub async fn build(#[allow(unused_mut)] mut self) -> Result<TaskManager> {
         #[cfg(feature = "sqlite")]
         if let Some(path) = self.sqlite.take() {
             self.store = Some(Arc::new(crate::store::SqliteStore::open(path)?));
         }
-        let recover = self.recover;
+        let (recover, declare) = (self.recover, self.declare_schedules);
         let engine = self.engine()?;
+        if declare {
+            crate::maintenance::declare_schedules(&engine).await?;
+        }
         crate::maintenance::watch(&engine).await;
         crate::maintenance::heartbeat(&engine).await;
         crate::maintenance::campaign(&engine).await;
@@ -229,7 +244,16 @@ impl TaskManagerBuilder {
 
     /// Starts the manager without waiting for anything (for [`TaskManager::in_memory`]).
     pub(crate) fn start_now(self) -> Result<TaskManager> {
+        let declare = self.declare_schedules;
         let engine = self.engine()?;
+        if declare {
+            let defining = Arc::clone(&engine);
+            engine.runtime.spawn(async move {
+                if let Err(err) = crate::maintenance::declare_schedules(&defining).await {
+                    tracing::error!(error = %err, "taskflow: could not define the declared schedules");
+                }
+            });
+        }
         // The in-memory store answers at once and has no other instance: this one leads.
         engine.lead_until(Some(chrono::DateTime::<chrono::Utc>::MAX_UTC));
         Ok(start(engine))

@@ -85,6 +85,13 @@ pub enum Error {
         /// The queue named.
         queue: String,
     },
+    /// No schedule of that name is stored.
+    #[error("no schedule named `{0}` is stored")]
+    UnknownSchedule(String),
+    /// A schedule that cannot be built, or a stored one this binary cannot fire (its task is
+    /// not registered here, its definition cannot be read).
+    #[error("{0}")]
+    Schedule(String),
     /// A registered task's `#[task(queue = "...")]` names a queue the builder does not
     /// declare: an error at `build()`, so its tasks cannot wait in a queue nobody runs.
     #[error(

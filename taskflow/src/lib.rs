@@ -83,7 +83,8 @@ pub use crate::queue::{
 pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
 pub use crate::registry::{RegisteredTask, Registry, registry};
 pub use crate::schedule::{
-    DueSlots, MIN_INTERVAL, Overlap, Schedule, ScheduleError, ScheduleSpec, Tz,
+    DueSlots, MIN_INTERVAL, Overlap, Schedule, ScheduleError, ScheduleProblem, ScheduleSpec,
+    Scheduler, Tick, Tz,
 };
 #[cfg(feature = "mysql")]
 pub use crate::store::MysqlStore;

@@ -2,8 +2,8 @@
 //! rows, a store that hangs until its bound) never delays another: [lease renewal](renewal)
 //! of this instance's running tasks (every instance), and, on the [leader](leader) only, the
 //! [rescuer](rescuer) of tasks whose runner died and the [pruner](pruner) of finished tasks
-//! past retention; and on every instance the [watcher](queues) of the queues' shared state
-//! and the [heartbeat](instances).
+//! past retention, and the [scheduler] of periodic tasks; and on every instance the
+//! [watcher](queues) of the queues' shared state and the [heartbeat](instances).
 
 mod instances;
 mod leader;
@@ -11,6 +11,7 @@ mod pruner;
 mod queues;
 mod renewal;
 mod rescuer;
+mod scheduler;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,6 +26,7 @@ pub(crate) use self::instances::{
 pub(crate) use self::leader::{campaign, resign};
 pub(crate) use self::queues::watch;
 pub(crate) use self::rescuer::rescue;
+pub(crate) use self::scheduler::declare as declare_schedules;
 
 /// Starts every maintenance service: renewal and the rescuer every third of a lease, the
 /// pruner every `prune_every`.
@@ -36,6 +38,8 @@ pub(crate) fn start(engine: &Arc<Engine>) {
     periodic(engine, tick, |engine| Box::pin(rescuer::rescue_quietly(engine)));
     periodic(engine, engine.prune_every, |engine| Box::pin(pruner::prune(engine)));
     periodic(engine, engine.poll_every, |engine| Box::pin(queues::watch(engine)));
+    let every_second = engine.poll_every.min(Duration::from_secs(1));
+    periodic(engine, every_second, |engine| Box::pin(scheduler::fire(engine)));
 }
 
 /// Spawns a loop that calls `work` every `every` until shutdown (or until the engine is

@@ -2,6 +2,7 @@
 //! tasks here; the [engine](crate::engine) does the running.
 
 mod queues;
+mod schedules;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,6 +7,8 @@
 //! since the Unix epoch. A slot's time never depends on when the previous one ran, so
 //! schedules do not drift, and every instance computes the same slots.
 
+mod definition;
+mod scheduler;
 mod slots;
 mod spec;
 
@@ -16,6 +18,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+pub use self::scheduler::{ScheduleProblem, Scheduler, Tick};
+pub(crate) use self::scheduler::{readable, slot_task};
 pub use self::slots::DueSlots;
 pub use self::spec::ScheduleSpec;
 
@@ -92,6 +96,9 @@ pub enum ScheduleError {
     /// The interval is shorter than [`MIN_INTERVAL`].
     #[error("the interval {0:?} is too short: a schedule fires at most once a second")]
     TooOften(Duration),
+    /// A stored definition that cannot be read back.
+    #[error("the stored schedule definition cannot be read: {0}")]
+    Definition(String),
 }
 
 impl Schedule {

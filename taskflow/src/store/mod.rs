@@ -44,7 +44,7 @@ pub use self::postgres::PostgresStore;
 pub use self::query::{DEFAULT_PAGE, FunctionStats, P95_WINDOW, TaskPage, TaskQuery, TaskStats};
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
-pub use self::schedules::{ScheduleChange, StoredSchedule};
+pub use self::schedules::{HISTORY, ScheduleChange, SlotOutcome, SlotRecord, StoredSchedule};
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{Durability, SqliteOptions, SqliteStore};
 pub use self::ticket::{Enqueued, WriteDone, WriteTicket};

@@ -4,6 +4,7 @@
 mod aliases;
 mod batches;
 mod fetch;
+mod firing;
 mod lifecycle;
 mod queues;
 mod run_keys;
@@ -22,6 +23,9 @@ use self::fetch::{
     one_leader_at_a_time_with_failover, priority_ages_with_waiting,
     requeued_tasks_are_fetched_again, rescheduled_tasks_come_back_when_due,
     the_next_due_time_is_known,
+};
+use self::firing::{
+    overlap_skips_and_pauses_are_recorded, slots_fire_once_and_catch_up_after_a_gap,
 };
 use self::lifecycle::{
     cancel_only_pending, claim_is_exclusive, idempotency_keys_hold_under_concurrency,
@@ -181,6 +185,8 @@ macro_rules! all_checks {
             a_paused_queue_is_not_fetched,
             global_limits_hold_across_fetchers,
             schedules_keep_one_definition_and_advance_once,
+            slots_fire_once_and_catch_up_after_a_gap,
+            overlap_skips_and_pauses_are_recorded,
         );
     };
 }

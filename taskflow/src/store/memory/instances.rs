@@ -48,16 +48,22 @@ impl MemoryStore {
     ) -> Option<StoredSchedule> {
         use crate::store::schedules::Applied;
         let mut state = self.lock();
-        let applied = change.apply(state.schedules.get(name).cloned(), now);
-        match &applied {
-            Applied::Write(schedule) => {
+        let mut applied = change.apply(state.schedules.get(name).cloned(), now);
+        let mut dropped = Vec::new();
+        match &mut applied {
+            Applied::Write(schedule, tasks) => {
                 state.schedules.insert(name.to_owned(), schedule.clone());
+                for task in tasks.drain(..) {
+                    dropped.push(state.insert(task, None).1);
+                }
             }
             Applied::Delete(_) => {
                 state.schedules.remove(name);
             }
             Applied::Keep(_) => {}
         }
+        drop(state);
+        drop(dropped);
         applied.result()
     }
 }

@@ -2,6 +2,7 @@
 //! losing their task history on restart.
 
 mod fetch;
+mod inserts;
 mod instances;
 mod reads;
 mod upkeep;
@@ -86,45 +87,6 @@ impl MemoryStore {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Stores a new task, held back from fetching until `held`, if given.
-    fn store(
-        &self,
-        record: TaskRecord,
-        held: Option<DateTime<Utc>>,
-    ) -> Result<Enqueued, StoreError> {
-        let mut state = self.lock();
-        let id = record.task_id;
-        if let Some(key) = &record.idempotency_key {
-            let active =
-                state.keys.get(key).and_then(|id| state.tasks.get(id)).filter(|existing| {
-                    !matches!(existing.status, TaskStatus::Failed | TaskStatus::Cancelled)
-                });
-            if let Some(existing) = active {
-                return Ok(Enqueued { id: existing.task_id, created: false, write: None });
-            }
-            state.keys.insert(key.clone(), id);
-        }
-        let finished = record.status.is_finished();
-        let mut replaced = None;
-        if let Some(key) = record.run_key.clone().filter(|_| !finished) {
-            if let Some(waiting) = state.waiting_under(&key) {
-                replaced = state.cancel(waiting, record.created_at, Some(super::replaced(&id)));
-            }
-            state.run_keys.insert(key, id);
-        }
-        state.tasks.insert(id, Box::new(record));
-        let order = state.next_order;
-        state.next_order += 1;
-        state.order.insert(id, order);
-        if let Some(until) = held.filter(|_| !finished) {
-            state.held.insert(id, until);
-        }
-        let evicted = if finished { state.finished(id) } else { None };
-        drop(state);
-        drop((evicted, replaced));
-        Ok(Enqueued { id, created: true, write: None })
     }
 }
 

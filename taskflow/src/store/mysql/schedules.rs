@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use mysql_async::prelude::Queryable;
 
+use super::row::{INSERT, encode};
 use super::{MysqlStore, micros, unavailable};
 use crate::store::schedules;
 use crate::store::{ScheduleChange, StoreError, StoredSchedule};
@@ -45,6 +46,14 @@ impl MysqlStore {
             )
             .await
             .map_err(unavailable)?;
+        }
+        // The slots' tasks in the same transaction: stored only if the advance commits. A
+        // duplicate slot key (an active task holds it) is that task: not stored twice.
+        for task in applied.tasks() {
+            match tx.exec_drop(INSERT, encode(task, None)).await {
+                Err(err) if super::is_duplicate(&err) => {}
+                inserted => inserted.map_err(unavailable)?,
+            }
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(applied.result())

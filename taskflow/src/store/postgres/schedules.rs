@@ -45,6 +45,11 @@ impl PostgresStore {
             .await
             .map_err(unavailable)?;
         }
+        // The slots' tasks in the same transaction: stored only if the advance commits (a
+        // task whose slot key an active task holds is that task; nothing is stored twice).
+        for task in applied.tasks() {
+            super::insert_in(&*tx, task).await?;
+        }
         tx.commit().await.map_err(unavailable)?;
         Ok(applied.result())
     }

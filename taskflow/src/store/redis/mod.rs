@@ -163,6 +163,20 @@ impl RedisStore {
         hold: Option<DateTime<Utc>>,
     ) -> Result<Enqueued, StoreError> {
         let id = record.task_id;
+        let args = self.enqueue_args(record, hold)?;
+        let (done, ticket) = WriteTicket::new();
+        // Run keys are handled by the script itself: every insert may share a pipeline.
+        self.inserts.push(Insert { values: args, id, key: None, run_key: None, done })?;
+        Ok(Enqueued { id, created: true, write: Some(ticket) })
+    }
+
+    /// The enqueue script's arguments for `record` (see [`scripts::enqueue`]).
+    fn enqueue_args(
+        &self,
+        record: TaskRecord,
+        hold: Option<DateTime<Utc>>,
+    ) -> Result<Vec<String>, StoreError> {
+        let id = record.task_id;
         // A record is enqueued before it runs, so it has no logs: they go to their own list.
         debug_assert!(record.logs.is_empty());
         let base = serde_json::to_string(&record)
@@ -194,10 +208,8 @@ impl RedisStore {
             now,
             record.queue,
         ];
-        let (done, ticket) = WriteTicket::new();
-        // Run keys are handled by the script itself: every insert may share a pipeline.
-        self.inserts.push(Insert { values: args, id, key: None, run_key: None, done })?;
-        Ok(Enqueued { id, created: true, write: Some(ticket) })
+        debug_assert_eq!(args.len(), scripts::TASK_ARGS);
+        Ok(args)
     }
 
     async fn fields(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {

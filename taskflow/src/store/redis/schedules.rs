@@ -12,22 +12,6 @@ use crate::store::{ScheduleChange, StoreError, StoredSchedule};
 /// How often a change reads again after losing a race, before giving up.
 const ATTEMPTS: usize = 20;
 
-/// Writes (or, with an empty new text, deletes) a schedule if its stored text is still the
-/// one read. ARGV: prefix, name, the text read ('' for none), the new text. 1 if written.
-const SWAP: &str = r#"
-local p, name = ARGV[1], ARGV[2]
-local key = p..':sched:'..name
-if (redis.call('GET', key) or '') ~= ARGV[3] then return 0 end
-if ARGV[4] == '' then
-  redis.call('DEL', key)
-  redis.call('SREM', p..':schedules', name)
-else
-  redis.call('SET', key, ARGV[4])
-  redis.call('SADD', p..':schedules', name)
-end
-return 1
-"#;
-
 impl RedisStore {
     pub(super) async fn read_schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {
         let mut conn = self.conn.clone();
@@ -52,7 +36,7 @@ impl RedisStore {
     ) -> Result<Option<StoredSchedule>, StoreError> {
         let mut conn = self.conn.clone();
         let key = self.key(&format!("sched:{name}"));
-        let swap = redis::Script::new(SWAP);
+        let swap = redis::Script::new(&super::scripts::swap_schedule());
         for _ in 0..ATTEMPTS {
             let read: Option<String> = conn.get(&key).await.map_err(unavailable)?;
             let read = read.unwrap_or_default();
@@ -60,14 +44,12 @@ impl RedisStore {
             // The empty text deletes.
             let Some(new) = applied.body() else { return Ok(applied.result()) };
             let new = new.unwrap_or_default();
-            let written: i64 = swap
-                .arg(&*self.prefix)
-                .arg(name)
-                .arg(&read)
-                .arg(&new)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+            let mut invocation = swap.prepare_invoke();
+            invocation.arg(&*self.prefix).arg(name).arg(&read).arg(&new);
+            for task in applied.tasks() {
+                invocation.arg(self.enqueue_args(task.clone(), None)?);
+            }
+            let written: i64 = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
             if written == 1 {
                 return Ok(applied.result());
             }

@@ -10,10 +10,17 @@
 /// priority, due_us, held_until_us (or '': not held), run key (or ''), the error of a replaced
 /// task and the time it ends (its end_us is created_us), queue.
 pub(super) fn enqueue() -> String {
-    format!(
-        "{PENDING}{SETTLE}{}",
-        r#"
-local p, id, key, status = ARGV[1], ARGV[2], ARGV[7], ARGV[5]
+    format!("{PENDING}{SETTLE}{STORE_TASK}return store_task(ARGV)\n")
+}
+
+/// How many arguments [`STORE_TASK`] takes for one task.
+pub(super) const TASK_ARGS: usize = 18;
+
+/// The body of [`enqueue`] as the function `store_task(A)`, `A` its arguments, so that a
+/// schedule's change stores its slots' tasks in the same script.
+pub(super) const STORE_TASK: &str = r#"
+local function store_task(A)
+local p, id, key, status = A[1], A[2], A[7], A[5]
 -- Written already (a batch written again after its reply was lost): leave it as it is.
 if redis.call('EXISTS', p..':t:'..id) == 1 then return id end
 if key ~= '' then
@@ -28,39 +35,64 @@ if key ~= '' then
 end
 local seq = redis.call('INCR', p..':seq')
 local t = p..':t:'..id
-redis.call('HSET', t, 'base', ARGV[3], 'seq', seq, 'status', status, 'func', ARGV[4],
-  'created_us', ARGV[6], 'key', key, 'requeue', ARGV[8], 'retries', 0, 'recoveries', 0,
-  'prio', ARGV[12], 'due_us', ARGV[13], 'queue', ARGV[18])
+redis.call('HSET', t, 'base', A[3], 'seq', seq, 'status', status, 'func', A[4],
+  'created_us', A[6], 'key', key, 'requeue', A[8], 'retries', 0, 'recoveries', 0,
+  'prio', A[12], 'due_us', A[13], 'queue', A[18])
 redis.call('ZADD', p..':all', seq, id)
-redis.call('SADD', p..':qnames', ARGV[18])
+redis.call('SADD', p..':qnames', A[18])
 queue_status(p, id, t, '', status, seq)
 redis.call('ZADD', p..':s:'..status, seq, id)
-redis.call('ZADD', p..':f:'..ARGV[4], seq, id)
-redis.call('SADD', p..':funcs', ARGV[4])
+redis.call('ZADD', p..':f:'..A[4], seq, id)
+redis.call('SADD', p..':funcs', A[4])
 if status == 'pending' then
   if key ~= '' then redis.call('SET', p..':k:'..key, id) end
-  local rk = ARGV[15]
+  local rk = A[15]
   if rk ~= '' then
     local waiting = waiting_under(p, rk)
     if waiting then
       local wt = p..':t:'..waiting
-      redis.call('HSET', wt, 'error', ARGV[16])
-      settle(p, waiting, wt, 'pending', 'cancelled', ARGV[17], ARGV[6])
+      redis.call('HSET', wt, 'error', A[16])
+      settle(p, waiting, wt, 'pending', 'cancelled', A[17], A[6])
     end
     redis.call('HSET', t, 'runkey', rk)
     redis.call('SET', p..':r:'..rk, id)
   end
   to_pending(p, id, t)
-  if ARGV[14] ~= '' then
-    redis.call('ZADD', p..':later', ARGV[14], id)
-  elseif tonumber(ARGV[13]) <= tonumber(ARGV[6]) then
+  if A[14] ~= '' then
+    redis.call('ZADD', p..':later', A[14], id)
+  elseif tonumber(A[13]) <= tonumber(A[6]) then
     redis.call('PUBLISH', p..':enqueued', '')
   end
 else
-  redis.call('HSET', t, 'end', ARGV[9], 'end_us', ARGV[10], 'error', ARGV[11], 'stack', ARGV[11])
-  redis.call('ZADD', p..':finished', ARGV[10], id)
+  redis.call('HSET', t, 'end', A[9], 'end_us', A[10], 'error', A[11], 'stack', A[11])
+  redis.call('ZADD', p..':finished', A[10], id)
 end
 return id
+end
+"#;
+
+/// Writes (or, with an empty new text, deletes) a schedule if its stored text is still the
+/// one read, and stores the slots' tasks with it (see [`STORE_TASK`]). ARGV: prefix, name,
+/// the text read ('' for none), the new text, then [`TASK_ARGS`] arguments per task.
+/// 1 if written.
+pub(super) fn swap_schedule() -> String {
+    format!(
+        "{PENDING}{SETTLE}{STORE_TASK}{}",
+        r#"
+local p, name = ARGV[1], ARGV[2]
+local key = p..':sched:'..name
+if (redis.call('GET', key) or '') ~= ARGV[3] then return 0 end
+if ARGV[4] == '' then
+  redis.call('DEL', key)
+  redis.call('SREM', p..':schedules', name)
+else
+  redis.call('SET', key, ARGV[4])
+  redis.call('SADD', p..':schedules', name)
+end
+for i = 5, #ARGV, 18 do
+  store_task({unpack(ARGV, i, i + 17)})
+end
+return 1
 "#
     )
 }

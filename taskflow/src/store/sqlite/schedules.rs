@@ -1,12 +1,17 @@
 //! The schedules (`schedules`, one JSON text per schedule), changed on the writer, so each
 //! change reads and writes its row with no other write between.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
-use super::row::micros;
-use super::writer::unavailable;
+use super::active::ActiveRows;
+use super::keys::{Keys, lock, release};
+use super::row::{self, micros};
+use super::writer::{self, unavailable};
+use crate::id::TaskId;
 use crate::store::schedules;
 use crate::store::{ScheduleChange, StoreError, StoredSchedule};
 
@@ -33,36 +38,94 @@ impl SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Option<StoredSchedule>, StoreError> {
         let name = name.to_owned();
-        self.writer
-            .call(move |conn| {
-                let body: Option<String> = conn
-                    .prepare_cached("SELECT body FROM schedules WHERE name = ?1")
-                    .map_err(unavailable)?
-                    .query_row([&name], |row| row.get(0))
-                    .optional()
-                    .map_err(unavailable)?;
-                let applied = change.apply(schedules::found(&name, body.as_deref()), now);
-                match applied.body() {
-                    Some(Some(body)) => {
-                        conn.prepare_cached(
-                            "INSERT INTO schedules (name, body, updated_at) VALUES (?1, ?2, ?3)
-                             ON CONFLICT (name) DO UPDATE SET body = excluded.body,
-                                updated_at = excluded.updated_at",
-                        )
-                        .map_err(unavailable)?
-                        .execute(params![name, body, micros(now)])
-                        .map_err(unavailable)?;
+        let (keys, active) = (Arc::clone(&self.keys), Arc::clone(&self.active));
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer.submit(Box::new(move |conn| {
+            let out = write(conn, &name, change, now, &keys, &active);
+            let failed = out.as_ref().err().cloned();
+            let done: writer::Done = Box::new(move |commit| {
+                let result = match (out, commit) {
+                    (Err(err), _) => Err(err),
+                    (Ok((_, stored)), Some(err)) => {
+                        // Rolled back: the slots' tasks were not stored after all.
+                        for (id, key) in stored {
+                            active.forget(&id);
+                            if let Some(key) = key {
+                                release(&keys, &key, &id);
+                            }
+                        }
+                        Err(err.clone())
                     }
-                    Some(None) => {
-                        conn.prepare_cached("DELETE FROM schedules WHERE name = ?1")
-                            .map_err(unavailable)?
-                            .execute([&name])
-                            .map_err(unavailable)?;
-                    }
-                    None => {}
-                }
-                Ok(applied.result())
-            })
-            .await
+                    (Ok((schedule, _)), None) => Ok(schedule),
+                };
+                let _ = reply.send(result);
+            });
+            (done, failed)
+        }))?;
+        answer.await.unwrap_or(Err(StoreError::Closed))
     }
+}
+
+/// The tasks a schedule change stored: each id, and the key it took.
+type Stored = Vec<(TaskId, Option<String>)>;
+
+/// Applies `change` to the row `name` on the writer, and stores the slots' tasks in the same
+/// transaction (a slot key an active task holds is that task: not stored twice).
+fn write(
+    conn: &Connection,
+    name: &str,
+    change: ScheduleChange,
+    now: DateTime<Utc>,
+    keys: &Keys,
+    active: &ActiveRows,
+) -> Result<(Option<StoredSchedule>, Stored), StoreError> {
+    let body: Option<String> = conn
+        .prepare_cached("SELECT body FROM schedules WHERE name = ?1")
+        .map_err(unavailable)?
+        .query_row([name], |row| row.get(0))
+        .optional()
+        .map_err(unavailable)?;
+    let applied = change.apply(schedules::found(name, body.as_deref()), now);
+    match applied.body() {
+        Some(Some(body)) => {
+            conn.prepare_cached(
+                "INSERT INTO schedules (name, body, updated_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET body = excluded.body,
+                    updated_at = excluded.updated_at",
+            )
+            .map_err(unavailable)?
+            .execute(params![name, body, micros(now)])
+            .map_err(unavailable)?;
+        }
+        Some(None) => {
+            conn.prepare_cached("DELETE FROM schedules WHERE name = ?1")
+                .map_err(unavailable)?
+                .execute([name])
+                .map_err(unavailable)?;
+        }
+        None => {}
+    }
+    let mut stored = Stored::new();
+    for task in applied.tasks() {
+        let key = task.idempotency_key.clone();
+        if let Some(key) = &key {
+            let mut held = lock(keys);
+            if held.contains_key(key) {
+                continue;
+            }
+            held.insert(key.clone(), task.task_id);
+        }
+        let seq = active.insert(task.clone());
+        stored.push((task.task_id, key));
+        if let Err(err) = super::insert(conn, seq, &row::encode(task), None) {
+            for (id, key) in stored {
+                active.forget(&id);
+                if let Some(key) = key {
+                    release(keys, &key, &id);
+                }
+            }
+            return Err(err);
+        }
+    }
+    Ok((applied.result(), stored))
 }
