@@ -91,7 +91,10 @@ impl From<Error> for ApiError {
             Error::InvalidTaskId { .. } | Error::InvalidQueue { .. } => {
                 ApiError::BadRequest(err.to_string())
             }
-            Error::UnknownQueue { .. } => ApiError::NotFound(err.to_string()),
+            Error::UnknownQueue { .. } | Error::UnknownSchedule(_) => {
+                ApiError::NotFound(err.to_string())
+            }
+            Error::Schedule(_) => ApiError::Unprocessable(err.to_string()),
             Error::Store(store) => store.into(),
             other => ApiError::Unavailable(other.to_string()),
         }

@@ -72,6 +72,7 @@ mod queues;
 mod redact;
 mod registered;
 mod routes;
+mod schedules;
 mod stream;
 mod throttle;
 

@@ -23,13 +23,19 @@ impl Default for Redaction {
 }
 
 impl Redaction {
+    /// Arguments as the API shows them: redacted, or hidden.
+    pub(crate) fn args(&self, mut args: Value) -> Value {
+        if self.display_args {
+            self.redact(&mut args);
+            args
+        } else {
+            Value::String("[hidden]".to_owned())
+        }
+    }
+
     /// `record` as the API shows it.
     pub(crate) fn apply(&self, mut record: TaskRecord) -> TaskRecord {
-        if self.display_args {
-            self.redact(&mut record.args);
-        } else {
-            record.args = Value::String("[hidden]".to_owned());
-        }
+        record.args = self.args(std::mem::take(&mut record.args));
         if let Some(result) = &mut record.result {
             self.redact(result);
         }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, patch, post};
 
-use super::{AdminState, api, dashboard, queues, registered, stream};
+use super::{AdminState, api, dashboard, queues, registered, schedules, stream};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,6 +75,10 @@ const TABLE: &[(Route, Handler)] = &[
     (route(Method::POST, "/queues/{name}/pause", Credentials), || post(queues::pause)),
     (route(Method::POST, "/queues/{name}/resume", Credentials), || post(queues::resume)),
     (route(Method::PATCH, "/queues/{name}", Credentials), || patch(queues::update)),
+    (route(Method::GET, "/schedules", Credentials), || get(schedules::list)),
+    (route(Method::POST, "/schedules/{name}/pause", Credentials), || post(schedules::pause)),
+    (route(Method::POST, "/schedules/{name}/resume", Credentials), || post(schedules::resume)),
+    (route(Method::POST, "/schedules/{name}/trigger", Credentials), || post(schedules::trigger)),
     (route(Method::GET, "/{id}", Credentials), || get(api::get)),
     (route(Method::GET, "/{id}/logs", Credentials), || get(api::logs)),
     (route(Method::POST, "/{id}/retry", Credentials), || post(api::retry)),

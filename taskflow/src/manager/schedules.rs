@@ -28,9 +28,9 @@ impl TaskManager {
     /// # async fn main() -> taskflow::Result<()> {
     /// let manager = TaskManager::builder().build().await?;
     /// let nightly = Schedule::cron("0 2 * * *")?.timezone("Europe/Paris")?;
-    /// manager.schedule("report-eu", nightly, report, ("eu".to_owned(),)).await?;
+    /// manager.schedule("report-eu", nightly, report, "eu".to_owned()).await?;
     /// let often = Schedule::every(Duration::from_secs(300))?;
-    /// manager.schedule("report-us", often, report, ("us".to_owned(),)).await?;
+    /// manager.schedule("report-us", often, report, "us".to_owned()).await?;
     /// assert_eq!(manager.schedules().await?.len(), 2);
     /// assert!(manager.unschedule("report-us").await?);
     /// # Ok(())
