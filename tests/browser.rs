@@ -241,6 +241,7 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
     )
     .await;
     queues_tab(&client, &http, &base).await;
+    schedules_tab(&client, &http, &base).await;
     click(&client, "header nav button[data-view=\"tasks\"]").await;
     wait_js(&client, "the table", &row_status(&ok), |v| v == "success").await;
     // The queue filter: only the emails queue's tasks.
@@ -353,4 +354,52 @@ async fn queues_tab(client: &Client, http: &reqwest::Client, base: &str) {
     })
     .await;
     assert_eq!(listed[0], "default, emails", "the one instance runs both queues");
+}
+
+/// The Schedules tab: the declared and the runtime schedule with their next run; pause, which
+/// the store keeps; "run now", whose task appears as the last run and opens in the detail
+/// panel.
+async fn schedules_tab(client: &Client, http: &reqwest::Client, base: &str) {
+    click(client, "header nav button[data-view=\"schedules\"]").await;
+    let purge = "const r = document.querySelector('#schedule-rows tr[data-schedule=\"purge_sessions\"]'); \
+        return r ? [r.dataset.paused, r.children[2].textContent, r.querySelector('.s-next').textContent] : null;";
+    let row = wait_js(client, "the declared schedule", purge, |v| v.is_array()).await;
+    assert_eq!(row[0], "false");
+    assert_eq!(row[1], "cron `0 3 * * *` in Europe/Paris");
+    assert_ne!(row[2], "–", "its next run");
+    let weekly =
+        "return !!document.querySelector('#schedule-rows tr[data-schedule=\"weekly-report\"]');";
+    wait_js(client, "the runtime schedule", weekly, |v| v == &json!(true)).await;
+
+    click(client, "#schedule-rows tr[data-schedule=\"purge_sessions\"] .schedule-toggle").await;
+    wait_js(client, "the pause", purge, |v| v[0] == "true").await;
+    let stored: Value =
+        http.get(format!("{base}/tasks/schedules")).send().await.unwrap().json().await.unwrap();
+    let listed = stored["schedules"].as_array().unwrap();
+    let purge_stored = listed.iter().find(|s| s["name"] == "purge_sessions").unwrap();
+    assert_eq!(purge_stored["paused"], true, "kept in the store");
+
+    click(client, "#schedule-rows tr[data-schedule=\"purge_sessions\"] .schedule-trigger").await;
+    let last = "const a = document.querySelector('#schedule-rows tr[data-schedule=\"purge_sessions\"] .s-last-task'); \
+        return a ? a.textContent : null;";
+    let shown = wait_js(client, "the triggered run", last, |v| v.is_string()).await;
+    click(client, "#schedule-rows tr[data-schedule=\"purge_sessions\"] .s-last-task").await;
+    let panel = "const p = document.getElementById('detail'); \
+        return p && !p.classList.contains('hidden') ? p.querySelector('.mono').textContent : null;";
+    let id = wait_js(client, "the task's detail", panel, |v| v.is_string()).await;
+    let id = id.as_str().unwrap().to_owned();
+    assert!(id.ends_with(shown.as_str().unwrap()), "{id} is the task shown");
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let record: Value =
+            http.get(format!("{base}/tasks/{id}")).send().await.unwrap().json().await.unwrap();
+        if record["status"] == "success" {
+            assert_eq!(record["source"], "scheduled");
+            assert_eq!(record["tags"]["schedule"], "purge_sessions");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{id}: {record}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    http.post(format!("{base}/tasks/schedules/purge_sessions/resume")).send().await.unwrap();
 }

@@ -102,7 +102,7 @@ function buildFilters() {
 
 // Views with a section of their own; "tasks" and "dead" share the task table.
 const OWN_VIEWS = { audit: () => loadAudit(), queues: () => loadQueues(), registered: () => loadRegistered(),
-  instances: () => loadInstances() };
+  instances: () => loadInstances(), schedules: () => loadSchedules() };
 
 function switchView(view) {
   state.view = view; state.checked.clear();
@@ -316,6 +316,36 @@ async function resizeQueue(name, value) {
   try { await api("/queues/" + encodeURIComponent(name), { method: "PATCH", body: { concurrency: Number(value) } }); toast(name + ": concurrency " + value); await loadQueues(); }
   catch (error) { toast(error.message); }
 }
+// ---- schedules ------------------------------------------------------------------------------
+async function loadSchedules() {
+  try {
+    const { schedules } = await api("/schedules");
+    $("schedule-rows").replaceChildren(...schedules.map((s) => {
+      const toggle = el("button", { class: "act schedule-toggle", onclick: () => scheduleAction(s.name, s.paused ? "resume" : "pause") }, s.paused ? "Resume" : "Pause");
+      const trigger = el("button", { class: "act schedule-trigger", onclick: () => scheduleAction(s.name, "trigger") }, "Run now");
+      const last = s.last_task
+        ? el("td", { class: "s-last" }, el("a", { href: "#", class: "mono s-last-task", onclick: (e) => { e.preventDefault(); openTask(s.last_task); } }, s.last_task.slice(-12)),
+          " ", s.last_status ? badge(s.last_status) : el("span", { class: "muted" }, "pruned"))
+        : el("td", { class: "s-last muted" }, "never");
+      const when = s.problem ? el("td", { class: "error" }, s.problem) : el("td", {}, s.definition || "–");
+      return el("tr", { "data-schedule": s.name, "data-paused": String(s.paused) },
+        el("td", { class: "mono" }, s.name), el("td", { class: "mono" }, s.task), when,
+        el("td", { class: "s-next" }, s.next ? fmtTime(s.next) : "–"), last,
+        el("td", { class: "s-state" }, s.paused ? badge("paused") : "active"), el("td", {}, toggle, " ", trigger));
+    }));
+    if (!schedules.length) $("schedule-rows").append(el("tr", {}, el("td", { colspan: "7", class: "muted" }, "No schedules.")));
+  } catch (error) { toast(error.message); }
+}
+async function scheduleAction(name, action) {
+  try {
+    const r = await api("/schedules/" + encodeURIComponent(name) + "/" + action, { method: "POST" });
+    toast(action === "trigger" ? name + ": started " + r.task_id.slice(-12) : name + ": " + action + "d");
+    await loadSchedules();
+  } catch (error) { toast(error.message); }
+}
+// Shows a task of another view in the task table's detail panel.
+async function openTask(id) { switchView("tasks"); await select(id); }
+
 // A declared schedule: its definition and next slot, or its error.
 function scheduleText(schedule) {
   if (!schedule) return "–";
@@ -354,6 +384,7 @@ setInterval(() => {
   const typing = document.activeElement && document.activeElement.classList.contains("queue-size");
   if (state.view === "queues" && !document.hidden && !typing) loadQueues();
   if (state.view === "instances" && !document.hidden) loadInstances();
+  if (state.view === "schedules" && !document.hidden) loadSchedules();
 }, 2000);
 
 let pending = null;
