@@ -146,10 +146,3 @@ fn at_path(path: &str) -> String {
 
 /// `Result` with [`Error`] as its default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl From<crate::schedule::ScheduleError> for Error {
-    /// A schedule that cannot be built: [`Error::Schedule`] with its message.
-    fn from(err: crate::schedule::ScheduleError) -> Self {
-        Error::Schedule(err.to_string())
-    }
-}

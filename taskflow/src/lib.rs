@@ -73,6 +73,7 @@ pub use crate::id::TaskId;
 pub use crate::instance::Instance;
 pub use crate::invocation::{Invocation, TaskOutcome};
 pub use crate::limits::Limits;
+pub use crate::maintenance::{ScheduleProblem, Scheduler, Tick};
 pub use crate::manager::{CancelOutcome, TaskManager};
 pub use crate::observer::{EventKind, MemoryObserver, StdoutObserver, TaskEvent, TaskObserver};
 pub use crate::options::{EnqueueOptions, TaskOptions};
@@ -83,8 +84,7 @@ pub use crate::queue::{
 pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
 pub use crate::registry::{RegisteredTask, Registry, registry};
 pub use crate::schedule::{
-    DueSlots, MIN_INTERVAL, Overlap, Schedule, ScheduleError, ScheduleProblem, ScheduleSpec,
-    Scheduler, Tick, Tz,
+    DueSlots, MIN_INTERVAL, Overlap, Schedule, ScheduleError, ScheduleSpec, Tz,
 };
 #[cfg(feature = "mysql")]
 pub use crate::store::MysqlStore;

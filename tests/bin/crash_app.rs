@@ -4,10 +4,13 @@
 //! Usage: `CRASH_APP_RUNS=<runs-file> crash-app <database>`; prints `listening <url>` once it
 //! serves. `<database>` is an SQLite file, or a URL shared with other instances: `postgres://`,
 //! `mysql://`, or `redis://...#<key prefix>`;
-//! `CRASH_APP_LEASE_MS` and `CRASH_APP_POLL_MS` shorten the lease and the polling interval.
+//! `CRASH_APP_LEASE_MS` and `CRASH_APP_POLL_MS` shorten the lease and the polling interval;
+//! `CRASH_APP_SCHEDULE=1` defines the schedule `every-second` (every second, catching up a
+//! minute of missed slots) that fires `scheduled_work`.
 //! Routes: `POST /enqueue/{requeued,plain,flaky,later}/{n}` (`flaky` fails its first attempt
 //! and retries 2 s later, `later` runs 3 s after the request), `GET /tasks/{id}`, and
-//! `GET /leader` (`{"leader": bool}`: whether this instance leads the maintenance).
+//! `GET /leader` (`{"leader": bool}`: whether this instance leads the maintenance), and
+//! `GET /fired` (every task of the schedule `every-second`).
 
 use std::io::Write;
 use std::time::Duration;
@@ -45,6 +48,12 @@ async fn flaky_work(n: u64) -> Result<u64, String> {
     }
 }
 
+/// A schedule's work: counted like the others; idempotent, so run again after a crash.
+#[task(requeue_on_interrupt = true)]
+async fn scheduled_work() {
+    started();
+}
+
 /// Appends `start <task id> <process id> <attempt> <unix micros>` to the runs file, in one
 /// write; returns the attempt.
 fn started() -> u32 {
@@ -74,6 +83,27 @@ async fn enqueue(tasks: Tasks, Path((kind, n)): Path<(String, u64)>) -> Response
 
 async fn leader(State(manager): State<TaskManager>) -> Json<serde_json::Value> {
     Json(json!({ "leader": manager.is_leader() }))
+}
+
+async fn fired(State(manager): State<TaskManager>) -> Response {
+    let mut query = taskflow::TaskQuery {
+        tag: Some(("schedule".into(), "every-second".into())),
+        limit: Some(1000),
+        ..Default::default()
+    };
+    let mut tasks = Vec::new();
+    loop {
+        match manager.store().list(&query).await {
+            Ok(page) => {
+                tasks.extend(page.tasks);
+                match page.next {
+                    Some(next) => query.after = Some(next),
+                    None => return Json(tasks).into_response(),
+                }
+            }
+            Err(err) => return (StatusCode::SERVICE_UNAVAILABLE, err.to_string()).into_response(),
+        }
+    }
 }
 
 async fn record(State(manager): State<TaskManager>, Path(id): Path<TaskId>) -> Response {
@@ -111,10 +141,16 @@ async fn main() {
         builder.sqlite(&database)
     };
     let manager = builder.build().await.unwrap();
+    if std::env::var_os("CRASH_APP_SCHEDULE").is_some() {
+        let every = taskflow::Schedule::every(Duration::from_secs(1)).unwrap();
+        let every = every.catch_up(Duration::from_secs(60));
+        manager.schedule("every-second", every, scheduled_work, ()).await.unwrap();
+    }
     let app = Router::new()
         .route("/enqueue/{kind}/{n}", post(enqueue))
         .route("/tasks/{id}", get(record))
         .route("/leader", get(leader))
+        .route("/fired", get(fired))
         .with_state(manager.clone())
         .layer(manager.layer());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

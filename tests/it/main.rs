@@ -4,6 +4,7 @@ pub(crate) mod admin;
 mod admin_access;
 mod admin_queues;
 mod cluster_queues;
+mod cluster_schedules;
 mod conformance;
 mod corrupt;
 mod crash;

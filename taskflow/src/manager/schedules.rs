@@ -5,8 +5,9 @@
 use super::TaskManager;
 use crate::error::{Error, Result};
 use crate::id::TaskId;
+use crate::maintenance::{ScheduleProblem, slot_task};
 use crate::options::EnqueueOptions;
-use crate::schedule::{Schedule, ScheduleProblem, slot_task};
+use crate::schedule::Schedule;
 use crate::store::{ScheduleChange, StoredSchedule};
 use crate::task::{IntoTaskArgs, Task};
 
@@ -101,7 +102,7 @@ impl TaskManager {
             .find(|stored| stored.name == name)
             .ok_or_else(|| Error::UnknownSchedule(name.to_owned()))?;
         let (task, _) =
-            crate::schedule::readable(&stored).map_err(|p| Error::Schedule(p.to_string()))?;
+            crate::maintenance::readable(&stored).map_err(|p| Error::Schedule(p.to_string()))?;
         let now = self.engine.clock.now();
         let record = slot_task(&stored, task, now, None, now);
         let id = record.task_id;
@@ -118,7 +119,7 @@ impl TaskManager {
     /// Why `stored` cannot fire in this binary (its task is not registered here, its
     /// definition cannot be read), or `None` when it can.
     pub fn schedule_problem(&self, stored: &StoredSchedule) -> Option<ScheduleProblem> {
-        crate::schedule::readable(stored).err()
+        crate::maintenance::readable(stored).err()
     }
 
     async fn change_schedule(&self, name: &str, change: ScheduleChange) -> Result<StoredSchedule> {

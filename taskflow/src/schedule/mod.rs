@@ -8,7 +8,6 @@
 //! schedules do not drift, and every instance computes the same slots.
 
 mod definition;
-mod scheduler;
 mod slots;
 mod spec;
 
@@ -18,8 +17,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-pub use self::scheduler::{ScheduleProblem, Scheduler, Tick};
-pub(crate) use self::scheduler::{readable, slot_task};
 pub use self::slots::DueSlots;
 pub use self::spec::ScheduleSpec;
 
@@ -238,5 +235,13 @@ impl PartialEq for Schedule {
         grid && self.catch_up == other.catch_up
             && self.overlap == other.overlap
             && self.run_on_startup == other.run_on_startup
+    }
+}
+
+impl From<ScheduleError> for crate::error::Error {
+    /// A schedule that cannot be built: [`Error::Schedule`](crate::Error::Schedule) with its
+    /// message.
+    fn from(err: ScheduleError) -> Self {
+        crate::error::Error::Schedule(err.to_string())
     }
 }
