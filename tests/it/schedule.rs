@@ -150,3 +150,83 @@ fn bad_definitions_say_what_is_accepted() {
     let never = Schedule::cron("0 0 30 2 *").unwrap();
     assert_eq!(never.next_after(utc(2026, 1, 1, 0, 0, 0)), None);
 }
+
+/// The scheduler over a store with its clock injected: a daily 02:30 in Paris fires once on
+/// the spring-forward day (at 03:00) and once on the fall-back day; a clock set back an hour
+/// fires nothing again, and set forward a day fires the most recent missed slot (the others
+/// are recorded as missed).
+#[tokio::test]
+async fn the_scheduler_follows_daylight_saving_and_clock_jumps() {
+    use std::sync::Arc;
+    use taskflow::store::{ScheduleChange, SlotOutcome, StoredSchedule};
+    use taskflow::{Scheduler, Store};
+
+    let store: Arc<dyn Store> = Arc::new(taskflow::MemoryStore::new());
+    let daily = Schedule::cron("30 2 * * *").unwrap().timezone("Europe/Paris").unwrap();
+    let start = utc(2026, 3, 28, 12, 0, 0);
+    let stored = StoredSchedule::new(
+        "daily",
+        "conformance_tick",
+        serde_json::json!({"n": 1}),
+        daily.definition(),
+        daily.next_after(start),
+        start,
+    );
+    store.change_schedule("daily", ScheduleChange::Define(stored), start).await.unwrap();
+    let scheduler = Scheduler::new(Arc::clone(&store));
+    // Every ten minutes across the spring-forward night (29 March 2026, 02:00 -> 03:00).
+    let mut fired = Vec::new();
+    let mut at = start;
+    while at < utc(2026, 3, 30, 12, 0, 0) {
+        fired.extend(scheduler.tick(at).await.unwrap().fired);
+        at += chrono::Duration::minutes(10);
+    }
+    let slot_of = |id| {
+        let store = Arc::clone(&store);
+        async move { store.get(&id).await.unwrap().unwrap().tags["slot"].clone() }
+    };
+    let mut slots = Vec::new();
+    for id in &fired {
+        slots.push(slot_of(*id).await);
+    }
+    // 03:00 CEST on the 29th (01:00 UTC), then 02:30 CEST on the 30th (00:30 UTC).
+    assert_eq!(slots, ["2026-03-29T01:00:00.000000Z", "2026-03-30T00:30:00.000000Z"]);
+
+    // The clock set back an hour: nothing fires twice.
+    let back = at - chrono::Duration::hours(1);
+    assert!(scheduler.tick(back).await.unwrap().fired.is_empty());
+    // Set forward four days: the most recent slot fires, the three before are missed.
+    let ahead = at + chrono::Duration::days(4);
+    let tick = scheduler.tick(ahead).await.unwrap();
+    assert_eq!((tick.fired.len(), tick.skipped), (1, 3));
+    assert_eq!(slot_of(tick.fired[0]).await, "2026-04-03T00:30:00.000000Z");
+    let schedule = store.schedules().await.unwrap().pop().unwrap();
+    let missed = schedule.history.iter().find(|h| h.outcome == SlotOutcome::Missed).unwrap();
+    assert_eq!(missed.count, 3);
+
+    // The fall-back night (25 October 2026, 03:00 -> 02:00): 02:30 occurs twice, fires once.
+    let autumn = utc(2026, 10, 24, 12, 0, 0);
+    let stored = StoredSchedule::new(
+        "autumn",
+        "conformance_tick",
+        serde_json::json!({"n": 2}),
+        daily.definition(),
+        daily.next_after(autumn),
+        autumn,
+    );
+    store.change_schedule("autumn", ScheduleChange::Define(stored), autumn).await.unwrap();
+    let mut fired = 0;
+    let mut at = autumn;
+    while at < utc(2026, 10, 25, 12, 0, 0) {
+        let tick = scheduler.tick(at).await.unwrap();
+        for id in tick.fired {
+            let record = store.get(&id).await.unwrap().unwrap();
+            if record.tags["schedule"] == "autumn" {
+                assert_eq!(record.tags["slot"], "2026-10-25T00:30:00.000000Z", "the first 02:30");
+                fired += 1;
+            }
+        }
+        at += chrono::Duration::minutes(10);
+    }
+    assert_eq!(fired, 1, "once on the fall-back day");
+}

@@ -366,7 +366,8 @@ pub trait Store: Send + Sync + 'static {
     /// Applies `change` to the schedule `name`, atomically against every other change on
     /// every instance sharing the store; returns the schedule after it (for a removal, what
     /// was removed), or `None` when nothing applied: no such schedule, or an
-    /// [`Advance`](ScheduleChange::Advance) from a slot it no longer waits for.
+    /// [`Advance`](ScheduleChange::Advance) of a version it is no longer at. The tasks an
+    /// advance or a trigger fires are stored in the same atomic write, or not at all.
     async fn change_schedule(
         &self,
         name: &str,
