@@ -164,8 +164,19 @@ async fn runtime_schedules_take_arguments_pause_and_trigger() {
     assert_eq!(kinds, ["fired", "paused", "triggered"]);
     assert!(manager.trigger_schedule("nope").await.is_err(), "no such schedule");
 
-    // A schedule stored by another binary, for a task this one lacks.
+    let foreign = define_foreign(&manager).await;
+    let problem = manager.schedule_problem(&foreign).expect("cannot fire here");
+    assert!(problem.reason.contains("not_in_this_binary"), "{problem}");
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(fired_by(&manager, "foreign").await.is_empty());
+    assert!(manager.unschedule("foreign").await.unwrap());
+    manager.shutdown(Duration::from_secs(10)).await;
+}
+
+/// Stores the schedule `foreign`, as another binary would, for a task this one lacks.
+async fn define_foreign(manager: &taskflow::TaskManager) -> taskflow::store::StoredSchedule {
     let at = chrono::Utc::now();
+    let every = Schedule::every(Duration::from_secs(60)).unwrap();
     let foreign = taskflow::store::StoredSchedule::new(
         "foreign",
         "not_in_this_binary",
@@ -175,13 +186,7 @@ async fn runtime_schedules_take_arguments_pause_and_trigger() {
         at,
     );
     let change = taskflow::store::ScheduleChange::Define(foreign);
-    let foreign = manager.store().change_schedule("foreign", change, at).await.unwrap().unwrap();
-    let problem = manager.schedule_problem(&foreign).expect("cannot fire here");
-    assert!(problem.reason.contains("not_in_this_binary"), "{problem}");
-    tokio::time::sleep(Duration::from_secs(120)).await;
-    assert!(fired_by(&manager, "foreign").await.is_empty());
-    assert!(manager.unschedule("foreign").await.unwrap());
-    manager.shutdown(Duration::from_secs(10)).await;
+    manager.store().change_schedule("foreign", change, at).await.unwrap().unwrap()
 }
 
 /// One request to the admin `router` (one router: one audit log); the status and the JSON
@@ -267,18 +272,7 @@ async fn the_admin_lists_pauses_and_triggers_schedules() {
         assert_eq!(status, 404, "{path}: {body}");
         assert!(body["error"].as_str().unwrap().contains("nope"), "{body}");
     }
-    let at = chrono::Utc::now();
-    let every = Schedule::every(Duration::from_secs(60)).unwrap();
-    let foreign = taskflow::store::StoredSchedule::new(
-        "foreign",
-        "not_in_this_binary",
-        serde_json::json!({}),
-        every.definition(),
-        Some(at),
-        at,
-    );
-    let change = taskflow::store::ScheduleChange::Define(foreign);
-    manager.store().change_schedule("foreign", change, at).await.unwrap();
+    define_foreign(&manager).await;
     let (_, body) = call(&router, "GET", "/tasks/schedules").await;
     let problem = find(&body, "foreign")["problem"].as_str().unwrap().to_owned();
     assert!(

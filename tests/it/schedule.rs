@@ -164,15 +164,21 @@ async fn the_scheduler_follows_daylight_saving_and_clock_jumps() {
     let store: Arc<dyn Store> = Arc::new(taskflow::MemoryStore::new());
     let daily = Schedule::cron("30 2 * * *").unwrap().timezone("Europe/Paris").unwrap();
     let start = utc(2026, 3, 28, 12, 0, 0);
-    let stored = StoredSchedule::new(
-        "daily",
-        "conformance_tick",
-        serde_json::json!({"n": 1}),
-        daily.definition(),
-        daily.next_after(start),
-        start,
-    );
-    store.change_schedule("daily", ScheduleChange::Define(stored), start).await.unwrap();
+    let define = |name: &'static str, at: DateTime<Utc>| {
+        let (store, daily) = (Arc::clone(&store), daily.clone());
+        async move {
+            let stored = StoredSchedule::new(
+                name,
+                "conformance_tick",
+                serde_json::json!({"n": 1}),
+                daily.definition(),
+                daily.next_after(at),
+                at,
+            );
+            store.change_schedule(name, ScheduleChange::Define(stored), at).await.unwrap();
+        }
+    };
+    define("daily", start).await;
     let scheduler = Scheduler::new(Arc::clone(&store));
     // Every ten minutes across the spring-forward night (29 March 2026, 02:00 -> 03:00).
     let mut fired = Vec::new();
@@ -206,15 +212,7 @@ async fn the_scheduler_follows_daylight_saving_and_clock_jumps() {
 
     // The fall-back night (25 October 2026, 03:00 -> 02:00): 02:30 occurs twice, fires once.
     let autumn = utc(2026, 10, 24, 12, 0, 0);
-    let stored = StoredSchedule::new(
-        "autumn",
-        "conformance_tick",
-        serde_json::json!({"n": 2}),
-        daily.definition(),
-        daily.next_after(autumn),
-        autumn,
-    );
-    store.change_schedule("autumn", ScheduleChange::Define(stored), autumn).await.unwrap();
+    define("autumn", autumn).await;
     let mut fired = 0;
     let mut at = autumn;
     while at < utc(2026, 10, 25, 12, 0, 0) {
