@@ -505,3 +505,29 @@ async fn a_damaged_schedule_row_is_skipped_kept_and_replaced() {
     assert_eq!(store.schedules().await.unwrap().len(), 1, "the definition replaced the damage");
     store.close().await.unwrap();
 }
+
+/// A schedule change whose task cannot be stored (here, an id the file already holds) fails
+/// as a whole: the schedule keeps its state, nothing half-written is committed with the
+/// other writes of that commit, and the store goes on.
+#[tokio::test]
+async fn a_schedule_change_whose_task_fails_is_taken_back_whole() {
+    use taskflow::store::{ScheduleChange, StoredSchedule};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("tasks.db")).unwrap();
+    let now = chrono::Utc::now();
+    let define =
+        StoredSchedule::new("nightly", "report", serde_json::json!({}), "every 1m", None, now);
+    let defined =
+        store.change_schedule("nightly", ScheduleChange::Define(define), now).await.unwrap();
+    let held = crate::conformance::put(&store, crate::conformance::pending("report")).await;
+    let mut clash = crate::conformance::pending("report");
+    clash.task_id = held;
+    let trigger = ScheduleChange::Trigger(Box::new(clash));
+    let err = store.change_schedule("nightly", trigger, now).await.unwrap_err();
+    assert!(err.to_string().contains("sqlite"), "{err}");
+    assert_eq!(store.schedules().await.unwrap(), vec![defined.unwrap()], "as it was");
+    let fresh = ScheduleChange::Trigger(Box::new(crate::conformance::pending("report")));
+    let triggered = store.change_schedule("nightly", fresh, now).await.unwrap().unwrap();
+    assert_eq!(triggered.history.len(), 1, "the next change applies");
+    store.close().await.unwrap();
+}

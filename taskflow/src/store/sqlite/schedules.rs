@@ -48,12 +48,7 @@ impl SqliteStore {
                     (Err(err), _) => Err(err),
                     (Ok((_, stored)), Some(err)) => {
                         // Rolled back: the slots' tasks were not stored after all.
-                        for (id, key) in stored {
-                            active.forget(&id);
-                            if let Some(key) = key {
-                                release(&keys, &key, &id);
-                            }
-                        }
+                        forget(stored, &keys, &active);
                         Err(err.clone())
                     }
                     (Ok((schedule, _)), None) => Ok(schedule),
@@ -72,6 +67,32 @@ type Stored = Vec<(TaskId, Option<String>)>;
 /// Applies `change` to the row `name` on the writer, and stores the slots' tasks in the same
 /// transaction (a slot key an active task holds is that task: not stored twice).
 fn write(
+    conn: &Connection,
+    name: &str,
+    change: ScheduleChange,
+    now: DateTime<Utc>,
+    keys: &Keys,
+    active: &ActiveRows,
+) -> Result<(Option<StoredSchedule>, Stored), StoreError> {
+    // A savepoint of its own: the writer commits other jobs' writes with this one's, so a
+    // failure half-way must take back the schedule's row and the tasks written before it.
+    conn.execute_batch("SAVEPOINT schedule_change").map_err(unavailable)?;
+    match apply(conn, name, change, now, keys, active) {
+        Ok((schedule, stored)) => match conn.execute_batch("RELEASE schedule_change") {
+            Ok(()) => Ok((schedule, stored)),
+            Err(err) => {
+                forget(stored, keys, active);
+                Err(unavailable(err))
+            }
+        },
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK TO schedule_change; RELEASE schedule_change");
+            Err(err)
+        }
+    }
+}
+
+fn apply(
     conn: &Connection,
     name: &str,
     change: ScheduleChange,
@@ -118,14 +139,19 @@ fn write(
         let seq = active.insert(task.clone());
         stored.push((task.task_id, key));
         if let Err(err) = super::insert(conn, seq, &row::encode(task), None) {
-            for (id, key) in stored {
-                active.forget(&id);
-                if let Some(key) = key {
-                    release(keys, &key, &id);
-                }
-            }
+            forget(stored, keys, active);
             return Err(err);
         }
     }
     Ok((applied.result(), stored))
+}
+
+/// Forgets the tasks of a change that was not stored after all (their rows and keys).
+fn forget(stored: Stored, keys: &Keys, active: &ActiveRows) {
+    for (id, key) in stored {
+        active.forget(&id);
+        if let Some(key) = key {
+            release(keys, &key, &id);
+        }
+    }
 }
