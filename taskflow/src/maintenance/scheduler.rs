@@ -17,9 +17,9 @@ use crate::registry::registry;
 use crate::schedule::{Overlap, Schedule};
 use crate::store::{ScheduleChange, SlotOutcome, SlotRecord, Store, StoreError, StoredSchedule};
 
-/// Fires the schedules of a store: see [`Scheduler::tick`]. A [`TaskManager`]
-/// (crate::TaskManager) runs one on its leader every second; use one directly to drive
-/// schedules from a process of your own, or at chosen times in a test.
+/// Fires the schedules of a store: see [`Scheduler::tick`]. A
+/// [`TaskManager`](crate::TaskManager) runs one on its leader every second; use one directly
+/// to drive schedules from a process of your own, or at chosen times in a test.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
