@@ -47,6 +47,8 @@ pub struct TaskManagerBuilder {
     queues: Vec<(String, Queue)>,
     run_queues: Option<Vec<String>>,
     declare_schedules: bool,
+    #[cfg(feature = "encryption")]
+    keyring: Option<crate::seal::Keyring>,
     #[cfg(feature = "sqlite")]
     sqlite: Option<std::path::PathBuf>,
 }
@@ -68,6 +70,8 @@ impl Default for TaskManagerBuilder {
             queues: Vec::new(),
             run_queues: None,
             declare_schedules: true,
+            #[cfg(feature = "encryption")]
+            keyring: None,
             #[cfg(feature = "sqlite")]
             sqlite: None,
         }
@@ -207,6 +211,45 @@ impl TaskManagerBuilder {
         self
     }
 
+    /// Seals every task's arguments and result, and every schedule's arguments, before they
+    /// reach the store, with the keyring's primary key (XChaCha20-Poly1305, bound to the task),
+    /// and opens them with whichever key of the ring sealed them (feature `encryption`).
+    /// A keyring with no primary key fails `build()`.
+    ///
+    /// ```rust,standalone_crate
+    /// use taskflow::{Key, Keyring, TaskManager, task};
+    ///
+    /// #[task]
+    /// async fn charge(card: String, cents: u64) {
+    ///     let _ = (card, cents);
+    /// }
+    ///
+    /// async fn start() -> Result<TaskManager, Box<dyn std::error::Error>> {
+    ///     // 32 random bytes in base64 each (`openssl rand -base64 32`); the newest seals.
+    ///     let keyring = Keyring::new()
+    ///         .primary("2026-12", Key::from_env("TASKFLOW_KEY_2026_12")?)?
+    ///         .old("2026-06", Key::from_env("TASKFLOW_KEY_2026_06")?)?;
+    ///     let manager = TaskManager::builder().encryption(keyring).build().await?;
+    ///     manager.add_task(charge, ("4111 1111 1111 1111".to_owned(), 1999));
+    ///     Ok(manager)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # unsafe { std::env::set_var("TASKFLOW_KEY_2026_12", "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=") };
+    /// # unsafe { std::env::set_var("TASKFLOW_KEY_2026_06", "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=") };
+    /// let manager = start().await?;
+    /// assert!(manager.encrypts());
+    /// # manager.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "encryption")]
+    pub fn encryption(mut self, keyring: crate::seal::Keyring) -> Self {
+        self.keyring = Some(keyring);
+        self
+    }
+
     /// Whether `build()` stores the schedules the registered tasks declare
     /// (`#[task(every = "5m")]`, each named after its task); on by default. Turn it off in a
     /// process that must not (re)define them, such as an older binary during a rolling
@@ -291,6 +334,15 @@ impl TaskManagerBuilder {
         if remote.is_some() {
             store = Arc::new(Deadline::new(store, self.store_timeouts));
         }
+        #[allow(unused_mut)]
+        let mut sealing = crate::engine::Sealing::default();
+        #[cfg(feature = "encryption")]
+        if let Some(keyring) = self.keyring {
+            let keyring =
+                Arc::new(keyring.checked().map_err(|e| Error::Encryption(e.to_string()))?);
+            store = Arc::new(crate::store::sealed::Sealed::new(store, Arc::clone(&keyring)));
+            sealing.keyring = Some(keyring);
+        }
         Ok(Engine::new(Settings {
             store,
             remote,
@@ -302,6 +354,7 @@ impl TaskManagerBuilder {
             prune_every: self.prune_every,
             poll_every: self.poll_every,
             limits: self.limits,
+            sealing,
         }))
     }
 }

@@ -85,6 +85,10 @@ pub enum Error {
         /// The queue named.
         queue: String,
     },
+    /// The encryption settings cannot be used (a keyring with no primary key, say); the
+    /// message never shows a key.
+    #[error("encryption: {0}")]
+    Encryption(String),
     /// No schedule of that name is stored.
     #[error("no schedule named `{0}` is stored")]
     UnknownSchedule(String),

@@ -50,6 +50,8 @@ mod queue;
 mod record;
 mod registry;
 mod schedule;
+#[cfg(feature = "encryption")]
+mod seal;
 pub mod store;
 mod task;
 mod task_error;
@@ -86,6 +88,8 @@ pub use crate::registry::{RegisteredTask, Registry, registry};
 pub use crate::schedule::{
     DueSlots, MIN_INTERVAL, Overlap, Schedule, ScheduleError, ScheduleSpec, Tz,
 };
+#[cfg(feature = "encryption")]
+pub use crate::seal::{KEY_LEN, Key, KeyError, Keyring, OpenError};
 #[cfg(feature = "mysql")]
 pub use crate::store::MysqlStore;
 #[cfg(feature = "postgres")]

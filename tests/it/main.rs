@@ -9,6 +9,7 @@ mod conformance;
 mod corrupt;
 mod crash;
 mod dsl;
+mod encryption;
 mod engine;
 mod external;
 mod faults;

@@ -181,7 +181,7 @@ impl Admin {
             manager: manager.clone(),
             prefix: DEFAULT_PREFIX.to_owned(),
             auth: Auth::default(),
-            redaction: Redaction::default(),
+            redaction: Redaction { sealed: manager.encrypts(), ..Redaction::default() },
         }
     }
 
@@ -222,6 +222,15 @@ impl Admin {
     /// Whether task arguments are shown (default: yes). Hidden, they read `"[hidden]"`.
     pub fn display_args(mut self, display: bool) -> Admin {
         self.redaction.display_args = display;
+        self
+    }
+
+    /// Whether arguments and results sealed at rest (see
+    /// [`TaskManager::encrypts`]) are shown opened to this admin's users. By default they read
+    /// `"[sealed]"`: only an admin built with `display_sealed(true)` shows them (still subject
+    /// to [`Admin::display_args`] and [`Admin::redact`]).
+    pub fn display_sealed(mut self, display: bool) -> Admin {
+        self.redaction.sealed = self.manager.encrypts() && !display;
         self
     }
 

@@ -7,6 +7,9 @@ use crate::record::TaskRecord;
 /// Shown instead of a redacted value.
 pub(crate) const REDACTED: &str = "[redacted]";
 
+/// What sealed arguments and results read as, for an admin not allowed to see them.
+pub(crate) const SEALED: &str = "[sealed]";
+
 /// How records are shown.
 #[derive(Clone, Debug)]
 pub(crate) struct Redaction {
@@ -14,18 +17,22 @@ pub(crate) struct Redaction {
     pub(crate) display_args: bool,
     /// Object keys whose values are replaced, wherever they are (args, result, log fields).
     pub(crate) fields: Vec<String>,
+    /// Whether arguments and results, sealed at rest, are shown as `"[sealed]"`.
+    pub(crate) sealed: bool,
 }
 
 impl Default for Redaction {
     fn default() -> Self {
-        Redaction { display_args: true, fields: Vec::new() }
+        Redaction { display_args: true, fields: Vec::new(), sealed: false }
     }
 }
 
 impl Redaction {
-    /// Arguments as the API shows them: redacted, or hidden.
+    /// Arguments as the API shows them: redacted, or hidden, or sealed.
     pub(crate) fn args(&self, mut args: Value) -> Value {
-        if self.display_args {
+        if self.sealed {
+            Value::String(SEALED.to_owned())
+        } else if self.display_args {
             self.redact(&mut args);
             args
         } else {
@@ -37,7 +44,11 @@ impl Redaction {
     pub(crate) fn apply(&self, mut record: TaskRecord) -> TaskRecord {
         record.args = self.args(std::mem::take(&mut record.args));
         if let Some(result) = &mut record.result {
-            self.redact(result);
+            if self.sealed {
+                *result = Value::String(SEALED.to_owned());
+            } else {
+                self.redact(result);
+            }
         }
         for entry in &mut record.logs {
             for (key, value) in entry.fields.iter_mut() {

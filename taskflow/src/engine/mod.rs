@@ -78,6 +78,35 @@ pub(crate) struct Engine {
     pub(crate) completions: completions::Completions,
     /// When this engine was made: the instance's start, in its heartbeats.
     pub(crate) started_at: chrono::DateTime<chrono::Utc>,
+    /// What seals records written around the store (in a caller's transaction).
+    pub(crate) sealing: Sealing,
+}
+
+/// The keyring that seals tasks, when encryption is on (see the store's `Sealed`).
+#[derive(Clone, Default)]
+pub(crate) struct Sealing {
+    #[cfg(feature = "encryption")]
+    pub(crate) keyring: Option<Arc<crate::seal::Keyring>>,
+}
+
+impl Sealing {
+    /// Whether arguments and results are sealed at rest.
+    pub(crate) fn enabled(&self) -> bool {
+        #[cfg(feature = "encryption")]
+        return self.keyring.is_some();
+        #[cfg(not(feature = "encryption"))]
+        false
+    }
+
+    /// `record` sealed, as the store's wrapper would before writing it.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn seal(&self, record: TaskRecord) -> Result<TaskRecord, crate::store::StoreError> {
+        #[cfg(feature = "encryption")]
+        if let Some(keyring) = &self.keyring {
+            return crate::store::sealed::seal_record(keyring, record);
+        }
+        Ok(record)
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -98,6 +127,7 @@ pub(crate) struct Settings {
     pub(crate) prune_every: Duration,
     pub(crate) poll_every: Duration,
     pub(crate) limits: Limits,
+    pub(crate) sealing: Sealing,
 }
 
 impl Engine {
@@ -125,6 +155,7 @@ impl Engine {
             limits: settings.limits,
             clock: clock::Clock::new(),
             leading_until: AtomicI64::new(0),
+            sealing: settings.sealing,
         })
     }
 

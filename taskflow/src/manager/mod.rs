@@ -94,6 +94,12 @@ impl TaskManager {
         self.engine.running.len()
     }
 
+    /// Whether task arguments and results are sealed at rest (see
+    /// `TaskManagerBuilder::encryption`, feature `encryption`).
+    pub fn encrypts(&self) -> bool {
+        self.engine.sealing.enabled()
+    }
+
     /// Whether this instance leads the cluster-wide maintenance (rescuing the tasks of dead
     /// instances, pruning): one instance per store does, another takes over within one lease
     /// when it dies.
@@ -183,6 +189,7 @@ impl TaskManager {
         let record = crate::engine::new_record(new, self.engine.clock.now());
         self.engine.limits.check(&record)?;
         let runner = self.engine.admit(&record)?;
+        let record = self.engine.sealing.seal(record)?;
         let inserted = crate::store::postgres::insert_in(client, &record).await;
         if inserted.is_err() {
             runner.unadmit();

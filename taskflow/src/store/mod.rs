@@ -22,6 +22,8 @@ mod reclaim;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 pub(crate) mod schedules;
+#[cfg(feature = "encryption")]
+pub(crate) mod sealed;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 mod ticket;

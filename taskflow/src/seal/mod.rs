@@ -1,0 +1,235 @@
+//! Arguments and results sealed at rest (feature `encryption`): a [`Keyring`] of named
+//! 256-bit keys seals each value with XChaCha20-Poly1305 (RustCrypto's `chacha20poly1305`),
+//! a random nonce per value, the key's id stored beside it, and the task's id and the field
+//! bound in as associated data, so a sealed value copied onto another task, or from the
+//! arguments to the result, does not open. New values use the primary key; every key of the
+//! ring opens what it sealed, so keys rotate without rewriting anything first.
+//!
+//! A sealed value is stored as the JSON object `{"$sealed": "<key id>:<base64>"}` (no Rust
+//! parameter can be named `$sealed`, so no argument object looks like one).
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+/// The field of a sealed value's JSON object.
+pub(crate) const SEALED: &str = "$sealed";
+
+/// How long a key is, in bytes.
+pub const KEY_LEN: usize = 32;
+
+/// One 256-bit key. Its bytes are wiped when it is dropped, and never shown: `Debug` prints
+/// `Key(..)`.
+#[derive(Clone)]
+pub struct Key(Zeroizing<[u8; KEY_LEN]>);
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+/// A key that cannot be used: the message says why, never what the key is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// Not 32 bytes.
+    #[error("an encryption key must be {KEY_LEN} bytes; this one is {0}")]
+    Length(usize),
+    /// Not base64.
+    #[error("an encryption key in base64 does not decode: {0}")]
+    Base64(String),
+    /// The environment variable is not set (or not Unicode).
+    #[error("the environment variable `{0}` that should hold an encryption key is not set")]
+    Missing(String),
+    /// A key id that cannot be stored beside a sealed value.
+    #[error("key id `{0}`: use 1 to 32 letters, digits, `-` or `_`")]
+    Id(String),
+    /// Two keys with one id.
+    #[error("key id `{0}` is in the keyring twice")]
+    Duplicate(String),
+    /// No primary key.
+    #[error("the keyring has no primary key: add one with `Keyring::primary`")]
+    NoPrimary,
+}
+
+impl Key {
+    /// A key from its 32 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Key, KeyError> {
+        let bytes: [u8; KEY_LEN] = bytes.try_into().map_err(|_| KeyError::Length(bytes.len()))?;
+        Ok(Key(Zeroizing::new(bytes)))
+    }
+
+    /// A key written in standard base64 (44 characters), as `openssl rand -base64 32` prints.
+    pub fn from_base64(text: &str) -> Result<Key, KeyError> {
+        let bytes = Zeroizing::new(
+            STANDARD.decode(text.trim()).map_err(|err| KeyError::Base64(err.to_string()))?,
+        );
+        Key::from_bytes(&bytes)
+    }
+
+    /// A key in base64 from the environment variable `name`.
+    pub fn from_env(name: &str) -> Result<Key, KeyError> {
+        let text =
+            Zeroizing::new(std::env::var(name).map_err(|_| KeyError::Missing(name.to_owned()))?);
+        Key::from_base64(&text)
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&*self.0).into())
+    }
+}
+
+/// Named keys: the primary one seals, every one opens what it sealed.
+///
+/// ```
+/// use taskflow::{Key, Keyring};
+///
+/// let old = Key::from_bytes(&[1; 32])?;
+/// let new = Key::from_base64("AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=")?;
+/// let keyring = Keyring::new().primary("k2", new)?.old("k1", old)?;
+/// assert_eq!(keyring.primary_id(), Some("k2"));
+/// assert_eq!(format!("{keyring:?}"), r#"Keyring { primary: Some("k2"), old: ["k1"] }"#);
+/// # Ok::<(), taskflow::KeyError>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct Keyring {
+    primary: Option<(String, Key)>,
+    old: Vec<(String, Key)>,
+}
+
+impl fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let old: Vec<&str> = self.old.iter().map(|(id, _)| id.as_str()).collect();
+        f.debug_struct("Keyring").field("primary", &self.primary_id()).field("old", &old).finish()
+    }
+}
+
+/// Why a sealed value did not open. Names the key, never the value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The keyring has no key of that id: the value waits until it is back.
+    #[error("sealed with key `{0}`, which this keyring does not have")]
+    MissingKey(String),
+    /// The key is there but the value does not open: damaged, tampered with, moved from
+    /// another task, or sealed with another key of the same id.
+    #[error("key `{0}` cannot decrypt it (damaged, tampered with, or not sealed for this task)")]
+    Decrypt(String),
+    /// Not a sealed value this version can read.
+    #[error("a damaged sealed value: {0}")]
+    Malformed(String),
+}
+
+fn valid_id(id: &str) -> bool {
+    (1..=32).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Keyring {
+    /// An empty keyring; give it a [primary](Keyring::primary) key.
+    pub fn new() -> Keyring {
+        Keyring::default()
+    }
+
+    /// Seals new values with `key`, named `id`.
+    pub fn primary(mut self, id: &str, key: Key) -> Result<Keyring, KeyError> {
+        self.check(id)?;
+        self.primary = Some((id.to_owned(), key));
+        Ok(self)
+    }
+
+    /// Opens what `key`, named `id`, sealed, without sealing anything new with it.
+    pub fn old(mut self, id: &str, key: Key) -> Result<Keyring, KeyError> {
+        self.check(id)?;
+        self.old.push((id.to_owned(), key));
+        Ok(self)
+    }
+
+    fn check(&self, id: &str) -> Result<(), KeyError> {
+        if !valid_id(id) {
+            return Err(KeyError::Id(id.to_owned()));
+        }
+        if self.key(id).is_some() {
+            return Err(KeyError::Duplicate(id.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// The id of the key that seals.
+    pub fn primary_id(&self) -> Option<&str> {
+        self.primary.as_ref().map(|(id, _)| id.as_str())
+    }
+
+    /// Fails unless it has a primary key.
+    pub(crate) fn checked(self) -> Result<Keyring, KeyError> {
+        match self.primary {
+            Some(_) => Ok(self),
+            None => Err(KeyError::NoPrimary),
+        }
+    }
+
+    fn key(&self, id: &str) -> Option<&Key> {
+        self.primary.iter().chain(&self.old).find(|(key_id, _)| key_id == id).map(|(_, key)| key)
+    }
+
+    /// `value` sealed with the primary key for `field` of `owner` (a task's id, or a
+    /// schedule's name). Without a primary key (a keyring that was not
+    /// [checked](Keyring::checked)), `value` itself.
+    pub(crate) fn seal(&self, owner: &str, field: &str, value: &Value) -> Value {
+        let Some((id, key)) = &self.primary else { return value.clone() };
+        let plain = Zeroizing::new(serde_json::to_vec(value).unwrap_or_default());
+        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let aad = associated(owner, field);
+        let sealed = key
+            .cipher()
+            .encrypt(&nonce, Payload { msg: &plain, aad: &aad })
+            .expect("XChaCha20-Poly1305 seals any length a JSON value has");
+        let mut bytes = nonce.to_vec();
+        bytes.extend(sealed);
+        serde_json::json!({ SEALED: format!("{id}:{}", STANDARD.encode(bytes)) })
+    }
+
+    /// The value under `value` when it is sealed (for `field` of `owner`); `value` itself
+    /// when it is not (written before encryption was turned on).
+    pub(crate) fn open(&self, owner: &str, field: &str, value: &Value) -> Result<Value, OpenError> {
+        let Some(text) = sealed_text(value) else { return Ok(value.clone()) };
+        let (id, data) =
+            text.split_once(':').ok_or_else(|| OpenError::Malformed("no key id".to_owned()))?;
+        let key = self.key(id).ok_or_else(|| OpenError::MissingKey(id.to_owned()))?;
+        let bytes = STANDARD.decode(data).map_err(|err| OpenError::Malformed(err.to_string()))?;
+        if bytes.len() < 24 {
+            return Err(OpenError::Malformed("too short".to_owned()));
+        }
+        let (nonce, sealed) = bytes.split_at(24);
+        let aad = associated(owner, field);
+        let plain = key
+            .cipher()
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
+            .map_err(|_| OpenError::Decrypt(id.to_owned()))?;
+        let plain = Zeroizing::new(plain);
+        serde_json::from_slice(&plain).map_err(|err| OpenError::Malformed(err.to_string()))
+    }
+}
+
+/// The key id a sealed value names, if `value` is one.
+pub(crate) fn sealed_with(value: &Value) -> Option<&str> {
+    sealed_text(value).and_then(|text| text.split_once(':')).map(|(id, _)| id)
+}
+
+fn sealed_text(value: &Value) -> Option<&str> {
+    match value {
+        Value::Object(map) if map.len() == 1 => map.get(SEALED)?.as_str(),
+        _ => None,
+    }
+}
+
+/// What binds a sealed value to its place: its owner and the field.
+fn associated(owner: &str, field: &str) -> Vec<u8> {
+    format!("taskflow:v1:{owner}:{field}").into_bytes()
+}
