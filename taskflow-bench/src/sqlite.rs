@@ -1,5 +1,6 @@
 //! Durable SQLite: enqueue + execute no-op tasks on the SQLite store, against raw rusqlite
-//! inserting as many rows of the same size, in batched and in one-row transactions.
+//! inserting as many rows of the same size, in batched and in one-row transactions; and the
+//! same tasks with their arguments and results sealed (feature `encryption`) against plain.
 
 use std::time::{Duration, Instant};
 
@@ -41,18 +42,24 @@ const TASK_COLUMNS: [&str; 23] = [
 /// Runs every SQLite scenario; returns its rows.
 pub(crate) async fn run(reps: usize) -> Vec<Row> {
     let mut ours = Vec::new();
+    let mut sealed = Vec::new();
     let mut batched = Vec::new();
     let mut single = Vec::new();
     let mut row_bytes = 0;
     for rep in 0..=reps {
         let dir = tempfile::tempdir().expect("temp dir");
-        let (taskflow, bytes) = durable_tasks(&dir.path().join("tasks.db")).await;
+        let (taskflow, bytes) = durable_tasks(&dir.path().join("tasks.db"), None).await;
         row_bytes = bytes;
+        let keyring = taskflow::Keyring::new()
+            .primary("bench", taskflow::Key::from_bytes(&[7; 32]).expect("key"))
+            .expect("keyring");
+        let (encrypted, _) = durable_tasks(&dir.path().join("sealed.db"), Some(keyring)).await;
         let raw_batched = raw_inserts(&dir.path().join("batched.db"), BATCH, row_bytes);
         let raw_single = raw_inserts(&dir.path().join("single.db"), 1, row_bytes);
         if rep > 0 {
             // the first round warms up
             ours.push(taskflow);
+            sealed.push(encrypted);
             batched.push(raw_batched);
             single.push(raw_single);
         }
@@ -74,18 +81,30 @@ pub(crate) async fn run(reps: usize) -> Vec<Row> {
         Row {
             scenario: format!("durable SQLite, {TASKS} no-op tasks enqueued + run"),
             unit: "tasks/s",
-            taskflow: ours,
+            taskflow: ours.clone(),
             baseline: single,
             baseline_name: "rusqlite insert, 1 row/tx",
+        },
+        Row {
+            scenario: format!("durable SQLite, {TASKS} tasks, arguments and results sealed"),
+            unit: "tasks/s",
+            taskflow: sealed,
+            baseline: ours,
+            baseline_name: "the same without encryption",
         },
     ]
 }
 
-/// Runs the tasks; returns tasks/s and the average size of their stored rows.
-async fn durable_tasks(path: &std::path::Path) -> (f64, usize) {
+/// Runs the tasks (sealed with `keyring`, if given); returns tasks/s and the average size of
+/// their stored rows.
+async fn durable_tasks(path: &std::path::Path, keyring: Option<taskflow::Keyring>) -> (f64, usize) {
     let threads_before = crate::thread_cpu();
     let store = SqliteStore::open(path).expect("open");
-    let manager = crate::builder().store(store).build().await.expect("manager");
+    let mut builder = crate::builder().store(store);
+    if let Some(keyring) = keyring {
+        builder = builder.encryption(keyring);
+    }
+    let manager = builder.build().await.expect("manager");
     expect_runs(TASKS);
     let started = Instant::now();
     let mut last = None;

@@ -340,6 +340,7 @@ impl TaskManagerBuilder {
         if let Some(keyring) = self.keyring {
             let keyring =
                 Arc::new(keyring.checked().map_err(|e| Error::Encryption(e.to_string()))?);
+            sealing.raw = Some(Arc::clone(&store));
             store = Arc::new(crate::store::sealed::Sealed::new(store, Arc::clone(&keyring)));
             sealing.keyring = Some(keyring);
         }

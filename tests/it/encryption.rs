@@ -218,3 +218,157 @@ async fn a_keyring_without_a_primary_key_fails_the_build() {
     let err = TaskManager::builder().encryption(keyring).build().await.unwrap_err();
     assert!(err.to_string().contains("no primary key"), "{err}");
 }
+
+/// A schedule with arguments, the tasks it fires, and a task with a result, all carrying
+/// `canary`, on `store`; returns once they ran.
+async fn seal_a_canary_into(store: std::sync::Arc<dyn Store>, canary: &str) {
+    let keyring = Keyring::new().primary("k1", key(1)).unwrap();
+    let manager = TaskManager::builder()
+        .shared_store(store)
+        .encryption(keyring)
+        .declared_schedules(false)
+        .poll_every(Duration::from_millis(50))
+        .build()
+        .await
+        .unwrap();
+    let id = manager.submit(charge_card, (canary.to_owned(), false), EnqueueOptions::new());
+    assert_eq!(finished(&manager, id.await.unwrap()).await.status, TaskStatus::Success);
+    let hourly = taskflow::Schedule::every(Duration::from_secs(3600)).unwrap();
+    let stored = manager.schedule("canary", hourly, charge_card, (canary.to_owned(), false));
+    assert_eq!(stored.await.unwrap().args["card"], canary, "opened for the caller");
+    let fired = manager.trigger_schedule("canary").await.unwrap();
+    assert_eq!(finished(&manager, fired).await.status, TaskStatus::Success);
+    manager.shutdown(LONG).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_canary_never_reaches_a_postgres_table() {
+    let Some(schema) = crate::conformance::postgres_schema().await else { return };
+    let canary = unique("CANARY-PG");
+    let store = taskflow::PostgresStore::connect(&schema.url).await.unwrap();
+    seal_a_canary_into(std::sync::Arc::new(store), &canary).await;
+    let (client, connection) =
+        tokio_postgres::connect(&schema.url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let tables = client
+        .query("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()", &[])
+        .await
+        .unwrap();
+    assert!(tables.len() >= 3, "the store's tables");
+    for table in tables {
+        let name: String = table.get(0);
+        let dump = client
+            .query_one(&format!("SELECT COALESCE(string_agg(t::text, ' '), '') FROM {name} t"), &[])
+            .await
+            .unwrap();
+        let dump: String = dump.get(0);
+        assert!(!dump.contains(&canary), "table {name} holds the canary");
+        if name == "taskflow_tasks" {
+            assert!(dump.contains("$sealed"), "{name}: sealed values");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_canary_never_reaches_a_mysql_table() {
+    use mysql_async::prelude::Queryable;
+    let Some(url) = crate::conformance::mysql_url().await else { return };
+    let canary = unique("CANARY-MY");
+    let store = taskflow::MysqlStore::connect(&url).await.unwrap();
+    seal_a_canary_into(std::sync::Arc::new(store), &canary).await;
+    let pool = mysql_async::Pool::new(url.as_str());
+    let mut conn = pool.get_conn().await.unwrap();
+    let tables: Vec<String> = conn.query("SHOW TABLES").await.unwrap();
+    assert!(tables.len() >= 3, "the store's tables");
+    for table in tables {
+        let rows: Vec<mysql_async::Row> =
+            conn.query(format!("SELECT * FROM {table}")).await.unwrap();
+        let mut bytes = Vec::new();
+        for row in rows {
+            for value in row.unwrap() {
+                if let mysql_async::Value::Bytes(cell) = value {
+                    bytes.extend(cell);
+                }
+            }
+        }
+        assert!(!contains(&bytes, &canary), "table {table} holds the canary");
+    }
+    drop(conn);
+    pool.disconnect().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_canary_never_reaches_a_redis_key() {
+    let Ok(url) = std::env::var("TASKFLOW_TEST_REDIS_URL") else {
+        println!("skipped: TASKFLOW_TEST_REDIS_URL is not set (.ci/run sets it)");
+        return;
+    };
+    let prefix = unique("sealed");
+    let canary = unique("CANARY-RD");
+    let store = taskflow::RedisStore::connect_with_prefix(&url, &prefix).await.unwrap();
+    seal_a_canary_into(std::sync::Arc::new(store), &canary).await;
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> =
+        redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut conn).await.unwrap();
+    assert!(keys.len() > 5, "the store's keys");
+    for key in keys {
+        let dump: Vec<u8> = redis::cmd("DUMP").arg(&key).query_async(&mut conn).await.unwrap();
+        assert!(!contains(&dump, &canary), "DUMP {key} holds the canary");
+        // DUMP may compress: read each value as its type too.
+        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut conn).await.unwrap();
+        let command = match kind.as_str() {
+            "string" => vec!["GET"],
+            "hash" => vec!["HGETALL"],
+            "list" => vec!["LRANGE", "0", "-1"],
+            "set" => vec!["SMEMBERS"],
+            "zset" => vec!["ZRANGE", "0", "-1"],
+            _ => continue,
+        };
+        let mut cmd = redis::cmd(command[0]);
+        cmd.arg(&key);
+        for arg in &command[1..] {
+            cmd.arg(*arg);
+        }
+        let values: redis::Value = cmd.query_async(&mut conn).await.unwrap();
+        assert!(!format!("{values:?}").contains(&canary), "{key} holds the canary");
+    }
+}
+
+/// Rotation to the end: written with k1; k2 made primary with k1 kept; `reseal` seals
+/// everything again with k2; then k1 is dropped and every task still opens, and runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resealing_lets_the_old_key_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tasks.db");
+    let later = EnqueueOptions::new().run_at(chrono::Utc::now() + chrono::Duration::days(1));
+    let first = manager(&path, Keyring::new().primary("k1", key(1)).unwrap()).await;
+    let done = first.submit(charge_card, (unique("done-card"), false), EnqueueOptions::new());
+    let done = done.await.unwrap();
+    assert_eq!(finished(&first, done).await.status, TaskStatus::Success);
+    let waiting = first.submit(charge_card, (unique("waiting-card"), false), later).await.unwrap();
+    first.shutdown(LONG).await;
+
+    let both = Keyring::new().primary("k2", key(2)).unwrap().old("k1", key(1)).unwrap();
+    let second = manager(&path, both).await;
+    assert_eq!(second.reseal().await.unwrap(), 2, "both tasks: arguments, and the result");
+    assert_eq!(second.reseal().await.unwrap(), 0, "nothing left sealed with k1");
+    second.shutdown(LONG).await;
+    let raw = SqliteStore::open(&path).unwrap();
+    for id in [done, waiting] {
+        let record = raw.get(&id).await.unwrap().unwrap();
+        assert!(record.args["$sealed"].as_str().unwrap().starts_with("k2:"), "{id}: args");
+    }
+    let result = raw.get(&done).await.unwrap().unwrap().result.unwrap();
+    assert!(result["$sealed"].as_str().unwrap().starts_with("k2:"), "the result too");
+    raw.close().await.unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE tasks SET scheduled_at = NULL, wait_until = NULL", []).unwrap();
+    drop(conn);
+
+    let third = manager(&path, Keyring::new().primary("k2", key(2)).unwrap()).await;
+    let record = third.store().get(&done).await.unwrap().unwrap();
+    assert!(record.result.unwrap().as_str().unwrap().starts_with("charged done-card"));
+    assert_eq!(finished(&third, waiting).await.status, TaskStatus::Success, "runs with k2 only");
+    third.shutdown(LONG).await;
+}

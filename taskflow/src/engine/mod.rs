@@ -87,6 +87,9 @@ pub(crate) struct Engine {
 pub(crate) struct Sealing {
     #[cfg(feature = "encryption")]
     pub(crate) keyring: Option<Arc<crate::seal::Keyring>>,
+    /// The store under the sealing wrapper, which holds the sealed values as they are.
+    #[cfg(feature = "encryption")]
+    pub(crate) raw: Option<Arc<dyn Store>>,
 }
 
 impl Sealing {

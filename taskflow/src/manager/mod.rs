@@ -100,6 +100,20 @@ impl TaskManager {
         self.engine.sealing.enabled()
     }
 
+    /// Seals again with the primary key every stored task's arguments and result that an
+    /// older key of the keyring sealed (feature `encryption`), so that the older key can then
+    /// be dropped; returns how many tasks were rewritten. Goes through the whole store a page
+    /// at a time (run it in a spawned task); a task that changes meanwhile is left for the
+    /// next run. Values that do not open (a missing key, damage) are left as they are.
+    #[cfg(feature = "encryption")]
+    pub async fn reseal(&self) -> Result<usize> {
+        let sealing = &self.engine.sealing;
+        match (&sealing.keyring, &sealing.raw) {
+            (Some(keyring), Some(raw)) => Ok(crate::store::sealed::reseal(keyring, &**raw).await?),
+            _ => Ok(0),
+        }
+    }
+
     /// Whether this instance leads the cluster-wide maintenance (rescuing the tasks of dead
     /// instances, pruning): one instance per store does, another takes over within one lease
     /// when it dies.

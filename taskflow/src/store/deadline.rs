@@ -10,8 +10,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Change, Enqueued, Fetch, Lease, Reclaimed, Retention, Store, StoreError, TaskPage, TaskQuery,
-    TaskStats, Transition,
+    Change, Enqueued, Fetch, Lease, Reclaimed, Retention, Rewrite, Store, StoreError, TaskPage,
+    TaskQuery, TaskStats, Transition,
 };
 use crate::id::TaskId;
 use crate::instance::Instance;
@@ -192,6 +192,10 @@ impl Store for Deadline {
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         within("release", self.timeouts.operation, self.inner.release(lease)).await
+    }
+
+    async fn rewrite_values(&self, rewrite: &Rewrite) -> Result<bool, StoreError> {
+        within("rewrite_values", self.timeouts.operation, self.inner.rewrite_values(rewrite)).await
     }
 
     async fn renew_leases(

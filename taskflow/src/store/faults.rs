@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Change, Enqueued, Fetch, Lease, Reclaimed, Retention, Store, StoreError, TaskPage, TaskQuery,
-    TaskStats, Transition, WriteTicket,
+    Change, Enqueued, Fetch, Lease, Reclaimed, Retention, Rewrite, Store, StoreError, TaskPage,
+    TaskQuery, TaskStats, Transition, WriteTicket,
 };
 use crate::id::TaskId;
 use crate::instance::Instance;
@@ -314,6 +314,10 @@ impl Store for FaultyStore {
             Some(Fault::Hang) => hang().await,
             None => self.inner.release(lease).await,
         }
+    }
+
+    async fn rewrite_values(&self, rewrite: &Rewrite) -> Result<bool, StoreError> {
+        self.inner.rewrite_values(rewrite).await
     }
 
     async fn renew_leases(

@@ -24,6 +24,7 @@ pub(crate) mod redis;
 pub(crate) mod schedules;
 #[cfg(feature = "encryption")]
 pub(crate) mod sealed;
+mod shared;
 #[cfg(feature = "sqlite")]
 pub(crate) mod sqlite;
 mod ticket;
@@ -47,6 +48,18 @@ pub use self::query::{DEFAULT_PAGE, FunctionStats, P95_WINDOW, TaskPage, TaskQue
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub use self::schedules::{HISTORY, ScheduleChange, SlotOutcome, SlotRecord, StoredSchedule};
+pub use self::shared::Rewrite;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) use self::shared::fetch_order;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) use self::shared::like_escape;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
+pub(crate) use self::shared::redact_url;
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) use self::shared::tag_path;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql", feature = "redis"))]
+pub(crate) use self::shared::{decode_instances, readable};
+pub(crate) use self::shared::{due_at, p95, replaced};
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{Durability, SqliteOptions, SqliteStore};
 pub use self::ticket::{Enqueued, WriteDone, WriteTicket};
@@ -151,82 +164,6 @@ pub enum Transition {
         /// The failure's chain of causes, with `error`.
         stacktrace: Option<String>,
     },
-}
-
-/// The records (or pending tasks) of `rows` that decode, in order. A row that does not (a damaged or
-/// hand-edited one) is left out with an error log naming the task and the column, so one bad
-/// row cannot hide every other task from a list, a poll or a reclaim; [`Store::get`] still
-/// reports it. Errors other than [`StoreError::Corrupt`] are passed on.
-#[cfg_attr(
-    not(any(feature = "sqlite", feature = "postgres", feature = "mysql", feature = "redis")),
-    allow(dead_code)
-)]
-pub(crate) fn readable<R, T>(
-    rows: impl IntoIterator<Item = R>,
-    mut decode: impl FnMut(R) -> Result<T, StoreError>,
-) -> Result<Vec<T>, StoreError> {
-    let mut records = Vec::new();
-    for row in rows {
-        match decode(row) {
-            Ok(record) => records.push(record),
-            Err(StoreError::Corrupt { id, reason }) => {
-                tracing::error!(task_id = %id, %reason, "taskflow: a stored task cannot be read; left out");
-            }
-            Err(other) => return Err(other),
-        }
-    }
-    Ok(records)
-}
-
-/// When a pending task is due: its `scheduled_at`, else its creation.
-pub(crate) fn due_at(record: &TaskRecord) -> DateTime<Utc> {
-    record.scheduled_at.unwrap_or(record.created_at)
-}
-
-/// The order of [`Store::fetch`] as a sort key, for a record whose place in enqueue order is
-/// `seq`: lowest rank ([`PRIORITY_STEP`]), then first enqueued.
-#[cfg(any(feature = "postgres", feature = "mysql"))]
-pub(crate) fn fetch_order(record: &TaskRecord, seq: i64) -> (i64, i64) {
-    (fetch::rank(record), seq)
-}
-
-/// The error recorded on a task that a run key's new task `by` replaced.
-pub(crate) fn replaced(by: &TaskId) -> String {
-    format!("replaced by task {by} (same run key)")
-}
-
-/// `text` with `\`, `%` and `_` escaped, for a SQL `LIKE ... ESCAPE '\'` pattern.
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub(crate) fn like_escape(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_")
-}
-
-/// The SQL/JSON path of the member `key` of the tags object (`$."key"`).
-#[cfg(any(feature = "sqlite", feature = "mysql"))]
-pub(crate) fn tag_path(key: &str) -> String {
-    format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""))
-}
-
-/// `url` without its password, for messages.
-#[cfg(any(feature = "postgres", feature = "mysql", feature = "redis"))]
-pub(crate) fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => match url[scheme + 3..at].split_once(':') {
-            Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    }
-}
-
-/// The p95 of `durations` (sorted ascending in place), nearest-rank.
-pub(crate) fn p95(durations: &mut [f64]) -> Option<f64> {
-    if durations.is_empty() {
-        return None;
-    }
-    durations.sort_by(f64::total_cmp);
-    let rank = ((durations.len() as f64) * 0.95).ceil() as usize;
-    Some(durations[rank.clamp(1, durations.len()) - 1])
 }
 
 /// A task store. `TaskManager` runs every lifecycle change through it.
@@ -382,6 +319,10 @@ pub trait Store: Send + Sync + 'static {
     /// lost, whose tasks never started. Returns how many.
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError>;
 
+    /// Applies `rewrite` in one atomic step if every field it names still holds the value it
+    /// was read with; whether it did. Nothing else about the task changes.
+    async fn rewrite_values(&self, rewrite: &Rewrite) -> Result<bool, StoreError>;
+
     /// Extends the leases that `owner` holds on `ids` to `expires_at`.
     async fn renew_leases(
         &self,
@@ -431,22 +372,4 @@ pub trait Store: Send + Sync + 'static {
     async fn close(&self) -> Result<(), StoreError> {
         self.flush().await
     }
-}
-
-/// Stored heartbeats (JSON) as instances; one that cannot be read is logged and left out.
-#[cfg_attr(
-    not(any(feature = "sqlite", feature = "postgres", feature = "mysql", feature = "redis")),
-    allow(dead_code)
-)]
-pub(crate) fn decode_instances(stored: Vec<String>) -> Vec<Instance> {
-    stored
-        .iter()
-        .filter_map(|info| match serde_json::from_str(info) {
-            Ok(instance) => Some(instance),
-            Err(err) => {
-                tracing::warn!(error = %err, "taskflow: a stored instance heartbeat is unreadable; left out");
-                None
-            }
-        })
-        .collect()
 }

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{
-    Change, Enqueued, Fetch, Lease, Reclaimed, Retention, Store, StoreError, TaskPage, TaskQuery,
-    TaskStats, Transition,
+    Change, Enqueued, Fetch, Lease, Reclaimed, Retention, Rewrite, Store, StoreError, TaskPage,
+    TaskQuery, TaskStats, Transition,
 };
 use crate::id::TaskId;
 use crate::instance::Instance;
@@ -279,6 +279,10 @@ impl Store for Sealed {
         self.inner.release(lease).await
     }
 
+    async fn rewrite_values(&self, rewrite: &Rewrite) -> Result<bool, StoreError> {
+        self.inner.rewrite_values(rewrite).await
+    }
+
     async fn renew_leases(
         &self,
         owner: &str,
@@ -342,4 +346,40 @@ pub(crate) fn seal_record(
         record.result = Some(keyring.seal(&owner, "result", result));
     }
     Ok(record)
+}
+
+/// Seals again with the primary key every stored task's arguments and result that an older
+/// key of `keyring` sealed, in `raw` (the store under the wrapper), a page at a time; each
+/// rewrite applies only if the task still holds what was read. Returns how many tasks were
+/// rewritten. Values that do not open (a missing key, damage) are left as they are.
+pub(crate) async fn reseal(keyring: &Keyring, raw: &dyn Store) -> Result<usize, StoreError> {
+    let Some(primary) = keyring.primary_id() else { return Ok(0) };
+    let stale = |value: &serde_json::Value| sealed_with(value).is_some_and(|key| key != primary);
+    let mut query = TaskQuery { oldest_first: true, limit: Some(500), ..TaskQuery::default() };
+    let mut rewritten = 0;
+    loop {
+        let page = raw.list(&query).await?;
+        for record in &page.tasks {
+            let owner = record.task_id.to_string();
+            let mut rewrite = super::Rewrite::new(record.task_id);
+            if stale(&record.args)
+                && let Ok(open) = keyring.open(&owner, "args", &record.args)
+            {
+                let again = keyring.seal(&owner, "args", &open);
+                rewrite.args = Some((record.args.clone(), again));
+            }
+            if let Some(result) = record.result.as_ref().filter(|result| stale(result))
+                && let Ok(open) = keyring.open(&owner, "result", result)
+            {
+                rewrite.result = Some((result.clone(), keyring.seal(&owner, "result", &open)));
+            }
+            if !rewrite.is_empty() && raw.rewrite_values(&rewrite).await? {
+                rewritten += 1;
+            }
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok(rewritten),
+        }
+    }
 }

@@ -362,3 +362,26 @@ pub(crate) async fn retention_prunes_only_finished(store: Arc<dyn Store>) {
     assert!(store.get(&waiting).await.unwrap().is_some(), "pending is never pruned");
     assert!(store.get(&running).await.unwrap().is_some(), "running is never pruned");
 }
+
+/// A rewrite of a task's stored values (re-sealing) applies only while the fields hold what
+/// was read, and changes nothing else.
+pub(crate) async fn values_are_rewritten_only_from_what_was_read(store: Arc<dyn Store>) {
+    use taskflow::store::Rewrite;
+    let id = put(&*store, pending("rewritten")).await;
+    let before = store.get(&id).await.unwrap().unwrap();
+    let sealed = json!({ "$sealed": "k2:AAAA" });
+    let mut stale = Rewrite::new(id);
+    stale.args = Some((json!({ "other": 1 }), sealed.clone()));
+    assert!(!store.rewrite_values(&stale).await.unwrap(), "not what it holds");
+    assert_eq!(store.get(&id).await.unwrap().unwrap(), before);
+    let mut rewrite = Rewrite::new(id);
+    rewrite.args = Some((before.args.clone(), sealed.clone()));
+    assert!(store.rewrite_values(&rewrite).await.unwrap());
+    let after = store.get(&id).await.unwrap().unwrap();
+    assert_eq!(after.args, sealed);
+    assert_eq!(TaskRecord { args: before.args.clone(), ..after }, before, "nothing else changed");
+    assert!(!store.rewrite_values(&rewrite).await.unwrap(), "a second time: it changed");
+    let mut missing = Rewrite::new(TaskId::new());
+    missing.args = Some((before.args, sealed));
+    assert!(!store.rewrite_values(&missing).await.unwrap(), "no such task");
+}

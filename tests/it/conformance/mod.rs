@@ -30,7 +30,8 @@ use self::firing::{
 use self::lifecycle::{
     cancel_only_pending, claim_is_exclusive, idempotency_keys_hold_under_concurrency,
     lifecycle_and_logs, list_filters_and_pages, pending_and_list, reclaim_settles_dead_runners,
-    retention_prunes_only_finished, stats_count_outcomes_and_durations, writes_are_fenced,
+    retention_prunes_only_finished, stats_count_outcomes_and_durations,
+    values_are_rewritten_only_from_what_was_read, writes_are_fenced,
 };
 use self::queues::{
     a_paused_queue_is_not_fetched, fetch_takes_only_its_queue, global_limits_hold_across_fetchers,
@@ -158,6 +159,7 @@ macro_rules! all_checks {
             stats_count_outcomes_and_durations,
             reclaim_settles_dead_runners,
             retention_prunes_only_finished,
+            values_are_rewritten_only_from_what_was_read,
             aliases_resolve_everywhere,
             manager_resolves_aliases,
             fetch_orders_due_tasks,

@@ -63,3 +63,24 @@ impl State {
         (Enqueued { id, created: true, write: None }, (evicted, replaced))
     }
 }
+
+impl MemoryStore {
+    /// [`Store::rewrite_values`](crate::store::Store::rewrite_values) on this store.
+    pub(super) fn rewrite(&self, rewrite: &crate::store::Rewrite) -> bool {
+        let mut state = self.lock();
+        let Some(record) = state.tasks.get_mut(&rewrite.id) else { return false };
+        let args_hold = rewrite.args.as_ref().is_none_or(|(from, _)| record.args == *from);
+        let result_hold =
+            rewrite.result.as_ref().is_none_or(|(from, _)| record.result.as_ref() == Some(from));
+        if !args_hold || !result_hold {
+            return false;
+        }
+        if let Some((_, to)) = &rewrite.args {
+            record.args = to.clone();
+        }
+        if let Some((_, to)) = &rewrite.result {
+            record.result = Some(to.clone());
+        }
+        true
+    }
+}

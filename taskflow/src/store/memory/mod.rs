@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 
 use super::reclaim::{ReclaimAs, reclaim};
 use super::{
-    DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Store,
-    StoreError, TaskPage, TaskQuery, TaskStats, Transition, p95,
+    DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Rewrite,
+    Store, StoreError, TaskPage, TaskQuery, TaskStats, Transition, p95,
 };
 use crate::id::TaskId;
 use crate::instance::Instance;
@@ -356,6 +356,10 @@ impl Store for MemoryStore {
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         Ok(self.release_lease(lease))
+    }
+
+    async fn rewrite_values(&self, rewrite: &Rewrite) -> Result<bool, StoreError> {
+        Ok(self.rewrite(rewrite))
     }
 
     async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {

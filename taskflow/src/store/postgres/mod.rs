@@ -6,6 +6,7 @@ mod fetch;
 mod inserts;
 mod queues;
 mod reads;
+mod rewrite;
 mod row;
 mod run_key;
 mod schedules;
@@ -25,8 +26,8 @@ use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
     Change, DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention,
-    ScheduleChange, Store, StoreError, StoredSchedule, TaskPage, TaskQuery, TaskStats, Transition,
-    WriteTicket,
+    Rewrite, ScheduleChange, Store, StoreError, StoredSchedule, TaskPage, TaskQuery, TaskStats,
+    Transition, WriteTicket,
 };
 use crate::id::TaskId;
 use crate::instance::Instance;
@@ -402,6 +403,10 @@ impl Store for PostgresStore {
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         self.release_lease(lease).await
+    }
+
+    async fn rewrite_values(&self, rewrite: &Rewrite) -> Result<bool, StoreError> {
+        self.rewrite(rewrite).await
     }
 
     async fn renew_leases(

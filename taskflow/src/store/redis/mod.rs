@@ -6,6 +6,7 @@ mod inserts;
 mod notify;
 mod queues;
 mod reads;
+mod rewrite;
 mod row;
 mod schedules;
 mod scripts;
@@ -24,8 +25,8 @@ use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
     Change, DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention,
-    ScheduleChange, Store, StoreError, StoredSchedule, TaskPage, TaskQuery, TaskStats, Transition,
-    WriteTicket, p95,
+    Rewrite, ScheduleChange, Store, StoreError, StoredSchedule, TaskPage, TaskQuery, TaskStats,
+    Transition, WriteTicket, p95,
 };
 use crate::id::TaskId;
 use crate::instance::Instance;
@@ -385,6 +386,10 @@ impl Store for RedisStore {
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         self.release_lease(lease).await
+    }
+
+    async fn rewrite_values(&self, rewrite: &Rewrite) -> Result<bool, StoreError> {
+        self.rewrite(rewrite).await
     }
 
     async fn renew_leases(

@@ -11,6 +11,7 @@ mod options;
 mod query;
 mod queues;
 mod reads;
+mod rewrite;
 mod row;
 mod run_key;
 mod schedules;
@@ -36,7 +37,7 @@ use self::row::{COLUMN_COUNT, RawRow, columns, log_columns, micros, placeholders
 use self::writer::{Writer, unavailable};
 use super::reclaim::{ReclaimAs, reclaim};
 use super::{
-    DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention,
+    DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Rewrite,
     ScheduleChange, Store, StoreError, StoredSchedule, TaskPage, TaskQuery, TaskStats, Transition,
     WriteTicket, p95,
 };
@@ -379,6 +380,10 @@ impl Store for SqliteStore {
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {
         self.release_lease(lease).await
+    }
+
+    async fn rewrite_values(&self, rewrite: &Rewrite) -> Result<bool, StoreError> {
+        self.rewrite(rewrite).await
     }
 
     async fn renew_leases(
