@@ -78,18 +78,6 @@ fn starts(runs: &Path) -> HashMap<String, usize> {
     counts
 }
 
-async fn leader_of(http: &reqwest::Client, apps: &[Option<App>]) -> Option<usize> {
-    for (i, app) in apps.iter().enumerate() {
-        let Some(app) = app else { continue };
-        let Ok(response) = http.get(format!("{}/leader", app.base)).send().await else { continue };
-        let Ok(body) = response.json::<serde_json::Value>().await else { continue };
-        if body["leader"] == true {
-            return Some(i);
-        }
-    }
-    None
-}
-
 /// Three processes on `database` share the schedule: the ten slots from the first fired one
 /// fire once each; with `kill`, the leader is killed with SIGKILL after five of them.
 async fn three_processes_fire_each_second_once(database: &str, backend: &str, kill: bool) {
@@ -106,7 +94,10 @@ async fn three_processes_fire_each_second_once(database: &str, backend: &str, ki
     .await;
     if kill {
         fired_through(&http, &apps, first + chrono::Duration::seconds(4)).await;
-        let leader = wait_until(LONG, "the leader", || leader_of(&http, &apps)).await;
+        let leader = wait_until(LONG, "the leader", || async {
+            crate::leader::leading(&http, &apps).await.first().copied()
+        })
+        .await;
         let mut app = apps[leader].take().unwrap();
         app.child.start_kill().unwrap();
         app.child.wait().await.unwrap();

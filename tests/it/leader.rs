@@ -86,7 +86,10 @@ async fn a_leader_whose_store_hangs_stops_leading_when_its_term_lapses() {
 }
 
 /// Which of `apps` say they lead, asked over HTTP; a dead one does not answer.
-async fn leading(http: &reqwest::Client, apps: &[Option<crate::crash::App>]) -> Vec<usize> {
+pub(crate) async fn leading(
+    http: &reqwest::Client,
+    apps: &[Option<crate::crash::App>],
+) -> Vec<usize> {
     let mut found = Vec::new();
     for (i, app) in apps.iter().enumerate() {
         let Some(app) = app else { continue };

@@ -28,7 +28,7 @@ pub(crate) use self::queues::watch;
 pub(crate) use self::rescuer::rescue;
 pub(crate) use self::scheduler::declare as declare_schedules;
 pub use self::scheduler::{ScheduleProblem, Scheduler, Tick};
-pub(crate) use self::scheduler::{readable, slot_task};
+pub(crate) use self::scheduler::{define as define_schedule, readable, slot_task};
 
 /// Starts every maintenance service: renewal and the rescuer every third of a lease, the
 /// pruner every `prune_every`.

@@ -151,13 +151,8 @@ impl Scheduler {
             let key = format!("schedule:{name}:startup");
             let record = slot_task(&stored, task, now, Some(key), now);
             let id = record.task_id;
-            let change = ScheduleChange::Advance {
-                version,
-                next: stored.next_slot,
-                fire: vec![record],
-                history: vec![SlotRecord::new(now, SlotOutcome::Startup { task: id }, now)],
-            };
-            if self.store.change_schedule(&name, change, now).await?.is_some() {
+            let history = vec![SlotRecord::new(now, SlotOutcome::Startup { task: id }, now)];
+            if self.advance(&name, version, stored.next_slot, vec![record], history, now).await? {
                 tick.fired.push(id);
             }
             // Its slots at the next tick, from the version just written.
@@ -187,14 +182,16 @@ impl Scheduler {
         let mut fire = Vec::new();
         let (Some(&first), Some(&last)) = (due.fire.first(), due.fire.last()) else {
             // Only skipped slots (a cron expression counted past its bound): move on.
-            self.advance(&name, version, due.next, fire, history, now).await?;
-            tick.skipped += skipped;
+            if self.advance(&name, version, due.next, fire, history, now).await? {
+                tick.skipped += skipped;
+            }
             return Ok(());
         };
         let count = due.fire.len() as u64;
+        // The previous run is looked up only when it matters: not while paused.
         let running = match schedule.overlap_policy() {
-            Overlap::Skip => self.still_running(stored.last_task).await?,
-            Overlap::Allow => None,
+            Overlap::Skip if !stored.paused => self.still_running(stored.last_task).await?,
+            _ => None,
         };
         if stored.paused {
             history.push(SlotRecord::run(first, last, count, SlotOutcome::Paused, now));
@@ -277,18 +274,26 @@ pub(crate) async fn declare(engine: &Engine) -> Result<(), StoreError> {
                 continue;
             }
         };
-        let now = engine.clock.now();
-        let stored = StoredSchedule::new(
-            task.name(),
-            task.name(),
-            serde_json::json!({}),
-            schedule.definition(),
-            schedule.next_after(now),
-            now,
-        );
-        engine.store.change_schedule(task.name(), ScheduleChange::Define(stored), now).await?;
+        let (name, args) = (task.name(), serde_json::json!({}));
+        define(&*engine.store, name, name, args, &schedule, engine.clock.now()).await?;
     }
     Ok(())
+}
+
+/// Stores the definition of schedule `name` (firing `func_name` with `args`), waiting for its
+/// first slot after `now`; returns what the store holds after it.
+pub(crate) async fn define(
+    store: &dyn Store,
+    name: &str,
+    func_name: &str,
+    args: serde_json::Value,
+    schedule: &Schedule,
+    now: DateTime<Utc>,
+) -> Result<Option<StoredSchedule>, StoreError> {
+    let definition = schedule.definition();
+    let stored =
+        StoredSchedule::new(name, func_name, args, definition, schedule.next_after(now), now);
+    store.change_schedule(name, ScheduleChange::Define(stored), now).await
 }
 
 /// Fires what is due, on the leader only; wakes this instance's producers for the tasks.

@@ -5,7 +5,7 @@
 use super::TaskManager;
 use crate::error::{Error, Result};
 use crate::id::TaskId;
-use crate::maintenance::{ScheduleProblem, slot_task};
+use crate::maintenance::{ScheduleProblem, define_schedule, slot_task};
 use crate::options::EnqueueOptions;
 use crate::schedule::Schedule;
 use crate::store::{ScheduleChange, StoredSchedule};
@@ -48,28 +48,9 @@ impl TaskManager {
         let args = new.args.map_err(|reason| {
             Error::Schedule(format!("schedule `{name}`: its arguments cannot be stored: {reason}"))
         })?;
-        self.define_schedule(name, new.task.name(), args, &schedule).await
-    }
-
-    /// Stores the definition of `name`, waiting for its first slot after now.
-    pub(crate) async fn define_schedule(
-        &self,
-        name: &str,
-        func_name: &str,
-        args: serde_json::Value,
-        schedule: &Schedule,
-    ) -> Result<StoredSchedule> {
         let now = self.engine.clock.now();
-        let stored = StoredSchedule::new(
-            name,
-            func_name,
-            args,
-            schedule.definition(),
-            schedule.next_after(now),
-            now,
-        );
-        let defined =
-            self.engine.store.change_schedule(name, ScheduleChange::Define(stored), now).await?;
+        let store = &*self.engine.store;
+        let defined = define_schedule(store, name, new.task.name(), args, &schedule, now).await?;
         defined.ok_or_else(|| Error::UnknownSchedule(name.to_owned()))
     }
 
