@@ -116,10 +116,12 @@ impl TaskManagerBuilder {
     ///
     /// Each queue has its own producer and slots: a flood of one kind of task does not hold
     /// up another. `max_pending` is checked at enqueue against the store's count of the
-    /// queue's pending tasks, read every poll interval (and again, at most every 50 ms, while
-    /// the queue refuses) plus this instance's enqueues since: one instance never holds more;
-    /// with several instances on a shared store, the bound can be overshot by what the
-    /// others enqueue between two reads.
+    /// queue's pending tasks plus this instance's enqueues since that count was read. The
+    /// count is read every poll interval and, while enqueues flow into the queue or it
+    /// refuses, again in the background whenever it is 50 ms old (counting no further than
+    /// the bound, so the read stays cheap). One instance never holds more; several instances
+    /// on a shared store can overshoot the bound by what the others enqueue within about
+    /// 50 ms and one write batch (two over a bound of 100 in the three-instance test).
     ///
     /// ```rust,standalone_crate
     /// use taskflow::{Queue, TaskManager};

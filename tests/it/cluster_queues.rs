@@ -1,12 +1,13 @@
 //! Queues across three instances on one shared store (PostgreSQL, MySQL/MariaDB, Redis): a
 //! global concurrency of 2 holds over 2,000 tasks however the three fetch (the peak is counted
-//! by the tasks themselves), and a pause made on one instance stops starts on all three until
-//! another resumes the queue.
+//! by the tasks themselves), a pause made on one instance stops starts on all three until
+//! another resumes the queue, and a queue's `max_pending` holds across instances without
+//! waiting for a poll interval.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use taskflow::{EnqueueOptions, Queue, TaskId, TaskStatus, task};
+use taskflow::{EnqueueOptions, Error, Queue, TaskId, TaskStatus, task};
 
 use crate::multi::{Instance, STRESS_TIMEOUTS, Shared, instance_with};
 use crate::support::wait_until;
@@ -118,6 +119,93 @@ async fn a_pause_on_one_instance_stops_all_three(shared: Shared, lane: usize) {
     for instance in instances {
         instance.stop().await;
     }
+}
+
+/// The bound of the queue `bounded` in [`a_bound_holds_across_instances`].
+const BOUND: u64 = 100;
+
+/// Whether `submit` was refused because the queue `bounded` is full; panics on other errors.
+fn refused(submit: taskflow::Result<TaskId>, backend: &str) -> bool {
+    match submit {
+        Ok(_) => false,
+        Err(Error::QueueFull { queue, limit, .. }) => {
+            assert_eq!((queue.as_str(), limit), ("bounded", BOUND), "{backend}");
+            true
+        }
+        Err(other) => panic!("{backend}: expected QueueFull, got {other}"),
+    }
+}
+
+/// One instance fills most of a bounded queue, then two others enqueue into it: they refuse
+/// once the store holds the bound, within seconds of poll interval (10 s here) to spare, so
+/// the count they admit against is the store's, read again as they enqueue. No instance runs
+/// the queue: its tasks stay pending.
+async fn a_bound_holds_across_instances(shared: Shared, lane: usize) {
+    let backend = ["postgres", "mysql", "redis"][lane];
+    let instances: Vec<Instance> = (0..3)
+        .map(|_| {
+            instance_with(shared.clone(), |builder| {
+                builder
+                    .queue("bounded", Queue::new().max_pending(BOUND))
+                    .run_queues(["default"])
+                    .poll_every(Duration::from_secs(10))
+                    .store_timeouts(STRESS_TIMEOUTS)
+            })
+        })
+        .collect();
+    for _ in 0..60 {
+        let first = instances[0].manager.submit(start_counted, lane, into("bounded")).await;
+        assert!(!refused(first, backend), "{backend}: 60 of 100 fit");
+    }
+    // The other two take turns, one enqueue at a time, until both are refused.
+    let mut admitted = [0u64; 2];
+    let mut full = [false; 2];
+    for turn in 0..400 {
+        let at = turn % 2;
+        if full[at] {
+            continue;
+        }
+        let next = instances[at + 1].manager.submit(start_counted, lane, into("bounded")).await;
+        if refused(next, backend) {
+            full[at] = true;
+        } else {
+            admitted[at] += 1;
+        }
+        if full == [true, true] {
+            break;
+        }
+        // Paced like requests, not a burst: a recount in flight has time to land.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(full, [true, true], "{backend}: the others were refused once the queue was full");
+    let queues = instances[0].manager.queues().await.unwrap();
+    let stored = queues.iter().find(|q| q.name == "bounded").unwrap().pending;
+    println!("{backend}: {stored} stored under a bound of {BOUND} ({admitted:?} by the others)");
+    assert_eq!(stored, 60 + admitted[0] + admitted[1], "{backend}: a refusal stores nothing");
+    // Without reading the store as they enqueue, each would admit 100 by its own count.
+    assert!(stored <= BOUND + 10, "{backend}: {stored} stored under a bound of {BOUND}");
+    assert!(stored >= BOUND - 10, "{backend}: refused at {stored}, well before the bound");
+    for instance in instances {
+        instance.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_holds_across_instances_on_postgres() {
+    let Some(shared) = Shared::postgres().await else { return };
+    a_bound_holds_across_instances(shared, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_holds_across_instances_on_mysql() {
+    let Some(shared) = Shared::mysql().await else { return };
+    a_bound_holds_across_instances(shared, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_holds_across_instances_on_redis() {
+    let Some(shared) = Shared::redis().await else { return };
+    a_bound_holds_across_instances(shared, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

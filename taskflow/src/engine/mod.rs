@@ -278,14 +278,16 @@ impl Engine {
     }
 
     /// Counts the pending task `record` into its queue, or refuses it: an undeclared queue,
-    /// or one at its `max_pending` (by this instance's estimate; see
+    /// or one at its `max_pending` (by this instance's estimate, read again from the store
+    /// every 50 ms while enqueues flow; see
     /// [`TaskManagerBuilder::queue`](crate::TaskManagerBuilder::queue)).
     pub(crate) fn admit(self: &Arc<Self>, record: &TaskRecord) -> Result<Arc<QueueRunner>> {
         let runner = self.queue_of(record)?;
-        if let Err((limit, recount)) = runner.admit() {
-            if recount {
-                queues::recount(self, runner);
-            }
+        let (admitted, recount) = runner.admit();
+        if recount {
+            queues::recount(self, runner);
+        }
+        if let Err(limit) = admitted {
             let retry_after = self.queues.retry_after;
             return Err(Error::QueueFull { queue: record.queue.clone(), limit, retry_after });
         }

@@ -14,7 +14,9 @@ use super::wake::Wake;
 use crate::error::{Error, Result};
 use crate::queue::{Queue, QueueState};
 
-/// How soon after a refusal the queue's count may be read again.
+/// How old a bounded queue's count may grow while enqueues flow (or after a refusal) before
+/// it is read from the store again: with several instances on one store, the bound can be
+/// overshot by what the others enqueue within about this long (and one write batch).
 const RECOUNT_AFTER: Duration = Duration::from_millis(50);
 
 /// One queue as this engine sees it.
@@ -183,18 +185,20 @@ impl QueueRunner {
     }
 
     /// Admits one enqueue, or refuses it when the queue holds its bound by this instance's
-    /// estimate; `Err(true)` asks for a recount (the last one is old enough).
-    pub(crate) fn admit(&self) -> std::result::Result<(), (u64, bool)> {
+    /// estimate. Either way, `true` asks for a recount: the queue has a bound and its last
+    /// count is old enough (the other instances on the store may have enqueued since).
+    pub(crate) fn admit(&self) -> (std::result::Result<(), u64>, bool) {
+        let mut stale = false;
         if let Some(limit) = self.max_pending() {
             let estimate = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            stale = estimate.read_at.is_none_or(|at| at.elapsed() >= RECOUNT_AFTER);
             let since = self.enqueued_now().saturating_sub(estimate.enqueued_then);
             if estimate.counted.saturating_add(since) >= limit {
-                let stale = estimate.read_at.is_none_or(|at| at.elapsed() >= RECOUNT_AFTER);
-                return Err((limit, stale));
+                return (Err(limit), stale);
             }
         }
         self.enqueued.fetch_add(1, Ordering::AcqRel);
-        Ok(())
+        (Ok(()), stale)
     }
 
     /// Takes back an admitted enqueue that stored nothing (a duplicate, an error).
@@ -339,20 +343,22 @@ pub(crate) async fn count(engine: &Engine, runners: &[Arc<QueueRunner>]) {
         tracing::debug!(error = %err, "taskflow: could not flush before counting the queues");
         return;
     }
-    match engine.store.queue_counts().await {
-        Ok(counts) => {
-            for (runner, enqueued) in runners.iter().zip(enqueued) {
-                let pending =
-                    counts.iter().find(|c| *c.queue == *runner.name).map_or(0, |c| c.pending);
-                runner.counted(pending, enqueued);
+    for (runner, enqueued) in runners.iter().zip(enqueued) {
+        // Counting stops at the bound: the read costs no more however long the queue grows.
+        let bound = runner.max_pending().unwrap_or(u64::MAX);
+        match engine.store.count_pending(&runner.name, bound).await {
+            Ok(pending) => runner.counted(pending, enqueued),
+            Err(err) => {
+                tracing::debug!(error = %err, queue = %runner.name, "taskflow: could not count the queue's tasks");
             }
         }
-        Err(err) => tracing::debug!(error = %err, "taskflow: could not count the queues' tasks"),
     }
 }
 
-/// Counts `runner`'s queue again soon, in the background (one recount at a time): after it
-/// refused an enqueue, so that it admits again as soon as the queue has drained.
+/// Counts `runner`'s queue again soon, in the background (one recount at a time): while
+/// enqueues flow into it and its count is old, so that other instances' enqueues are seen
+/// within [`RECOUNT_AFTER`], and after it refused one, so that it admits again as soon as
+/// the queue has drained.
 pub(crate) fn recount(engine: &Arc<Engine>, runner: &Arc<QueueRunner>) {
     if runner.recounting.swap(true, Ordering::AcqRel) {
         return;

@@ -164,6 +164,10 @@ impl Store for Deadline {
         within("queue_counts", self.timeouts.bulk, self.inner.queue_counts()).await
     }
 
+    async fn count_pending(&self, queue: &str, cap: u64) -> Result<u64, StoreError> {
+        within("count_pending", self.timeouts.operation, self.inner.count_pending(queue, cap)).await
+    }
+
     async fn heartbeat(&self, instance: &Instance) -> Result<(), StoreError> {
         within("heartbeat", self.timeouts.operation, self.inner.heartbeat(instance)).await
     }

@@ -279,6 +279,10 @@ impl Store for FaultyStore {
         self.inner.queue_counts().await
     }
 
+    async fn count_pending(&self, queue: &str, cap: u64) -> Result<u64, StoreError> {
+        self.inner.count_pending(queue, cap).await
+    }
+
     async fn heartbeat(&self, instance: &Instance) -> Result<(), StoreError> {
         self.inner.heartbeat(instance).await
     }

@@ -288,6 +288,14 @@ pub trait Store: Send + Sync + 'static {
     /// How many tasks are `pending` and `running`, per queue that has any.
     async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError>;
 
+    /// How many tasks of `queue` are `pending`, counted no further than `cap`: the read a
+    /// queue's `max_pending` is checked against, as cheap with a long queue as with a short
+    /// one. The default takes it from [`Store::queue_counts`].
+    async fn count_pending(&self, queue: &str, cap: u64) -> Result<u64, StoreError> {
+        let counts = self.queue_counts().await?;
+        Ok(counts.iter().find(|c| c.queue == queue).map_or(0, |c| c.pending).min(cap))
+    }
+
     /// Records (or refreshes) `instance`'s heartbeat: [`Store::instances`] lists it until
     /// its `expires_at`. Entries expired by its `seen_at` may be removed meanwhile.
     async fn heartbeat(&self, instance: &Instance) -> Result<(), StoreError>;

@@ -1,5 +1,5 @@
 //! Conformance of named queues: each fetch takes only its queue's tasks, a pause kept in the
-//! store stops every fetch of the queue, counts per queue, and a global limit held by
+//! store stops every fetch of the queue, counts per queue (and the bounded pending count), and a global limit held by
 //! concurrent fetchers.
 
 use std::collections::HashSet;
@@ -19,6 +19,9 @@ fn in_queue(func: &str, queue: &str) -> taskflow::TaskRecord {
 }
 
 pub(crate) async fn fetch_takes_only_its_queue(store: Arc<dyn Store>) {
+    // A new store has no queue state nor counts, and reading them is no error.
+    assert!(store.queue_states().await.unwrap().is_empty());
+    assert!(store.queue_counts().await.unwrap().is_empty());
     let email = put(&*store, in_queue("send", "emails")).await;
     let report = put(&*store, in_queue("render", "reports")).await;
     let plain = put(&*store, pending("plain")).await;
@@ -47,6 +50,11 @@ pub(crate) async fn fetch_takes_only_its_queue(store: Arc<dyn Store>) {
         ],
         "(queue, pending, due, running): one of the reports waits an hour"
     );
+    // The backpressure read: pending tasks of one queue (due or not), counted up to a cap.
+    assert_eq!(store.count_pending("reports", 100).await.unwrap(), 2);
+    assert_eq!(store.count_pending("reports", 1).await.unwrap(), 1, "counting stops at the cap");
+    assert_eq!(store.count_pending("emails", 100).await.unwrap(), 0, "its task is running");
+    assert_eq!(store.count_pending("nowhere", 100).await.unwrap(), 0);
     let query = taskflow::TaskQuery { queue: Some("reports".into()), ..Default::default() };
     let listed = store.list(&query).await.unwrap().tasks;
     assert_eq!(listed.len(), 2, "the list filters by queue");

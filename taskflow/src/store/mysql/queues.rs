@@ -60,6 +60,20 @@ impl MysqlStore {
         Ok(next)
     }
 
+    pub(super) async fn count_queue(&self, queue: &str, cap: u64) -> Result<u64, StoreError> {
+        let mut conn = self.conn().await?;
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        let count: Option<i64> = conn
+            .exec_first(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM taskflow_tasks
+                 WHERE queue = ? AND status = 'pending' LIMIT ?) AS pending",
+                (queue, cap),
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(count.and_then(|n| u64::try_from(n).ok()).unwrap_or(0))
+    }
+
     pub(super) async fn count_queues(&self) -> Result<Vec<QueueCounts>, StoreError> {
         let mut conn = self.conn().await?;
         let now = chrono::Utc::now().timestamp_micros();

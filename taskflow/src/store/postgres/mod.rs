@@ -4,6 +4,7 @@ mod cancel;
 mod complete;
 mod fetch;
 mod inserts;
+mod notify;
 mod queues;
 mod reads;
 mod rewrite;
@@ -21,6 +22,7 @@ use deadpool_postgres::{Pool, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
+use self::notify::{CHANNEL, listen};
 use self::row::{COLUMNS, Params};
 use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
@@ -168,50 +170,6 @@ fn insert_sql() -> String {
                 CASE WHEN $18::TIMESTAMPTZ > $4::TIMESTAMPTZ THEN $18::TIMESTAMPTZ END))
          ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY} DO NOTHING RETURNING id"
     )
-}
-
-/// The channel on which instances announce tasks that no instance has taken yet.
-const CHANNEL: &str = "taskflow_enqueued";
-
-/// Listens on [`CHANNEL`] and fires `wake` at each notification, and after each (re)connect
-/// (notifications sent while disconnected are lost), until `closing`.
-async fn listen(
-    url: String,
-    wake: Arc<tokio::sync::Notify>,
-    closing: tokio_util::sync::CancellationToken,
-) {
-    let mut pause = std::time::Duration::from_millis(100);
-    while !closing.is_cancelled() {
-        if let Ok((client, mut connection)) = tokio_postgres::connect(&url, NoTls).await {
-            let notified = Arc::clone(&wake);
-            let driver = tokio::spawn(async move {
-                loop {
-                    match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
-                        Some(Ok(tokio_postgres::AsyncMessage::Notification(_))) => {
-                            notified.notify_one()
-                        }
-                        Some(Ok(_)) => {}
-                        Some(Err(_)) | None => return,
-                    }
-                }
-            });
-            if client.batch_execute(&format!("LISTEN {CHANNEL}")).await.is_ok() {
-                pause = std::time::Duration::from_millis(100);
-                wake.notify_one();
-                tokio::select! {
-                    _ = driver => {}
-                    () = closing.cancelled() => return,
-                }
-            } else {
-                driver.abort();
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(pause) => {}
-            () = closing.cancelled() => return,
-        }
-        pause = (pause * 2).min(std::time::Duration::from_secs(5));
-    }
 }
 
 /// Stores `record` through `client` (a transaction of the caller's, or a plain client) and
@@ -374,6 +332,10 @@ impl Store for PostgresStore {
 
     async fn queue_counts(&self) -> Result<Vec<QueueCounts>, StoreError> {
         self.count_queues().await
+    }
+
+    async fn count_pending(&self, queue: &str, cap: u64) -> Result<u64, StoreError> {
+        self.count_queue(queue, cap).await
     }
 
     async fn heartbeat(&self, instance: &Instance) -> Result<(), StoreError> {

@@ -54,6 +54,18 @@ impl PostgresStore {
         Ok(next)
     }
 
+    pub(super) async fn count_queue(&self, queue: &str, cap: u64) -> Result<u64, StoreError> {
+        let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+        let rows = self
+            .query(
+                "SELECT COUNT(*) FROM (SELECT 1 FROM taskflow_tasks
+                 WHERE queue = $1 AND status = 'pending' LIMIT $2) AS pending",
+                &[&queue, &cap],
+            )
+            .await?;
+        Ok(rows.first().map_or(0, |row| u64::try_from(row.get::<_, i64>(0)).unwrap_or(0)))
+    }
+
     pub(super) async fn count_queues(&self) -> Result<Vec<QueueCounts>, StoreError> {
         let rows = self
             .query(

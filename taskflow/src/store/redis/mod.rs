@@ -359,6 +359,10 @@ impl Store for RedisStore {
         self.count_queues().await
     }
 
+    async fn count_pending(&self, queue: &str, cap: u64) -> Result<u64, StoreError> {
+        self.count_queue(queue, cap).await
+    }
+
     async fn heartbeat(&self, instance: &Instance) -> Result<(), StoreError> {
         self.beat(instance).await
     }

@@ -25,6 +25,9 @@ impl RedisStore {
     pub(super) async fn read_queue_states(&self) -> Result<Vec<QueueState>, StoreError> {
         let mut conn = self.conn.clone();
         let names: Vec<String> = conn.smembers(self.key("queues")).await.map_err(unavailable)?;
+        if names.is_empty() {
+            return Ok(Vec::new()); // an empty pipeline is an error to Redis
+        }
         let mut pipe = redis::pipe();
         for name in &names {
             pipe.hgetall(self.key(&format!("queue:{name}")));
@@ -62,9 +65,19 @@ impl RedisStore {
         Ok(state(queue.to_owned(), &fields))
     }
 
+    pub(super) async fn count_queue(&self, queue: &str, cap: u64) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let pending: u64 =
+            conn.zcard(self.key(&format!("q:{queue}:pending"))).await.map_err(unavailable)?;
+        Ok(pending.min(cap))
+    }
+
     pub(super) async fn count_queues(&self) -> Result<Vec<QueueCounts>, StoreError> {
         let mut conn = self.conn.clone();
         let names: Vec<String> = conn.smembers(self.key("qnames")).await.map_err(unavailable)?;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for name in &names {
             pipe.zcard(self.key(&format!("q:{name}:pending")))

@@ -54,6 +54,24 @@ impl SqliteStore {
             .await
     }
 
+    pub(super) async fn count_queue(&self, queue: &str, cap: u64) -> Result<u64, StoreError> {
+        let (queue, cap) = (queue.to_owned(), i64::try_from(cap).unwrap_or(i64::MAX));
+        self.reader
+            .call(move |conn| {
+                conn.prepare_cached(
+                    // The partial index's own condition, spelt out for the planner.
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM tasks INDEXED BY tasks_queue_active
+                     WHERE status IN ('pending', 'running') AND queue = ?1
+                        AND status = 'pending' LIMIT ?2)",
+                )
+                .map_err(unavailable)?
+                .query_row(params![queue, cap], |row| row.get::<_, i64>(0))
+                .map_err(unavailable)
+                .map(|n| u64::try_from(n).unwrap_or(0))
+            })
+            .await
+    }
+
     pub(super) async fn count_queues(&self) -> Result<Vec<QueueCounts>, StoreError> {
         self.reader
             .call(|conn| {
