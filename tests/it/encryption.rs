@@ -65,13 +65,58 @@ async fn get(router: &Router, path: &str) -> (u16, Vec<u8>) {
     (status, axum::body::to_bytes(response.into_body(), 1 << 24).await.unwrap().to_vec())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Everything written by the `tracing` events and spans of this thread, at every level.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What the SSE stream sends when asked to replay every event still kept, up to the first
+/// chunk that names `until`.
+async fn replayed_events(router: &Router, until: &str) -> Vec<u8> {
+    let request = axum::http::Request::get("/tasks/stream")
+        .header("last-event-id", "0")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body().into_data_stream();
+    let mut seen = Vec::new();
+    while !contains(&seen, until) {
+        let next = tokio::time::timeout(LONG, futures_util::StreamExt::next(&mut body)).await;
+        seen.extend_from_slice(&next.expect("the replay within 30 s").unwrap().unwrap());
+    }
+    seen
+}
+
+// On the test's own thread (a current-thread runtime), so that the subscriber set for it sees
+// every event and span of the engine, the stores' callers and the admin.
+#[tokio::test]
 async fn a_sealed_canary_never_reaches_the_file_nor_the_admin() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tasks.db");
     let canary = unique("4111-CANARY");
     let manager = manager(&path, Keyring::new().primary("k1", key(1)).unwrap()).await;
     assert!(manager.encrypts());
+    let router = manager.admin().router(); // the admin's feed keeps events from now on
     let id = manager.add_task(charge_card, (canary.clone(), false));
     let declined = manager.add_task(charge_card, (canary.clone(), true));
     let done = finished(&manager, id).await;
@@ -79,7 +124,6 @@ async fn a_sealed_canary_never_reaches_the_file_nor_the_admin() {
     assert_eq!(done.result, Some(Value::String(format!("charged {canary}"))), "opened on read");
     assert_eq!(finished(&manager, declined).await.status, TaskStatus::Failed);
 
-    let router = manager.admin().router();
     for route in [
         format!("/tasks/{id}"),
         format!("/tasks/{declined}"),
@@ -95,6 +139,13 @@ async fn a_sealed_canary_never_reaches_the_file_nor_the_admin() {
         assert_eq!(status, 200, "{route}");
         assert!(!contains(&body, &canary), "{route} shows the canary");
     }
+    let events = replayed_events(&router, &declined.to_string()).await;
+    assert!(!contains(&events, &canary), "the event stream shows the canary");
+    // A mismatched sealed argument: serde's message would quote the value into the error.
+    let mismatched = manager.store().enqueue(mismatched_args(&canary)).unwrap().id;
+    let failed = finished(&manager, mismatched).await;
+    let error = failed.error.clone().unwrap_or_default();
+    assert!(error.contains("invalid arguments for task") && !error.contains(&canary), "{error}");
     let (_, body) = get(&router, &format!("/tasks/{id}")).await;
     let shown: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((&shown["args"], &shown["result"]), (&"[sealed]".into(), &"[sealed]".into()));
@@ -110,6 +161,18 @@ async fn a_sealed_canary_never_reaches_the_file_nor_the_admin() {
     let sealed = stored.args["$sealed"].as_str().unwrap();
     assert!(sealed.starts_with("k1:"), "{sealed}");
     raw.close().await.unwrap();
+    let logged = logs.0.lock().unwrap().clone();
+    assert!(contains(&logged, &id.to_string()), "the capture holds the engine's spans");
+    assert!(contains(&logged, "name=charge_card"), "the tasks' attempt spans");
+    assert!(!contains(&logged, &canary), "a log line shows the canary");
+}
+
+/// A `charge_card` task whose `decline` holds the canary, a string where a bool belongs.
+fn mismatched_args(canary: &str) -> taskflow::TaskRecord {
+    let mut record = crate::conformance::pending("charge_card");
+    record.args = serde_json::json!({ "card": "4000", "decline": canary });
+    record.max_retries = 0;
+    record
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

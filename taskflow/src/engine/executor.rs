@@ -38,7 +38,7 @@ async fn run(
     let attempt = record.retries_used;
     let context = engine.context_for(&record).with_attempt(attempt);
     context.emit(EventKind::Started, None);
-    let outcome = execute(&record, &context, &running).await;
+    let outcome = execute(&record, &context, &running, engine.sealing.enabled()).await;
     // The slot limits running user code, not store writes: free it first.
     let runner = slot.runner();
     drop(slot);
@@ -51,11 +51,13 @@ async fn run(
     engine.running.remove(&record.task_id);
 }
 
-/// Runs the attempt and says how it ended.
+/// Runs the attempt and says how it ended. With `sealed` arguments, a mismatch is reported
+/// without serde's message, which may quote an argument's value into the stored error.
 async fn execute(
     record: &TaskRecord,
     context: &crate::context::TaskContext,
     running: &RunningTask,
+    sealed: bool,
 ) -> Outcome {
     let registered = registry().get(&record.func_name);
     let invocation = match registered {
@@ -63,9 +65,19 @@ async fn execute(
             FailureKind::InvalidTask,
             Error::UnknownTask { name: record.func_name.clone() }.to_string(),
         )),
-        Some(task) => task
-            .invoke_stored(&record.args)
-            .map_err(|err| TaskFailure::new(FailureKind::InvalidTask, err.to_string())),
+        Some(task) => task.invoke_stored(&record.args).map_err(|err| {
+            let err = match err {
+                Error::InvalidArgs { task, path, .. } if sealed => Error::InvalidArgs {
+                    task,
+                    path,
+                    message: "they do not fit the task's parameters (the arguments are sealed: \
+                              serde's message, which can quote a value, is not kept)"
+                        .to_owned(),
+                },
+                other => other,
+            };
+            TaskFailure::new(FailureKind::InvalidTask, err.to_string())
+        }),
     };
     let invocation = match invocation {
         Ok(invocation) => invocation,
