@@ -364,6 +364,7 @@ impl TaskManagerBuilder {
 
 /// Starts the producer and the maintenance services of `engine`.
 fn start(engine: Arc<Engine>) -> TaskManager {
+    engine.sealing.check_keys(&engine.runtime);
     engine.start_producers();
     crate::maintenance::start(&engine);
     TaskManager::from_engine(engine)

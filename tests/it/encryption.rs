@@ -80,6 +80,19 @@ impl std::io::Write for Captured {
     }
 }
 
+/// Captures every event and span of this thread from now until the guard drops.
+fn capture_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
+        .with_writer(move || writer.clone())
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
 /// What the SSE stream sends when asked to replay every event still kept, up to the first
 /// chunk that names `until`.
 async fn replayed_events(router: &Router, until: &str) -> Vec<u8> {
@@ -102,15 +115,7 @@ async fn replayed_events(router: &Router, until: &str) -> Vec<u8> {
 // every event and span of the engine, the stores' callers and the admin.
 #[tokio::test]
 async fn a_sealed_canary_never_reaches_the_file_nor_the_admin() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::FULL)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let (logs, _logging) = capture_logs();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tasks.db");
     let canary = unique("4111-CANARY");
@@ -434,4 +439,39 @@ async fn resealing_lets_the_old_key_go() {
     assert!(record.result.unwrap().as_str().unwrap().starts_with("charged done-card"));
     assert_eq!(finished(&third, waiting).await.status, TaskStatus::Success, "runs with k2 only");
     third.shutdown(LONG).await;
+}
+
+// Current-thread, for the captured warning (see `capture_logs`).
+#[tokio::test]
+async fn a_missing_key_at_start_is_a_warning_that_counts_the_tasks_waiting_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tasks.db");
+    let tomorrow = EnqueueOptions::new().run_at(chrono::Utc::now() + chrono::Duration::days(1));
+    let first = manager(&path, Keyring::new().primary("k1", key(1)).unwrap()).await;
+    for n in 0..3 {
+        first.submit(charge_card, (format!("card {n}"), false), tomorrow.clone()).await.unwrap();
+    }
+    first.shutdown(LONG).await;
+    let (logs, _logging) = capture_logs();
+    let second = manager(&path, Keyring::new().primary("k2", key(2)).unwrap()).await;
+    let warning = "3 stored tasks are sealed with key `k1`, which the keyring lacks";
+    wait_until(LONG, "the missing key's warning", || async {
+        contains(&logs.0.lock().unwrap(), warning).then_some(())
+    })
+    .await;
+    let logged = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let line = logged.lines().find(|line| line.contains(warning)).unwrap();
+    assert!(line.contains("WARN"), "{line}");
+    second.shutdown(LONG).await;
+    // With the key back, nothing waits for a missing one: no warning.
+    let (logs, _logging) = capture_logs();
+    let keys = Keyring::new().primary("k2", key(2)).unwrap().old("k1", key(1)).unwrap();
+    let third = manager(&path, keys).await;
+    third.submit(charge_card, ("now".to_owned(), false), EnqueueOptions::new()).await.unwrap();
+    wait_until(LONG, "a task to run", || async {
+        CHARGED.lock().unwrap().contains(&"now".to_owned()).then_some(())
+    })
+    .await;
+    third.shutdown(LONG).await;
+    assert!(!contains(&logs.0.lock().unwrap(), "which the keyring lacks"));
 }

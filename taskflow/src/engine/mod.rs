@@ -101,6 +101,28 @@ impl Sealing {
         false
     }
 
+    /// Warns, in the background, of the pending tasks sealed with keys the keyring lacks:
+    /// how many wait for each key (they stay pending until it is given back).
+    pub(crate) fn check_keys(&self, runtime: &tokio::runtime::Handle) {
+        #[cfg(feature = "encryption")]
+        if let (Some(keyring), Some(raw)) = (self.keyring.clone(), self.raw.clone()) {
+            runtime.spawn(async move {
+                match crate::store::sealed::waiting_for_keys(&keyring, &*raw).await {
+                    Ok(waiting) => {
+                        for (key, tasks) in waiting {
+                            tracing::warn!(key = %key, tasks, "taskflow: {tasks} stored tasks are sealed with key `{key}`, which the keyring lacks; they stay pending until it is given back");
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "taskflow: could not look for tasks sealed with missing keys");
+                    }
+                }
+            });
+        }
+        #[cfg(not(feature = "encryption"))]
+        let _ = runtime;
+    }
+
     /// `record` sealed, as the store's wrapper would before writing it.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn seal(&self, record: TaskRecord) -> Result<TaskRecord, crate::store::StoreError> {

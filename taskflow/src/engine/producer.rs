@@ -77,6 +77,14 @@ async fn fetch(
     outage: &mut Option<Outage>,
     past: &mut Option<chrono::DateTime<chrono::Utc>>,
 ) -> Option<bool> {
+    // Counted as work in flight, so that shutdown waits for the fetch and for the attempts
+    // it starts: a fetch answered as shutdown begins would otherwise start them after the
+    // store closed, leaving them `running` there (found interrupted at the next start).
+    let _in_flight = engine.tracker.token();
+    if engine.stopping.is_cancelled() {
+        runner.give_back(slots);
+        return None;
+    }
     let lease = engine.fetch_lease();
     let mut request = Fetch::new(&runner.name, slots, engine.clock.now(), &lease);
     if let Some(global) = runner.config.global_concurrency_limit() {

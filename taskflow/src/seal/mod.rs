@@ -161,6 +161,11 @@ impl Keyring {
         Ok(())
     }
 
+    /// Whether it holds a key named `id`.
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        self.key(id).is_some()
+    }
+
     /// The id of the key that seals.
     pub fn primary_id(&self) -> Option<&str> {
         self.primary.as_ref().map(|(id, _)| id.as_str())

@@ -387,3 +387,31 @@ pub(crate) async fn reseal(keyring: &Keyring, raw: &dyn Store) -> Result<usize, 
         }
     }
 }
+
+/// How many pending tasks in `raw` (the store under the wrapper) have arguments sealed with a
+/// key that `keyring` lacks, per key id: they wait, pending, until the key is given back.
+/// Goes through the pending tasks a page at a time.
+pub(crate) async fn waiting_for_keys(
+    keyring: &Keyring,
+    raw: &dyn Store,
+) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
+    let mut waiting = std::collections::BTreeMap::new();
+    let mut query = TaskQuery {
+        status: Some(crate::record::TaskStatus::Pending),
+        oldest_first: true,
+        limit: Some(500),
+        ..TaskQuery::default()
+    };
+    loop {
+        let page = raw.list(&query).await?;
+        for record in &page.tasks {
+            if let Some(key) = sealed_with(&record.args).filter(|key| !keyring.holds(key)) {
+                *waiting.entry(key.to_owned()).or_insert(0) += 1;
+            }
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok(waiting),
+        }
+    }
+}
