@@ -47,6 +47,7 @@ pub struct TaskManagerBuilder {
     queues: Vec<(String, Queue)>,
     run_queues: Option<Vec<String>>,
     declare_schedules: bool,
+    trace_link: crate::trace::TraceLink,
     #[cfg(feature = "encryption")]
     keyring: Option<crate::seal::Keyring>,
     #[cfg(feature = "sqlite")]
@@ -70,6 +71,7 @@ impl Default for TaskManagerBuilder {
             queues: Vec::new(),
             run_queues: None,
             declare_schedules: true,
+            trace_link: crate::trace::TraceLink::default(),
             #[cfg(feature = "encryption")]
             keyring: None,
             #[cfg(feature = "sqlite")]
@@ -186,6 +188,31 @@ impl TaskManagerBuilder {
     /// enqueued elsewhere starts.
     pub fn poll_every(mut self, every: Duration) -> Self {
         self.poll_every = every.max(Duration::from_millis(10));
+        self
+    }
+
+    /// With feature `opentelemetry`: how each attempt's span relates to the span that
+    /// enqueued the task, whose context is stored with the task (its `traceparent` and
+    /// `tracestate` tags): its child ([`TraceLink::Parent`](crate::TraceLink::Parent), the
+    /// default) or a new trace linked to it ([`TraceLink::Link`](crate::TraceLink::Link)).
+    /// Without the feature, spans are never connected and this does nothing.
+    ///
+    /// ```rust
+    /// # async fn run() -> taskflow::Result<()> {
+    /// use taskflow::{TaskManager, TraceLink};
+    ///
+    /// let manager = TaskManager::builder()
+    ///     // The default; `TraceLink::Link` starts a trace per attempt that links to the
+    ///     // request, for tasks that run hours after it.
+    ///     .trace_attempts(TraceLink::Parent)
+    ///     .build()
+    ///     .await?;
+    /// # manager.shutdown(std::time::Duration::from_secs(1)).await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn trace_attempts(mut self, how: crate::trace::TraceLink) -> Self {
+        self.trace_link = how;
         self
     }
 
@@ -358,6 +385,7 @@ impl TaskManagerBuilder {
             poll_every: self.poll_every,
             limits: self.limits,
             sealing,
+            trace_link: self.trace_link,
         }))
     }
 }

@@ -56,6 +56,7 @@ pub mod store;
 mod task;
 mod task_error;
 mod tasks;
+mod trace;
 mod trim;
 #[cfg(feature = "axum")]
 mod web;
@@ -108,6 +109,7 @@ pub use crate::store::{
 pub use crate::task::{IntoTaskArgs, Task};
 pub use crate::task_error::TaskError;
 pub use crate::tasks::{NewTask, Tasks};
+pub use crate::trace::{TRACEPARENT, TRACESTATE, TraceLink};
 #[cfg(feature = "axum")]
 pub use crate::web::{MissingTaskLayer, TaskLayer, TaskService};
 /// The PostgreSQL client taskflow uses, for [`TaskManager::add_task_in`].

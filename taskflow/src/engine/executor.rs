@@ -38,7 +38,8 @@ async fn run(
     let attempt = record.retries_used;
     let context = engine.context_for(&record).with_attempt(attempt);
     context.emit(EventKind::Started, None);
-    let outcome = execute(&record, &context, &running, engine.sealing.enabled()).await;
+    let sealed = engine.sealing.enabled();
+    let outcome = execute(&record, &context, &running, sealed, engine.trace_link).await;
     // The slot limits running user code, not store writes: free it first.
     let runner = slot.runner();
     drop(slot);
@@ -51,13 +52,14 @@ async fn run(
     engine.running.remove(&record.task_id);
 }
 
-/// Runs the attempt and says how it ended. With `sealed` arguments, a mismatch is reported
+/// Runs the attempt and says how it ended, its span joined to the enqueue's trace. With `sealed` arguments, a mismatch is reported
 /// without serde's message, which may quote an argument's value into the stored error.
 async fn execute(
     record: &TaskRecord,
     context: &crate::context::TaskContext,
     running: &RunningTask,
     sealed: bool,
+    trace_link: crate::trace::TraceLink,
 ) -> Outcome {
     let registered = registry().get(&record.func_name);
     let invocation = match registered {
@@ -90,6 +92,7 @@ async fn execute(
         attempt = record.retries_used,
         tags = ?record.tags,
     );
+    crate::trace::attach(&span, &record.tags, trace_link);
     let timeout = registered.and_then(|task| task.options().attempt_timeout());
     let attempt = invocation.run_in(context.clone(), span.clone());
     let timed = async {

@@ -80,6 +80,8 @@ pub(crate) struct Engine {
     pub(crate) started_at: chrono::DateTime<chrono::Utc>,
     /// What seals records written around the store (in a caller's transaction).
     pub(crate) sealing: Sealing,
+    /// How attempts' spans join the trace of their enqueue.
+    pub(crate) trace_link: crate::trace::TraceLink,
 }
 
 /// The keyring that seals tasks, when encryption is on (see the store's `Sealed`).
@@ -153,6 +155,7 @@ pub(crate) struct Settings {
     pub(crate) poll_every: Duration,
     pub(crate) limits: Limits,
     pub(crate) sealing: Sealing,
+    pub(crate) trace_link: crate::trace::TraceLink,
 }
 
 impl Engine {
@@ -181,6 +184,7 @@ impl Engine {
             clock: clock::Clock::new(),
             leading_until: AtomicI64::new(0),
             sealing: settings.sealing,
+            trace_link: settings.trace_link,
         })
     }
 
@@ -255,8 +259,9 @@ impl Engine {
     /// Stores a new task (held back from fetching when `held`) and reports it enqueued. Fails
     /// with nothing stored for an undeclared queue, or a queue at its `max_pending`.
     pub(crate) fn store_new(self: &Arc<Self>, new: NewTask, held: bool) -> Result<Enqueued> {
-        let record = new_record(new, self.clock.now());
+        let mut record = new_record(new, self.clock.now());
         self.limits.check(&record)?;
+        crate::trace::capture(&mut record.tags); // after the check: the user's tags are bounded
         let (pending, due) = (record.status == TaskStatus::Pending, record.scheduled_at);
         let runner =
             if pending { self.admit(&record)? } else { Arc::clone(self.queue_of(&record)?) };

@@ -200,8 +200,9 @@ impl TaskManager {
         options: EnqueueOptions,
     ) -> Result<TaskId> {
         let new = crate::tasks::new_task(task, args, options);
-        let record = crate::engine::new_record(new, self.engine.clock.now());
+        let mut record = crate::engine::new_record(new, self.engine.clock.now());
         self.engine.limits.check(&record)?;
+        crate::trace::capture(&mut record.tags);
         let runner = self.engine.admit(&record)?;
         let record = self.engine.sealing.seal(record)?;
         let inserted = crate::store::postgres::insert_in(client, &record).await;
