@@ -306,6 +306,14 @@ pub trait Store: Send + Sync + 'static {
     /// Removes the heartbeat of instance `id` (it shut down).
     async fn forget_instance(&self, id: &str) -> Result<(), StoreError>;
 
+    /// Records that the admin session `id` is revoked (signed out) until `until`, when its
+    /// cookie expires anyway, so that no instance sharing the store accepts it again; may drop
+    /// revocations that have lapsed.
+    async fn revoke_session(&self, id: &str, until: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Whether the admin session `id` is revoked at `now`.
+    async fn session_revoked(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError>;
+
     /// Every readable schedule, by name (a damaged one is logged and skipped, and stays in
     /// the store until redefined).
     async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError>;

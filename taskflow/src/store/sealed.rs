@@ -252,6 +252,14 @@ impl Store for Sealed {
         self.inner.forget_instance(id).await
     }
 
+    async fn revoke_session(&self, id: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.revoke_session(id, until).await
+    }
+
+    async fn session_revoked(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.inner.session_revoked(id, now).await
+    }
+
     async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {
         let schedules = self.inner.schedules().await?;
         Ok(schedules.into_iter().map(|schedule| self.open_schedule(schedule)).collect())

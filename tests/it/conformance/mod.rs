@@ -36,7 +36,7 @@ use self::lifecycle::{
 use self::queues::{
     a_paused_queue_is_not_fetched, fetch_takes_only_its_queue, global_limits_hold_across_fetchers,
     instances_are_listed_until_they_expire, rate_limits_share_one_bucket,
-    task_limits_hold_across_fetchers,
+    sessions_stay_revoked_until_they_lapse, task_limits_hold_across_fetchers,
 };
 use self::run_keys::{
     cancel_scheduled_cancels_by_key, idempotency_keys_win_over_run_keys,
@@ -184,6 +184,7 @@ macro_rules! all_checks {
             task_limits_hold_across_fetchers,
             rate_limits_share_one_bucket,
             instances_are_listed_until_they_expire,
+            sessions_stay_revoked_until_they_lapse,
             a_paused_queue_is_not_fetched,
             global_limits_hold_across_fetchers,
             schedules_keep_one_definition_and_advance_once,

@@ -244,3 +244,20 @@ pub(crate) async fn instances_are_listed_until_they_expire(store: Arc<dyn Store>
     assert_eq!(ids(store.instances(at(10)).await.unwrap()), ["b"]);
     assert!(store.instances(at(100)).await.unwrap().is_empty());
 }
+
+/// Revoked admin sessions: revoked until they lapse, for every reader of the store; a
+/// second revocation never shortens the first.
+pub(crate) async fn sessions_stay_revoked_until_they_lapse(store: Arc<dyn Store>) {
+    let now = Utc::now();
+    let at = |secs: i64| now + chrono::Duration::seconds(secs);
+    assert!(!store.session_revoked("s1", now).await.unwrap(), "nothing revoked yet");
+    store.revoke_session("s1", at(3600)).await.unwrap();
+    assert!(store.session_revoked("s1", now).await.unwrap());
+    assert!(store.session_revoked("s1", at(3500)).await.unwrap());
+    assert!(!store.session_revoked("s1", at(3700)).await.unwrap(), "lapsed with its cookie");
+    assert!(!store.session_revoked("s2", now).await.unwrap(), "only the session revoked");
+    store.revoke_session("s1", at(60)).await.unwrap();
+    assert!(store.session_revoked("s1", at(1800)).await.unwrap(), "not shortened");
+    store.revoke_session("s3", at(-10)).await.unwrap();
+    assert!(!store.session_revoked("s3", now).await.unwrap(), "lapsed already");
+}

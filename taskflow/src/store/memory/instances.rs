@@ -1,4 +1,5 @@
-//! The instances' heartbeats, lost fetches released, and the schedules, in the maps.
+//! The instances' heartbeats, revoked admin sessions, lost fetches released, and the
+//! schedules, in the maps.
 
 use super::*;
 
@@ -20,6 +21,19 @@ impl MemoryStore {
     pub(super) async fn forget(&self, id: &str) -> Result<(), StoreError> {
         self.lock().instances.remove(id);
         Ok(())
+    }
+
+    pub(super) async fn revoke(&self, id: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        let now = Utc::now();
+        state.revoked.retain(|_, lapses| *lapses > now);
+        let lapses = state.revoked.entry(id.to_owned()).or_insert(until);
+        *lapses = (*lapses).max(until);
+        Ok(())
+    }
+
+    pub(super) async fn revoked(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        Ok(self.lock().revoked.get(id).is_some_and(|lapses| *lapses > now))
     }
 }
 

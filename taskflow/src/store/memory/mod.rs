@@ -63,6 +63,8 @@ struct State {
     instances: BTreeMap<String, Instance>,
     /// The schedules, by name.
     schedules: BTreeMap<String, StoredSchedule>,
+    /// Revoked admin sessions, until when.
+    revoked: HashMap<String, DateTime<Utc>>,
 }
 
 impl Default for MemoryStore {
@@ -352,6 +354,14 @@ impl Store for MemoryStore {
 
     async fn forget_instance(&self, id: &str) -> Result<(), StoreError> {
         self.forget(id).await
+    }
+
+    async fn revoke_session(&self, id: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.revoke(id, until).await
+    }
+
+    async fn session_revoked(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.revoked(id, now).await
     }
 
     async fn release(&self, lease: &Lease) -> Result<usize, StoreError> {

@@ -11,6 +11,7 @@ mod row;
 mod run_key;
 mod schedules;
 mod schema;
+mod sessions;
 mod upkeep;
 
 use self::row::{COLUMNS, Cells, INSERT, encode, micros, text, time};
@@ -287,6 +288,14 @@ impl Store for MysqlStore {
 
     async fn forget_instance(&self, id: &str) -> Result<(), StoreError> {
         self.forget(id).await
+    }
+
+    async fn revoke_session(&self, id: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.revoke(id, until).await
+    }
+
+    async fn session_revoked(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.revoked(id, now).await
     }
 
     async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {

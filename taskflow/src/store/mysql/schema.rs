@@ -9,7 +9,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// Each migration, a list of statements, takes the schema from version `index` to
 /// `index + 1`. Neither server has partial indexes: the unique index over active
@@ -30,7 +30,7 @@ pub(super) const SCHEMA_VERSION: i64 = 7;
 /// functions filters them in the index (index condition pushdown) without reading their rows.
 /// Version 7 keeps the schedules in `taskflow_schedules`, each as JSON text (`NULL` while a
 /// change creates the row).
-const MIGRATIONS: [&[&str]; 7] = [&[
+const MIGRATIONS: [&[&str]; 8] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
         id CHAR(36) NOT NULL,
@@ -131,6 +131,11 @@ const MIGRATIONS: [&[&str]; 7] = [&[
         name VARCHAR(255) PRIMARY KEY,
         body LONGTEXT NULL,
         updated_at BIGINT NOT NULL
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+], &[
+    "CREATE TABLE taskflow_revoked_sessions (
+        id VARCHAR(255) PRIMARY KEY,
+        until_us BIGINT NOT NULL
     ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
 ]];
 

@@ -7,7 +7,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// Each migration takes the schema from version `index` to `index + 1`. Version 2 adds
 /// `wait_until`, set while a pending task is not yet due (a delay, a retry's backoff) and
@@ -24,7 +24,7 @@ pub(super) const SCHEMA_VERSION: i64 = 7;
 /// The function is declared `IMMUTABLE` so that it can be indexed: an interval of seconds
 /// alone does not depend on the session's time zone. Version 7 keeps the schedules in
 /// `taskflow_schedules`, each as JSON text (`NULL` while a change creates the row).
-const MIGRATIONS: [&str; 7] = ["
+const MIGRATIONS: [&str; 8] = ["
     CREATE TABLE taskflow_tasks (
         seq BIGSERIAL UNIQUE,
         id UUID PRIMARY KEY,
@@ -129,6 +129,8 @@ const MIGRATIONS: [&str; 7] = ["
         body TEXT,
         updated_at TIMESTAMPTZ NOT NULL
     );
+", "
+    CREATE TABLE taskflow_revoked_sessions (id TEXT PRIMARY KEY, until TIMESTAMPTZ NOT NULL);
 "];
 
 /// Any number: the advisory lock key under which instances migrate one at a time.

@@ -10,6 +10,7 @@ mod rewrite;
 mod row;
 mod schedules;
 mod scripts;
+mod sessions;
 mod upkeep;
 
 use self::row::{decode, pairs, transition_args};
@@ -373,6 +374,14 @@ impl Store for RedisStore {
 
     async fn forget_instance(&self, id: &str) -> Result<(), StoreError> {
         self.forget(id).await
+    }
+
+    async fn revoke_session(&self, id: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.revoke(id, until).await
+    }
+
+    async fn session_revoked(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.revoked(id, now).await
     }
 
     async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {

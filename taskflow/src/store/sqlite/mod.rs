@@ -16,6 +16,7 @@ mod row;
 mod run_key;
 mod schedules;
 mod schema;
+mod sessions;
 mod upkeep;
 mod writer;
 
@@ -367,6 +368,14 @@ impl Store for SqliteStore {
 
     async fn forget_instance(&self, id: &str) -> Result<(), StoreError> {
         self.forget(id).await
+    }
+
+    async fn revoke_session(&self, id: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.revoke(id, until).await
+    }
+
+    async fn session_revoked(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.revoked(id, now).await
     }
 
     async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {

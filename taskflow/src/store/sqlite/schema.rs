@@ -11,7 +11,7 @@ use super::{Durability, SqliteOptions};
 use crate::store::StoreError;
 
 /// The schema version this binary writes. Migrations take older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// How long opening waits for another connection to let go of the file.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -36,7 +36,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// `seq`: priority with aging; `func_name` comes last, so that a fetch passing over capped
 /// functions (`func_name NOT IN (...)`) filters them in the index without reading their rows.
 /// Version 7 keeps the schedules in `schedules`, each as JSON text.
-const MIGRATIONS: [&str; 7] = [
+const MIGRATIONS: [&str; 8] = [
     "
     CREATE TABLE tasks (
         seq INTEGER PRIMARY KEY,
@@ -125,6 +125,9 @@ const MIGRATIONS: [&str; 7] = [
 ",
     "
     CREATE TABLE schedules (name TEXT PRIMARY KEY, body TEXT NOT NULL, updated_at INTEGER NOT NULL);
+",
+    "
+    CREATE TABLE revoked_sessions (id TEXT PRIMARY KEY, until INTEGER NOT NULL);
 ",
 ];
 
