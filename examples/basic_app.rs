@@ -14,6 +14,11 @@
 //! Tasks are kept in the SQLite file `tasks.db` (or the path in `TASKFLOW_DB`): stop the app
 //! with Ctrl-C or kill it, start it again, and pending tasks run, interrupted ones are
 //! recorded. Set `TASKFLOW_ADDR` to serve elsewhere (default `127.0.0.1:8000`).
+//!
+//! Several instances behind a load balancer: give each the same `TASKFLOW_POSTGRES_URL` (the
+//! tasks in PostgreSQL instead of SQLite), `TASKFLOW_ADMIN_USER` and
+//! `TASKFLOW_ADMIN_PASSWORD` (the dashboard's login) and `TASKFLOW_SESSION_SECRET` (32 bytes or
+//! more, so that a login on one instance is valid on all of them).
 
 use std::time::Duration;
 
@@ -146,11 +151,37 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
+/// The admin router's settings from the environment: a login when `TASKFLOW_ADMIN_USER` and
+/// `TASKFLOW_ADMIN_PASSWORD` are set, sessions shared by the instances given one
+/// `TASKFLOW_SESSION_SECRET`.
+fn admin(manager: &TaskManager) -> taskflow::Result<taskflow::Admin> {
+    let mut admin = manager.admin();
+    let var = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    if let (Some(user), Some(password)) =
+        (var("TASKFLOW_ADMIN_USER"), var("TASKFLOW_ADMIN_PASSWORD"))
+    {
+        admin = admin.basic_auth(user, password);
+    }
+    if let Some(secret) = var("TASKFLOW_SESSION_SECRET") {
+        admin = admin.session_secret(secret)?;
+    }
+    Ok(admin)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let database = std::env::var("TASKFLOW_DB").unwrap_or_else(|_| "tasks.db".to_owned());
-    let manager = TaskManager::builder()
-        .sqlite(&database)
+    let env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+    let (builder, database) = match env("TASKFLOW_POSTGRES_URL") {
+        Some(url) => {
+            let store = taskflow::PostgresStore::connect(&url).await?;
+            (TaskManager::builder().store(store), "PostgreSQL".to_owned())
+        }
+        None => {
+            let database = env("TASKFLOW_DB").unwrap_or_else(|| "tasks.db".to_owned());
+            (TaskManager::builder().sqlite(&database), database)
+        }
+    };
+    let manager = builder
         .observer(StdoutObserver)
         .queue("emails", Queue::new().concurrency(4).max_pending(10_000))
         .build()
@@ -165,7 +196,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/invoice/{invoice_id}/send", post(send_invoice_route))
         .route("/invoice", post(new_invoice))
         .with_state(manager.clone())
-        .merge(manager.admin_router())
+        .merge(admin(&manager)?.router())
         .layer(manager.layer());
 
     let addr = std::env::var("TASKFLOW_ADDR").unwrap_or_else(|_| "127.0.0.1:8000".to_owned());

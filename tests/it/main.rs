@@ -17,6 +17,7 @@ mod hang;
 mod hostile;
 mod http;
 mod layout;
+mod lb_sessions;
 mod leader;
 mod limits;
 mod model;

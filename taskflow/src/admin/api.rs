@@ -306,8 +306,15 @@ pub(crate) async fn login(
     };
     let (cookie, csrf) = session?;
     let user = request.username.unwrap_or_else(|| "token".to_owned());
+    // A sealed session lasts its lifetime on every instance, across restarts: the cookie
+    // says so; one kept in this process's memory ends with the browser session.
+    let lasts = if state.auth.sessions.shared() {
+        format!("; Max-Age={}", super::session::SESSION_TTL.as_secs())
+    } else {
+        String::new()
+    };
     let set_cookie = format!(
-        "{SESSION_COOKIE}={cookie}; Path={}; HttpOnly; SameSite=Strict",
+        "{SESSION_COOKIE}={cookie}; Path={}; HttpOnly; SameSite=Strict{lasts}",
         cookie_path(&state)
     );
     let body = Json(json!({ "user": user, "csrf": csrf }));
@@ -320,26 +327,29 @@ fn cookie_path(state: &AdminState) -> &str {
 }
 
 /// `POST /tasks/logout`.
-pub(crate) async fn logout(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
-    state.auth.logout(&headers);
+pub(crate) async fn logout(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    state.auth.logout(&**state.manager.store(), &headers).await?;
     let clear = format!(
         "{SESSION_COOKIE}=; Path={}; HttpOnly; SameSite=Strict; Max-Age=0",
         cookie_path(&state)
     );
-    ([(header::SET_COOKIE, clear)], Json(json!({ "signed_out": true }))).into_response()
+    Ok(([(header::SET_COOKIE, clear)], Json(json!({ "signed_out": true }))).into_response())
 }
 
 /// `GET /tasks/session`: whether sign-in is needed, and the signed-in session's CSRF token.
 pub(crate) async fn session(
     State(state): State<Arc<AdminState>>,
     headers: HeaderMap,
-) -> Json<Value> {
-    let session = state.auth.session(&headers);
-    Json(json!({
+) -> Result<Json<Value>, ApiError> {
+    let session = state.auth.session(&**state.manager.store(), &headers).await?;
+    Ok(Json(json!({
         "auth_required": state.auth.required(),
         "login": state.auth.basic.is_some(),
-        "user": session.as_ref().map(|(user, _)| user),
-        "csrf": session.map(|(_, csrf)| csrf),
+        "user": session.as_ref().map(|session| &session.user),
+        "csrf": session.as_ref().map(|session| &session.csrf),
         "display_args": state.redaction.display_args,
-    }))
+    })))
 }

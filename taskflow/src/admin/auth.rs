@@ -1,9 +1,7 @@
 //! Who may use the admin router: HTTP Basic credentials, a bearer token, or a session cookie
 //! from the dashboard's login; and the CSRF checks on state-changing requests.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, header};
@@ -15,16 +13,15 @@ use super::AdminState;
 use super::error::ApiError;
 use super::origin;
 use super::routes::{Access, changes_state};
+use super::session::{Session, Sessions};
 use super::throttle::Throttle;
+use crate::store::Store;
 
 /// The session cookie's name.
 pub(crate) const SESSION_COOKIE: &str = "taskflow_session";
 
 /// The header that carries the session's CSRF token on state-changing requests.
 pub(crate) const CSRF_HEADER: &str = "x-taskflow-csrf";
-
-/// How long a dashboard login lasts.
-const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// The configured credentials and the open sessions.
 #[derive(Debug, Default)]
@@ -33,15 +30,8 @@ pub(crate) struct Auth {
     pub(crate) bearer: Option<String>,
     /// Origins besides the request's own host that may change state (`scheme://host[:port]`).
     pub(crate) trusted_origins: Vec<String>,
-    sessions: Mutex<HashMap<String, Session>>,
+    pub(crate) sessions: Sessions,
     throttle: Throttle,
-}
-
-#[derive(Clone, Debug)]
-struct Session {
-    user: String,
-    csrf: String,
-    expires: Instant,
 }
 
 /// Who made a request, and how.
@@ -81,10 +71,6 @@ pub(crate) fn client_ip(request: &Request) -> Option<std::net::IpAddr> {
     request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|info| info.0.ip())
 }
 
-fn token() -> String {
-    format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
-}
-
 impl Auth {
     /// Whether any credentials are configured.
     pub(crate) fn required(&self) -> bool {
@@ -122,7 +108,7 @@ impl Auth {
         self.attempt(client, user, || {
             same(user, expected_user) & same(password, expected_password)
         })?;
-        Ok(self.open_session(user))
+        Ok(self.sessions.open(user))
     }
 
     /// Signs in with the bearer token.
@@ -133,38 +119,38 @@ impl Auth {
     ) -> Result<(String, String), ApiError> {
         let expected = self.bearer.as_ref().ok_or(ApiError::Unauthorized)?;
         self.attempt(client, "token", || same(given, expected))?;
-        Ok(self.open_session("token"))
+        Ok(self.sessions.open("token"))
     }
 
-    fn open_session(&self, user: &str) -> (String, String) {
-        let (cookie, csrf) = (token(), token());
-        let mut sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        let now = Instant::now();
-        sessions.retain(|_, session| session.expires > now);
-        let session =
-            Session { user: user.to_owned(), csrf: csrf.clone(), expires: now + SESSION_TTL };
-        sessions.insert(cookie.clone(), session);
-        (cookie, csrf)
-    }
-
-    /// Ends the session of `headers`' cookie, if any.
-    pub(crate) fn logout(&self, headers: &HeaderMap) {
-        if let Some(cookie) = session_cookie(headers) {
-            self.sessions.lock().unwrap_or_else(PoisonError::into_inner).remove(&cookie);
+    /// Ends the session of `headers`' cookie, if any: on every instance sharing `store`,
+    /// when sessions are sealed with a secret.
+    pub(crate) async fn logout(
+        &self,
+        store: &dyn Store,
+        headers: &HeaderMap,
+    ) -> Result<(), ApiError> {
+        match session_cookie(headers) {
+            Some(cookie) => Ok(self.sessions.close(store, &cookie).await?),
+            None => Ok(()),
         }
     }
 
-    /// The session of `headers`' cookie: its user and CSRF token.
-    pub(crate) fn session(&self, headers: &HeaderMap) -> Option<(String, String)> {
-        let cookie = session_cookie(headers)?;
-        let sessions = self.sessions.lock().unwrap_or_else(PoisonError::into_inner);
-        let session = sessions.get(&cookie).filter(|s| s.expires > Instant::now())?;
-        Some((session.user.clone(), session.csrf.clone()))
+    /// The valid session of `headers`' cookie, if any.
+    pub(crate) async fn session(
+        &self,
+        store: &dyn Store,
+        headers: &HeaderMap,
+    ) -> Result<Option<Session>, ApiError> {
+        match session_cookie(headers) {
+            Some(cookie) => Ok(self.sessions.find(store, &cookie).await?),
+            None => Ok(None),
+        }
     }
 
     /// Who sent `headers`; an error when credentials are required and missing or wrong.
-    fn identify(
+    async fn identify(
         &self,
+        store: &dyn Store,
         headers: &HeaderMap,
         client: Option<std::net::IpAddr>,
     ) -> Result<Identity, ApiError> {
@@ -192,8 +178,8 @@ impl Auth {
             }
             return Err(ApiError::Unauthorized);
         }
-        match self.session(headers) {
-            Some((user, csrf)) => Ok(Identity { actor: user, csrf: Some(csrf) }),
+        match self.session(store, headers).await? {
+            Some(session) => Ok(Identity { actor: session.user, csrf: Some(session.csrf) }),
             None => Err(ApiError::Unauthorized),
         }
     }
@@ -226,7 +212,8 @@ pub(crate) async fn guard(
     if access == Access::Open {
         return next.run(request).await;
     }
-    let identity = match state.auth.identify(headers, client_ip(&request)) {
+    let store = Arc::clone(state.manager.store());
+    let identity = match state.auth.identify(&*store, headers, client_ip(&request)).await {
         Ok(identity) => identity,
         Err(err) => return err.into_response(),
     };

@@ -73,6 +73,7 @@ mod redact;
 mod registered;
 mod routes;
 mod schedules;
+mod session;
 mod stream;
 mod throttle;
 
@@ -204,6 +205,29 @@ impl Admin {
         self
     }
 
+    /// Seals the dashboard's session cookies with a key derived from `secret` (at least 32
+    /// bytes, random: `openssl rand -base64 48`), so that a login is valid on every instance
+    /// configured with the same secret, behind a load balancer without sticky sessions, and
+    /// across restarts, for 12 hours. The cookie holds the user, the CSRF token, an id and its
+    /// expiry, encrypted and authenticated (AES-256-GCM, by the `cookie` crate); a logout on any
+    /// instance revokes its id in the task store, which every instance checks. Without a
+    /// secret, sessions live in this process's memory (a warning at [`Admin::router`] when
+    /// the store is shared). A shorter secret is an [`Error::Encryption`](crate::Error).
+    ///
+    /// ```rust
+    /// # async fn run(manager: taskflow::TaskManager) -> taskflow::Result<()> {
+    /// let secret = std::env::var("TASKFLOW_SESSION_SECRET").unwrap_or_default();
+    /// let admin = manager.admin().basic_auth("ops", "s3cret").session_secret(secret)?;
+    /// let router: axum::Router = admin.router();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn session_secret(mut self, secret: impl AsRef<[u8]>) -> crate::Result<Admin> {
+        self.auth.sessions =
+            session::Sessions::with_secret(secret.as_ref()).map_err(crate::Error::Encryption)?;
+        Ok(self)
+    }
+
     /// Origins besides the server's own that the dashboard may be used from
     /// (`https://admin.example.com`), for example a sibling subdomain (`Sec-Fetch-Site:
     /// same-site`) or a proxy that rewrites `Host` without setting `X-Forwarded-Host`.
@@ -248,6 +272,12 @@ impl Admin {
     /// The router, to merge into your app. Starts recording lifecycle events for the stream.
     pub fn router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
         self.manager.feed().enable();
+        let shared_store = self.manager.store().enqueued_elsewhere().is_some();
+        if self.auth.required() && shared_store && !self.auth.sessions.shared() {
+            tracing::warn!(
+                "taskflow admin: dashboard logins are kept in this process only; with several instances behind a load balancer, give every instance the same Admin::session_secret"
+            );
+        }
         let p = self.prefix.clone();
         let state = Arc::new(AdminState {
             manager: self.manager,

@@ -181,11 +181,13 @@ impl Store for Deadline {
     }
 
     async fn revoke_session(&self, id: &str, until: DateTime<Utc>) -> Result<(), StoreError> {
-        within("revoke_session", self.timeouts.operation, self.inner.revoke_session(id, until)).await
+        within("revoke_session", self.timeouts.operation, self.inner.revoke_session(id, until))
+            .await
     }
 
     async fn session_revoked(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        within("session_revoked", self.timeouts.operation, self.inner.session_revoked(id, now)).await
+        within("session_revoked", self.timeouts.operation, self.inner.session_revoked(id, now))
+            .await
     }
 
     async fn schedules(&self) -> Result<Vec<StoredSchedule>, StoreError> {

@@ -34,8 +34,11 @@ impl RedisStore {
     pub(super) async fn revoked(&self, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let key = self.key(&format!("revoked:{id}"));
-        let lapses: i64 =
-            redis::cmd("PEXPIRETIME").arg(&key).query_async(&mut conn).await.map_err(unavailable)?;
+        let lapses: i64 = redis::cmd("PEXPIRETIME")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         // -2: no such key; -1: no expiry (never written so).
         Ok(lapses == -1 || lapses > now.timestamp_millis())
     }
