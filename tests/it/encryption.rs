@@ -415,14 +415,25 @@ async fn resealing_lets_the_old_key_go() {
     let done = done.await.unwrap();
     assert_eq!(finished(&first, done).await.status, TaskStatus::Success);
     let waiting = first.submit(charge_card, (unique("waiting-card"), false), later).await.unwrap();
+    let yearly = taskflow::Schedule::cron("0 0 1 1 *").unwrap();
+    let card = unique("schedule-card");
+    let defined = first.schedule("yearly", yearly.clone(), charge_card, (card.clone(), false));
+    let defined = defined.await.unwrap();
+    // Defined again with the same arguments (as at every start): nothing changes, though
+    // sealing them again would give other bytes.
+    let again = first.schedule("yearly", yearly, charge_card, (card.clone(), false)).await;
+    assert_eq!(again.unwrap().version, defined.version, "the same definition is no change");
     first.shutdown(LONG).await;
 
     let both = Keyring::new().primary("k2", key(2)).unwrap().old("k1", key(1)).unwrap();
     let second = manager(&path, both).await;
-    assert_eq!(second.reseal().await.unwrap(), 2, "both tasks: arguments, and the result");
+    assert_eq!(second.reseal().await.unwrap(), 3, "both tasks (arguments, result), the schedule");
     assert_eq!(second.reseal().await.unwrap(), 0, "nothing left sealed with k1");
     second.shutdown(LONG).await;
     let raw = SqliteStore::open(&path).unwrap();
+    let schedule = raw.schedules().await.unwrap().pop().unwrap();
+    assert!(schedule.args["$sealed"].as_str().unwrap().starts_with("k2:"), "the schedule's");
+    assert_eq!(schedule.next_slot, defined.next_slot, "resealed, it waits for the same slot");
     for id in [done, waiting] {
         let record = raw.get(&id).await.unwrap().unwrap();
         assert!(record.args["$sealed"].as_str().unwrap().starts_with("k2:"), "{id}: args");
@@ -435,6 +446,8 @@ async fn resealing_lets_the_old_key_go() {
     drop(conn);
 
     let third = manager(&path, Keyring::new().primary("k2", key(2)).unwrap()).await;
+    let schedules = third.schedules().await.unwrap();
+    assert_eq!(schedules[0].args["card"], serde_json::json!(card), "opens with k2 alone");
     let record = third.store().get(&done).await.unwrap().unwrap();
     assert!(record.result.unwrap().as_str().unwrap().starts_with("charged done-card"));
     assert_eq!(finished(&third, waiting).await.status, TaskStatus::Success, "runs with k2 only");

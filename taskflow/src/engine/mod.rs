@@ -109,7 +109,7 @@ impl Sealing {
         #[cfg(feature = "encryption")]
         if let (Some(keyring), Some(raw)) = (self.keyring.clone(), self.raw.clone()) {
             runtime.spawn(async move {
-                match crate::store::sealed::waiting_for_keys(&keyring, &*raw).await {
+                match crate::store::reseal::waiting_for_keys(&keyring, &*raw).await {
                     Ok(waiting) => {
                         for (key, tasks) in waiting {
                             tracing::warn!(key = %key, tasks, "taskflow: {tasks} stored tasks are sealed with key `{key}`, which the keyring lacks; they stay pending until it is given back");

@@ -109,7 +109,7 @@ impl TaskManager {
     pub async fn reseal(&self) -> Result<usize> {
         let sealing = &self.engine.sealing;
         match (&sealing.keyring, &sealing.raw) {
-            (Some(keyring), Some(raw)) => Ok(crate::store::sealed::reseal(keyring, &**raw).await?),
+            (Some(keyring), Some(raw)) => Ok(crate::store::reseal::reseal(keyring, &**raw).await?),
             _ => Ok(0),
         }
     }

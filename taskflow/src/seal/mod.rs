@@ -1,6 +1,6 @@
 //! Arguments and results sealed at rest (feature `encryption`): a [`Keyring`] of named
 //! 256-bit keys seals each value with XChaCha20-Poly1305 (RustCrypto's `chacha20poly1305`),
-//! a random nonce per value, the key's id stored beside it, and the task's id and the field
+//! a unique nonce per value (a random prefix, then a counter), the key's id stored beside it, and the task's id and the field
 //! bound in as associated data, so a sealed value copied onto another task, or from the
 //! arguments to the result, does not open. New values use the primary key; every key of the
 //! ring opens what it sealed, so keys rotate without rewriting anything first.
@@ -9,10 +9,13 @@
 //! parameter can be named `$sealed`, so no argument object looks like one).
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::aead::rand_core::RngCore;
+use chacha20poly1305::aead::{Aead, KeyInit, OsRng, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use serde_json::Value;
 use zeroize::Zeroizing;
@@ -101,6 +104,33 @@ impl Key {
 pub struct Keyring {
     primary: Option<(String, Key)>,
     old: Vec<(String, Key)>,
+    /// Shared by the ring's clones, so no two of them ever use one nonce.
+    nonces: Arc<Nonces>,
+}
+
+/// Unique nonces without a system call each: 16 random bytes drawn once per keyring, then a
+/// counter. XChaCha20's 192-bit nonces only need to be unique per key; rings in other
+/// processes draw other prefixes (two alike: one chance in 2^128).
+struct Nonces {
+    prefix: [u8; 16],
+    next: AtomicU64,
+}
+
+impl Default for Nonces {
+    fn default() -> Self {
+        let mut prefix = [0; 16];
+        OsRng.fill_bytes(&mut prefix);
+        Nonces { prefix, next: AtomicU64::new(0) }
+    }
+}
+
+impl Nonces {
+    fn next(&self) -> XNonce {
+        let mut nonce = XNonce::default();
+        nonce[..16].copy_from_slice(&self.prefix);
+        nonce[16..].copy_from_slice(&self.next.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+        nonce
+    }
 }
 
 impl fmt::Debug for Keyring {
@@ -189,7 +219,7 @@ impl Keyring {
     pub(crate) fn seal(&self, owner: &str, field: &str, value: &Value) -> Value {
         let Some((id, key)) = &self.primary else { return value.clone() };
         let plain = Zeroizing::new(serde_json::to_vec(value).unwrap_or_default());
-        let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let nonce = self.nonces.next();
         let aad = associated(owner, field);
         let sealed = key
             .cipher()
@@ -237,4 +267,32 @@ fn sealed_text(value: &Value) -> Option<&str> {
 /// What binds a sealed value to its place: its owner and the field.
 fn associated(owner: &str, field: &str) -> Vec<u8> {
     format!("taskflow:v1:{owner}:{field}").into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_seal_of_a_ring_and_its_clones_takes_a_new_nonce() {
+        let ring = Keyring::new().primary("k1", Key::from_bytes(&[7; 32]).unwrap()).unwrap();
+        let clone = ring.clone();
+        let value = serde_json::json!({ "card": "4111" });
+        let nonce = |sealed: &Value| {
+            let text = sealed_text(sealed).unwrap().split_once(':').unwrap().1.to_owned();
+            STANDARD.decode(text).unwrap()[..24].to_vec()
+        };
+        let sealed: Vec<Value> = (0..4)
+            .map(|n| if n % 2 == 0 { &ring } else { &clone }.seal("t1", "args", &value))
+            .collect();
+        let mut nonces: Vec<Vec<u8>> = sealed.iter().map(nonce).collect();
+        nonces.sort();
+        nonces.dedup();
+        assert_eq!(nonces.len(), 4, "clones share one counter");
+        for value in &sealed {
+            assert_eq!(ring.open("t1", "args", value).unwrap()["card"], "4111");
+        }
+        let other = Keyring::new().primary("k1", Key::from_bytes(&[7; 32]).unwrap()).unwrap();
+        assert_ne!(nonce(&other.seal("t1", "args", &value))[..16], nonces[0][..16], "new prefix");
+    }
 }

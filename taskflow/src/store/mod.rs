@@ -21,6 +21,8 @@ mod query;
 mod reclaim;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "encryption")]
+pub(crate) mod reseal;
 pub(crate) mod schedules;
 #[cfg(feature = "encryption")]
 pub(crate) mod sealed;

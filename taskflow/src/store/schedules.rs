@@ -195,8 +195,9 @@ impl StoredSchedule {
 #[non_exhaustive]
 pub enum ScheduleChange {
     /// Stores it, or, when one of that name defines something else, replaces its task,
-    /// arguments, definition and next slot (the newer definition wins; paused, the last
-    /// slot and the history stay). The same definition again changes nothing.
+    /// arguments, definition and, when the definition changed, next slot (the newer
+    /// definition wins; paused, the last slot and the history stay). The same definition
+    /// again changes nothing.
     Define(StoredSchedule),
     /// Pauses (`true`) or resumes (`false`) it.
     Pause(bool),
@@ -252,11 +253,15 @@ impl ScheduleChange {
                     to = %new.definition,
                     "taskflow: a schedule is redefined; the newer definition wins"
                 );
+                // The same definition keeps its slot grid: the slot it waits for stays (one
+                // missed while down is still caught up), whatever else changed.
+                let next_slot =
+                    if old.definition == new.definition { old.next_slot } else { new.next_slot };
                 let schedule = StoredSchedule {
                     func_name: new.func_name,
                     args: new.args,
                     definition: new.definition,
-                    next_slot: new.next_slot,
+                    next_slot,
                     ..old
                 };
                 written(schedule, Vec::new())

@@ -31,7 +31,7 @@ pub(crate) struct Sealed {
     keyring: Arc<Keyring>,
 }
 
-fn schedule_owner(name: &str) -> String {
+pub(crate) fn schedule_owner(name: &str) -> String {
     format!("schedule/{name}")
 }
 
@@ -73,6 +73,29 @@ impl Sealed {
     fn seal_schedule(&self, mut schedule: StoredSchedule) -> StoredSchedule {
         schedule.args = self.keyring.seal(&schedule_owner(&schedule.name), "args", &schedule.args);
         schedule
+    }
+
+    /// `schedule` to define, sealed: with the arguments `stored` holds when they open to the
+    /// same value under the primary key (sealing again would make them differ, a
+    /// redefinition every start), sealed anew otherwise (new, changed, or sealed with an
+    /// older key: defining it again re-seals it).
+    fn seal_definition(
+        &self,
+        schedule: StoredSchedule,
+        stored: Option<StoredSchedule>,
+    ) -> StoredSchedule {
+        let owner = schedule_owner(&schedule.name);
+        let unchanged = stored.filter(|stored| {
+            stored.func_name == schedule.func_name
+                && stored.definition == schedule.definition
+                && sealed_with(&stored.args) == self.keyring.primary_id()
+                && self.keyring.open(&owner, "args", &stored.args).ok().as_ref()
+                    == Some(&schedule.args)
+        });
+        match unchanged {
+            Some(stored) => StoredSchedule { args: stored.args, ..schedule },
+            None => self.seal_schedule(schedule),
+        }
     }
 
     fn open_schedule(&self, mut schedule: StoredSchedule) -> StoredSchedule {
@@ -273,7 +296,8 @@ impl Store for Sealed {
     ) -> Result<Option<StoredSchedule>, StoreError> {
         let change = match change {
             ScheduleChange::Define(schedule) => {
-                ScheduleChange::Define(self.seal_schedule(schedule))
+                let stored = self.inner.schedules().await?.into_iter().find(|s| s.name == name);
+                ScheduleChange::Define(self.seal_definition(schedule, stored))
             }
             ScheduleChange::Advance { version, next, fire, history } => {
                 let fire =
@@ -358,68 +382,4 @@ pub(crate) fn seal_record(
         record.result = Some(keyring.seal(&owner, "result", result));
     }
     Ok(record)
-}
-
-/// Seals again with the primary key every stored task's arguments and result that an older
-/// key of `keyring` sealed, in `raw` (the store under the wrapper), a page at a time; each
-/// rewrite applies only if the task still holds what was read. Returns how many tasks were
-/// rewritten. Values that do not open (a missing key, damage) are left as they are.
-pub(crate) async fn reseal(keyring: &Keyring, raw: &dyn Store) -> Result<usize, StoreError> {
-    let Some(primary) = keyring.primary_id() else { return Ok(0) };
-    let stale = |value: &serde_json::Value| sealed_with(value).is_some_and(|key| key != primary);
-    let mut query = TaskQuery { oldest_first: true, limit: Some(500), ..TaskQuery::default() };
-    let mut rewritten = 0;
-    loop {
-        let page = raw.list(&query).await?;
-        for record in &page.tasks {
-            let owner = record.task_id.to_string();
-            let mut rewrite = super::Rewrite::new(record.task_id);
-            if stale(&record.args)
-                && let Ok(open) = keyring.open(&owner, "args", &record.args)
-            {
-                let again = keyring.seal(&owner, "args", &open);
-                rewrite.args = Some((record.args.clone(), again));
-            }
-            if let Some(result) = record.result.as_ref().filter(|result| stale(result))
-                && let Ok(open) = keyring.open(&owner, "result", result)
-            {
-                rewrite.result = Some((result.clone(), keyring.seal(&owner, "result", &open)));
-            }
-            if !rewrite.is_empty() && raw.rewrite_values(&rewrite).await? {
-                rewritten += 1;
-            }
-        }
-        match page.next {
-            Some(next) => query.after = Some(next),
-            None => return Ok(rewritten),
-        }
-    }
-}
-
-/// How many pending tasks in `raw` (the store under the wrapper) have arguments sealed with a
-/// key that `keyring` lacks, per key id: they wait, pending, until the key is given back.
-/// Goes through the pending tasks a page at a time.
-pub(crate) async fn waiting_for_keys(
-    keyring: &Keyring,
-    raw: &dyn Store,
-) -> Result<std::collections::BTreeMap<String, u64>, StoreError> {
-    let mut waiting = std::collections::BTreeMap::new();
-    let mut query = TaskQuery {
-        status: Some(crate::record::TaskStatus::Pending),
-        oldest_first: true,
-        limit: Some(500),
-        ..TaskQuery::default()
-    };
-    loop {
-        let page = raw.list(&query).await?;
-        for record in &page.tasks {
-            if let Some(key) = sealed_with(&record.args).filter(|key| !keyring.holds(key)) {
-                *waiting.entry(key.to_owned()).or_insert(0) += 1;
-            }
-        }
-        match page.next {
-            Some(next) => query.after = Some(next),
-            None => return Ok(waiting),
-        }
-    }
 }
