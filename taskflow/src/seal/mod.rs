@@ -1,9 +1,9 @@
 //! Arguments and results sealed at rest (feature `encryption`): a [`Keyring`] of named
 //! 256-bit keys seals each value with XChaCha20-Poly1305 (HChaCha20 from RustCrypto's
-//! `chacha20`, then ring's ChaCha20-Poly1305, as the construction is defined),
-//! a unique nonce per value (a random prefix, then a counter), the key's id stored beside it, and the task's id and the field
-//! bound in as associated data, so a sealed value copied onto another task, or from the
-//! arguments to the result, does not open. New values use the primary key; every key of the
+//! `chacha20`, then ring's ChaCha20-Poly1305, as the construction is defined), a unique
+//! nonce per value (a random prefix, then a counter), the key's id stored beside it, and the
+//! task's id and the field bound in as associated data, so a sealed value copied onto another
+//! task, or from the arguments to the result, does not open. New values use the primary key; every key of the
 //! ring opens what it sealed, so keys rotate without rewriting anything first.
 //!
 //! A sealed value is stored as the JSON object `{"$sealed": "<key id>:<base64>"}` (no Rust
