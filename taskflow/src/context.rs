@@ -37,6 +37,7 @@ pub struct TaskContext {
 struct ContextInner {
     task_id: TaskId,
     func_name: Arc<str>,
+    queue: Arc<str>,
     tags: Arc<BTreeMap<String, String>>,
     logs: Mutex<Logs>,
     observers: Observers,
@@ -56,7 +57,7 @@ struct Logs {
 impl TaskContext {
     pub(crate) fn new(
         task_id: TaskId,
-        func_name: Arc<str>,
+        (func_name, queue): (Arc<str>, Arc<str>),
         tags: Arc<BTreeMap<String, String>>,
         observers: Observers,
         tasks: Option<Arc<dyn Enqueuer>>,
@@ -66,6 +67,7 @@ impl TaskContext {
             inner: Arc::new(ContextInner {
                 task_id,
                 func_name,
+                queue,
                 tags,
                 logs: Mutex::new(Logs::default()),
                 observers,
@@ -157,6 +159,7 @@ impl TaskContext {
             kind,
             task_id: self.inner.task_id,
             func_name: Arc::clone(&self.inner.func_name),
+            queue: Arc::clone(&self.inner.queue),
             tags: Arc::clone(&self.inner.tags),
             attempt: self.attempt,
             at: chrono::Utc::now(),

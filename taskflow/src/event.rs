@@ -42,6 +42,8 @@ pub struct TaskEvent {
     pub task_id: TaskId,
     /// Its name.
     pub func_name: Arc<str>,
+    /// Its queue.
+    pub queue: Arc<str>,
     /// Its tags.
     pub tags: Arc<BTreeMap<String, String>>,
     /// The attempt (0 = first run).

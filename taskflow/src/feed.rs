@@ -138,6 +138,7 @@ mod tests {
             kind: EventKind::Log,
             task_id: TaskId::new(),
             func_name: "f".into(),
+            queue: "default".into(),
             tags: Arc::new(BTreeMap::new()),
             attempt: 0,
             at: chrono::Utc::now(),

@@ -44,6 +44,8 @@ mod invocation;
 mod limits;
 mod maintenance;
 mod manager;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 mod observer;
 mod options;
 mod queue;
@@ -78,6 +80,8 @@ pub use crate::invocation::{Invocation, TaskOutcome};
 pub use crate::limits::Limits;
 pub use crate::maintenance::{ScheduleProblem, Scheduler, Tick};
 pub use crate::manager::{CancelOutcome, TaskManager};
+#[cfg(feature = "metrics")]
+pub use crate::metrics::MetricsObserver;
 pub use crate::observer::{EventKind, MemoryObserver, StdoutObserver, TaskEvent, TaskObserver};
 pub use crate::options::{EnqueueOptions, TaskOptions};
 pub use crate::queue::{

@@ -248,7 +248,7 @@ impl Engine {
         let enqueuer: Arc<dyn Enqueuer> = Arc::clone(self) as Arc<dyn Enqueuer>;
         TaskContext::new(
             record.task_id,
-            record.func_name.as_str().into(),
+            (record.func_name.as_str().into(), record.queue.as_str().into()),
             Arc::new(record.tags.clone()),
             self.observers.clone(),
             Some(enqueuer),
