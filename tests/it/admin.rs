@@ -320,9 +320,11 @@ async fn metrics_in_json_and_prometheus_text() {
 
     let response = server.client.get(server.url("/tasks/metrics/prometheus")).send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
     let text = response.text().await.unwrap();
     assert!(text.contains("# TYPE taskflow_tasks gauge"));
+    assert!(text.trim_end().ends_with("# EOF"), "OpenMetrics ends so: {text}");
     assert!(text.contains("taskflow_tasks{status=\"success\"} 3"), "{text}");
     assert!(text.contains("taskflow_function_runs{func_name=\"admin_ok\"} 3"), "{text}");
     assert!(

@@ -270,7 +270,7 @@ pub(crate) async fn metrics(
 pub(crate) async fn prometheus(State(state): State<Arc<AdminState>>) -> Result<Response, ApiError> {
     let stats = state.stats(None, None).await?;
     let text = super::metrics::prometheus(&stats);
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
+    Ok(([(header::CONTENT_TYPE, super::metrics::CONTENT_TYPE)], text).into_response())
 }
 
 /// `GET /tasks/audit`.
