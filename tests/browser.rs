@@ -281,7 +281,32 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
     let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs");
     std::fs::create_dir_all(&docs).unwrap();
     std::fs::write(docs.join("dashboard.png"), png).unwrap();
+    dark_mode(&client).await;
     client.close().await.unwrap();
+}
+
+/// The header's toggle turns the page dark (the body, the table, the inputs), the choice
+/// outlives a reload, and the toggle turns it light again.
+async fn dark_mode(client: &Client) {
+    let background = "const c = getComputedStyle(document.body).backgroundColor.match(/\\d+/g) \
+                      .slice(0, 3).map(Number); return c[0] + c[1] + c[2];";
+    let light = client.execute(background, vec![]).await.unwrap().as_f64().unwrap();
+    assert!(light > 600.0, "a light page to begin with: {light}");
+    click(client, "#theme").await;
+    wait_js(client, "a dark page", background, |v| v.as_f64().is_some_and(|sum| sum < 150.0))
+        .await;
+    let table = "const c = getComputedStyle(document.querySelector('table')).backgroundColor \
+                 .match(/\\d+/g).slice(0, 3).map(Number); return c[0] + c[1] + c[2];";
+    let dark_table = client.execute(table, vec![]).await.unwrap().as_f64().unwrap();
+    assert!(dark_table < 200.0, "the table is dark too: {dark_table}");
+    client.refresh().await.unwrap();
+    wait_js(client, "still dark after a reload", background, |v| {
+        v.as_f64().is_some_and(|sum| sum < 150.0)
+    })
+    .await;
+    click(client, "#theme").await;
+    wait_js(client, "light again", background, |v| v.as_f64().is_some_and(|sum| sum > 600.0))
+        .await;
 }
 
 /// The Queues tab: counts that follow the store without a reload, pause and resume that the
