@@ -293,8 +293,7 @@ async fn dark_mode(client: &Client) {
     let light = client.execute(background, vec![]).await.unwrap().as_f64().unwrap();
     assert!(light > 600.0, "a light page to begin with: {light}");
     click(client, "#theme").await;
-    wait_js(client, "a dark page", background, |v| v.as_f64().is_some_and(|sum| sum < 150.0))
-        .await;
+    wait_js(client, "a dark page", background, |v| v.as_f64().is_some_and(|sum| sum < 150.0)).await;
     let table = "const c = getComputedStyle(document.querySelector('table')).backgroundColor \
                  .match(/\\d+/g).slice(0, 3).map(Number); return c[0] + c[1] + c[2];";
     let dark_table = client.execute(table, vec![]).await.unwrap().as_f64().unwrap();
@@ -305,8 +304,7 @@ async fn dark_mode(client: &Client) {
     })
     .await;
     click(client, "#theme").await;
-    wait_js(client, "light again", background, |v| v.as_f64().is_some_and(|sum| sum > 600.0))
-        .await;
+    wait_js(client, "light again", background, |v| v.as_f64().is_some_and(|sum| sum > 600.0)).await;
 }
 
 /// The Queues tab: counts that follow the store without a reload, pause and resume that the

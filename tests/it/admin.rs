@@ -420,3 +420,47 @@ async fn the_stream_sends_lifecycle_events_and_replays_after_a_reconnect() {
     assert_eq!(events[0].1, "snapshot");
     assert!(events[0].2.contains("gap"));
 }
+
+/// `GET /tasks/export.csv`: the filtered tasks as CSV, every match and not one page, with the
+/// same redaction as the API (the defusing of formula cells is unit-tested in `export.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filtered_tasks_export_as_csv() {
+    let server = Server::start(|a| a.redact(["secret"])).await;
+    let key = unique("csv");
+    let mut ok = Vec::new();
+    for _ in 0..3 {
+        ok.push(server.manager.add_task(admin_ok, key.clone()));
+    }
+    let formula = server.manager.add_task(admin_ok, "=HYPERLINK(\"http://evil\")".to_owned());
+    let failed = server.manager.add_task(admin_fails, (key.clone(), "hunter2".to_owned()));
+    for id in ok.iter().chain([&formula, &failed]) {
+        server.finished(*id).await;
+    }
+    let response =
+        server.client.get(server.url("/tasks/export.csv?func_name=admin_ok")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/csv; charset=utf-8");
+    assert!(response.headers()["content-disposition"].to_str().unwrap().contains("tasks.csv"));
+    assert!(response.headers().get("x-taskflow-truncated").is_none());
+    let body = response.text().await.unwrap();
+    let mut reader = csv::Reader::from_reader(body.as_bytes());
+    let header: Vec<String> = reader.headers().unwrap().iter().map(str::to_owned).collect();
+    assert_eq!(&header[..4], ["task_id", "func_name", "queue", "status"]);
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let ids: Vec<&str> = rows.iter().map(|row| &row[0]).collect();
+    for id in ok.iter().chain([&formula]) {
+        assert!(ids.contains(&id.to_string().as_str()), "{id} exported");
+    }
+    assert!(!ids.contains(&failed.to_string().as_str()), "the filter holds");
+    assert!(rows.iter().all(|row| &row[1] == "admin_ok" && &row[3] == "success"));
+    let args = header.iter().position(|c| c == "args").unwrap();
+    let quoted = rows.iter().find(|row| row[0] == formula.to_string()).unwrap();
+    assert_eq!(&quoted[args], r#"{"key":"=HYPERLINK(\"http://evil\")"}"#, "quoted, whole");
+
+    let failed_rows = server.client.get(server.url("/tasks/export.csv?status=failed"));
+    let body = failed_rows.send().await.unwrap().text().await.unwrap();
+    assert!(!body.contains("hunter2"), "redacted as in the API: {body}");
+    assert!(body.contains(&failed.to_string()));
+    let (status, error) = server.get("/tasks/export.csv?status=nope").await;
+    assert_eq!(status, 400, "the filters are checked as for GET /tasks: {error}");
+}

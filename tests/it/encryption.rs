@@ -136,6 +136,7 @@ async fn a_sealed_canary_never_reaches_the_file_nor_the_admin() {
         "/tasks?status=failed".to_owned(),
         "/tasks/metrics".to_owned(),
         "/tasks/metrics/prometheus".to_owned(),
+        "/tasks/export.csv".to_owned(),
         "/tasks/audit".to_owned(),
         "/tasks/dashboard".to_owned(),
         format!("/tasks/{id}/logs"),

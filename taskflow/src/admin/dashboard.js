@@ -142,6 +142,13 @@ function query() {
   return params.toString();
 }
 
+// The CSV export of the filtered view: every matching task, not one page.
+$("export").addEventListener("click", () => {
+  const params = new URLSearchParams(query());
+  params.delete("limit"); params.delete("cursor");
+  $("export").href = PREFIX + "/export.csv?" + params.toString();
+});
+
 async function loadTasks() {
   try {
     const page = await api("?" + query());

@@ -21,6 +21,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /tasks` | a page of tasks: `status`, `func_name`, `queue`, `tag=key:value`, `q` (the start or end of an id, or part of a function name), `since`/`until` (RFC 3339 or `24h`), `sort` (`-created_at`, `created_at`), `limit` (≤ 1000), `cursor` |
+//! | `GET /tasks/export.csv` | the tasks `GET /tasks` would list with the same filters, as CSV (at most 50,000 rows, `x-taskflow-truncated: true` when more match; arguments redacted as in the API; cells a spreadsheet would read as formulas start with `'`) |
 //! | `GET /tasks/{id}` | one task, with its logs |
 //! | `GET /tasks/{id}/logs` | its logs |
 //! | `POST /tasks/{id}/retry` | a failed, interrupted or cancelled task again, as a new task (`201`; `409` otherwise) |
@@ -65,6 +66,7 @@ mod audit;
 mod auth;
 mod dashboard;
 mod error;
+mod export;
 mod metrics;
 mod origin;
 mod params;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, patch, post};
 
-use super::{AdminState, api, dashboard, queues, registered, schedules, stream};
+use super::{AdminState, api, dashboard, export, queues, registered, schedules, stream};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +58,7 @@ use Access::{Credentials, Open};
 /// segments before `{id}`.
 const TABLE: &[(Route, Handler)] = &[
     (route(Method::GET, "", Credentials), || get(api::list)),
+    (route(Method::GET, "/export.csv", Credentials), || get(export::csv)),
     (route(Method::GET, "/metrics", Credentials), || get(api::metrics)),
     (route(Method::GET, "/metrics/prometheus", Credentials), || get(api::prometheus)),
     (route(Method::GET, "/stream", Credentials), || get(stream::stream)),
