@@ -79,43 +79,30 @@ impl MetricsObserver {
 
 impl TaskObserver for MetricsObserver {
     fn on_event(&self, event: &TaskEvent) {
-        match event.kind {
-            EventKind::Enqueued => Self::count("taskflow_tasks_enqueued_total", event),
-            EventKind::Started => {
-                Self::count("taskflow_tasks_started_total", event);
-                let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
-                if started.len() < MAX_TIMED
-                    && started.insert(event.task_id, Instant::now()).is_none()
-                {
-                    metrics::gauge!("taskflow_tasks_running", "queue" => event.queue.to_string())
-                        .increment(1.0);
-                }
+        // The counter of each kind, and the outcome an attempt's duration is recorded under
+        // when the event ends one.
+        let (counter, ends) = match event.kind {
+            EventKind::Enqueued => ("taskflow_tasks_enqueued_total", None),
+            EventKind::Started => ("taskflow_tasks_started_total", None),
+            EventKind::Succeeded => ("taskflow_tasks_succeeded_total", Some("succeeded")),
+            EventKind::Failed => ("taskflow_tasks_failed_total", Some("failed")),
+            EventKind::Retrying => ("taskflow_tasks_retried_total", Some("retried")),
+            EventKind::Snoozed => ("taskflow_tasks_snoozed_total", Some("snoozed")),
+            EventKind::Cancelled => ("taskflow_tasks_cancelled_total", Some("cancelled")),
+            EventKind::Interrupted => ("taskflow_tasks_interrupted_total", Some("interrupted")),
+            EventKind::Log => return,
+        };
+        Self::count(counter, event);
+        if event.kind == EventKind::Started {
+            let mut started = self.started.lock().unwrap_or_else(PoisonError::into_inner);
+            if started.len() < MAX_TIMED && started.insert(event.task_id, Instant::now()).is_none()
+            {
+                metrics::gauge!("taskflow_tasks_running", "queue" => event.queue.to_string())
+                    .increment(1.0);
             }
-            EventKind::Succeeded => {
-                Self::count("taskflow_tasks_succeeded_total", event);
-                self.ended(event, "succeeded");
-            }
-            EventKind::Failed => {
-                Self::count("taskflow_tasks_failed_total", event);
-                self.ended(event, "failed");
-            }
-            EventKind::Retrying => {
-                Self::count("taskflow_tasks_retried_total", event);
-                self.ended(event, "retried");
-            }
-            EventKind::Snoozed => {
-                Self::count("taskflow_tasks_snoozed_total", event);
-                self.ended(event, "snoozed");
-            }
-            EventKind::Cancelled => {
-                Self::count("taskflow_tasks_cancelled_total", event);
-                self.ended(event, "cancelled");
-            }
-            EventKind::Interrupted => {
-                Self::count("taskflow_tasks_interrupted_total", event);
-                self.ended(event, "interrupted");
-            }
-            EventKind::Log => {}
+        }
+        if let Some(outcome) = ends {
+            self.ended(event, outcome);
         }
     }
 }
