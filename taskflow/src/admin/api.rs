@@ -55,17 +55,38 @@ pub(crate) async fn list(
     let query = params::task_query(&params)?;
     let limit = query.limit.unwrap_or(params::DEFAULT_LIMIT);
     let mut tasks = Vec::with_capacity(limit.min(params::MAX_LIMIT));
-    let mut chunk = query.clone();
-    let next = loop {
-        chunk.limit = Some((limit - tasks.len()).min(LIST_CHUNK));
-        let page = state.manager.store().list(&chunk).await?;
-        tasks.extend(page.tasks.into_iter().map(|r| previewed(state.redaction.apply(r))));
-        match page.next {
-            Some(next) if tasks.len() < limit => chunk.after = Some(next),
-            next => break next,
-        }
-    };
+    let next = read_chunked(&state, &query, limit, |record| {
+        tasks.push(previewed(record));
+        Ok(())
+    })
+    .await?;
     Ok(Json(json!({ "tasks": tasks, "next_cursor": next, "limit": query.limit })))
+}
+
+/// Reads at most `limit` of the tasks `query` matches, [`LIST_CHUNK`] whole records at a
+/// time, each redacted and handed to `each` before the next chunk is read (so what `each`
+/// keeps, not the records, bounds the memory); returns the cursor after the last one read
+/// when more match.
+pub(crate) async fn read_chunked(
+    state: &AdminState,
+    query: &crate::store::TaskQuery,
+    limit: usize,
+    mut each: impl FnMut(crate::record::TaskRecord) -> Result<(), ApiError>,
+) -> Result<Option<String>, ApiError> {
+    let mut chunk = query.clone();
+    let mut read = 0;
+    loop {
+        chunk.limit = Some((limit - read).min(LIST_CHUNK));
+        let page = state.manager.store().list(&chunk).await?;
+        read += page.tasks.len();
+        for record in page.tasks {
+            each(state.redaction.apply(record))?;
+        }
+        match page.next {
+            Some(next) if read < limit => chunk.after = Some(next),
+            next => return Ok(next),
+        }
+    }
 }
 
 /// The most bytes of a task's encoded arguments or result a list page carries; longer ones

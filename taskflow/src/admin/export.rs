@@ -46,24 +46,11 @@ pub(crate) async fn csv(
     let limit = query.limit.unwrap_or(MAX_ROWS);
     let mut writer = ::csv::Writer::from_writer(Vec::new());
     writer.write_record(COLUMNS).map_err(internal)?;
-    let mut chunk = query.clone();
-    let (mut rows, mut truncated) = (0, false);
-    loop {
-        chunk.limit = Some((limit - rows).min(params::MAX_LIMIT));
-        let page = state.manager.store().list(&chunk).await?;
-        for record in page.tasks {
-            writer.write_record(cells(state.redaction.apply(record))).map_err(internal)?;
-            rows += 1;
-        }
-        match page.next {
-            Some(next) if rows < limit => chunk.after = Some(next),
-            Some(_) => {
-                truncated = query.limit.is_none();
-                break;
-            }
-            None => break,
-        }
-    }
+    let more = super::api::read_chunked(&state, &query, limit, |record| {
+        writer.write_record(cells(record)).map_err(internal)
+    })
+    .await?;
+    let truncated = more.is_some() && query.limit.is_none();
     let body = writer.into_inner().map_err(|err| internal(err.into_error()))?;
     let mut response = body.into_response();
     let headers = response.headers_mut();
