@@ -81,13 +81,15 @@ $("login").addEventListener("submit", async (event) => {
 $("logout").addEventListener("click", async () => { await api("/logout", { method: "POST" }); location.reload(); });
 
 // Light or dark: the header's toggle, remembered by this browser; until one is chosen, the
-// system's preference (the stylesheet's media query).
+// system's preference (the stylesheet's `color-scheme: light dark`).
 function applyTheme(theme) {
   if (theme === "dark" || theme === "light") document.documentElement.dataset.theme = theme;
 }
 try { applyTheme(localStorage.getItem("taskflow-theme")); } catch (_) { /* storage off */ }
 $("theme").addEventListener("click", () => {
-  const next = getComputedStyle(document.documentElement).colorScheme === "dark" ? "light" : "dark";
+  const shown = document.documentElement.dataset.theme
+    || (matchMedia("(prefers-color-scheme: dark)").matches ? "dark" : "light");
+  const next = shown === "dark" ? "light" : "dark";
   applyTheme(next);
   try { localStorage.setItem("taskflow-theme", next); } catch (_) { /* storage off */ }
 });
