@@ -61,8 +61,7 @@ pub(crate) fn attach(span: &tracing::Span, tags: &BTreeMap<String, String>, how:
         use opentelemetry::trace::TraceContextExt;
         use tracing_opentelemetry::OpenTelemetrySpanExt;
         let propagator = opentelemetry_sdk::propagation::TraceContextPropagator::new();
-        let mut carrier = tags.clone();
-        let context = propagator.extract(&Headers(&mut carrier));
+        let context = propagator.extract(&Stored(tags));
         let remote = context.span().span_context().clone();
         if !remote.is_valid() {
             return;
@@ -80,9 +79,13 @@ pub(crate) fn attach(span: &tracing::Span, tags: &BTreeMap<String, String>, how:
     let _ = (span, tags, how);
 }
 
-/// Tags as a carrier of the W3C trace headers.
+/// Tags to write the W3C trace headers into.
 #[cfg(feature = "opentelemetry")]
 struct Headers<'a>(&'a mut BTreeMap<String, String>);
+
+/// Tags to read the W3C trace headers from.
+#[cfg(feature = "opentelemetry")]
+struct Stored<'a>(&'a BTreeMap<String, String>);
 
 #[cfg(feature = "opentelemetry")]
 impl opentelemetry::propagation::Injector for Headers<'_> {
@@ -92,7 +95,7 @@ impl opentelemetry::propagation::Injector for Headers<'_> {
 }
 
 #[cfg(feature = "opentelemetry")]
-impl opentelemetry::propagation::Extractor for Headers<'_> {
+impl opentelemetry::propagation::Extractor for Stored<'_> {
     fn get(&self, key: &str) -> Option<&str> {
         self.0.get(key).map(String::as_str)
     }

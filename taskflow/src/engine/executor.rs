@@ -52,8 +52,9 @@ async fn run(
     engine.running.remove(&record.task_id);
 }
 
-/// Runs the attempt and says how it ended, its span joined to the enqueue's trace. With `sealed` arguments, a mismatch is reported
-/// without serde's message, which may quote an argument's value into the stored error.
+/// Runs the attempt and says how it ended, its span joined to the enqueue's trace. With
+/// `sealed` arguments, a mismatch is reported without serde's message, which may quote an
+/// argument's value into the stored error.
 async fn execute(
     record: &TaskRecord,
     context: &crate::context::TaskContext,
