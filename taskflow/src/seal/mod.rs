@@ -10,8 +10,8 @@
 //! parameter can be named `$sealed`, so no argument object looks like one).
 
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -104,6 +104,9 @@ pub struct Keyring {
     old: Vec<(String, Key)>,
     /// Shared by the ring's clones, so no two of them ever use one nonce.
     nonces: Arc<Nonces>,
+    /// The primary key's subkey for this ring's nonce prefix, derived at its first use: every
+    /// value this ring seals (and opens of its own) shares it. Replaced with the primary.
+    sealer: Arc<OnceLock<LessSafeKey>>,
 }
 
 /// Unique nonces without a system call each: 16 random bytes drawn once per keyring, then a
@@ -169,6 +172,7 @@ impl Keyring {
     pub fn primary(mut self, id: &str, key: Key) -> Result<Keyring, KeyError> {
         self.check(id)?;
         self.primary = Some((id.to_owned(), key));
+        self.sealer = Arc::default();
         Ok(self)
     }
 
@@ -216,17 +220,24 @@ impl Keyring {
     /// [checked](Keyring::checked)), `value` itself.
     pub(crate) fn seal(&self, owner: &str, field: &str, value: &Value) -> Value {
         let Some((id, key)) = &self.primary else { return value.clone() };
-        let mut data = Zeroizing::new(serde_json::to_vec(value).unwrap_or_default());
+        // One buffer: the nonce, the value sealed in place after it, then the tag.
         let nonce = self.nonces.next();
-        let aad = associated(owner, field);
-        let tag = subkey(key, &nonce)
-            .seal_in_place_separate_tag(inner_nonce(&nonce), Aad::from(&aad), &mut data)
-            .expect("ChaCha20-Poly1305 seals any length a JSON value has");
-        let mut bytes = Vec::with_capacity(nonce.len() + data.len() + tag.as_ref().len());
+        let mut bytes = Zeroizing::new(Vec::with_capacity(64));
         bytes.extend_from_slice(&nonce);
-        bytes.extend_from_slice(&data);
+        serde_json::to_writer(&mut *bytes, value).expect("a JSON value serialises");
+        let aad = associated(owner, field);
+        let sealer = self.sealer.get_or_init(|| subkey(key, &nonce));
+        let tag = sealer
+            .seal_in_place_separate_tag(inner_nonce(&nonce), Aad::from(&aad), &mut bytes[24..])
+            .expect("ChaCha20-Poly1305 seals any length a JSON value has");
         bytes.extend_from_slice(tag.as_ref());
-        serde_json::json!({ SEALED: format!("{id}:{}", STANDARD.encode(bytes)) })
+        let mut text = String::with_capacity(id.len() + 1 + bytes.len().div_ceil(3) * 4);
+        text.push_str(id);
+        text.push(':');
+        STANDARD.encode_string(&*bytes, &mut text);
+        let mut envelope = serde_json::Map::with_capacity(1);
+        envelope.insert(SEALED.to_owned(), Value::String(text));
+        Value::Object(envelope)
     }
 
     /// The value under `value` when it is sealed (for `field` of `owner`); `value` itself
@@ -236,16 +247,33 @@ impl Keyring {
         let (id, data) =
             text.split_once(':').ok_or_else(|| OpenError::Malformed("no key id".to_owned()))?;
         let key = self.key(id).ok_or_else(|| OpenError::MissingKey(id.to_owned()))?;
-        let bytes = STANDARD.decode(data).map_err(|err| OpenError::Malformed(err.to_string()))?;
+        let mut bytes = Zeroizing::new(
+            STANDARD.decode(data).map_err(|err| OpenError::Malformed(err.to_string()))?,
+        );
         if bytes.len() < 24 + 16 {
             return Err(OpenError::Malformed("too short".to_owned()));
         }
-        let (nonce, sealed) = bytes.split_at(24);
+        let (nonce, sealed) = bytes.split_at_mut(24);
         let nonce = XNonce::from_slice(nonce);
         let aad = associated(owner, field);
-        let mut sealed = Zeroizing::new(sealed.to_vec());
-        let plain = subkey(key, nonce)
-            .open_in_place(inner_nonce(nonce), Aad::from(&aad), &mut sealed)
+        let own = match (&self.primary, self.sealer.get()) {
+            (Some((primary, _)), Some(sealer))
+                if primary == id && nonce[..16] == self.nonces.prefix =>
+            {
+                Some(sealer)
+            }
+            _ => None,
+        };
+        let derived;
+        let opener = match own {
+            Some(sealer) => sealer,
+            None => {
+                derived = subkey(key, nonce);
+                &derived
+            }
+        };
+        let plain = opener
+            .open_in_place(inner_nonce(nonce), Aad::from(&aad), sealed)
             .map_err(|_| OpenError::Decrypt(id.to_owned()))?;
         serde_json::from_slice(plain).map_err(|err| OpenError::Malformed(err.to_string()))
     }
@@ -289,7 +317,7 @@ fn sealed_text(value: &Value) -> Option<&str> {
 
 /// What binds a sealed value to its place: its owner and the field.
 fn associated(owner: &str, field: &str) -> Vec<u8> {
-    format!("taskflow:v1:{owner}:{field}").into_bytes()
+    [b"taskflow:v1:", owner.as_bytes(), b":", field.as_bytes()].concat()
 }
 
 #[cfg(test)]
@@ -317,6 +345,26 @@ mod tests {
         }
         let other = Keyring::new().primary("k1", Key::from_bytes(&[7; 32]).unwrap()).unwrap();
         assert_ne!(nonce(&other.seal("t1", "args", &value))[..16], nonces[0][..16], "new prefix");
+    }
+
+    /// The cached sealing subkey belongs to one primary key: a clone given another primary
+    /// seals with that one, and a ring opens what another ring of the same key sealed.
+    #[test]
+    fn the_cached_subkey_follows_the_primary_key() {
+        let k1 = || Key::from_bytes(&[1; 32]).unwrap();
+        let k2 = || Key::from_bytes(&[2; 32]).unwrap();
+        let value = serde_json::json!({ "card": "4111" });
+        let ring = Keyring::new().primary("k1", k1()).unwrap();
+        let first = ring.seal("t1", "args", &value);
+        let moved = ring.clone().primary("k2", k2()).unwrap();
+        let second = moved.seal("t1", "args", &value);
+        assert_eq!(sealed_with(&second), Some("k2"));
+        let only_k2 = Keyring::new().primary("k2", k2()).unwrap();
+        assert_eq!(only_k2.open("t1", "args", &second).unwrap(), value);
+        assert_eq!(ring.open("t1", "args", &first).unwrap(), value);
+        let same_key = Keyring::new().primary("k1", k1()).unwrap();
+        assert_eq!(same_key.open("t1", "args", &first).unwrap(), value, "another prefix");
+        assert_eq!(ring.open("t2", "args", &first), Err(OpenError::Decrypt("k1".to_owned())));
     }
 
     /// What this ring seals opens with RustCrypto's XChaCha20-Poly1305, and what that seals
