@@ -31,6 +31,8 @@ use crate::record::{LogEntry, LogLevel};
 pub struct TaskContext {
     inner: Arc<ContextInner>,
     attempt: u32,
+    /// Fires when the attempt is stopped (a cancel, on any instance, or a shutdown).
+    stop: Option<tokio_util::sync::CancellationToken>,
 }
 
 #[derive(Debug)]
@@ -75,11 +77,38 @@ impl TaskContext {
                 limits,
             }),
             attempt: 0,
+            stop: None,
         }
     }
 
-    pub(crate) fn with_attempt(&self, attempt: u32) -> Self {
-        TaskContext { inner: Arc::clone(&self.inner), attempt }
+    /// The context of one attempt, stopped through `stop`.
+    pub(crate) fn with_attempt(
+        &self,
+        attempt: u32,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        TaskContext { inner: Arc::clone(&self.inner), attempt, stop: Some(stop) }
+    }
+
+    /// Whether this attempt was asked to stop: cancelled (through the API or
+    /// `TaskManager::cancel`, on any instance sharing the store) or stopped by a shutdown. An
+    /// async task is stopped at its next await point anyway; blocking code (a sync task)
+    /// cannot be, and checks this to return early.
+    ///
+    /// ```
+    /// #[taskflow::task]
+    /// fn crunch(rows: u32) -> Result<u32, String> {
+    ///     let ctx = taskflow::task_context().expect("inside a task");
+    ///     for row in 0..rows {
+    ///         if ctx.is_cancelled() {
+    ///             return Err(format!("stopped at row {row}"));
+    ///         }
+    ///     }
+    ///     Ok(rows)
+    /// }
+    /// ```
+    pub fn is_cancelled(&self) -> bool {
+        self.stop.as_ref().is_some_and(tokio_util::sync::CancellationToken::is_cancelled)
     }
 
     /// The task's id.

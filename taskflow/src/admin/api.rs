@@ -146,23 +146,26 @@ pub(crate) async fn retry(
     Ok((StatusCode::CREATED, Json(json!({ "task_id": new, "retry_of": id }))).into_response())
 }
 
-/// `POST /tasks/{id}/cancel`.
+/// `POST /tasks/{id}/cancel`: `200` with the task once it is cancelled (now, or before),
+/// `202` with it while its runner, here or on another instance, stops it.
 pub(crate) async fn cancel(
     State(state): State<Arc<AdminState>>,
     Extension(identity): Extension<Identity>,
     Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = task_id(&raw)?;
-    let outcome = match state.manager.cancel(id).await? {
-        CancelOutcome::Cancelled => "cancelled",
-        CancelOutcome::Cancelling => "cancelling",
+    let (code, outcome) = match state.manager.cancel(id).await? {
+        CancelOutcome::Cancelled => (StatusCode::OK, "cancelled"),
+        CancelOutcome::AlreadyFinished(TaskStatus::Cancelled) => (StatusCode::OK, "cancelled"),
+        CancelOutcome::Cancelling => (StatusCode::ACCEPTED, "cancelling"),
         CancelOutcome::NotFound => return Err(not_found(id)),
         CancelOutcome::AlreadyFinished(status) => {
             return Err(ApiError::Conflict(format!("task {id} already finished: {status}")));
         }
     };
     state.audit.record(&identity.actor, "cancel", Some(id.to_string()), outcome.to_owned());
-    Ok(Json(json!({ "task_id": id, "outcome": outcome })))
+    let task = state.manager.store().get(&id).await?.map(|record| state.redaction.apply(record));
+    Ok((code, Json(json!({ "task_id": id, "outcome": outcome, "task": task }))).into_response())
 }
 
 #[derive(Deserialize)]

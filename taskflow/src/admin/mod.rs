@@ -25,7 +25,7 @@
 //! | `GET /tasks/{id}` | one task, with its logs |
 //! | `GET /tasks/{id}/logs` | its logs |
 //! | `POST /tasks/{id}/retry` | a failed, interrupted or cancelled task again, as a new task (`201`; `409` otherwise) |
-//! | `POST /tasks/{id}/cancel` | pending: `cancelled`; running: stopped at its next await point |
+//! | `POST /tasks/{id}/cancel` | pending: `cancelled` (`200`); running, here or on another instance: stopped at its next await point (`202` while that happens); `200` if already cancelled, `409` if it ended otherwise; each with the task |
 //! | `POST /tasks/bulk-retry` | `{"ids": [...]}` |
 //! | `POST /tasks/retry-failed` | every failed task in `{"since", "until", "func_name"}` |
 //! | `DELETE /tasks/history?older_than=7d` | finished tasks that ended before then |

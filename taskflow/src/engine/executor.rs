@@ -36,7 +36,7 @@ async fn run(
     running: Arc<RunningTask>,
 ) {
     let attempt = record.retries_used;
-    let context = engine.context_for(&record).with_attempt(attempt);
+    let context = engine.context_for(&record).with_attempt(attempt, running.stop.clone());
     context.emit(EventKind::Started, None);
     let sealed = engine.sealing.enabled();
     let outcome = execute(&record, &context, &running, sealed, engine.trace_link).await;

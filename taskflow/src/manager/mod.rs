@@ -45,15 +45,20 @@ pub struct TaskManager {
     engine: Arc<Engine>,
 }
 
+/// How many times [`TaskManager::cancel`] looks again at a task that moves between pending
+/// and running under it.
+const CANCEL_ROUNDS: usize = 5;
+
 /// What [`TaskManager::cancel`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CancelOutcome {
     /// The task had not started (or waited for a retry); it is now `cancelled` and will not
     /// run.
     Cancelled,
-    /// The task is running; it stops at its next await point and ends `cancelled`. (A sync
-    /// fn already running on the blocking pool cannot be stopped; it ends `cancelled` when it
-    /// returns and its result is discarded.)
+    /// The task is running, here or on another instance; it stops at its next await point
+    /// and ends `cancelled`. (A sync fn already running on the blocking pool cannot be
+    /// stopped; it ends `cancelled` when it returns and its result is discarded, unless it
+    /// checks `task_context().is_cancelled()` and returns early.)
     Cancelling,
     /// The task had already finished with this status.
     AlreadyFinished(TaskStatus),
@@ -213,7 +218,8 @@ impl TaskManager {
     }
 
     /// Cancels a task: a pending one (waiting to start, or for its retry) never runs, a
-    /// running one stops at its next await point.
+    /// running one stops at its next await point, on whichever instance runs it (one on
+    /// another instance sharing the store sees the request within its poll interval).
     ///
     /// `id` may be any id an enqueue returned, including a duplicate idempotent enqueue's
     /// alias on a remote store.
@@ -222,25 +228,37 @@ impl TaskManager {
         let Some(id) = store.resolve(&id).await? else {
             return Ok(CancelOutcome::NotFound);
         };
-        match store.cancel_pending(&id).await? {
-            None => Ok(CancelOutcome::NotFound),
-            Some(TaskStatus::Pending) => {
-                if let Some(record) = store.get(&id).await? {
-                    self.engine.context_for(&record).emit(EventKind::Cancelled, None);
+        // A task between attempts moves between pending and running: a few rounds settle it.
+        for _ in 0..CANCEL_ROUNDS {
+            match store.cancel_pending(&id).await? {
+                None => return Ok(CancelOutcome::NotFound),
+                Some(TaskStatus::Pending) => {
+                    if let Some(record) = store.get(&id).await? {
+                        self.engine.context_for(&record).emit(EventKind::Cancelled, None);
+                    }
+                    return Ok(CancelOutcome::Cancelled);
                 }
-                Ok(CancelOutcome::Cancelled)
+                Some(status) if status.is_finished() => {
+                    return Ok(CancelOutcome::AlreadyFinished(status));
+                }
+                Some(_) => {}
             }
-            Some(status) if status.is_finished() => Ok(CancelOutcome::AlreadyFinished(status)),
-            Some(_) => match self.engine.running.get(&id) {
-                Some(running) => {
-                    running.stop(StopReason::Cancel);
-                    Ok(CancelOutcome::Cancelling)
+            if let Some(running) = self.engine.running.get(&id) {
+                running.stop(StopReason::Cancel);
+                return Ok(CancelOutcome::Cancelling);
+            }
+            match store.request_cancel(&id).await? {
+                None => return Ok(CancelOutcome::NotFound),
+                Some(TaskStatus::Running) => return Ok(CancelOutcome::Cancelling),
+                Some(status) if status.is_finished() => {
+                    return Ok(CancelOutcome::AlreadyFinished(status));
                 }
-                None => Ok(CancelOutcome::AlreadyFinished(
-                    store.get(&id).await?.map_or(TaskStatus::Running, |r| r.status),
-                )),
-            },
+                Some(_) => {}
+            }
         }
+        Ok(CancelOutcome::AlreadyFinished(
+            store.get(&id).await?.map_or(TaskStatus::Running, |r| r.status),
+        ))
     }
 
     /// Cancels the task that waits under the run key `key` (enqueued with

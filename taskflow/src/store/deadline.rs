@@ -122,6 +122,19 @@ impl Store for Deadline {
         within("cancel", self.timeouts.operation, self.inner.cancel_pending(id)).await
     }
 
+    async fn request_cancel(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        within("cancel", self.timeouts.operation, self.inner.request_cancel(id)).await
+    }
+
+    async fn cancel_requests(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        within("cancel_requests", self.timeouts.operation, self.inner.cancel_requests(owner, ids))
+            .await
+    }
+
     async fn cancel_scheduled(
         &self,
         key: &str,

@@ -5,6 +5,8 @@
 //! changes an attempt is *fenced* by that lease, so a runner that lost its lease (a rescued
 //! task) can never overwrite the task; idempotency keys are enforced by the store itself.
 
+#[cfg(feature = "sqlite")]
+mod cancels;
 mod deadline;
 mod error;
 #[cfg(feature = "fault-injection")]
@@ -240,6 +242,17 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels a `pending` task atomically (`id` may be an alias); returns its status *before* the call, so
     /// `Some(Pending)` means this call cancelled it (`None`: no such task).
     async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError>;
+
+    /// Asks whoever runs the task `id` (`running`, on any instance sharing the store) to stop
+    /// it: a flag on the task, which that runner finds through [`Store::cancel_requests`] and
+    /// which the next fetch of the task clears. Returns the task's status at the call (`None`:
+    /// no such task); the flag is set only when that is `Some(Running)`.
+    async fn request_cancel(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError>;
+
+    /// Of `ids`, the tasks that run under `owner`'s lease and were asked to stop since their
+    /// attempt started ([`Store::request_cancel`]).
+    async fn cancel_requests(&self, owner: &str, ids: &[TaskId])
+    -> Result<Vec<TaskId>, StoreError>;
 
     /// Cancels the task that waits under the run key `key` (pending, never started), in one
     /// atomic step; returns its id, or `None` when no task waits under the key.

@@ -191,6 +191,18 @@ impl Store for Sealed {
         self.inner.cancel_pending(id).await
     }
 
+    async fn request_cancel(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        self.inner.request_cancel(id).await
+    }
+
+    async fn cancel_requests(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        self.inner.cancel_requests(owner, ids).await
+    }
+
     async fn cancel_scheduled(
         &self,
         key: &str,

@@ -3,6 +3,7 @@
 
 mod aliases;
 mod batches;
+mod cancels;
 mod fetch;
 mod firing;
 mod lifecycle;
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 use self::aliases::{aliases_resolve_everywhere, manager_resolves_aliases};
 use self::batches::batched_changes_are_fenced_one_by_one;
+use self::cancels::running_tasks_are_flagged_for_their_runner;
 use self::fetch::{
     a_fetch_never_takes_a_task_before_its_time, a_lost_fetch_is_released,
     concurrent_elections_make_one_leader, concurrent_fetchers_take_disjoint_tasks,
@@ -81,7 +83,7 @@ pub(crate) fn pending(func_name: &str) -> TaskRecord {
     }
 }
 
-fn lease(owner: &str, ttl: Duration) -> Lease {
+pub(crate) fn lease(owner: &str, ttl: Duration) -> Lease {
     Lease { owner: owner.into(), expires_at: Utc::now() + chrono::Duration::from_std(ttl).unwrap() }
 }
 
@@ -154,6 +156,7 @@ macro_rules! all_checks {
             writes_are_fenced,
             idempotency_keys_hold_under_concurrency,
             cancel_only_pending,
+            running_tasks_are_flagged_for_their_runner,
             pending_and_list,
             list_filters_and_pages,
             stats_count_outcomes_and_durations,

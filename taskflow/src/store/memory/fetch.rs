@@ -48,6 +48,7 @@ impl MemoryStore {
         let mut fetched = Vec::with_capacity(ids.len());
         for id in ids {
             state.held.remove(&id);
+            state.cancels.remove(&id);
             let Some(record) = state.tasks.get_mut(&id) else { continue };
             record.status = TaskStatus::Running;
             record.start_time.get_or_insert(now);

@@ -1,6 +1,7 @@
 //! [`MemoryStore`]: every task in a map behind one lock. For tests and for apps that accept
 //! losing their task history on restart.
 
+mod cancel;
 mod fetch;
 mod inserts;
 mod instances;
@@ -65,6 +66,8 @@ struct State {
     schedules: BTreeMap<String, StoredSchedule>,
     /// Revoked admin sessions, until when.
     revoked: HashMap<String, DateTime<Utc>>,
+    /// Running tasks asked to stop ([`Store::request_cancel`]), until their next fetch.
+    cancels: std::collections::HashSet<TaskId>,
 }
 
 impl Default for MemoryStore {
@@ -147,6 +150,7 @@ impl State {
                     self.run_keys.remove(key);
                 }
                 self.order.remove(id);
+                self.cancels.remove(id);
                 self.tasks.remove(id).map(|record| *record)
             }
             _ => None,
@@ -264,6 +268,18 @@ impl Store for MemoryStore {
         drop(state);
         drop(evicted);
         Ok(Some(before))
+    }
+
+    async fn request_cancel(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        Ok(self.flag_cancel(id))
+    }
+
+    async fn cancel_requests(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        Ok(self.flagged(owner, ids))
     }
 
     async fn cancel_scheduled(

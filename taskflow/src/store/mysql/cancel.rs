@@ -1,5 +1,5 @@
-//! Cancelling pending tasks (by id, or the one waiting under a run key), releasing held ones,
-//! and appending to a task's log.
+//! Cancelling pending tasks (by id, or the one waiting under a run key), flagging running
+//! ones for their runner, releasing held ones, and appending to a task's log.
 
 use super::*;
 
@@ -9,11 +9,52 @@ impl MysqlStore {
         &self,
         id: &TaskId,
     ) -> Result<Option<TaskStatus>, StoreError> {
+        self.locked_cancel(id, TaskStatus::Pending).await
+    }
+
+    /// [`Store::request_cancel`](crate::store::Store::request_cancel) on this store.
+    pub(super) async fn flag_cancel(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        self.locked_cancel(id, TaskStatus::Running).await
+    }
+
+    /// [`Store::cancel_requests`](crate::store::Store::cancel_requests) on this store.
+    pub(super) async fn flagged(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; ids.len()].join(", ");
+        let mut values: Vec<Value> = ids.iter().map(|id| Value::from(id.to_string())).collect();
+        values.push(Value::from(owner));
+        let mut conn = self.conn().await?;
+        let found: Vec<String> = conn
+            .exec(
+                format!(
+                    "SELECT id FROM taskflow_tasks WHERE id IN ({marks}) AND status = 'running'
+                        AND lease_owner = ? AND cancel_requested"
+                ),
+                values,
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(found.iter().filter_map(|id| id.parse().ok()).collect())
+    }
+
+    /// Cancels the task `id` if it is pending (`when` pending), or flags it for its runner if
+    /// it is running (`when` running), in one transaction; returns its status before.
+    async fn locked_cancel(
+        &self,
+        id: &TaskId,
+        when: TaskStatus,
+    ) -> Result<Option<TaskStatus>, StoreError> {
         // InnoDB may pick this transaction as a deadlock's victim (a fetch locking the same
         // rows through another index): it was rolled back, and runs again.
         let mut tries = 0;
         loop {
-            match self.cancel_once(id).await {
+            match self.cancel_once(id, when).await {
                 Err(Attempt::Lost(err))
                     if tries < super::fetch::DEADLOCK_RETRIES
                         && super::fetch::is_lock_conflict(&err) =>
@@ -27,7 +68,11 @@ impl MysqlStore {
         }
     }
 
-    async fn cancel_once(&self, id: &TaskId) -> Result<Option<TaskStatus>, Attempt> {
+    async fn cancel_once(
+        &self,
+        id: &TaskId,
+        when: TaskStatus,
+    ) -> Result<Option<TaskStatus>, Attempt> {
         let mut conn = self.conn().await.map_err(Attempt::Failed)?;
         let mut tx = conn.start_transaction(Default::default()).await?;
         let found: Option<(String, String)> = tx
@@ -42,13 +87,16 @@ impl MysqlStore {
         let status: TaskStatus = status.parse().map_err(|reason| {
             Attempt::Failed(StoreError::Corrupt { id: id.to_string(), reason })
         })?;
-        if status == TaskStatus::Pending {
+        if status == when && when == TaskStatus::Pending {
             tx.exec_drop(
                 "UPDATE taskflow_tasks SET status = 'cancelled', end_time = ?, wait_until = NULL
                  WHERE id = ?",
                 (micros(Utc::now()), target),
             )
             .await?;
+        } else if status == when && when == TaskStatus::Running {
+            tx.exec_drop("UPDATE taskflow_tasks SET cancel_requested = 1 WHERE id = ?", (target,))
+                .await?;
         }
         tx.commit().await?;
         Ok(Some(status))

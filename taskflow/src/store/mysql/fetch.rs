@@ -156,7 +156,7 @@ impl MysqlStore {
                     format!(
                         "UPDATE taskflow_tasks SET status = 'running',
                             start_time = COALESCE(start_time, ?), lease_owner = ?,
-                            lease_expires_at = ?
+                            lease_expires_at = ?, cancel_requested = 0
                          WHERE seq IN ({seqs})"
                     ),
                     vec![

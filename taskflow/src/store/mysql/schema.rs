@@ -9,7 +9,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 /// Each migration, a list of statements, takes the schema from version `index` to
 /// `index + 1`. Neither server has partial indexes: the unique index over active
@@ -29,8 +29,10 @@ pub(super) const SCHEMA_VERSION: i64 = 8;
 /// then `seq` (priority with aging), with `func_name` last so that a fetch passing over capped
 /// functions filters them in the index (index condition pushdown) without reading their rows.
 /// Version 7 keeps the schedules in `taskflow_schedules`, each as JSON text (`NULL` while a
-/// change creates the row).
-const MIGRATIONS: [&[&str]; 8] = [&[
+/// change creates the row). Version 8 keeps revoked admin sessions. Version 9 adds
+/// `cancel_requested`, set on a running task that its runner (on any instance) is to stop,
+/// cleared by the fetch that starts an attempt.
+const MIGRATIONS: [&[&str]; 9] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
         id CHAR(36) NOT NULL,
@@ -137,6 +139,8 @@ const MIGRATIONS: [&[&str]; 8] = [&[
         id VARCHAR(255) PRIMARY KEY,
         until_us BIGINT NOT NULL
     ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
+], &[
+    "ALTER TABLE taskflow_tasks ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE",
 ]];
 
 /// Creates or migrates the schema; refuses a schema newer than this binary's.

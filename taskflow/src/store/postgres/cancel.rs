@@ -1,9 +1,53 @@
-//! Cancelling pending tasks (by id, or the one waiting under a run key), releasing held ones,
-//! and appending to a task's log.
+//! Cancelling pending tasks (by id, or the one waiting under a run key), flagging running
+//! ones for their runner, releasing held ones, and appending to a task's log.
 
 use super::*;
 
 impl PostgresStore {
+    /// [`Store::request_cancel`](crate::store::Store::request_cancel) on this store.
+    pub(super) async fn flag_cancel(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "WITH target AS (
+                    SELECT id, status FROM taskflow_tasks WHERE id =
+                        COALESCE((SELECT task_id FROM taskflow_aliases WHERE alias = $1), $1)),
+                 flagged AS (
+                    UPDATE taskflow_tasks SET cancel_requested = TRUE FROM target
+                    WHERE taskflow_tasks.id = target.id AND taskflow_tasks.status = 'running'
+                    RETURNING taskflow_tasks.id)
+                 SELECT status FROM target",
+            )
+            .await
+            .map_err(unavailable)?;
+        let row = client.query_opt(&statement, &[id.as_uuid()]).await.map_err(unavailable)?;
+        let Some(row) = row else { return Ok(None) };
+        let status: String = row.get(0);
+        status
+            .parse()
+            .map(Some)
+            .map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason })
+    }
+
+    /// [`Store::cancel_requests`](crate::store::Store::cancel_requests) on this store.
+    pub(super) async fn flagged(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT id FROM taskflow_tasks WHERE id = ANY($1) AND status = 'running'
+                    AND lease_owner = $2 AND cancel_requested",
+            )
+            .await
+            .map_err(unavailable)?;
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| *id.as_uuid()).collect();
+        let rows = client.query(&statement, &[&ids, &owner]).await.map_err(unavailable)?;
+        Ok(rows.iter().map(|row| TaskId::from(row.get::<_, uuid::Uuid>(0))).collect())
+    }
+
     /// [`Store::cancel_pending`](crate::store::Store::cancel_pending) on this store.
     pub(super) async fn cancel_if_pending(
         &self,

@@ -201,7 +201,7 @@ async fn claim(
             ORDER BY taskflow_rank(COALESCE(scheduled_at, created_at), priority), seq
             LIMIT $2 FOR UPDATE SKIP LOCKED)
          UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $1),
-            lease_owner = $3, lease_expires_at = $4
+            lease_owner = $3, lease_expires_at = $4, cancel_requested = FALSE
          FROM picked WHERE id = picked.picked_id
          RETURNING {COLUMNS}, seq"
     );
@@ -244,7 +244,7 @@ async fn claim_capped(
     let lease = tx
         .prepare_cached(&format!(
             "UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $1),
-                lease_owner = $2, lease_expires_at = $3
+                lease_owner = $2, lease_expires_at = $3, cancel_requested = FALSE
              WHERE id = ANY($4) RETURNING {COLUMNS}, seq"
         ))
         .await

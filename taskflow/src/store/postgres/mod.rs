@@ -294,6 +294,18 @@ impl Store for PostgresStore {
         self.cancel_if_pending(id).await
     }
 
+    async fn request_cancel(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        self.flag_cancel(id).await
+    }
+
+    async fn cancel_requests(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        self.flagged(owner, ids).await
+    }
+
     async fn cancel_scheduled(
         &self,
         key: &str,

@@ -7,7 +7,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 /// Each migration takes the schema from version `index` to `index + 1`. Version 2 adds
 /// `wait_until`, set while a pending task is not yet due (a delay, a retry's backoff) and
@@ -23,8 +23,10 @@ pub(super) const SCHEMA_VERSION: i64 = 8;
 /// [`PRIORITY_STEP`](crate::store::PRIORITY_STEP) (60 s), then `seq` (priority with aging).
 /// The function is declared `IMMUTABLE` so that it can be indexed: an interval of seconds
 /// alone does not depend on the session's time zone. Version 7 keeps the schedules in
-/// `taskflow_schedules`, each as JSON text (`NULL` while a change creates the row).
-const MIGRATIONS: [&str; 8] = ["
+/// `taskflow_schedules`, each as JSON text (`NULL` while a change creates the row). Version
+/// 8 keeps revoked admin sessions. Version 9 adds `cancel_requested`, set on a running task
+/// that its runner (on any instance) is to stop, cleared by the fetch that starts an attempt.
+const MIGRATIONS: [&str; 9] = ["
     CREATE TABLE taskflow_tasks (
         seq BIGSERIAL UNIQUE,
         id UUID PRIMARY KEY,
@@ -131,6 +133,8 @@ const MIGRATIONS: [&str; 8] = ["
     );
 ", "
     CREATE TABLE taskflow_revoked_sessions (id TEXT PRIMARY KEY, until TIMESTAMPTZ NOT NULL);
+", "
+    ALTER TABLE taskflow_tasks ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
 "];
 
 /// Any number: the advisory lock key under which instances migrate one at a time.

@@ -1,5 +1,5 @@
-//! Cancelling pending tasks (by id, or the one waiting under a run key), releasing held ones,
-//! and appending to a task's log.
+//! Cancelling pending tasks (by id, or the one waiting under a run key), flagging running
+//! ones for their runner, releasing held ones, and appending to a task's log.
 
 use super::*;
 
@@ -8,6 +8,45 @@ impl RedisStore {
     pub(super) async fn cancel_if_pending(
         &self,
         id: &TaskId,
+    ) -> Result<Option<TaskStatus>, StoreError> {
+        self.cancel_if(id, TaskStatus::Pending).await
+    }
+
+    /// [`Store::request_cancel`](crate::store::Store::request_cancel) on this store.
+    pub(super) async fn flag_cancel(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        self.cancel_if(id, TaskStatus::Running).await
+    }
+
+    /// [`Store::cancel_requests`](crate::store::Store::cancel_requests) on this store.
+    pub(super) async fn flagged(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HMGET")
+                .arg(self.key(&format!("t:{id}")))
+                .arg("status")
+                .arg("owner")
+                .arg("cancel");
+        }
+        let mut conn = self.conn.clone();
+        let found: Vec<Vec<Option<String>>> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let asked = |fields: &Vec<Option<String>>| {
+            matches!(fields.as_slice(), [Some(status), Some(by), Some(flag)]
+                if status == "running" && by == owner && flag == "1")
+        };
+        Ok(ids.iter().zip(&found).filter(|(_, fields)| asked(fields)).map(|(id, _)| *id).collect())
+    }
+
+    /// Cancels the task `id` if it is pending (`when` pending), or flags it for its runner if
+    /// it is running (`when` running), in one script; returns its status before.
+    async fn cancel_if(
+        &self,
+        id: &TaskId,
+        when: TaskStatus,
     ) -> Result<Option<TaskStatus>, StoreError> {
         let now = Utc::now();
         let mut conn = self.conn.clone();
@@ -18,6 +57,7 @@ impl RedisStore {
             .arg(id.to_string())
             .arg(rfc(now))
             .arg(micros(now))
+            .arg(when.as_str())
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;

@@ -94,7 +94,7 @@ for _, rk in ipairs(picked) do
   local early = f[1] == 'pending' and (tonumber(f[2]) or 0) > now_us
   if not early then redis.call('ZREM', q..':ready', rk) end
   if f[1] == 'pending' and not early then
-    redis.call('HDEL', t, 'rk')
+    redis.call('HDEL', t, 'rk', 'cancel')
     local seq = tonumber(redis.call('HGET', t, 'seq')) or 0
     redis.call('HSETNX', t, 'start', ARGV[3])
     redis.call('HSETNX', t, 'start_us', ARGV[2])

@@ -213,29 +213,6 @@ impl RedisStore {
         debug_assert_eq!(args.len(), scripts::TASK_ARGS);
         Ok(args)
     }
-
-    async fn fields(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {
-        let mut conn = self.conn.clone();
-        let flat: Vec<Vec<u8>> =
-            conn.hgetall(self.key(&format!("t:{id}"))).await.map_err(unavailable)?;
-        pairs(id, flat)
-    }
-
-    /// The records of `ids`, in order, skipping any that vanished.
-    async fn records(&self, ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
-        let mut records = Vec::new();
-        let mut conn = self.conn.clone();
-        for chunk in ids.chunks(500) {
-            let mut pipe = redis::pipe();
-            for id in chunk {
-                pipe.hgetall(self.key(&format!("t:{id}")));
-            }
-            let all: Vec<Vec<Vec<u8>>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-            let present = chunk.iter().zip(all).filter(|(_, flat)| !flat.is_empty());
-            records.extend(super::readable(present, |(id, flat)| decode(id, &pairs(id, flat)?))?);
-        }
-        Ok(records)
-    }
 }
 
 #[async_trait]
@@ -317,6 +294,18 @@ impl Store for RedisStore {
 
     async fn cancel_pending(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
         self.cancel_if_pending(id).await
+    }
+
+    async fn request_cancel(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        self.flag_cancel(id).await
+    }
+
+    async fn cancel_requests(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        self.flagged(owner, ids).await
     }
 
     async fn cancel_scheduled(

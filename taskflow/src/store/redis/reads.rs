@@ -3,6 +3,31 @@
 use super::*;
 
 impl RedisStore {
+    pub(super) async fn fields(&self, id: &str) -> Result<HashMap<String, String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let flat: Vec<Vec<u8>> =
+            conn.hgetall(self.key(&format!("t:{id}"))).await.map_err(unavailable)?;
+        pairs(id, flat)
+    }
+
+    /// The records of `ids`, in order, skipping any that vanished.
+    pub(super) async fn records(&self, ids: &[String]) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut records = Vec::new();
+        let mut conn = self.conn.clone();
+        for chunk in ids.chunks(500) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.hgetall(self.key(&format!("t:{id}")));
+            }
+            let all: Vec<Vec<Vec<u8>>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            let present = chunk.iter().zip(all).filter(|(_, flat)| !flat.is_empty());
+            records.extend(crate::store::readable(present, |(id, flat)| {
+                decode(id, &pairs(id, flat)?)
+            })?);
+        }
+        Ok(records)
+    }
+
     /// [`Store::get`](crate::store::Store::get) on this store.
     pub(super) async fn load(&self, id: &TaskId) -> Result<Option<TaskRecord>, StoreError> {
         let mut key = id.to_string();

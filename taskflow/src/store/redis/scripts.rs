@@ -229,9 +229,9 @@ return out
     )
 }
 
-/// Cancels a pending task (`ARGV[2]` may be an alias); returns its status before the call, or
-/// nil.
-/// ARGV: prefix, id, now, now_us.
+/// Cancels a pending task (`ARGV[5]` is `pending`), or flags a running one for its runner
+/// (`running`); `ARGV[2]` may be an alias. Returns its status before the call, or nil.
+/// ARGV: prefix, id, now, now_us, which.
 pub(super) fn cancel() -> String {
     format!(
         "{PENDING}{SETTLE}{}",
@@ -243,7 +243,11 @@ end
 local t = p..':t:'..id
 local status = redis.call('HGET', t, 'status')
 if not status then return false end
-if status == 'pending' then settle(p, id, t, 'pending', 'cancelled', ARGV[3], ARGV[4]) end
+if status == ARGV[5] and status == 'pending' then
+  settle(p, id, t, 'pending', 'cancelled', ARGV[3], ARGV[4])
+elseif status == ARGV[5] and status == 'running' then
+  redis.call('HSET', t, 'cancel', '1')
+end
 return status
 "#
     )

@@ -1,9 +1,38 @@
-//! Cancelling pending tasks (by id, or the one waiting under a run key) and releasing held
-//! ones.
+//! Cancelling pending tasks (by id, or the one waiting under a run key), flagging running
+//! ones, and releasing held ones.
 
 use super::*;
 
 impl SqliteStore {
+    /// [`Store::request_cancel`](crate::store::Store::request_cancel) on this store: the
+    /// flag is kept in memory, since every running task runs in this process.
+    pub(super) async fn flag_cancel(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        let status = self.load(id).await?.map(|record| record.status);
+        if status == Some(TaskStatus::Running) {
+            self.cancels.flag(*id);
+        }
+        Ok(status)
+    }
+
+    /// [`Store::cancel_requests`](crate::store::Store::cancel_requests) on this store: the
+    /// flagged of `ids` (rare), read to check that `owner` still runs them.
+    pub(super) async fn flagged(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        let mut asked = Vec::new();
+        for id in self.cancels.flagged(ids) {
+            let record = self.load(&id).await?;
+            if record.is_some_and(|r| {
+                r.status == TaskStatus::Running && r.lease_owner.as_deref() == Some(owner)
+            }) {
+                asked.push(id);
+            }
+        }
+        Ok(asked)
+    }
+
     /// [`Store::cancel_pending`](crate::store::Store::cancel_pending) on this store.
     pub(super) async fn cancel_if_pending(
         &self,

@@ -17,6 +17,7 @@ mod run_key;
 mod schedules;
 mod schema;
 mod sessions;
+mod stage;
 mod upkeep;
 mod writer;
 
@@ -36,6 +37,7 @@ pub use self::options::{Durability, SqliteOptions};
 use self::reads::select;
 use self::row::{COLUMN_COUNT, RawRow, columns, log_columns, micros, placeholders};
 use self::writer::{Writer, unavailable};
+use super::cancels::CancelFlags;
 use super::reclaim::{ReclaimAs, reclaim};
 use super::{
     DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Rewrite,
@@ -90,6 +92,8 @@ pub struct SqliteStore {
     keys: Arc<Mutex<HashMap<String, TaskId>>>,
     /// The rows of this process's active tasks.
     active: Arc<ActiveRows>,
+    /// Running tasks asked to stop: all of them run in this process, which owns the file.
+    cancels: CancelFlags,
     durability: Durability,
     path: PathBuf,
 }
@@ -146,6 +150,7 @@ impl SqliteStore {
             reader,
             keys: Arc::new(Mutex::new(keys)),
             active: Arc::new(ActiveRows::after(last)),
+            cancels: CancelFlags::default(),
             durability: options.durability,
             path,
         })
@@ -155,119 +160,6 @@ impl SqliteStore {
     pub fn path(&self) -> &Path {
         &self.path
     }
-
-    /// Stages `record` for the next commit, held back from fetching until `hold` (micros), if
-    /// given.
-    fn stage(&self, record: TaskRecord, hold: Option<i64>) -> Result<Enqueued, StoreError> {
-        let id = record.task_id;
-        let key = record
-            .idempotency_key
-            .clone()
-            .filter(|_| !matches!(record.status, TaskStatus::Failed | TaskStatus::Cancelled));
-        if let Some(key) = &key {
-            let mut keys = lock(&self.keys);
-            if let Some(existing) = keys.get(key) {
-                let existing = *existing;
-                drop(keys);
-                // The holder may still be on its way to disk: answer once it is there.
-                return Ok(Enqueued { id: existing, created: false, write: self.barrier()? });
-            }
-            keys.insert(key.clone(), id);
-        }
-        let values = row::encode(&record);
-        let run_key = record.run_key.clone().filter(|_| record.status == TaskStatus::Pending);
-        let now = micros(record.created_at);
-        let seq = self.active.insert(record);
-        let (reply, ticket) = match self.durability {
-            Durability::Async => (None, None),
-            Durability::Committed | Durability::Fsync => {
-                let (tx, ticket) = WriteTicket::new();
-                (Some(tx), Some(ticket))
-            }
-        };
-        let keys = Arc::clone(&self.keys);
-        let active = Arc::clone(&self.active);
-        let job_key = key.clone();
-        let submitted = self.writer.submit(Box::new(move |conn| {
-            let inserted = match &run_key {
-                None => insert(conn, seq, &values, hold).map(|()| None),
-                Some(run_key) => run_key::replace(conn, run_key, &id, now, || {
-                    insert(conn, seq, &values, hold)
-                }),
-            };
-            let failed = inserted.as_ref().err().cloned();
-            let done: writer::Done = Box::new(move |commit| {
-                let result = match (inserted, commit) {
-                    (Err(err), _) => Err(err),
-                    (Ok(_), Some(err)) => Err(err.clone()),
-                    (Ok(replaced), None) => {
-                        if let Some((old, old_key)) = replaced {
-                            active.forget(&old);
-                            if let Some(old_key) = old_key {
-                                release(&keys, &old_key, &old);
-                            }
-                        }
-                        Ok(())
-                    }
-                };
-                if let Err(err) = &result {
-                    active.forget(&id);
-                    if let Some(key) = &job_key {
-                        release(&keys, key, &id);
-                    }
-                    if reply.is_none() {
-                        tracing::error!(task_id = %id, error = %err, "taskflow: a task enqueued with Durability::Async was not stored");
-                    }
-                }
-                if let Some(reply) = reply {
-                    reply.settle(result);
-                }
-            });
-            (done, failed)
-        }));
-        if let Err(err) = submitted {
-            self.active.forget(&id);
-            if let Some(key) = &key {
-                release(&self.keys, key, &id);
-            }
-            return Err(err);
-        }
-        Ok(Enqueued { id, created: true, write: ticket })
-    }
-
-    /// A ticket that resolves once everything queued so far is committed.
-    fn barrier(&self) -> Result<Option<WriteTicket>, StoreError> {
-        if self.durability == Durability::Async {
-            return Ok(None);
-        }
-        let (tx, ticket) = WriteTicket::new();
-        self.writer.submit(Box::new(move |_| {
-            let done: writer::Done = Box::new(move |commit| {
-                tx.settle(commit.map_or(Ok(()), |err| Err(err.clone())));
-            });
-            (done, None)
-        }))?;
-        Ok(Some(ticket))
-    }
-}
-
-fn insert(
-    conn: &Connection,
-    seq: i64,
-    values: &[Sql; COLUMN_COUNT],
-    hold: Option<i64>,
-) -> Result<(), StoreError> {
-    const SQL: &str = concat!(
-        "INSERT INTO tasks (",
-        columns!(),
-        ", seq, wait_until) VALUES (",
-        placeholders!(),
-        ", ?26, COALESCE(?27, CASE WHEN ?18 > ?4 THEN ?18 END))"
-    );
-    let extra = [Sql::Integer(seq), hold.map_or(Sql::Null, Sql::Integer)];
-    let mut statement = conn.prepare_cached(SQL).map_err(unavailable)?;
-    statement.execute(params_from_iter(values.iter().chain(&extra))).map_err(unavailable)?;
-    Ok(())
 }
 
 #[async_trait]
@@ -313,6 +205,18 @@ impl Store for SqliteStore {
         self.cancel_if_pending(id).await
     }
 
+    async fn request_cancel(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
+        self.flag_cancel(id).await
+    }
+
+    async fn cancel_requests(
+        &self,
+        owner: &str,
+        ids: &[TaskId],
+    ) -> Result<Vec<TaskId>, StoreError> {
+        self.flagged(owner, ids).await
+    }
+
     async fn cancel_scheduled(
         &self,
         key: &str,
@@ -330,7 +234,10 @@ impl Store for SqliteStore {
     }
 
     async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {
-        self.fetch_available(fetch).await
+        let began = std::time::Instant::now();
+        let fetched = self.fetch_available(fetch).await?;
+        self.cancels.clear(fetched.iter().map(|record| record.task_id), began);
+        Ok(fetched)
     }
 
     async fn next_due(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {

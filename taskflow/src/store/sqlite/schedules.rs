@@ -138,7 +138,7 @@ fn apply(
         }
         let seq = active.insert(task.clone());
         stored.push((task.task_id, key));
-        if let Err(err) = super::insert(conn, seq, &row::encode(task), None) {
+        if let Err(err) = super::stage::insert(conn, seq, &row::encode(task), None) {
             forget(stored, keys, active);
             return Err(err);
         }
