@@ -225,10 +225,17 @@ async fn cancel_stops_pending_and_running_tasks_and_refuses_finished_ones() {
     })
     .await;
     let (status, body) = server.post(&format!("/tasks/{running}/cancel"), json!({})).await;
-    assert_eq!((status, body["outcome"].as_str()), (StatusCode::OK, Some("cancelling")));
+    assert_eq!((status, body["outcome"].as_str()), (StatusCode::ACCEPTED, Some("cancelling")));
+    assert_eq!(body["task"]["task_id"], running.to_string());
     assert_eq!(server.finished(running).await.status, TaskStatus::Cancelled);
 
+    // Cancelled already: done, with the task.
     let (status, body) = server.post(&format!("/tasks/{running}/cancel"), json!({})).await;
+    assert_eq!((status, body["task"]["status"].as_str()), (StatusCode::OK, Some("cancelled")));
+
+    let done = server.manager.add_task(admin_ok, unique("done"));
+    assert_eq!(server.finished(done).await.status, TaskStatus::Success);
+    let (status, body) = server.post(&format!("/tasks/{done}/cancel"), json!({})).await;
     assert_eq!(status, 409, "{body}");
     assert!(error_of(&body).contains("already finished"));
 }
