@@ -45,6 +45,7 @@ pub(crate) fn finished(n: usize) -> TaskRecord {
         recoveries: 0,
         lease_owner: None,
         lease_expires_at: None,
+        progress: None,
     }
 }
 

@@ -31,6 +31,8 @@ pub enum EventKind {
     Cancelled,
     /// Wrote a log line.
     Log,
+    /// Its progress report was written to the store (`message`: the report's, if any).
+    Progress,
 }
 
 /// One lifecycle event, with the task's tags.

@@ -48,6 +48,7 @@ mod manager;
 pub mod metrics;
 mod observer;
 mod options;
+mod progress;
 mod queue;
 mod record;
 mod registry;
@@ -88,7 +89,7 @@ pub use crate::queue::{
     DEFAULT_QUEUE, MAX_QUEUE_NAME, Queue, QueueChange, QueueCounts, QueueInfo, QueueState, Rate,
     is_valid_queue_name,
 };
-pub use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
+pub use crate::record::{LogEntry, LogLevel, Progress, TaskRecord, TaskSource, TaskStatus};
 pub use crate::registry::{RegisteredTask, Registry, registry};
 pub use crate::schedule::{
     DueSlots, MIN_INTERVAL, Overlap, Schedule, ScheduleError, ScheduleSpec, Tz,

@@ -90,7 +90,7 @@ impl TaskObserver for MetricsObserver {
             EventKind::Snoozed => ("taskflow_tasks_snoozed_total", Some("snoozed")),
             EventKind::Cancelled => ("taskflow_tasks_cancelled_total", Some("cancelled")),
             EventKind::Interrupted => ("taskflow_tasks_interrupted_total", Some("interrupted")),
-            EventKind::Log => return,
+            EventKind::Log | EventKind::Progress => return,
         };
         Self::count(counter, event);
         if event.kind == EventKind::Started {

@@ -233,6 +233,24 @@ pub struct TaskRecord {
     pub lease_owner: Option<String>,
     /// When that runner's hold lapses unless renewed.
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// How far it got, as its code last reported (kept across retries).
+    #[serde(default)]
+    pub progress: Option<Progress>,
+}
+
+/// How far a task has got, as its code last reported through
+/// [`TaskContext::progress`](crate::TaskContext::progress).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Units done.
+    pub done: u64,
+    /// Units in all (`done` may pass it; readers clamp).
+    pub total: u64,
+    /// What it is doing, if it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When it reported this.
+    pub updated_at: DateTime<Utc>,
 }
 
 fn default_queue() -> String {

@@ -227,6 +227,7 @@ async fn a_hung_prune_does_not_hold_up_reclaim(store: Arc<dyn Store>) {
         recoveries: 0,
         lease_owner: None,
         lease_expires_at: None,
+        progress: None,
     };
     let id = record.task_id;
     if let Some(write) = store.enqueue(record).unwrap().write {

@@ -26,6 +26,7 @@ pub(crate) mod multi;
 pub(crate) mod outage;
 mod outcomes;
 mod priority;
+mod progress;
 pub(crate) mod queues;
 mod restart;
 mod routes;

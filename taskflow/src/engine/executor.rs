@@ -10,9 +10,12 @@ use super::completer::{self, Outcome};
 use super::queues::Slot;
 use super::running::RunningTask;
 use super::{Engine, StopReason};
+use crate::context::TaskContext;
 use crate::error::Error;
 use crate::event::EventKind;
 use crate::failure::{FailureKind, TaskFailure};
+use crate::id::TaskId;
+use crate::record::Progress;
 use crate::record::TaskRecord;
 use crate::registry::registry;
 use crate::store::Lease;
@@ -36,13 +39,19 @@ async fn run(
     running: Arc<RunningTask>,
 ) {
     let attempt = record.retries_used;
-    let context = engine.context_for(&record).with_attempt(attempt, running.stop.clone());
+    let progress = Arc::clone(&running.progress);
+    let context = engine.context_for(&record).with_attempt(attempt, running.stop.clone(), progress);
+    let _ = running.context.set(context.clone());
     context.emit(EventKind::Started, None);
     let sealed = engine.sealing.enabled();
     let outcome = execute(&record, &context, &running, sealed, engine.trace_link).await;
     // The slot limits running user code, not store writes: free it first.
     let runner = slot.runner();
     drop(slot);
+    // The last report, while the task is still running under this lease.
+    if let Some(report) = running.progress.take(engine.clock.now()) {
+        write_progress(&engine, vec![(record.task_id, report, context.clone())]).await;
+    }
     completer::complete(&engine, &record, &lease, &context, outcome).await;
     if runner.counts_running() {
         // The store counts the task as running until its outcome is written: now a fetch
@@ -50,6 +59,20 @@ async fn run(
         runner.wake.now();
     }
     engine.running.remove(&record.task_id);
+}
+
+/// Writes progress reports of tasks running here, and announces each written one.
+pub(crate) async fn write_progress(engine: &Engine, reports: Vec<(TaskId, Progress, TaskContext)>) {
+    let batch: Vec<(TaskId, Progress)> =
+        reports.iter().map(|(id, progress, _)| (*id, progress.clone())).collect();
+    match engine.store.record_progress(&engine.runner, &batch).await {
+        Ok(()) => {
+            for (_, progress, context) in reports {
+                context.emit(EventKind::Progress, progress.message);
+            }
+        }
+        Err(err) => tracing::warn!(error = %err, "taskflow: could not write task progress"),
+    }
 }
 
 /// Runs the attempt and says how it ended, its span joined to the enqueue's trace. With

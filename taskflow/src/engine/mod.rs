@@ -23,6 +23,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub(crate) use self::executor::write_progress;
 use self::queues::{QueueRunner, Queues};
 pub(crate) use self::records::{new_record, retry_record};
 pub(crate) use self::running::{Running, StopReason};

@@ -55,6 +55,7 @@ pub(crate) fn new_record(new: NewTask, now: DateTime<Utc>) -> TaskRecord {
         recoveries: 0,
         lease_owner: None,
         lease_expires_at: None,
+        progress: None,
     }
 }
 
@@ -92,6 +93,7 @@ pub(crate) fn retry_record(
         recoveries: 0,
         lease_owner: None,
         lease_expires_at: None,
+        progress: None,
         ..original
     }
 }

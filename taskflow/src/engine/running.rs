@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::context::TaskContext;
 use crate::id::TaskId;
+use crate::progress::ProgressSlot;
+use crate::record::Progress;
 
 /// Why a running attempt was stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +23,10 @@ pub(crate) enum StopReason {
 pub(crate) struct RunningTask {
     pub(crate) stop: CancellationToken,
     reason: Mutex<Option<StopReason>>,
+    /// The attempt's latest progress report, until written.
+    pub(crate) progress: Arc<ProgressSlot>,
+    /// The attempt's context, once it starts: what a written report is announced through.
+    pub(crate) context: std::sync::OnceLock<TaskContext>,
 }
 
 impl RunningTask {
@@ -58,6 +65,20 @@ impl Running {
 
     pub(crate) fn get(&self, id: &TaskId) -> Option<Arc<RunningTask>> {
         self.lock().get(id).cloned()
+    }
+
+    /// The progress reports not yet written, as of `now`, with the contexts to announce them.
+    pub(crate) fn unwritten_progress(
+        &self,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Vec<(TaskId, Progress, TaskContext)> {
+        self.lock()
+            .iter()
+            .filter_map(|(id, running)| {
+                let context = running.context.get()?;
+                Some((*id, running.progress.take(now)?, context.clone()))
+            })
+            .collect()
     }
 
     /// The tasks running here, for lease renewal.

@@ -4,9 +4,9 @@
 //! [rescuer](rescuer) of tasks whose runner died and the [pruner](pruner) of finished tasks
 //! past retention, and the [scheduler] of periodic tasks; and on every instance the
 //! [watcher](queues) of the queues' shared state, the [heartbeat](instances), and the
-//! [watcher of cancel requests](cancels) for the tasks it runs.
+//! [attempts'](attempts) progress writer and cancel-request watcher.
 
-mod cancels;
+mod attempts;
 mod instances;
 mod leader;
 mod pruner;
@@ -33,7 +33,7 @@ pub use self::scheduler::{ScheduleProblem, Scheduler, Tick};
 pub(crate) use self::scheduler::{define as define_schedule, readable, slot_task};
 
 /// Starts every maintenance service: renewal and the rescuer every third of a lease, the
-/// pruner every `prune_every`, the queue and cancel watchers every poll interval.
+/// pruner every `prune_every`, the queue and attempt watchers every poll interval.
 pub(crate) fn start(engine: &Arc<Engine>) {
     let tick = (engine.lease / 3).max(Duration::from_millis(10));
     periodic(engine, tick, |engine| Box::pin(renewal::renew(engine)));
@@ -42,7 +42,7 @@ pub(crate) fn start(engine: &Arc<Engine>) {
     periodic(engine, tick, |engine| Box::pin(rescuer::rescue_quietly(engine)));
     periodic(engine, engine.prune_every, |engine| Box::pin(pruner::prune(engine)));
     periodic(engine, engine.poll_every, |engine| Box::pin(queues::watch(engine)));
-    periodic(engine, engine.poll_every, |engine| Box::pin(cancels::watch(engine)));
+    periodic(engine, engine.poll_every, |engine| Box::pin(attempts::watch(engine)));
     let every_second = engine.poll_every.min(Duration::from_secs(1));
     periodic(engine, every_second, |engine| Box::pin(scheduler::fire(engine)));
 }

@@ -16,7 +16,7 @@ use super::{
 use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
-use crate::record::{LogEntry, TaskRecord, TaskStatus};
+use crate::record::{LogEntry, Progress, TaskRecord, TaskStatus};
 use crate::store::{ScheduleChange, StoredSchedule};
 
 /// How long a shared store's operations may take before they are reported timed out.
@@ -132,6 +132,15 @@ impl Store for Deadline {
         ids: &[TaskId],
     ) -> Result<Vec<TaskId>, StoreError> {
         within("cancel_requests", self.timeouts.operation, self.inner.cancel_requests(owner, ids))
+            .await
+    }
+
+    async fn record_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError> {
+        within("progress", self.timeouts.operation, self.inner.record_progress(owner, reports))
             .await
     }
 

@@ -15,7 +15,7 @@ use super::{
 use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
-use crate::record::{LogEntry, TaskRecord, TaskStatus};
+use crate::record::{LogEntry, Progress, TaskRecord, TaskStatus};
 use crate::store::{ScheduleChange, StoredSchedule};
 
 /// An operation a fault can hit.
@@ -240,6 +240,14 @@ impl Store for FaultyStore {
         ids: &[TaskId],
     ) -> Result<Vec<TaskId>, StoreError> {
         self.inner.cancel_requests(owner, ids).await
+    }
+
+    async fn record_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError> {
+        self.inner.record_progress(owner, reports).await
     }
 
     async fn cancel_scheduled(

@@ -70,7 +70,7 @@ pub use self::ticket::{Enqueued, WriteDone, WriteTicket};
 use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
-use crate::record::{LogEntry, TaskRecord, TaskStatus};
+use crate::record::{LogEntry, Progress, TaskRecord, TaskStatus};
 
 /// What [`Store::reclaim_expired`] did with tasks whose runner is gone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -253,6 +253,15 @@ pub trait Store: Send + Sync + 'static {
     /// attempt started ([`Store::request_cancel`]).
     async fn cancel_requests(&self, owner: &str, ids: &[TaskId])
     -> Result<Vec<TaskId>, StoreError>;
+
+    /// Records what the tasks that `owner` runs last reported of how far they got
+    /// ([`TaskContext::progress`](crate::TaskContext::progress)), each only while `owner`
+    /// still runs it; in as few round trips as the backend allows.
+    async fn record_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError>;
 
     /// Cancels the task that waits under the run key `key` (pending, never started), in one
     /// atomic step; returns its id, or `None` when no task waits under the key.

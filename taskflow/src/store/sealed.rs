@@ -18,7 +18,7 @@ use super::{
 use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
-use crate::record::{LogEntry, TaskRecord, TaskStatus};
+use crate::record::{LogEntry, Progress, TaskRecord, TaskStatus};
 use crate::seal::{Keyring, OpenError, sealed_with};
 use crate::store::{ScheduleChange, StoredSchedule};
 
@@ -201,6 +201,14 @@ impl Store for Sealed {
         ids: &[TaskId],
     ) -> Result<Vec<TaskId>, StoreError> {
         self.inner.cancel_requests(owner, ids).await
+    }
+
+    async fn record_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError> {
+        self.inner.record_progress(owner, reports).await
     }
 
     async fn cancel_scheduled(

@@ -1,5 +1,5 @@
 //! What the backends share: reading rows that may be damaged, the fetch order, messages, SQL
-//! text helpers, the p95, and heartbeats read back.
+//! text helpers, the p95, and heartbeats and progress read back.
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -103,6 +103,13 @@ pub(crate) fn decode_instances(stored: Vec<String>) -> Vec<Instance> {
             }
         })
         .collect()
+}
+
+/// A task's stored progress (JSON) read back; one that cannot be read is left out (it is
+/// only a display: the task stays readable).
+#[cfg_attr(not(any(feature = "sqlite", feature = "postgres", feature = "mysql")), allow(dead_code))]
+pub(crate) fn progress(stored: Option<Value>) -> Option<crate::record::Progress> {
+    stored.and_then(|value| serde_json::from_value(value).ok())
 }
 
 /// A change of a task's stored arguments and result to other text for the same values, as

@@ -1,15 +1,16 @@
-//! Conformance of cancel requests: [`Store::request_cancel`] flags a running task for its
-//! runner only, [`Store::cancel_requests`] finds it under that runner's lease, and the next
-//! attempt's fetch starts unflagged.
+//! Conformance of what running tasks hear and say: [`Store::request_cancel`] flags a running
+//! task for its runner only, [`Store::cancel_requests`] finds it under that runner's lease,
+//! and the next attempt's fetch starts unflagged; [`Store::record_progress`] writes a report
+//! only under the runner's lease, and the report stays through retries and the end.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use taskflow::store::Transition;
-use taskflow::{Store, TaskId, TaskStatus};
+use taskflow::{Progress, Store, TaskId, TaskStatus};
 
-use super::{lease, pending, put, take};
+use super::{lease, pending, put, take, trunc};
 
 pub(crate) async fn running_tasks_are_flagged_for_their_runner(store: Arc<dyn Store>) {
     let runner = lease("runner", Duration::from_secs(60));
@@ -46,4 +47,49 @@ pub(crate) async fn running_tasks_are_flagged_for_their_runner(store: Arc<dyn St
     assert_eq!(store.request_cancel(&id).await.unwrap(), Some(TaskStatus::Cancelled));
     assert_eq!(store.cancel_requests(&runner.owner, &both).await.unwrap(), Vec::<TaskId>::new());
     assert_eq!(store.request_cancel(&TaskId::new()).await.unwrap(), None);
+}
+
+pub(crate) async fn progress_is_written_for_its_runner_and_kept(store: Arc<dyn Store>) {
+    let runner = lease("runner", Duration::from_secs(60));
+    let id = put(&*store, pending("reports")).await;
+    assert_eq!(store.get(&id).await.unwrap().unwrap().progress, None);
+    take(&*store, &id, &runner).await;
+    let report = |done: u64, message: Option<&str>| Progress {
+        done,
+        total: 10,
+        message: message.map(str::to_owned),
+        updated_at: trunc(Utc::now()),
+    };
+    let half = report(5, Some("half way: ünïcode"));
+    store.record_progress("another", &[(id, report(9, None))]).await.unwrap();
+    assert_eq!(store.get(&id).await.unwrap().unwrap().progress, None, "not its runner");
+    store
+        .record_progress(&runner.owner, &[(id, half.clone()), (TaskId::new(), report(1, None))])
+        .await
+        .unwrap();
+    assert_eq!(store.get(&id).await.unwrap().unwrap().progress, Some(half.clone()));
+
+    // Kept across a retry, replaced by the next attempt's reports.
+    let retry =
+        Transition::Reschedule { due: Utc::now(), retries_used: 1, error: None, stacktrace: None };
+    assert!(store.transition(&id, &runner, retry).await.unwrap());
+    assert_eq!(store.get(&id).await.unwrap().unwrap().progress, Some(half.clone()), "kept");
+    take(&*store, &id, &runner).await;
+    let done = report(10, None);
+    store.record_progress(&runner.owner, &[(id, done.clone())]).await.unwrap();
+    let finished = Transition::Finished {
+        status: TaskStatus::Success,
+        end_time: Utc::now(),
+        retries_used: 1,
+        result: None,
+        error: None,
+        stacktrace: None,
+    };
+    assert!(store.transition(&id, &runner, finished).await.unwrap());
+    store.record_progress(&runner.owner, &[(id, report(3, None))]).await.unwrap();
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().progress,
+        Some(done),
+        "ended: kept as it was"
+    );
 }

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use self::aliases::{aliases_resolve_everywhere, manager_resolves_aliases};
 use self::batches::batched_changes_are_fenced_one_by_one;
-use self::cancels::running_tasks_are_flagged_for_their_runner;
+use self::cancels::{
+    progress_is_written_for_its_runner_and_kept, running_tasks_are_flagged_for_their_runner,
+};
 use self::fetch::{
     a_fetch_never_takes_a_task_before_its_time, a_lost_fetch_is_released,
     concurrent_elections_make_one_leader, concurrent_fetchers_take_disjoint_tasks,
@@ -80,6 +82,7 @@ pub(crate) fn pending(func_name: &str) -> TaskRecord {
         recoveries: 0,
         lease_owner: None,
         lease_expires_at: None,
+        progress: None,
     }
 }
 
@@ -157,6 +160,7 @@ macro_rules! all_checks {
             idempotency_keys_hold_under_concurrency,
             cancel_only_pending,
             running_tasks_are_flagged_for_their_runner,
+            progress_is_written_for_its_runner_and_kept,
             pending_and_list,
             list_filters_and_pages,
             stats_count_outcomes_and_durations,

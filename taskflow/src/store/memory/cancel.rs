@@ -1,8 +1,10 @@
-//! Cancel requests for running tasks: a set of flagged ids, cleared by the next fetch.
+//! What running tasks hear and say while they run: cancel requests (a set of flagged ids,
+//! cleared by the next fetch) and their progress.
 
 use super::MemoryStore;
 use crate::id::TaskId;
-use crate::record::TaskStatus;
+use crate::record::{Progress, TaskStatus};
+use crate::store::StoreError;
 
 impl MemoryStore {
     /// [`Store::request_cancel`](crate::store::Store::request_cancel) on this store.
@@ -28,5 +30,25 @@ impl MemoryStore {
             })
             .copied()
             .collect()
+    }
+}
+
+impl MemoryStore {
+    /// [`Store::record_progress`](crate::store::Store::record_progress) on this store.
+    pub(super) async fn write_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        for (id, progress) in reports {
+            if let Some(record) = state.tasks.get_mut(id)
+                && record.status == TaskStatus::Running
+                && record.lease_owner.as_deref() == Some(owner)
+            {
+                record.progress = Some(progress.clone());
+            }
+        }
+        Ok(())
     }
 }

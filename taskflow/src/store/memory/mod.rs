@@ -23,7 +23,7 @@ use super::{
 use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
-use crate::record::{LogEntry, TaskRecord, TaskStatus};
+use crate::record::{LogEntry, Progress, TaskRecord, TaskStatus};
 use crate::store::{ScheduleChange, StoredSchedule};
 
 /// A store that keeps tasks in memory.
@@ -280,6 +280,14 @@ impl Store for MemoryStore {
         ids: &[TaskId],
     ) -> Result<Vec<TaskId>, StoreError> {
         Ok(self.flagged(owner, ids))
+    }
+
+    async fn record_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError> {
+        self.write_progress(owner, reports).await
     }
 
     async fn cancel_scheduled(

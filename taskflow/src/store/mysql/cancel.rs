@@ -4,6 +4,37 @@
 use super::*;
 
 impl MysqlStore {
+    /// [`Store::record_progress`](crate::store::Store::record_progress) on this store: one
+    /// statement for the batch.
+    pub(super) async fn write_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let cases = vec!["WHEN ? THEN ?"; reports.len()].join(" ");
+        let marks = vec!["?"; reports.len()].join(", ");
+        let mut values = Vec::with_capacity(reports.len() * 3 + 1);
+        for (id, progress) in reports {
+            values.push(Value::from(id.to_string()));
+            values.push(Value::from(serde_json::to_string(progress).unwrap_or_default()));
+        }
+        values.extend(reports.iter().map(|(id, _)| Value::from(id.to_string())));
+        values.push(Value::from(owner));
+        let mut conn = self.conn().await?;
+        conn.exec_drop(
+            format!(
+                "UPDATE taskflow_tasks SET progress = CASE id {cases} END
+                 WHERE id IN ({marks}) AND status = 'running' AND lease_owner = ?"
+            ),
+            values,
+        )
+        .await
+        .map_err(unavailable)
+    }
+
     /// [`Store::cancel_pending`](crate::store::Store::cancel_pending) on this store.
     pub(super) async fn cancel_if_pending(
         &self,

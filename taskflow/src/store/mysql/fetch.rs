@@ -190,7 +190,7 @@ impl MysqlStore {
             .await?;
         let mut fetched = Vec::with_capacity(rows.len());
         for cells in rows.into_iter().map(Cells::of) {
-            let seq = cells.int(25, "seq").ok().flatten().unwrap_or(i64::MAX);
+            let seq = cells.int(26, "seq").ok().flatten().unwrap_or(i64::MAX);
             match cells.record() {
                 Ok(record) => fetched.push((seq, record)),
                 Err(err) => {

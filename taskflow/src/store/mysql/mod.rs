@@ -32,7 +32,7 @@ use super::{
 use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
-use crate::record::{LogEntry, LogLevel, TaskRecord, TaskSource, TaskStatus};
+use crate::record::{LogEntry, LogLevel, Progress, TaskRecord, TaskSource, TaskStatus};
 
 /// Tasks in a MySQL 8 or MariaDB (10.6 or later) database, shared by several instances.
 ///
@@ -243,6 +243,14 @@ impl Store for MysqlStore {
         ids: &[TaskId],
     ) -> Result<Vec<TaskId>, StoreError> {
         self.flagged(owner, ids).await
+    }
+
+    async fn record_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError> {
+        self.write_progress(owner, reports).await
     }
 
     async fn cancel_scheduled(

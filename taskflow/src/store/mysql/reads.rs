@@ -111,7 +111,7 @@ impl MysqlStore {
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next = match (more, rows.last()) {
-            (true, Some(row)) => row.int(25, "seq")?.map(|seq| seq.to_string()),
+            (true, Some(row)) => row.int(26, "seq")?.map(|seq| seq.to_string()),
             _ => None,
         };
         let tasks = crate::store::readable(&rows, Cells::record)?;

@@ -6,7 +6,7 @@ use super::*;
 pub(super) const COLUMNS: &str = "id, func_name, status, created_at, start_time, end_time, duration, \
     retries_used, max_retries, error, stacktrace, tags, source, priority, args, result, \
     idempotency_key, scheduled_at, retry_of, requeue_on_interrupt, recoveries, lease_owner, \
-    lease_expires_at, run_key, queue";
+    lease_expires_at, run_key, queue, progress";
 
 pub(super) const INSERT: &str = "INSERT INTO taskflow_tasks (id, func_name, status, created_at, \
     start_time, end_time, duration, retries_used, max_retries, error, stacktrace, tags, source, \
@@ -189,6 +189,7 @@ impl Cells {
             lease_expires_at: self.time(22, "lease_expires_at")?,
             run_key: self.text(23, "run_key")?,
             queue: self.required(self.text(24, "queue")?, "queue")?,
+            progress: crate::store::shared::progress(self.json(25, "progress").ok().flatten()),
         })
     }
 }

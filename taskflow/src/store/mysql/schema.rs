@@ -31,7 +31,8 @@ pub(super) const SCHEMA_VERSION: i64 = 9;
 /// Version 7 keeps the schedules in `taskflow_schedules`, each as JSON text (`NULL` while a
 /// change creates the row). Version 8 keeps revoked admin sessions. Version 9 adds
 /// `cancel_requested`, set on a running task that its runner (on any instance) is to stop,
-/// cleared by the fetch that starts an attempt.
+/// cleared by the fetch that starts an attempt, and `progress`, what the task's code last
+/// reported of how far it got (JSON).
 const MIGRATIONS: [&[&str]; 9] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
@@ -141,6 +142,7 @@ const MIGRATIONS: [&[&str]; 9] = [&[
     ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
 ], &[
     "ALTER TABLE taskflow_tasks ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE",
+    "ALTER TABLE taskflow_tasks ADD COLUMN progress TEXT NULL",
 ]];
 
 /// Creates or migrates the schema; refuses a schema newer than this binary's.

@@ -4,6 +4,26 @@
 use super::*;
 
 impl PostgresStore {
+    /// [`Store::record_progress`](crate::store::Store::record_progress) on this store: one
+    /// statement for the batch.
+    pub(super) async fn write_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError> {
+        let ids: Vec<uuid::Uuid> = reports.iter().map(|(id, _)| *id.as_uuid()).collect();
+        let values: Vec<serde_json::Value> =
+            reports.iter().map(|(_, p)| serde_json::to_value(p).unwrap_or_default()).collect();
+        self.execute(
+            "UPDATE taskflow_tasks SET progress = v.progress
+             FROM unnest($1::uuid[], $2::jsonb[]) AS v(id, progress)
+             WHERE taskflow_tasks.id = v.id AND status = 'running' AND lease_owner = $3",
+            &[&ids, &values, &owner],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// [`Store::request_cancel`](crate::store::Store::request_cancel) on this store.
     pub(super) async fn flag_cancel(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {
         let client = self.client().await?;

@@ -93,7 +93,7 @@ impl PostgresStore {
         let mut fetched = Vec::with_capacity(rows.len());
         for found in &rows {
             match row::decode(found) {
-                Ok(record) => fetched.push((found.get::<_, i64>(25), record)),
+                Ok(record) => fetched.push((found.get::<_, i64>(26), record)),
                 Err(err) => self.fail_unreadable(found, &err).await?,
             }
         }

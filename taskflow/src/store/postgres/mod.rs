@@ -35,7 +35,7 @@ use super::{
 use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
-use crate::record::{LogEntry, TaskRecord, TaskStatus};
+use crate::record::{LogEntry, Progress, TaskRecord, TaskStatus};
 
 /// Tasks in a PostgreSQL database, shared by several instances.
 ///
@@ -167,7 +167,7 @@ fn insert_sql() -> String {
     format!(
         "INSERT INTO taskflow_tasks ({COLUMNS}, wait_until) VALUES ($1, $2, $3, $4, $5, $6, $7,
             $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
-            $25, COALESCE($26::TIMESTAMPTZ,
+            $25, $26, COALESCE($27::TIMESTAMPTZ,
                 CASE WHEN $18::TIMESTAMPTZ > $4::TIMESTAMPTZ THEN $18::TIMESTAMPTZ END))
          ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY} DO NOTHING RETURNING id"
     )
@@ -304,6 +304,14 @@ impl Store for PostgresStore {
         ids: &[TaskId],
     ) -> Result<Vec<TaskId>, StoreError> {
         self.flagged(owner, ids).await
+    }
+
+    async fn record_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError> {
+        self.write_progress(owner, reports).await
     }
 
     async fn cancel_scheduled(

@@ -98,7 +98,7 @@ impl PostgresStore {
         let more = rows.len() > limit;
         rows.truncate(limit);
         let next =
-            if more { rows.last().map(|row| row.get::<_, i64>(25).to_string()) } else { None };
+            if more { rows.last().map(|row| row.get::<_, i64>(26).to_string()) } else { None };
         let tasks = crate::store::readable(&rows, row::decode)?;
         Ok(TaskPage { tasks, next })
     }

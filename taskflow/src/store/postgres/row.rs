@@ -13,13 +13,13 @@ use crate::store::StoreError;
 pub(super) const COLUMNS: &str = "id, func_name, status, created_at, start_time, end_time, \
     duration, retries_used, max_retries, error, stacktrace, tags, source, priority, args, \
     result, idempotency_key, scheduled_at, retry_of, requeue_on_interrupt, recoveries, \
-    lease_owner, lease_expires_at, run_key, queue";
+    lease_owner, lease_expires_at, run_key, queue, progress";
 
 /// A record's values for [`COLUMNS`], owned so they can cross to the task that writes them.
 pub(crate) struct Params(Vec<Box<dyn ToSql + Send + Sync>>);
 
 impl Params {
-    /// The values of `record`, then its hold (`$26`): held back from fetching until then.
+    /// The values of `record`, then its hold (`$27`): held back from fetching until then.
     pub(super) fn of(record: &TaskRecord, hold: Option<chrono::DateTime<chrono::Utc>>) -> Params {
         let tags = serde_json::to_value(&record.tags).unwrap_or_default();
         Params(vec![
@@ -48,6 +48,7 @@ impl Params {
             Box::new(record.lease_expires_at),
             Box::new(record.run_key.clone()),
             Box::new(record.queue.clone()),
+            Box::new(record.progress.as_ref().and_then(|p| serde_json::to_value(p).ok())),
             Box::new(hold),
         ])
     }
@@ -104,6 +105,7 @@ pub(super) fn decode(row: &Row) -> Result<TaskRecord, StoreError> {
         lease_expires_at: row.try_get(22).map_err(bad("lease_expires_at"))?,
         run_key: row.try_get(23).map_err(bad("run_key"))?,
         queue: row.try_get(24).map_err(bad("queue"))?,
+        progress: crate::store::shared::progress(row.try_get(25).map_err(bad("progress"))?),
     })
 }
 

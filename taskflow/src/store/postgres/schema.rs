@@ -25,7 +25,8 @@ pub(super) const SCHEMA_VERSION: i64 = 9;
 /// alone does not depend on the session's time zone. Version 7 keeps the schedules in
 /// `taskflow_schedules`, each as JSON text (`NULL` while a change creates the row). Version
 /// 8 keeps revoked admin sessions. Version 9 adds `cancel_requested`, set on a running task
-/// that its runner (on any instance) is to stop, cleared by the fetch that starts an attempt.
+/// that its runner (on any instance) is to stop, cleared by the fetch that starts an attempt,
+/// and `progress`, what the task's code last reported of how far it got (JSON).
 const MIGRATIONS: [&str; 9] = ["
     CREATE TABLE taskflow_tasks (
         seq BIGSERIAL UNIQUE,
@@ -135,6 +136,7 @@ const MIGRATIONS: [&str; 9] = ["
     CREATE TABLE taskflow_revoked_sessions (id TEXT PRIMARY KEY, until TIMESTAMPTZ NOT NULL);
 ", "
     ALTER TABLE taskflow_tasks ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
+    ALTER TABLE taskflow_tasks ADD COLUMN progress JSONB;
 "];
 
 /// Any number: the advisory lock key under which instances migrate one at a time.

@@ -3,7 +3,43 @@
 
 use super::*;
 
+/// Sets each task's `progress` field while it runs under the owner. ARGV: prefix, owner, then
+/// id and progress JSON pairs.
+static PROGRESS: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local p, owner = ARGV[1], ARGV[2]
+for i = 3, #ARGV, 2 do
+  local t = p..':t:'..ARGV[i]
+  local f = redis.call('HMGET', t, 'status', 'owner')
+  if f[1] == 'running' and f[2] == owner then redis.call('HSET', t, 'progress', ARGV[i + 1]) end
+end
+return 0
+"#,
+    )
+});
+
 impl RedisStore {
+    /// [`Store::record_progress`](crate::store::Store::record_progress) on this store: one
+    /// script call for the batch.
+    pub(super) async fn write_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let mut invocation = PROGRESS.prepare_invoke();
+        invocation.arg(&*self.prefix).arg(owner);
+        for (id, progress) in reports {
+            invocation.arg(id.to_string()).arg(serde_json::to_string(progress).unwrap_or_default());
+        }
+        let mut conn = self.conn.clone();
+        let _: i64 = invocation.invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
     /// [`Store::cancel_pending`](crate::store::Store::cancel_pending) on this store.
     pub(super) async fn cancel_if_pending(
         &self,

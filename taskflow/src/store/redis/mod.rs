@@ -32,7 +32,7 @@ use super::{
 use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
-use crate::record::{LogEntry, TaskRecord, TaskStatus};
+use crate::record::{LogEntry, Progress, TaskRecord, TaskStatus};
 
 /// Tasks in Redis, shared by several instances.
 ///
@@ -306,6 +306,14 @@ impl Store for RedisStore {
         ids: &[TaskId],
     ) -> Result<Vec<TaskId>, StoreError> {
         self.flagged(owner, ids).await
+    }
+
+    async fn record_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError> {
+        self.write_progress(owner, reports).await
     }
 
     async fn cancel_scheduled(

@@ -75,6 +75,7 @@ pub(super) fn decode(id: &str, fields: &HashMap<String, String>) -> Result<TaskR
         record.error = Some(error.clone());
         record.stacktrace = fields.get("stack").cloned();
     }
+    record.progress = fields.get("progress").and_then(|v| serde_json::from_str(v).ok());
     record.result = fields
         .get("result")
         .map(|v| serde_json::from_str(v).map_err(|e| corrupt("result", e.to_string())))

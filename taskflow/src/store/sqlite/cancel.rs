@@ -4,6 +4,33 @@
 use super::*;
 
 impl SqliteStore {
+    /// [`Store::record_progress`](crate::store::Store::record_progress) on this store.
+    pub(super) async fn write_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError> {
+        let owner = owner.to_owned();
+        let reports: Vec<(String, String)> = reports
+            .iter()
+            .filter_map(|(id, p)| Some((id.to_string(), serde_json::to_string(p).ok()?)))
+            .collect();
+        self.writer
+            .call(move |conn| {
+                let mut update = conn
+                    .prepare_cached(
+                        "UPDATE tasks SET progress = ?2
+                         WHERE id = ?1 AND status = 'running' AND lease_owner = ?3",
+                    )
+                    .map_err(unavailable)?;
+                for (id, progress) in &reports {
+                    update.execute(params![id, progress, owner]).map_err(unavailable)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
     /// [`Store::request_cancel`](crate::store::Store::request_cancel) on this store: the
     /// flag is kept in memory, since every running task runs in this process.
     pub(super) async fn flag_cancel(&self, id: &TaskId) -> Result<Option<TaskStatus>, StoreError> {

@@ -47,7 +47,7 @@ use super::{
 use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
-use crate::record::{LogEntry, TaskRecord, TaskStatus};
+use crate::record::{LogEntry, Progress, TaskRecord, TaskStatus};
 
 /// Tasks in one SQLite file (WAL mode, bundled SQLite: nothing to install).
 ///
@@ -215,6 +215,14 @@ impl Store for SqliteStore {
         ids: &[TaskId],
     ) -> Result<Vec<TaskId>, StoreError> {
         self.flagged(owner, ids).await
+    }
+
+    async fn record_progress(
+        &self,
+        owner: &str,
+        reports: &[(TaskId, Progress)],
+    ) -> Result<(), StoreError> {
+        self.write_progress(owner, reports).await
     }
 
     async fn cancel_scheduled(

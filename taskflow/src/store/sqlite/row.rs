@@ -16,19 +16,19 @@ macro_rules! columns {
         "id, func_name, status, created_at, start_time, end_time, duration, retries_used, \
          max_retries, error, stacktrace, tags, source, priority, args, result, idempotency_key, \
          scheduled_at, retry_of, requeue_on_interrupt, recoveries, lease_owner, lease_expires_at, \
-         run_key, queue"
+         run_key, queue, progress"
     };
 }
 pub(super) use columns;
 
 /// How many columns [`columns!`] names.
-pub(super) const COLUMN_COUNT: usize = 25;
+pub(super) const COLUMN_COUNT: usize = 26;
 
-/// `?1, ..., ?25` for [`columns!`].
+/// `?1, ..., ?26` for [`columns!`].
 macro_rules! placeholders {
     () => {
         "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-         ?20, ?21, ?22, ?23, ?24, ?25"
+         ?20, ?21, ?22, ?23, ?24, ?25, ?26"
     };
 }
 pub(super) use placeholders;
@@ -62,6 +62,7 @@ pub(super) fn encode(record: &TaskRecord) -> [Sql; COLUMN_COUNT] {
         opt_time(record.lease_expires_at),
         opt_text(record.run_key.clone()),
         Sql::Text(record.queue.clone()),
+        opt_text(record.progress.as_ref().and_then(|p| serde_json::to_string(p).ok())),
     ]
 }
 
@@ -171,6 +172,7 @@ pub(super) fn decode(row: &RawRow, strict: bool) -> Result<TaskRecord, StoreErro
         lease_expires_at: time(22, "lease_expires_at")?,
         run_key: row.get(23).map_err(field("run_key"))?,
         queue: row.get(24).map_err(field("queue"))?,
+        progress: crate::store::shared::progress(json(25, "progress").ok().flatten()),
     })
 }
 

@@ -11,7 +11,7 @@ use super::{Durability, SqliteOptions};
 use crate::store::StoreError;
 
 /// The schema version this binary writes. Migrations take older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 /// How long opening waits for another connection to let go of the file.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -35,8 +35,10 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// `priority` × [`PRIORITY_STEP`](crate::store::PRIORITY_STEP), 60 s in microseconds), then
 /// `seq`: priority with aging; `func_name` comes last, so that a fetch passing over capped
 /// functions (`func_name NOT IN (...)`) filters them in the index without reading their rows.
-/// Version 7 keeps the schedules in `schedules`, each as JSON text.
-const MIGRATIONS: [&str; 8] = [
+/// Version 7 keeps the schedules in `schedules`, each as JSON text. Version 8 keeps revoked
+/// admin sessions. Version 9 adds `progress`, what a task's code last reported of how far it
+/// got (JSON).
+const MIGRATIONS: [&str; 9] = [
     "
     CREATE TABLE tasks (
         seq INTEGER PRIMARY KEY,
@@ -128,6 +130,9 @@ const MIGRATIONS: [&str; 8] = [
 ",
     "
     CREATE TABLE revoked_sessions (id TEXT PRIMARY KEY, until INTEGER NOT NULL);
+",
+    "
+    ALTER TABLE tasks ADD COLUMN progress TEXT;
 ",
 ];
 

@@ -114,7 +114,7 @@ pub(super) fn insert(
         columns!(),
         ", seq, wait_until) VALUES (",
         placeholders!(),
-        ", ?26, COALESCE(?27, CASE WHEN ?18 > ?4 THEN ?18 END))"
+        ", ?27, COALESCE(?28, CASE WHEN ?18 > ?4 THEN ?18 END))"
     );
     let extra = [Sql::Integer(seq), hold.map_or(Sql::Null, Sql::Integer)];
     let mut statement = conn.prepare_cached(SQL).map_err(unavailable)?;
