@@ -51,11 +51,20 @@ async fn send_email(address: String) -> Result<(), EmailError> {
 }
 
 /// Builds a report on the blocking pool and returns it as the task's result; at most two at
-/// once.
+/// once. Reports its progress row by row (the dashboard draws it as a bar) and stops early
+/// when cancelled.
 #[task(timeout = "30s", concurrency = 2)]
-fn build_report(rows: u32) -> Value {
-    std::thread::sleep(Duration::from_millis(300));
-    json!({ "rows": rows, "total": u64::from(rows) * 42 })
+fn build_report(rows: u32) -> Result<Value, String> {
+    let ctx = task_context().expect("running as a task");
+    ctx.progress_with(0, rows.into(), "reading rows");
+    for row in 1..=rows {
+        if ctx.is_cancelled() {
+            return Err(format!("cancelled at row {row}"));
+        }
+        std::thread::sleep(Duration::from_millis(3));
+        ctx.progress(row.into(), rows.into());
+    }
+    Ok(json!({ "rows": rows, "total": u64::from(rows) * 42 }))
 }
 
 /// Sends an invoice; enqueued with an idempotency key so a retried request sends it once, and

@@ -146,12 +146,15 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
     wait_js(&client, "the new row to succeed", &row_status(&ok), |v| v == "success").await;
     let same = client.execute("return window.__same_page;", vec![]).await.unwrap();
     assert_eq!(same, 42, "the page was not reloaded");
+    progress_bar(&client, &http, &base).await;
 
     // A `<script>` argument is shown as text, and runs nothing.
     let script = "<script>window.__pwned = 1</script><img src=x onerror=\"window.__pwned=2\">";
     let hostile = enqueue(&http, &base, script).await;
     wait_js(&client, "the hostile row", &row_status(&hostile), |v| v == "success").await;
     click(&client, &format!("#rows tr[data-id=\"{hostile}\"]")).await;
+    let detail_of = "const m = document.querySelector('#detail .mono'); return m && m.textContent;";
+    wait_js(&client, "its detail", detail_of, |v| v.as_str() == Some(hostile.as_str())).await;
     let shown = wait_js(
         &client,
         "the detail panel",
@@ -240,6 +243,18 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
         |v| v.as_str().is_some_and(|t| t.contains("retry") && t.contains(&failed)),
     )
     .await;
+    // The retried task fails again after its own retries: until then it counts as pending in
+    // the emails queue, whose counts the Queues tab checks.
+    let deadline = tokio::time::Instant::now() + LONG;
+    loop {
+        let record: Value =
+            http.get(format!("{base}/tasks/{new_id}")).send().await.unwrap().json().await.unwrap();
+        if record["status"] == "failed" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the retried task never ended: {record}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     queues_tab(&client, &http, &base).await;
     schedules_tab(&client, &http, &base).await;
     click(&client, "header nav button[data-view=\"tasks\"]").await;
@@ -283,6 +298,41 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
     std::fs::write(docs.join("dashboard.png"), png).unwrap();
     dark_mode(&client).await;
     client.close().await.unwrap();
+}
+
+/// A long task's progress bar shows in its row and advances as the task reports, without a
+/// reload; the detail panel shows it too.
+async fn progress_bar(client: &Client, http: &reqwest::Client, base: &str) {
+    let rows = 5_000.0;
+    let body: Value =
+        http.post(format!("{base}/report?rows=5000")).send().await.unwrap().json().await.unwrap();
+    let id = body["task_id"].as_str().unwrap().to_owned();
+    let done = format!(
+        "const b = document.querySelector('#rows tr[data-id=\"{id}\"] .progress'); \
+         return b ? Number(b.dataset.done) : null;"
+    );
+    let first = wait_js(client, "a progress bar part way", &done, |v| {
+        v.as_f64().is_some_and(|done| done > 0.0 && done < rows)
+    })
+    .await;
+    let first = first.as_f64().unwrap();
+    wait_js(client, "the bar to advance", &done, |v| v.as_f64().is_some_and(|done| done > first))
+        .await;
+    let width = format!(
+        "const f = document.querySelector('#rows tr[data-id=\"{id}\"] .progress-fill'); \
+         return f ? parseFloat(f.style.width) : null;"
+    );
+    wait_js(client, "a filled share", &width, |v| v.as_f64().is_some_and(|w| w > 0.0)).await;
+    click(client, &format!("#rows tr[data-id=\"{id}\"]")).await;
+    wait_js(
+        client,
+        "the detail's bar",
+        "return document.querySelectorAll('#detail .progress').length;",
+        |v| v.as_u64() == Some(1),
+    )
+    .await;
+    let same = client.execute("return window.__same_page;", vec![]).await.unwrap();
+    assert_eq!(same, 42, "the page was not reloaded");
 }
 
 /// The header's toggle turns the page dark (the body, the table, the inputs), the choice

@@ -191,7 +191,8 @@ function renderTable() {
       row.append(el("td", {}, box));
     }
     row.append(el("td", { class: "mono", title: task.task_id }, task.task_id.slice(-12)), el("td", {}, task.func_name), el("td", {}, task.queue),
-      el("td", {}, badge(task.status), waitNote(task) ? el("div", { class: "muted wait-note" }, waitNote(task)) : null),
+      el("td", {}, badge(task.status), waitNote(task) ? el("div", { class: "muted wait-note" }, waitNote(task)) : null,
+        ["pending", "running"].includes(task.status) ? progressBar(task) : null),
       el("td", {}, fmtTime(task.created_at)), el("td", {}, fmtDur(task.duration)),
       el("td", {}, String(task.retries_used) + " / " + String(task.max_retries)), el("td", { title: tags }, tags));
     if (task.task_id === state.selected) row.classList.add("selected");
@@ -264,13 +265,29 @@ async function renderDetail() {
   panel.replaceChildren(el("h2", {}, task.func_name, " ", badge(task.status)), el("div", { class: "mono muted" }, task.task_id), actions, tabs, body);
 }
 
+// A task's last progress report as a bar, with its figures and message as text beside it.
+function progressBar(task) {
+  const p = task.progress;
+  if (!p) return null;
+  const share = p.total > 0 ? Math.min(1, p.done / p.total) : 0;
+  const label = p.done + " / " + p.total + (p.message ? " · " + p.message : "");
+  // Through the CSSOM: the page's CSP refuses style attributes.
+  const fill = el("div", { class: "progress-fill" });
+  fill.style.width = (100 * share).toFixed(1) + "%";
+  return el("div", { class: "progress", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": String(p.total),
+    "aria-valuenow": String(p.done), title: label, "data-done": String(p.done), "data-total": String(p.total) },
+    fill, el("span", { class: "progress-text" }, label));
+}
+
 async function detailsTab(task) {
   const rows = [["created", fmtTime(task.created_at)], ["started", fmtTime(task.start_time)], ["ended", fmtTime(task.end_time)],
     ["duration", fmtDur(task.duration)], ["attempts", (task.retries_used + 1) + " (retries " + task.retries_used + " / " + task.max_retries + ")"],
     ["next attempt", waitNote(task) || "–"], ["priority", task.priority], ["source", task.source], ["idempotency key", task.idempotency_key || "–"],
     ["retry of", task.retry_of || "–"], ["tags", Object.entries(task.tags).map(([k, v]) => k + "=" + v).join(", ") || "–"]];
-  const out = [el("dl", {}, ...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))])),
-    el("h3", {}, "Arguments"), json(task.args)];
+  const out = [el("dl", {}, ...rows.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, String(v))]))];
+  if (task.progress) out.push(el("h3", {}, "Progress"), progressBar(task),
+    el("p", { class: "muted" }, "reported " + fmtTime(task.progress.updated_at)));
+  out.push(el("h3", {}, "Arguments"), json(task.args));
   if (task.result !== null && task.result !== undefined) out.push(el("h3", {}, "Result"), json(task.result));
   const f = (state.metrics && state.metrics.functions.find((x) => x.func_name === task.func_name));
   if (f) out.push(el("h3", {}, "This function"), el("dl", {}, ...[["runs", f.runs], ["success rate", (100 * f.success_rate).toFixed(1) + " %"],
