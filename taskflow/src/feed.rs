@@ -7,10 +7,18 @@
 //! number and read what they missed from the window in one go, so a flood of events wakes
 //! each client once per batch, not once per event, and a client that fell out of the window
 //! gets a snapshot instead of a backlog.
+//!
+//! On a store that several instances share (one with an
+//! [`EventLog`](crate::store::events::EventLog)), the feed is the cluster's: this instance's
+//! events wait in an outbox that the relay appends to the store's log, and the window holds
+//! what the relay reads back from the log, every instance's events numbered by the log, so an
+//! event has one id on every instance. Events go to the log while any instance serves a feed
+//! (its heartbeat says so), and to no one otherwise.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -43,10 +51,27 @@ impl FeedEvent {
     }
 }
 
+/// How long events keep going to the cluster's log after a feed was last seen served.
+pub(crate) const WANTED_HOLD: Duration = Duration::from_secs(60);
+
+/// How long the relay gives a gap in the log's numbers (an append by another instance that
+/// has not committed yet) before it reads past it.
+pub(crate) const GAP_WAIT: Duration = Duration::from_secs(1);
+
 /// The feed of one manager; off until something subscribes for the first time.
 #[derive(Debug)]
 pub(crate) struct Feed {
     enabled: AtomicBool,
+    /// The store has an event log: the window is filled from it.
+    cluster: AtomicBool,
+    /// Until when (milliseconds after `born`) events go to the cluster's log: some instance
+    /// was seen serving a feed within [`WANTED_HOLD`] of it (heartbeats may arrive out of
+    /// order, and one instance's feed outlives a missed read).
+    wanted_until: AtomicU64,
+    born: std::time::Instant,
+    /// This instance's events, until the relay appends them to the log.
+    outbox: Mutex<Vec<TaskEvent>>,
+    outbox_filled: tokio::sync::Notify,
     recent: Mutex<VecDeque<Arc<FeedEvent>>>,
     newest: watch::Sender<u64>,
 }
@@ -55,6 +80,11 @@ impl Default for Feed {
     fn default() -> Self {
         Feed {
             enabled: AtomicBool::new(false),
+            cluster: AtomicBool::new(false),
+            wanted_until: AtomicU64::new(0),
+            born: std::time::Instant::now(),
+            outbox: Mutex::default(),
+            outbox_filled: tokio::sync::Notify::new(),
             recent: Mutex::new(VecDeque::with_capacity(FEED_CAPACITY)),
             newest: watch::Sender::new(0),
         }
@@ -82,21 +112,83 @@ impl Feed {
         self.enabled.store(true, Ordering::Relaxed);
     }
 
-    /// Numbers a summary of `event`, keeps it, and wakes subscribers.
+    /// Makes this the cluster's feed: the window is filled from the store's event log.
+    pub(crate) fn join_cluster(&self) {
+        self.cluster.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether this is the cluster's feed.
+    pub(crate) fn in_cluster(&self) -> bool {
+        self.cluster.load(Ordering::Relaxed)
+    }
+
+    /// Records that some instance of the cluster serves a feed (as a heartbeat says): events
+    /// go to the log for [`WANTED_HOLD`] from now.
+    pub(crate) fn wanted_now(&self) {
+        let until = self.born.elapsed().saturating_add(WANTED_HOLD).as_millis() as u64;
+        self.wanted_until.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Whether published events are kept (locally, or for the cluster's log).
+    pub(crate) fn records(&self) -> bool {
+        self.enabled()
+            || (self.in_cluster()
+                && (self.born.elapsed().as_millis() as u64)
+                    < self.wanted_until.load(Ordering::Relaxed))
+    }
+
+    /// Numbers a summary of `event`, keeps it, and wakes subscribers; in a cluster, puts it
+    /// in the outbox for the relay instead.
     pub(crate) fn publish(&self, event: &TaskEvent) {
-        if !self.enabled() {
+        if !self.records() {
             return;
         }
         let mut summary = event.clone();
         summary.message = summary.message.map(|m| cut(m, SUMMARY_BYTES));
+        if self.in_cluster() {
+            let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+            // Bounded, like the window: a log that is down drops the oldest.
+            if outbox.len() == FEED_CAPACITY {
+                outbox.remove(0);
+            }
+            outbox.push(summary);
+            drop(outbox);
+            self.outbox_filled.notify_one();
+            return;
+        }
         let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         let seq = recent.back().map_or(*self.newest.borrow(), |e| e.seq) + 1;
+        self.keep(&mut recent, seq, summary);
+    }
+
+    /// Keeps `event` as number `seq` (above every kept one) and wakes subscribers.
+    fn keep(&self, recent: &mut VecDeque<Arc<FeedEvent>>, seq: u64, event: TaskEvent) {
         if recent.len() == FEED_CAPACITY {
             recent.pop_front();
         }
-        recent.push_back(Arc::new(FeedEvent { seq, event: summary, frame: OnceLock::new() }));
+        recent.push_back(Arc::new(FeedEvent { seq, event, frame: OnceLock::new() }));
         // Under the lock, so the announced number is always in the window.
         self.newest.send_replace(seq);
+    }
+
+    /// Keeps an event read from the cluster's log, numbered `seq` there; one numbered no
+    /// higher than the newest kept is left out.
+    pub(crate) fn insert(&self, seq: u64, event: TaskEvent) {
+        let mut recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
+        if recent.back().is_some_and(|newest| newest.seq >= seq) {
+            return;
+        }
+        self.keep(&mut recent, seq, event);
+    }
+
+    /// This instance's events waiting for the log, taken.
+    pub(crate) fn take_outbox(&self) -> Vec<TaskEvent> {
+        std::mem::take(&mut *self.outbox.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Resolves once an event waits in the outbox.
+    pub(crate) async fn outbox_filled(&self) {
+        self.outbox_filled.notified().await;
     }
 
     /// A receiver of the newest sequence number.
@@ -110,6 +202,7 @@ impl Feed {
     }
 
     /// The events after `seen`, or a gap when some of them were dropped from the window.
+    /// (Numbers from the cluster's log may skip: the window is searched, not indexed.)
     pub(crate) fn after(&self, seen: u64) -> Catchup {
         let recent = self.recent.lock().unwrap_or_else(PoisonError::into_inner);
         let newest = recent.back().map_or(0, |e| e.seq);
@@ -117,10 +210,10 @@ impl Feed {
         if seen >= newest {
             return Catchup::Events(Vec::new());
         }
-        if seen + 1 < oldest {
+        if seen + 1 < oldest && recent.len() == FEED_CAPACITY {
             return Catchup::Gap { newest };
         }
-        let skip = (seen + 1 - oldest) as usize;
+        let skip = recent.partition_point(|e| e.seq <= seen);
         Catchup::Events(recent.iter().skip(skip).cloned().collect())
     }
 }

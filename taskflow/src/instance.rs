@@ -24,6 +24,10 @@ pub struct Instance {
     pub seen_at: DateTime<Utc>,
     /// When its entry expires without another heartbeat.
     pub expires_at: DateTime<Utc>,
+    /// Whether it serves a live feed (its admin router is built): while one does, every
+    /// instance sends its events to the store's event log.
+    #[serde(default)]
+    pub serves_feed: bool,
 }
 
 /// This machine's host name, as well as it can be told without a system call.

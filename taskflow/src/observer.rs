@@ -91,7 +91,7 @@ impl Observers {
 
     /// Whether nobody listens: events need not even be built.
     pub(crate) fn is_empty(&self) -> bool {
-        self.list.is_empty() && !self.feed.enabled()
+        self.list.is_empty() && !self.feed.records()
     }
 
     #[cfg_attr(not(feature = "axum"), allow(dead_code))]

@@ -4,6 +4,7 @@ pub(crate) mod admin;
 mod admin_access;
 mod admin_queues;
 mod cluster_cancel;
+mod cluster_feed;
 mod cluster_queues;
 mod cluster_schedules;
 mod conformance;

@@ -225,7 +225,7 @@ async fn unusable_database_files_are_clear_errors() {
     rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", 99).unwrap();
     let err = SqliteStore::open(&newer).unwrap_err();
     assert!(
-        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 8, .. }),
+        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 9, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("upgrade taskflow"), "{err}");
@@ -452,7 +452,8 @@ async fn a_version_1_file_is_migrated_for_fetching() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TABLE revoked_sessions; DROP TABLE schedules; DROP TABLE instances;
+        "ALTER TABLE tasks DROP COLUMN progress;
+         DROP TABLE revoked_sessions; DROP TABLE schedules; DROP TABLE instances;
          DROP INDEX tasks_queue_active;
          DROP TABLE queues;
          DROP INDEX tasks_waiting_key;

@@ -273,7 +273,7 @@ impl Admin {
 
     /// The router, to merge into your app. Starts recording lifecycle events for the stream.
     pub fn router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
-        self.manager.feed().enable();
+        self.manager.serve_feed();
         let shared_store = self.manager.store().enqueued_elsewhere().is_some();
         if self.auth.required() && shared_store && !self.auth.sessions.shared() {
             tracing::warn!(

@@ -102,8 +102,12 @@ pub(crate) async fn stream(State(state): State<Arc<AdminState>>, headers: Header
         next_read: Instant::now(),
         stopping: state.manager.stopping_token(),
     };
+    let cluster = state.manager.feed().in_cluster();
     match last_seen {
-        // An id from before a restart (numbers start again) or from another instance.
+        // In a cluster, ids are the log's on every instance: this one has not read that far
+        // yet, and goes on after it.
+        Some(seen) if seen > published && cluster => client.last_sent = seen,
+        // An id from before a restart (numbers start again).
         Some(seen) if seen > published => snapshot(&mut client.pending, "gap"),
         Some(seen) => {
             client.last_sent = seen;

@@ -24,6 +24,7 @@ pub(crate) fn describe(engine: &Engine) -> Instance {
         seen_at: now,
         expires_at: now
             + chrono::TimeDelta::from_std(engine.lease).unwrap_or(chrono::TimeDelta::MAX),
+        serves_feed: engine.observers.feed().enabled(),
     }
 }
 

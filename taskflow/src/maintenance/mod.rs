@@ -4,13 +4,15 @@
 //! [rescuer](rescuer) of tasks whose runner died and the [pruner](pruner) of finished tasks
 //! past retention, and the [scheduler] of periodic tasks; and on every instance the
 //! [watcher](queues) of the queues' shared state, the [heartbeat](instances), and the
-//! [attempts'](attempts) progress writer and cancel-request watcher.
+//! [attempts'](attempts) progress writer and cancel-request watcher; and, on a store with an
+//! event log, the [relay](relay) of the cluster's live feed.
 
 mod attempts;
 mod instances;
 mod leader;
 mod pruner;
 mod queues;
+mod relay;
 mod renewal;
 mod rescuer;
 mod scheduler;
@@ -45,6 +47,10 @@ pub(crate) fn start(engine: &Arc<Engine>) {
     periodic(engine, engine.poll_every, |engine| Box::pin(attempts::watch(engine)));
     let every_second = engine.poll_every.min(Duration::from_secs(1));
     periodic(engine, every_second, |engine| Box::pin(scheduler::fire(engine)));
+    if engine.store.event_log().is_some() {
+        engine.observers.feed().join_cluster();
+        engine.runtime.spawn(relay::relay(Arc::downgrade(engine)));
+    }
 }
 
 /// Spawns a loop that calls `work` every `every` until shutdown (or until the engine is

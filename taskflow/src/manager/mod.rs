@@ -71,6 +71,18 @@ impl TaskManager {
         TaskManager { engine }
     }
 
+    /// Starts recording lifecycle events for the live feed; in a cluster, tells the other
+    /// instances at once (a heartbeat), so that they send theirs to the event log.
+    #[cfg(feature = "axum")]
+    pub(crate) fn serve_feed(&self) {
+        let feed = self.feed();
+        feed.enable();
+        if feed.in_cluster() {
+            let engine = Arc::clone(&self.engine);
+            self.engine.runtime.spawn(async move { crate::maintenance::heartbeat(&engine).await });
+        }
+    }
+
     /// Cancelled when shutdown starts.
     #[cfg(feature = "axum")]
     pub(crate) fn stopping_token(&self) -> tokio_util::sync::CancellationToken {

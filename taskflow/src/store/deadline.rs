@@ -275,6 +275,10 @@ impl Store for Deadline {
         self.inner.enqueued_elsewhere()
     }
 
+    fn event_log(&self) -> Option<&dyn super::events::EventLog> {
+        self.inner.event_log()
+    }
+
     async fn close(&self) -> Result<(), StoreError> {
         within("close", self.timeouts.bulk, self.inner.close()).await
     }

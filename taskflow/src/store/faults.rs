@@ -407,6 +407,10 @@ impl Store for FaultyStore {
         self.inner.enqueued_elsewhere()
     }
 
+    fn event_log(&self) -> Option<&dyn super::events::EventLog> {
+        self.inner.event_log()
+    }
+
     async fn close(&self) -> Result<(), StoreError> {
         self.inner.close().await
     }

@@ -9,6 +9,7 @@
 mod cancels;
 mod deadline;
 mod error;
+pub mod events;
 #[cfg(feature = "fault-injection")]
 pub mod faults;
 pub(crate) mod fetch;
@@ -405,6 +406,13 @@ pub trait Store: Send + Sync + 'static {
     /// at once rather than at their next interval. `None` (the default)
     /// for a store that only this process writes.
     fn enqueued_elsewhere(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+
+    /// For a store that several processes share: the cluster's shared log of lifecycle
+    /// events, which the live feed of every instance reads. `None` (the default) for a store
+    /// that only this process writes, whose feed is its own.
+    fn event_log(&self) -> Option<&dyn events::EventLog> {
         None
     }
 

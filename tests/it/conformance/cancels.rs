@@ -93,3 +93,45 @@ pub(crate) async fn progress_is_written_for_its_runner_and_kept(store: Arc<dyn S
         "ended: kept as it was"
     );
 }
+
+fn event(kind: taskflow::EventKind, message: &str) -> taskflow::TaskEvent {
+    taskflow::TaskEvent {
+        kind,
+        task_id: TaskId::new(),
+        func_name: "f".into(),
+        queue: "default".into(),
+        tags: Arc::new([("user".to_owned(), "7".to_owned())].into()),
+        attempt: 1,
+        at: trunc(Utc::now()),
+        message: Some(message.to_owned()),
+    }
+}
+
+/// A shared store's event log numbers what is appended in order, after everything before;
+/// a store that one process owns has none (its feed is its own).
+pub(crate) async fn the_event_log_numbers_events_in_append_order(store: Arc<dyn Store>) {
+    let Some(log) = store.event_log() else {
+        assert!(store.enqueued_elsewhere().is_none(), "a shared store keeps an event log");
+        return;
+    };
+    assert!(log.after(0, 10).await.unwrap().is_empty(), "a new log is empty");
+    use taskflow::EventKind::{Enqueued, Started, Succeeded};
+    let first = [event(Enqueued, "one"), event(Started, "two ünï"), event(Succeeded, "three")];
+    log.append(&first).await.unwrap();
+    log.append(&[]).await.unwrap();
+    log.append(&[event(Enqueued, "four")]).await.unwrap();
+    let all = log.after(0, 10).await.unwrap();
+    let messages: Vec<_> = all.iter().map(|(_, e)| e.message.clone().unwrap()).collect();
+    assert_eq!(messages, ["one", "two ünï", "three", "four"]);
+    assert!(all.windows(2).all(|pair| pair[0].0 < pair[1].0), "increasing numbers");
+    let (second, read_back) = (&all[1], &all[1].1);
+    assert_eq!(
+        (read_back.task_id, read_back.kind, read_back.attempt),
+        (first[1].task_id, Started, 1)
+    );
+    assert_eq!(read_back.tags.get("user").map(String::as_str), Some("7"));
+    let rest = log.after(second.0, 10).await.unwrap();
+    assert_eq!(rest.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), [all[2].0, all[3].0]);
+    assert_eq!(log.after(0, 2).await.unwrap().len(), 2, "limited");
+    assert!(log.after(all[3].0, 10).await.unwrap().is_empty());
+}

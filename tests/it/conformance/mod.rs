@@ -19,6 +19,7 @@ use self::aliases::{aliases_resolve_everywhere, manager_resolves_aliases};
 use self::batches::batched_changes_are_fenced_one_by_one;
 use self::cancels::{
     progress_is_written_for_its_runner_and_kept, running_tasks_are_flagged_for_their_runner,
+    the_event_log_numbers_events_in_append_order,
 };
 use self::fetch::{
     a_fetch_never_takes_a_task_before_its_time, a_lost_fetch_is_released,
@@ -161,6 +162,7 @@ macro_rules! all_checks {
             cancel_only_pending,
             running_tasks_are_flagged_for_their_runner,
             progress_is_written_for_its_runner_and_kept,
+            the_event_log_numbers_events_in_append_order,
             pending_and_list,
             list_filters_and_pages,
             stats_count_outcomes_and_durations,

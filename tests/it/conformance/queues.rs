@@ -229,6 +229,7 @@ pub(crate) async fn instances_are_listed_until_they_expire(store: Arc<dyn Store>
         running: 3,
         seen_at: now + chrono::Duration::seconds(seen),
         expires_at: now + chrono::Duration::seconds(seen + lasts),
+        serves_feed: id == "a",
     };
     let at = |secs: i64| now + chrono::Duration::seconds(secs);
     store.heartbeat(&beat("a", 0, 60)).await.unwrap();

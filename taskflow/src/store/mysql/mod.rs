@@ -2,6 +2,7 @@
 
 mod cancel;
 mod complete;
+mod events;
 mod fetch;
 mod inserts;
 mod queues;
@@ -251,6 +252,10 @@ impl Store for MysqlStore {
         reports: &[(TaskId, Progress)],
     ) -> Result<(), StoreError> {
         self.write_progress(owner, reports).await
+    }
+
+    fn event_log(&self) -> Option<&dyn super::events::EventLog> {
+        Some(self)
     }
 
     async fn cancel_scheduled(

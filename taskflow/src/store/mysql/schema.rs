@@ -31,8 +31,9 @@ pub(super) const SCHEMA_VERSION: i64 = 9;
 /// Version 7 keeps the schedules in `taskflow_schedules`, each as JSON text (`NULL` while a
 /// change creates the row). Version 8 keeps revoked admin sessions. Version 9 adds
 /// `cancel_requested`, set on a running task that its runner (on any instance) is to stop,
-/// cleared by the fetch that starts an attempt, and `progress`, what the task's code last
-/// reported of how far it got (JSON).
+/// cleared by the fetch that starts an attempt, `progress`, what the task's code last
+/// reported of how far it got (JSON), and `taskflow_events`, the cluster's log of lifecycle
+/// events for the live feeds.
 const MIGRATIONS: [&[&str]; 9] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
@@ -143,6 +144,10 @@ const MIGRATIONS: [&[&str]; 9] = [&[
 ], &[
     "ALTER TABLE taskflow_tasks ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE",
     "ALTER TABLE taskflow_tasks ADD COLUMN progress TEXT NULL",
+    "CREATE TABLE taskflow_events (
+        seq BIGINT UNSIGNED AUTO_INCREMENT PRIMARY KEY,
+        body LONGTEXT NOT NULL
+    ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin",
 ]];
 
 /// Creates or migrates the schema; refuses a schema newer than this binary's.

@@ -2,6 +2,7 @@
 
 mod cancel;
 mod complete;
+mod events;
 mod fetch;
 mod inserts;
 mod notify;
@@ -63,6 +64,8 @@ pub struct PostgresStore {
     inserts: InsertQueue<Pool>,
     /// Fired by `NOTIFY taskflow_enqueued` from any instance.
     wake: Arc<tokio::sync::Notify>,
+    /// Fired by `NOTIFY taskflow_events`: events were appended to the log.
+    events: Arc<tokio::sync::Notify>,
     /// Stops the listener at close.
     closing: tokio_util::sync::CancellationToken,
     url: Arc<str>,
@@ -116,11 +119,13 @@ impl PostgresStore {
             path: super::redact_url(url),
             reason: "must be called inside a tokio runtime".to_owned(),
         })?;
-        let wake = Arc::new(tokio::sync::Notify::new());
+        let (wake, events) = (Arc::default(), Arc::default());
         let closing = tokio_util::sync::CancellationToken::new();
-        runtime.spawn(listen(url.to_owned(), Arc::clone(&wake), closing.clone()));
+        let listener =
+            listen(url.to_owned(), Arc::clone(&wake), Arc::clone(&events), closing.clone());
+        runtime.spawn(listener);
         let inserts = InsertQueue::new(pool.clone(), runtime);
-        Ok(PostgresStore { pool, inserts, wake, closing, url: url.into() })
+        Ok(PostgresStore { pool, inserts, wake, events, closing, url: url.into() })
     }
 
     /// Queues `record` for insertion, held back from fetching until `hold`, if given.
@@ -433,6 +438,10 @@ impl Store for PostgresStore {
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
         self.prune_finished(retention, now).await
+    }
+
+    fn event_log(&self) -> Option<&dyn super::events::EventLog> {
+        Some(self)
     }
 
     fn enqueued_elsewhere(&self) -> Option<Arc<tokio::sync::Notify>> {

@@ -26,7 +26,8 @@ pub(super) const SCHEMA_VERSION: i64 = 9;
 /// `taskflow_schedules`, each as JSON text (`NULL` while a change creates the row). Version
 /// 8 keeps revoked admin sessions. Version 9 adds `cancel_requested`, set on a running task
 /// that its runner (on any instance) is to stop, cleared by the fetch that starts an attempt,
-/// and `progress`, what the task's code last reported of how far it got (JSON).
+/// `progress`, what the task's code last reported of how far it got (JSON), and
+/// `taskflow_events`, the cluster's log of lifecycle events for the live feeds.
 const MIGRATIONS: [&str; 9] = ["
     CREATE TABLE taskflow_tasks (
         seq BIGSERIAL UNIQUE,
@@ -137,6 +138,7 @@ const MIGRATIONS: [&str; 9] = ["
 ", "
     ALTER TABLE taskflow_tasks ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT FALSE;
     ALTER TABLE taskflow_tasks ADD COLUMN progress JSONB;
+    CREATE TABLE taskflow_events (seq BIGSERIAL PRIMARY KEY, body TEXT NOT NULL);
 "];
 
 /// Any number: the advisory lock key under which instances migrate one at a time.

@@ -1,6 +1,7 @@
 //! [`RedisStore`]: tasks in Redis, shared by every instance of an app.
 
 mod cancel;
+mod events;
 mod fetch;
 mod inserts;
 mod notify;
@@ -19,8 +20,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+
+use self::scripts::Scripts;
 
 use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
@@ -68,21 +71,12 @@ pub struct RedisStore {
     inserts: InsertQueue<inserts::Enqueues>,
     /// Fired by another instance's enqueue (see [`notify`]).
     wake: Arc<tokio::sync::Notify>,
+    /// Fired when any instance appends to the event log (see [`notify`]).
+    events: Arc<tokio::sync::Notify>,
     /// Stops the listener at close.
     closing: tokio_util::sync::CancellationToken,
     scripts: Arc<Scripts>,
     fetch: Arc<fetch::FetchScripts>,
-}
-
-struct Scripts {
-    enqueue: Script,
-    transition: Script,
-    transition_many: Script,
-    cancel: Script,
-    cancel_scheduled: Script,
-    reclaim: Script,
-    renew: Script,
-    delete: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -125,32 +119,27 @@ impl RedisStore {
             .map_err(|e| open(e.to_string()))?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| open("must be called inside a tokio runtime".to_owned()))?;
-        let scripts = Scripts {
-            enqueue: Script::new(&scripts::enqueue()),
-            transition: Script::new(&scripts::transition()),
-            transition_many: Script::new(&scripts::transition_many()),
-            cancel: Script::new(&scripts::cancel()),
-            cancel_scheduled: Script::new(&scripts::cancel_scheduled()),
-            reclaim: Script::new(&scripts::reclaim()),
-            renew: Script::new(scripts::RENEW),
-            delete: Script::new(scripts::DELETE),
-        };
-        let scripts = Arc::new(scripts);
+        let scripts = Arc::new(Scripts::new());
         let enqueues = inserts::Enqueues { conn: conn.clone(), scripts: Arc::clone(&scripts) };
         let store = RedisStore {
             conn,
             prefix: prefix.into(),
             inserts: InsertQueue::new(enqueues, runtime.clone()),
             runtime,
-            wake: Arc::new(tokio::sync::Notify::new()),
+            wake: Arc::default(),
+            events: Arc::default(),
             closing: tokio_util::sync::CancellationToken::new(),
             scripts,
             fetch: fetch::FetchScripts::new(),
         };
         store.adopt_pending().await.map_err(|e| open(e.to_string()))?;
-        let wake = Arc::clone(&store.wake);
-        let channel = notify::channel(prefix);
-        store.runtime.spawn(notify::listen(listener, channel, wake, store.closing.clone()));
+        let signals = (Arc::clone(&store.wake), Arc::clone(&store.events));
+        store.runtime.spawn(notify::listen(
+            listener,
+            prefix.to_owned(),
+            signals,
+            store.closing.clone(),
+        ));
         Ok(store)
     }
 
@@ -435,6 +424,10 @@ impl Store for RedisStore {
 
     async fn prune(&self, retention: &Retention, now: DateTime<Utc>) -> Result<usize, StoreError> {
         self.prune_finished(retention, now).await
+    }
+
+    fn event_log(&self) -> Option<&dyn super::events::EventLog> {
+        Some(self)
     }
 
     fn enqueued_elsewhere(&self) -> Option<Arc<tokio::sync::Notify>> {

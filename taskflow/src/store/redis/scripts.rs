@@ -1,6 +1,8 @@
 //! The Lua scripts that make each change to a task atomic in Redis. Keys are derived from the
 //! prefix in `ARGV[1]`, so the store needs a single Redis node (not Cluster).
 
+use redis::Script;
+
 /// Stores a task (once: a task already stored is left alone) unless an active task holds its
 /// idempotency key; then records the id as an
 /// alias of the holder and returns the holder's id. Returns the stored id otherwise. A task
@@ -323,3 +325,30 @@ for i = 2, #ARGV do
 end
 return removed
 "#;
+
+/// The scripts the store calls, loaded once.
+pub(super) struct Scripts {
+    pub(super) enqueue: Script,
+    pub(super) transition: Script,
+    pub(super) transition_many: Script,
+    pub(super) cancel: Script,
+    pub(super) cancel_scheduled: Script,
+    pub(super) reclaim: Script,
+    pub(super) renew: Script,
+    pub(super) delete: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Scripts {
+        Scripts {
+            enqueue: Script::new(&enqueue()),
+            transition: Script::new(&transition()),
+            transition_many: Script::new(&transition_many()),
+            cancel: Script::new(&cancel()),
+            cancel_scheduled: Script::new(&cancel_scheduled()),
+            reclaim: Script::new(&reclaim()),
+            renew: Script::new(RENEW),
+            delete: Script::new(DELETE),
+        }
+    }
+}
