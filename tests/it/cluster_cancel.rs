@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use taskflow::{EnqueueOptions, TaskId, TaskManager, TaskStatus, task, task_context};
 
-use crate::multi::{Instance, Shared, instance_with};
+use crate::multi::{Instance, Shared, instance_with, serve_admin as serve};
 use crate::support::{note, notes, unique, wait_until};
 
 /// Generous: a busy 2-core machine running a debug build.
@@ -40,15 +40,6 @@ async fn until_status(manager: &TaskManager, id: TaskId, wanted: TaskStatus) {
         (status(manager, id).await == wanted).then_some(())
     })
     .await;
-}
-
-/// A's admin API on a port of its own.
-async fn serve(manager: &TaskManager) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/tasks", listener.local_addr().unwrap());
-    let app = manager.admin_router();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
 }
 
 async fn cancel_on_a_stops_a_task_running_on_b(shared: Shared) {

@@ -8,9 +8,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::Value;
-use taskflow::{EnqueueOptions, TaskManager, task};
+use taskflow::{EnqueueOptions, task};
 
-use crate::multi::{Instance, Shared, instance_with};
+use crate::multi::{Instance, Shared, instance_with, serve_admin as serve};
 
 /// Generous: a busy 2-core machine running a debug build.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -68,15 +68,6 @@ impl Sse {
 
 fn succeeded(events: &[(u64, String, String)]) -> HashSet<String> {
     events.iter().filter(|(_, kind, _)| kind == "succeeded").map(|(_, _, t)| t.clone()).collect()
-}
-
-/// The admin API of `manager` on a port of its own.
-async fn serve(manager: &TaskManager) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/tasks", listener.local_addr().unwrap());
-    let app = manager.admin_router();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    base
 }
 
 async fn every_instance_sees_the_whole_cluster(shared: Shared) {

@@ -180,6 +180,15 @@ pub(crate) fn instance_with(
     Instance { manager: rx.recv().unwrap(), stop, thread }
 }
 
+/// The admin API of `manager` on a port of its own; its base URL (`.../tasks`).
+pub(crate) async fn serve_admin(manager: &TaskManager) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/tasks", listener.local_addr().unwrap());
+    let app = manager.admin_router();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
+}
+
 fn instance(shared: Shared) -> Instance {
     instance_with(shared, |builder| {
         builder
