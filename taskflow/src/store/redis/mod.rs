@@ -14,6 +14,8 @@ mod scripts;
 mod sessions;
 mod upkeep;
 
+#[cfg(feature = "fuzzing")]
+pub(crate) use self::row::decode_fields;
 use self::row::{decode, pairs, transition_args};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -439,14 +441,5 @@ impl Store for RedisStore {
         self.closing.cancel();
         self.inserts.close().await;
         Ok(())
-    }
-}
-
-/// Decodes `flat` (field, value, field, value, ...) as a stored task hash; for the fuzz
-/// targets.
-#[cfg(feature = "fuzzing")]
-pub(crate) fn decode_fields(flat: Vec<Vec<u8>>) {
-    if let Ok(fields) = pairs("fuzzed", flat) {
-        let _ = decode("fuzzed", &fields);
     }
 }

@@ -106,3 +106,12 @@ pub(super) fn pairs(id: &str, flat: Vec<Vec<u8>>) -> Result<HashMap<String, Stri
     }
     Ok(map)
 }
+
+/// Decodes `flat` (field, value, field, value, ...) as a stored task hash; for the fuzz
+/// targets.
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_fields(flat: Vec<Vec<u8>>) {
+    if let Ok(fields) = pairs("fuzzed", flat) {
+        let _ = decode("fuzzed", &fields);
+    }
+}
