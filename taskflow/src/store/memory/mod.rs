@@ -444,13 +444,3 @@ impl Store for MemoryStore {
         self.prune_finished(retention, now).await
     }
 }
-
-fn cursor(record: &TaskRecord) -> String {
-    format!("{}_{}", record.created_at.timestamp_micros(), record.task_id)
-}
-
-fn parse_cursor(text: &str) -> Result<(i64, String), StoreError> {
-    let bad = || StoreError::InvalidCursor(text.to_owned());
-    let (micros, id) = text.split_once('_').ok_or_else(bad)?;
-    Ok((micros.parse().map_err(|_| bad())?, id.to_owned()))
-}

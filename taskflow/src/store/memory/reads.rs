@@ -79,3 +79,15 @@ impl MemoryStore {
         Ok(stats)
     }
 }
+
+/// A list page's cursor: the last record's creation (micros) and id.
+fn cursor(record: &TaskRecord) -> String {
+    format!("{}_{}", record.created_at.timestamp_micros(), record.task_id)
+}
+
+/// A cursor back to its creation time and id.
+fn parse_cursor(text: &str) -> Result<(i64, String), StoreError> {
+    let bad = || StoreError::InvalidCursor(text.to_owned());
+    let (micros, id) = text.split_once('_').ok_or_else(bad)?;
+    Ok((micros.parse().map_err(|_| bad())?, id.to_owned()))
+}

@@ -24,7 +24,9 @@ use deadpool_postgres::{Pool, Runtime};
 use tokio_postgres::NoTls;
 use tokio_postgres::types::ToSql;
 
-use self::notify::{CHANNEL, listen};
+use self::inserts::insert;
+pub(crate) use self::inserts::insert_in;
+use self::notify::listen;
 use self::row::{COLUMNS, Params};
 use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
@@ -165,90 +167,6 @@ impl PostgresStore {
         let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
         client.execute(&statement, params).await.map_err(unavailable)
     }
-}
-
-/// Inserts a task unless an active task holds its idempotency key; returns its id if stored.
-fn insert_sql() -> String {
-    format!(
-        "INSERT INTO taskflow_tasks ({COLUMNS}, wait_until) VALUES ($1, $2, $3, $4, $5, $6, $7,
-            $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
-            $25, $26, COALESCE($27::TIMESTAMPTZ,
-                CASE WHEN $18::TIMESTAMPTZ > $4::TIMESTAMPTZ THEN $18::TIMESTAMPTZ END))
-         ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY} DO NOTHING RETURNING id"
-    )
-}
-
-/// Stores `record` through `client` (a transaction of the caller's, or a plain client) and
-/// announces it to every instance; returns the id of the task that holds its idempotency key
-/// when one does. In a transaction, the task and the announcement exist only if it commits.
-pub(crate) async fn insert_in(
-    client: &impl tokio_postgres::GenericClient,
-    record: &TaskRecord,
-) -> Result<TaskId, StoreError> {
-    let params = Params::of(record, None);
-    if let Some(key) = record.run_key.as_deref().filter(|_| record.status == TaskStatus::Pending) {
-        let error = super::replaced(&record.task_id);
-        run_key::cancel_waiting(client, key, record.created_at, Some(&error)).await?;
-    }
-    let inserted = client.query_opt(&insert_sql(), &params.refs()).await.map_err(unavailable)?;
-    let id = match (inserted, &record.idempotency_key) {
-        (Some(_), _) => record.task_id,
-        (None, Some(key)) => {
-            let sql = format!(
-                "SELECT id FROM taskflow_tasks WHERE idempotency_key = $1 AND {ACTIVE_KEY}"
-            );
-            let holder = client.query_one(&sql, &[key]).await.map_err(unavailable)?;
-            TaskId::from(holder.get::<_, uuid::Uuid>(0))
-        }
-        (None, None) => {
-            return Err(StoreError::Unavailable(format!(
-                "postgres: task {} was not inserted",
-                record.task_id
-            )));
-        }
-    };
-    client.execute(&format!("NOTIFY {CHANNEL}"), &[]).await.map_err(unavailable)?;
-    Ok(id)
-}
-
-/// Inserts a task; when an active task holds its idempotency key, records the new id as an
-/// alias of that task instead.
-async fn insert(
-    pool: Pool,
-    params: Params,
-    id: uuid::Uuid,
-    key: Option<String>,
-) -> Result<(), StoreError> {
-    let mut client = pool.get().await.map_err(pool_error)?;
-    let statement = client.prepare_cached(&insert_sql()).await.map_err(unavailable)?;
-    let inserted = client.query_opt(&statement, &params.refs()).await.map_err(unavailable)?;
-    if inserted.is_some() {
-        return Ok(());
-    }
-    let Some(key) = key else {
-        return Err(StoreError::Unavailable(format!("postgres: task {id} was not inserted")));
-    };
-    let tx = client.transaction().await.map_err(unavailable)?;
-    let holder = tx
-        .query_opt(
-            &format!("SELECT id FROM taskflow_tasks WHERE idempotency_key = $1 AND {ACTIVE_KEY}"),
-            &[&key],
-        )
-        .await
-        .map_err(unavailable)?;
-    let Some(holder) = holder else {
-        // The holder ended between the two statements: the key is free, store the task.
-        drop(tx);
-        return Box::pin(insert(pool, params, id, None)).await;
-    };
-    let holder: uuid::Uuid = holder.get(0);
-    tx.execute(
-        "INSERT INTO taskflow_aliases (alias, task_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-        &[&id, &holder],
-    )
-    .await
-    .map_err(unavailable)?;
-    tx.commit().await.map_err(unavailable)
 }
 
 #[async_trait]

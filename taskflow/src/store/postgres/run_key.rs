@@ -8,8 +8,9 @@ use deadpool_postgres::Pool;
 use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 
+use super::inserts::insert_sql;
 use super::row::Params;
-use super::{ACTIVE_KEY, insert_sql, pool_error, unavailable};
+use super::{ACTIVE_KEY, pool_error, unavailable};
 use crate::id::TaskId;
 use crate::store::StoreError;
 
