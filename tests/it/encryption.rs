@@ -213,21 +213,16 @@ async fn keys_rotate_a_missing_key_waits_and_a_tampered_value_fails() {
         third.shutdown(LONG).await;
         id
     };
-    let args: String = conn
+    // Stored as bytes (`<key id>:<nonce, value, tag>`): flip one of the value's.
+    let mut flipped: Vec<u8> = conn
         .query_row("SELECT args FROM tasks WHERE id = ?1", [tampered.to_string()], |r| r.get(0))
         .unwrap();
-    let flipped = {
-        let mut value: Value = serde_json::from_str(&args).unwrap();
-        let text = value["$sealed"].as_str().unwrap().to_owned();
-        let (id, data) = text.split_at(3);
-        let mut data = data.as_bytes().to_vec();
-        data[10] = if data[10] == b'A' { b'B' } else { b'A' };
-        value["$sealed"] = Value::String(format!("{id}{}", String::from_utf8(data).unwrap()));
-        value.to_string()
-    };
+    assert!(flipped.starts_with(b"k2:"), "a sealed value is stored as its bytes");
+    let at = 3 + 24 + 2;
+    flipped[at] ^= 0x01;
     conn.execute(
         "UPDATE tasks SET args = ?1, scheduled_at = NULL, wait_until = NULL WHERE id = ?2",
-        [flipped, tampered.to_string()],
+        rusqlite::params![flipped, tampered.to_string()],
     )
     .unwrap();
     drop(conn);

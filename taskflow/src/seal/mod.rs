@@ -308,6 +308,30 @@ pub(crate) fn sealed_with(value: &Value) -> Option<&str> {
     sealed_text(value).and_then(|text| text.split_once(':')).map(|(id, _)| id)
 }
 
+/// A sealed value as compact bytes, `<key id>:<nonce, sealed value, tag>` (no base64, no
+/// JSON), for a store that keeps bytes (SQLite's BLOB); `None` if `value` is not sealed.
+pub(crate) fn to_bytes(value: &Value) -> Option<Vec<u8>> {
+    let (id, data) = sealed_text(value)?.split_once(':')?;
+    let mut bytes = Vec::with_capacity(id.len() + 1 + data.len() / 4 * 3);
+    bytes.extend_from_slice(id.as_bytes());
+    bytes.push(b':');
+    STANDARD.decode_vec(data, &mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// [`to_bytes`]'s output back to the sealed value; `None` if it is not such bytes.
+pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Value> {
+    let split = bytes.iter().position(|b| *b == b':')?;
+    let id = std::str::from_utf8(&bytes[..split]).ok().filter(|id| valid_id(id))?;
+    let mut text = String::with_capacity(id.len() + 1 + (bytes.len() - split).div_ceil(3) * 4);
+    text.push_str(id);
+    text.push(':');
+    STANDARD.encode_string(&bytes[split + 1..], &mut text);
+    let mut envelope = serde_json::Map::with_capacity(1);
+    envelope.insert(SEALED.to_owned(), Value::String(text));
+    Some(Value::Object(envelope))
+}
+
 fn sealed_text(value: &Value) -> Option<&str> {
     match value {
         Value::Object(map) if map.len() == 1 => map.get(SEALED)?.as_str(),
@@ -345,6 +369,20 @@ mod tests {
         }
         let other = Keyring::new().primary("k1", Key::from_bytes(&[7; 32]).unwrap()).unwrap();
         assert_ne!(nonce(&other.seal("t1", "args", &value))[..16], nonces[0][..16], "new prefix");
+    }
+
+    #[test]
+    fn sealed_values_go_to_bytes_and_back() {
+        let ring = Keyring::new().primary("k-1", Key::from_bytes(&[3; 32]).unwrap()).unwrap();
+        let value = serde_json::json!({ "card": "4111" });
+        let sealed = ring.seal("t1", "args", &value);
+        let bytes = to_bytes(&sealed).expect("sealed");
+        assert!(bytes.len() < sealed.to_string().len() - 30, "smaller than the envelope");
+        assert_eq!(from_bytes(&bytes).as_ref(), Some(&sealed));
+        assert_eq!(ring.open("t1", "args", &from_bytes(&bytes).unwrap()).unwrap(), value);
+        assert_eq!(to_bytes(&value), None, "not sealed");
+        assert_eq!(from_bytes(b"no separator"), None);
+        assert_eq!(from_bytes(b"bad id!:xyz"), None);
     }
 
     /// The cached sealing subkey belongs to one primary key: a clone given another primary

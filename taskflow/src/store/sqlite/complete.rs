@@ -48,7 +48,7 @@ impl SqliteStore {
                             status.as_str().to_owned().into(),
                             micros(end_time).into(),
                             retries_used.into(),
-                            result.map(|r| r.to_string()).into(),
+                            result.as_ref().map_or(Sql::Null, super::row::stored_value),
                             error.into(),
                             stacktrace.into(),
                         ],

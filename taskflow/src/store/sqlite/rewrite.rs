@@ -16,9 +16,9 @@ impl SqliteStore {
         let mut values = vec![Sql::Text(rewrite.id.to_string())];
         for (column, change) in [("args", &rewrite.args), ("result", &rewrite.result)] {
             if let Some((from, to)) = change {
-                values.push(Sql::Text(from.to_string()));
+                values.push(super::row::stored_value(from));
                 checks.push(format!("{column} = ?{}", values.len()));
-                values.push(Sql::Text(to.to_string()));
+                values.push(super::row::stored_value(to));
                 sets.push(format!("{column} = ?{}", values.len()));
             }
         }

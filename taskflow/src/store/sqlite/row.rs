@@ -1,5 +1,5 @@
 //! How a [`TaskRecord`] maps to a row of `tasks` and back: timestamps as integer
-//! microseconds since the Unix epoch (UTC), JSON values as text.
+//! microseconds since the Unix epoch (UTC), JSON values as text, sealed ones as bytes.
 
 use chrono::{DateTime, Utc};
 use rusqlite::Row;
@@ -51,8 +51,8 @@ pub(super) fn encode(record: &TaskRecord) -> [Sql; COLUMN_COUNT] {
         Sql::Text(serde_json::to_string(&record.tags).unwrap_or_else(|_| "{}".to_owned())),
         Sql::Text(record.source.as_str().to_owned()),
         Sql::Integer(record.priority.into()),
-        Sql::Text(record.args.to_string()),
-        opt_text(record.result.as_ref().map(Value::to_string)),
+        stored_value(&record.args),
+        record.result.as_ref().map_or(Sql::Null, stored_value),
         opt_text(record.idempotency_key.clone()),
         opt_time(record.scheduled_at),
         opt_text(record.retry_of.map(|id| id.to_string())),
@@ -64,6 +64,17 @@ pub(super) fn encode(record: &TaskRecord) -> [Sql; COLUMN_COUNT] {
         Sql::Text(record.queue.clone()),
         opt_text(record.progress.as_ref().and_then(|p| serde_json::to_string(p).ok())),
     ]
+}
+
+/// A task's arguments or result as stored: a sealed value as a BLOB of its bytes (feature
+/// `encryption`: no base64, no JSON envelope, so the writer's rows stay small), any other
+/// as JSON text.
+pub(super) fn stored_value(value: &Value) -> Sql {
+    #[cfg(feature = "encryption")]
+    if let Some(bytes) = crate::seal::to_bytes(value) {
+        return Sql::Blob(bytes);
+    }
+    Sql::Text(value.to_string())
 }
 
 /// A row's values, copied out of the statement so that decoding them (JSON parsing included)
@@ -125,6 +136,12 @@ pub(super) fn decode(row: &RawRow, strict: bool) -> Result<TaskRecord, StoreErro
         move |err: rusqlite::Error| corrupt(&id, name, err)
     };
     let json = |index: usize, name: &'static str| -> Result<Option<Value>, StoreError> {
+        #[cfg(feature = "encryption")]
+        if let Some(Sql::Blob(bytes)) = row.0.get(index)
+            && let Some(sealed) = crate::seal::from_bytes(bytes)
+        {
+            return Ok(Some(sealed));
+        }
         let text: Option<String> = row.get(index).map_err(field(name))?;
         let Some(text) = text else { return Ok(None) };
         match serde_json::from_str(&text) {
