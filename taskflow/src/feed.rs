@@ -70,7 +70,7 @@ pub(crate) struct Feed {
     wanted_until: AtomicU64,
     born: std::time::Instant,
     /// This instance's events, until the relay appends them to the log.
-    outbox: Mutex<Vec<TaskEvent>>,
+    outbox: Mutex<VecDeque<TaskEvent>>,
     outbox_filled: tokio::sync::Notify,
     recent: Mutex<VecDeque<Arc<FeedEvent>>>,
     newest: watch::Sender<u64>,
@@ -149,9 +149,9 @@ impl Feed {
             let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
             // Bounded, like the window: a log that is down drops the oldest.
             if outbox.len() == FEED_CAPACITY {
-                outbox.remove(0);
+                outbox.pop_front();
             }
-            outbox.push(summary);
+            outbox.push_back(summary);
             drop(outbox);
             self.outbox_filled.notify_one();
             return;
@@ -183,7 +183,8 @@ impl Feed {
 
     /// This instance's events waiting for the log, taken.
     pub(crate) fn take_outbox(&self) -> Vec<TaskEvent> {
-        std::mem::take(&mut *self.outbox.lock().unwrap_or_else(PoisonError::into_inner))
+        let mut outbox = self.outbox.lock().unwrap_or_else(PoisonError::into_inner);
+        Vec::from(std::mem::take(&mut *outbox))
     }
 
     /// Resolves once an event waits in the outbox.

@@ -3,9 +3,10 @@
 //! instance serves a feed, reads every instance's events back into the feed's window in the
 //! log's order. It wakes for the outbox, for the store's signal that another instance
 //! appended (`LISTEN/NOTIFY`, pub/sub), and every [`POLL`] otherwise (MySQL/MariaDB has no
-//! signal). Every [`WANTED_EVERY`] it reads the instances' heartbeats: events go to the log
-//! only while some instance serves a feed (and for a while after one was last seen to). A gap in the log's numbers, an append that has not committed yet, is given
-//! [`GAP_WAIT`] before the relay reads past it.
+//! signal). Every [`WANTED_EVERY`], unless this instance serves a feed itself, it reads the
+//! instances' heartbeats: events go to the log only while some instance serves a feed (and
+//! for a while after one was last seen to). A gap in the log's numbers, an append that has
+//! not committed yet, is given [`GAP_WAIT`] before the relay reads past it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +49,8 @@ pub(crate) async fn relay(engine: std::sync::Weak<Engine>) {
         }
         let Some(engine) = engine.upgrade() else { return };
         let Some(log) = engine.store.event_log() else { return };
-        if asked.is_none_or(|at| at.elapsed() >= WANTED_EVERY) {
+        // An instance that serves a feed sends its events anyway: no need to ask.
+        if !feed.enabled() && asked.is_none_or(|at| at.elapsed() >= WANTED_EVERY) {
             asked = Some(Instant::now());
             if let Ok(instances) = engine.store.instances(engine.clock.now()).await
                 && instances.iter().any(|instance| instance.serves_feed)

@@ -231,13 +231,7 @@ impl Keyring {
             .seal_in_place_separate_tag(inner_nonce(&nonce), Aad::from(&aad), &mut bytes[24..])
             .expect("ChaCha20-Poly1305 seals any length a JSON value has");
         bytes.extend_from_slice(tag.as_ref());
-        let mut text = String::with_capacity(id.len() + 1 + bytes.len().div_ceil(3) * 4);
-        text.push_str(id);
-        text.push(':');
-        STANDARD.encode_string(&*bytes, &mut text);
-        let mut envelope = serde_json::Map::with_capacity(1);
-        envelope.insert(SEALED.to_owned(), Value::String(text));
-        Value::Object(envelope)
+        envelope(id, &bytes)
     }
 
     /// The value under `value` when it is sealed (for `field` of `owner`); `value` itself
@@ -323,13 +317,19 @@ pub(crate) fn to_bytes(value: &Value) -> Option<Vec<u8>> {
 pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Value> {
     let split = bytes.iter().position(|b| *b == b':')?;
     let id = std::str::from_utf8(&bytes[..split]).ok().filter(|id| valid_id(id))?;
-    let mut text = String::with_capacity(id.len() + 1 + (bytes.len() - split).div_ceil(3) * 4);
+    Some(envelope(id, &bytes[split + 1..]))
+}
+
+/// The stored form of `sealed` (nonce, sealed value, tag) under key `id`:
+/// `{"$sealed": "<id>:<base64>"}`.
+fn envelope(id: &str, sealed: &[u8]) -> Value {
+    let mut text = String::with_capacity(id.len() + 1 + sealed.len().div_ceil(3) * 4);
     text.push_str(id);
     text.push(':');
-    STANDARD.encode_string(&bytes[split + 1..], &mut text);
+    STANDARD.encode_string(sealed, &mut text);
     let mut envelope = serde_json::Map::with_capacity(1);
     envelope.insert(SEALED.to_owned(), Value::String(text));
-    Some(Value::Object(envelope))
+    Value::Object(envelope)
 }
 
 fn sealed_text(value: &Value) -> Option<&str> {

@@ -5,6 +5,7 @@
 //! [`KEEP_EVENTS`] or so and drops older ones as it grows.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
@@ -13,6 +14,14 @@ use crate::event::TaskEvent;
 
 /// About how many events a log keeps (older ones are dropped as new ones come).
 pub const KEEP_EVENTS: u64 = 10_000;
+
+/// Whether this append should also drop what is beyond [`KEEP_EVENTS`]: every hundredth
+/// append of this process does (the SQL logs; Redis trims as it adds).
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+pub(crate) fn trim_due() -> bool {
+    static APPENDS: AtomicU64 = AtomicU64::new(0);
+    APPENDS.fetch_add(1, Ordering::Relaxed).is_multiple_of(100)
+}
 
 /// The shared event log of a store.
 #[async_trait]

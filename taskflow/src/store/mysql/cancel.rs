@@ -118,16 +118,21 @@ impl MysqlStore {
         let status: TaskStatus = status.parse().map_err(|reason| {
             Attempt::Failed(StoreError::Corrupt { id: id.to_string(), reason })
         })?;
-        if status == when && when == TaskStatus::Pending {
-            tx.exec_drop(
-                "UPDATE taskflow_tasks SET status = 'cancelled', end_time = ?, wait_until = NULL
-                 WHERE id = ?",
-                (micros(Utc::now()), target),
-            )
-            .await?;
-        } else if status == when && when == TaskStatus::Running {
-            tx.exec_drop("UPDATE taskflow_tasks SET cancel_requested = 1 WHERE id = ?", (target,))
+        match when {
+            _ if status != when => {}
+            TaskStatus::Pending => {
+                tx.exec_drop(
+                    "UPDATE taskflow_tasks SET status = 'cancelled', end_time = ?,
+                        wait_until = NULL WHERE id = ?",
+                    (micros(Utc::now()), target),
+                )
                 .await?;
+            }
+            // Running: flagged for its runner.
+            _ => {
+                let flag = "UPDATE taskflow_tasks SET cancel_requested = 1 WHERE id = ?";
+                tx.exec_drop(flag, (target,)).await?;
+            }
         }
         tx.commit().await?;
         Ok(Some(status))

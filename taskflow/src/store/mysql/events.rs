@@ -3,7 +3,6 @@
 //! [`KEEP_EVENTS`]. There are no notifications: feeds poll.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use mysql_async::Value;
@@ -12,10 +11,7 @@ use mysql_async::prelude::Queryable;
 use super::{MysqlStore, unavailable};
 use crate::event::TaskEvent;
 use crate::store::StoreError;
-use crate::store::events::{EventLog, KEEP_EVENTS};
-
-/// Appends by this process, to trim every hundredth.
-static APPENDS: AtomicU64 = AtomicU64::new(0);
+use crate::store::events::{EventLog, KEEP_EVENTS, trim_due};
 
 #[async_trait]
 impl EventLog for MysqlStore {
@@ -28,13 +24,15 @@ impl EventLog for MysqlStore {
         if bodies.is_empty() {
             return Ok(());
         }
+        let count = bodies.len() as u64;
         let rows = vec!["(?)"; bodies.len()].join(", ");
         let mut conn = self.conn().await?;
         conn.exec_drop(format!("INSERT INTO taskflow_events (body) VALUES {rows}"), bodies)
             .await
             .map_err(unavailable)?;
-        if APPENDS.fetch_add(1, Ordering::Relaxed).is_multiple_of(100) {
-            let newest = conn.last_insert_id().unwrap_or(0) + events.len() as u64;
+        if trim_due() {
+            // The batch's first number; the newest is that plus its length less one.
+            let newest = conn.last_insert_id().unwrap_or(0) + count - 1;
             let oldest_kept = newest.saturating_sub(KEEP_EVENTS);
             conn.exec_drop("DELETE FROM taskflow_events WHERE seq <= ?", (oldest_kept,))
                 .await

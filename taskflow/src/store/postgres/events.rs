@@ -3,7 +3,6 @@
 //! append drops what is beyond [`KEEP_EVENTS`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
@@ -11,10 +10,7 @@ use super::notify::EVENTS_CHANNEL;
 use super::{PostgresStore, unavailable};
 use crate::event::TaskEvent;
 use crate::store::StoreError;
-use crate::store::events::{EventLog, KEEP_EVENTS};
-
-/// Appends by this process, to trim every hundredth.
-static APPENDS: AtomicU64 = AtomicU64::new(0);
+use crate::store::events::{EventLog, KEEP_EVENTS, trim_due};
 
 #[async_trait]
 impl EventLog for PostgresStore {
@@ -35,7 +31,7 @@ impl EventLog for PostgresStore {
         let statement = client.prepare_cached(&sql).await.map_err(unavailable)?;
         let row = client.query_one(&statement, &[&bodies]).await.map_err(unavailable)?;
         let newest: Option<i64> = row.get(1);
-        if APPENDS.fetch_add(1, Ordering::Relaxed).is_multiple_of(100)
+        if trim_due()
             && let Some(newest) = newest
         {
             let oldest_kept = newest - KEEP_EVENTS as i64;
