@@ -375,7 +375,12 @@ async fn schedules_tab(client: &Client, http: &reqwest::Client, base: &str) {
     click(client, "#schedule-rows tr[data-schedule=\"purge_sessions\"] .s-last-task").await;
     let panel = "const p = document.getElementById('detail'); \
         return p && !p.classList.contains('hidden') ? p.querySelector('.mono').textContent : null;";
-    let id = wait_js(client, "the task's detail", panel, |v| v.is_string()).await;
+    // The panel may still show the task selected before until it renders the new one.
+    let short = shown.as_str().unwrap().to_owned();
+    let id = wait_js(client, "the task's detail", panel, |v| {
+        v.as_str().is_some_and(|id| id.ends_with(&short))
+    })
+    .await;
     let id = id.as_str().unwrap().to_owned();
     assert!(id.ends_with(shown.as_str().unwrap()), "{id} is the task shown");
     let deadline = tokio::time::Instant::now() + LONG;
