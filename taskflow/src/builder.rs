@@ -13,6 +13,9 @@ use crate::queue::Queue;
 use crate::registry::registry;
 use crate::store::{Deadline, MemoryStore, Retention, Store, StoreTimeouts};
 
+/// How long the per-minute history is kept by default: a day.
+pub const DEFAULT_HISTORY: Duration = Duration::from_secs(24 * 3600);
+
 impl TaskManager {
     /// A builder: the in-memory store, [`DEFAULT_CONCURRENCY`], no observers.
     pub fn builder() -> TaskManagerBuilder {
@@ -39,6 +42,7 @@ pub struct TaskManagerBuilder {
     observers: Vec<Arc<dyn TaskObserver>>,
     lease: Duration,
     retention: Retention,
+    history: Duration,
     prune_every: Duration,
     recover: bool,
     poll_every: Duration,
@@ -63,6 +67,7 @@ impl Default for TaskManagerBuilder {
             observers: Vec::new(),
             lease: Duration::from_secs(60),
             retention: Retention::default(),
+            history: DEFAULT_HISTORY,
             prune_every: Duration::from_secs(60),
             recover: true,
             poll_every: Duration::from_secs(1),
@@ -172,6 +177,14 @@ impl TaskManagerBuilder {
     /// How long finished tasks are kept (default: [`Retention::default`]).
     pub fn retention(mut self, retention: Retention) -> Self {
         self.retention = retention;
+        self
+    }
+
+    /// How long the per-minute history of what happened to tasks is kept (default: 24
+    /// hours): the throughput chart, `GET {p}/metrics/history`, and the min, max and p95
+    /// durations of `GET {p}/metrics` come from it. Trimmed with retention.
+    pub fn history(mut self, window: Duration) -> Self {
+        self.history = window.max(Duration::from_secs(60));
         self
     }
 
@@ -381,6 +394,7 @@ impl TaskManagerBuilder {
             queues,
             lease: self.lease,
             retention: self.retention,
+            history: self.history,
             prune_every: self.prune_every,
             poll_every: self.poll_every,
             limits: self.limits,

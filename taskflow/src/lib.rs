@@ -70,7 +70,7 @@ pub mod __private;
 
 #[cfg(feature = "axum")]
 pub use crate::admin::Admin;
-pub use crate::builder::TaskManagerBuilder;
+pub use crate::builder::{DEFAULT_HISTORY, TaskManagerBuilder};
 pub use crate::context::{TaskContext, task_context};
 pub use crate::engine::DEFAULT_CONCURRENCY;
 pub use crate::error::{Error, Result};

@@ -225,7 +225,7 @@ async fn unusable_database_files_are_clear_errors() {
     rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", 99).unwrap();
     let err = SqliteStore::open(&newer).unwrap_err();
     assert!(
-        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 9, .. }),
+        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 10, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("upgrade taskflow"), "{err}");
@@ -452,7 +452,11 @@ async fn a_version_1_file_is_migrated_for_fetching() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "ALTER TABLE tasks DROP COLUMN progress;
+        "DROP TRIGGER tasks_count_insert; DROP TRIGGER tasks_count_insert_end;
+         DROP TRIGGER tasks_count_delete; DROP TRIGGER tasks_count_update;
+         DROP TRIGGER tasks_count_end; DROP TRIGGER tasks_count_retry;
+         DROP TABLE task_counts; DROP TABLE task_minutes;
+         ALTER TABLE tasks DROP COLUMN progress;
          DROP TABLE revoked_sessions; DROP TABLE schedules; DROP TABLE instances;
          DROP INDEX tasks_queue_active;
          DROP TABLE queues;
@@ -465,6 +469,12 @@ async fn a_version_1_file_is_migrated_for_fetching() {
     .unwrap();
     drop(conn);
     let store = SqliteStore::open(&path).unwrap();
+    // The counters start from the rows there were.
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        counts.iter().map(|c| (c.status.as_str(), c.tasks)).collect::<Vec<_>>(),
+        [("pending", 1), ("pending", 1)]
+    );
     let lease = taskflow::store::Lease {
         owner: "migrated".into(),
         expires_at: chrono::Utc::now() + chrono::Duration::minutes(1),

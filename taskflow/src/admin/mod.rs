@@ -67,6 +67,7 @@ mod auth;
 mod dashboard;
 mod error;
 mod export;
+mod history;
 mod metrics;
 mod origin;
 mod params;
@@ -120,8 +121,9 @@ pub(crate) struct AdminState {
     stats: tokio::sync::Mutex<Option<CachedStats>>,
 }
 
-/// Statistics scan the whole store: computed at most once per [`STATS_TTL`] for a given
-/// window, however many dashboards ask.
+/// Statistics over a `since` window scan the tasks created in it: computed at most once per
+/// [`STATS_TTL`] for a given window, however many dashboards ask. Without a window they come
+/// from the store's counters, and are not cached.
 #[derive(Debug)]
 struct CachedStats {
     key: Option<String>,
@@ -133,12 +135,22 @@ struct CachedStats {
 const STATS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl AdminState {
-    /// The statistics for `since` (`key` is how it was written), from the cache when fresh.
+    /// The statistics for `since` (`key` is how it was written): from the counters without a
+    /// window, else from the cache when fresh.
     pub(crate) async fn stats(
         &self,
         key: Option<&str>,
         since: Option<chrono::DateTime<chrono::Utc>>,
     ) -> Result<Arc<TaskStats>, crate::store::StoreError> {
+        if since.is_none() {
+            // From the counters: cheap whatever the number of tasks, so never cached.
+            let store = self.manager.store();
+            let window = chrono::Duration::from_std(self.manager.history_window())
+                .unwrap_or(chrono::Duration::MAX);
+            let first = chrono::Utc::now().checked_sub_signed(window).unwrap_or_default();
+            let (counts, minutes) = tokio::try_join!(store.counts(), store.history(first))?;
+            return Ok(Arc::new(TaskStats::from_counters(&counts, &minutes)));
+        }
         // Held while computing: concurrent callers wait for one computation.
         let mut cached = self.stats.lock().await;
         if let Some(hit) =

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, patch, post};
 
-use super::{AdminState, api, dashboard, export, queues, registered, schedules, stream};
+use super::{AdminState, api, dashboard, export, history, queues, registered, schedules, stream};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +61,7 @@ const TABLE: &[(Route, Handler)] = &[
     (route(Method::GET, "/export.csv", Credentials), || get(export::csv)),
     (route(Method::GET, "/metrics", Credentials), || get(api::metrics)),
     (route(Method::GET, "/metrics/prometheus", Credentials), || get(api::prometheus)),
+    (route(Method::GET, "/metrics/history", Credentials), || get(history::history)),
     (route(Method::GET, "/stream", Credentials), || get(stream::stream)),
     (route(Method::GET, "/dashboard", Open), || get(dashboard::page)),
     (route(Method::GET, "/audit", Credentials), || get(api::audit)),

@@ -65,6 +65,8 @@ pub(crate) struct Engine {
     /// that a fetch whose answer was lost can be released by its lease alone.
     last_expiry: AtomicI64,
     pub(crate) retention: Retention,
+    /// How long the per-minute history is kept.
+    pub(crate) history: Duration,
     pub(crate) prune_every: Duration,
     pub(crate) poll_every: Duration,
     /// The most a task may carry.
@@ -152,6 +154,7 @@ pub(crate) struct Settings {
     pub(crate) queues: Queues,
     pub(crate) lease: Duration,
     pub(crate) retention: Retention,
+    pub(crate) history: Duration,
     pub(crate) prune_every: Duration,
     pub(crate) poll_every: Duration,
     pub(crate) limits: Limits,
@@ -179,6 +182,7 @@ impl Engine {
             lease: settings.lease,
             last_expiry: AtomicI64::new(0),
             retention: settings.retention,
+            history: settings.history,
             prune_every: settings.prune_every,
             poll_every: settings.poll_every,
             limits: settings.limits,

@@ -106,6 +106,13 @@ impl TaskManager {
         &self.engine.store
     }
 
+    /// How long the per-minute history is kept ([`TaskManagerBuilder::history`]).
+    ///
+    /// [`TaskManagerBuilder::history`]: crate::TaskManagerBuilder::history
+    pub fn history_window(&self) -> std::time::Duration {
+        self.engine.history
+    }
+
     /// How many attempts run on this instance now.
     pub fn running_count(&self) -> usize {
         self.engine.running.len()

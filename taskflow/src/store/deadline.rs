@@ -17,7 +17,7 @@ use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, Progress, TaskRecord, TaskStatus};
-use crate::store::{ScheduleChange, StoredSchedule};
+use crate::store::{MinuteCounts, ScheduleChange, StatusCount, StoredSchedule};
 
 /// How long a shared store's operations may take before they are reported timed out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +158,18 @@ impl Store for Deadline {
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
         within("stats", self.timeouts.bulk, self.inner.stats(since)).await
+    }
+
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        within("counts", self.timeouts.bulk, self.inner.counts()).await
+    }
+
+    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError> {
+        within("history", self.timeouts.bulk, self.inner.history(since)).await
+    }
+
+    async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        within("trim_history", self.timeouts.bulk, self.inner.trim_history(before)).await
     }
 
     async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {

@@ -16,7 +16,7 @@ use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, Progress, TaskRecord, TaskStatus};
-use crate::store::{ScheduleChange, StoredSchedule};
+use crate::store::{MinuteCounts, ScheduleChange, StatusCount, StoredSchedule};
 
 /// An operation a fault can hit.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -264,6 +264,18 @@ impl Store for FaultyStore {
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
         self.inner.stats(since).await
+    }
+
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        self.inner.counts().await
+    }
+
+    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError> {
+        self.inner.history(since).await
+    }
+
+    async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.inner.trim_history(before).await
     }
 
     async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {

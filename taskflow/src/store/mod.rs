@@ -7,6 +7,7 @@
 
 #[cfg(feature = "sqlite")]
 mod cancels;
+pub mod counters;
 mod deadline;
 mod error;
 pub mod events;
@@ -40,6 +41,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+pub use self::counters::{MinuteCounts, StatusCount};
 pub(crate) use self::deadline::Deadline;
 pub use self::deadline::StoreTimeouts;
 pub use self::error::StoreError;
@@ -279,6 +281,18 @@ pub trait Store: Send + Sync + 'static {
     /// Counts by status and per-function outcomes and durations, over tasks created at or
     /// after `since` (all when `None`).
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError>;
+
+    /// How many stored tasks there are by function, queue and status, with the sums of their
+    /// durations ([`counters`]): kept by the writes that change tasks, so reading them costs
+    /// the same at a million tasks as at ten. They always equal a recount of the rows.
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
+
+    /// What happened to tasks minute by minute ([`MinuteCounts`]), from the minute of `since`
+    /// on, oldest first, one entry per minute, function and queue that saw something.
+    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError>;
+
+    /// Forgets the history of the minutes before the one of `before`; how many entries went.
+    async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError>;
 
     /// Up to `fetch.limit` *available* tasks of the queue `fetch.queue`, each moved to
     /// `running` under `fetch.lease` in the same atomic step, so fetchers racing on a shared

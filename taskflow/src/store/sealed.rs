@@ -20,7 +20,7 @@ use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
 use crate::record::{LogEntry, Progress, TaskRecord, TaskStatus};
 use crate::seal::{Keyring, OpenError, sealed_with};
-use crate::store::{ScheduleChange, StoredSchedule};
+use crate::store::{MinuteCounts, ScheduleChange, StatusCount, StoredSchedule};
 
 /// How long a task sealed with a missing key waits before it is fetched again.
 pub(crate) const KEY_WAIT: Duration = Duration::from_secs(60);
@@ -227,6 +227,18 @@ impl Store for Sealed {
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
         self.inner.stats(since).await
+    }
+
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        self.inner.counts().await
+    }
+
+    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError> {
+        self.inner.history(since).await
+    }
+
+    async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.inner.trim_history(before).await
     }
 
     async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {

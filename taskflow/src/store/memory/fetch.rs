@@ -46,14 +46,17 @@ impl MemoryStore {
             .map(|r| r.task_id)
             .collect();
         let mut fetched = Vec::with_capacity(ids.len());
+        let state = &mut *state;
         for id in ids {
             state.held.remove(&id);
             state.cancels.remove(&id);
             let Some(record) = state.tasks.get_mut(&id) else { continue };
+            let before = Phase::of(record);
             record.status = TaskStatus::Running;
             record.start_time.get_or_insert(now);
             record.lease_owner = Some(lease.owner.to_string());
             record.lease_expires_at = Some(lease.expires_at);
+            state.tally.change(record, before, now);
             fetched.push(TaskRecord::clone(record));
         }
         if let Some(tokens) = tokens

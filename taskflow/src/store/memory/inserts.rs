@@ -52,6 +52,7 @@ impl State {
             }
             self.run_keys.insert(key, id);
         }
+        self.tally.insert(&record, Utc::now());
         self.tasks.insert(id, Box::new(record));
         let order = self.next_order;
         self.next_order += 1;

@@ -41,12 +41,15 @@ impl MemoryStore {
     /// [`Store::release`](crate::store::Store::release) on this store.
     pub(super) fn release_lease(&self, lease: &Lease) -> usize {
         let mut state = self.lock();
+        let state = &mut *state;
         let mut released = 0;
         for record in state.tasks.values_mut() {
             if holds(record, lease) && record.lease_expires_at == Some(lease.expires_at) {
+                let before = Phase::of(record);
                 record.status = TaskStatus::Pending;
                 record.lease_owner = None;
                 record.lease_expires_at = None;
+                state.tally.change(record, before, lease.expires_at);
                 released += 1;
             }
         }

@@ -15,6 +15,7 @@ use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 
+use super::counters::{MinuteCounts, Phase, StatusCount, Tally};
 use super::reclaim::{ReclaimAs, reclaim};
 use super::{
     DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Rewrite,
@@ -68,6 +69,8 @@ struct State {
     revoked: HashMap<String, DateTime<Utc>>,
     /// Running tasks asked to stop ([`Store::request_cancel`]), until their next fetch.
     cancels: std::collections::HashSet<TaskId>,
+    /// The counters ([`Store::counts`], [`Store::history`]).
+    tally: Tally,
 }
 
 impl Default for MemoryStore {
@@ -114,11 +117,13 @@ impl State {
     ) -> Option<TaskRecord> {
         self.held.remove(&id);
         let record = self.tasks.get_mut(&id)?;
+        let before = Phase::of(record);
         record.status = TaskStatus::Cancelled;
         record.end_time = Some(now);
         if error.is_some() {
             record.error = error;
         }
+        self.tally.change(record, before, now);
         self.finished(id)
     }
 
@@ -151,6 +156,7 @@ impl State {
                 }
                 self.order.remove(id);
                 self.cancels.remove(id);
+                self.tally.remove(record);
                 self.tasks.remove(id).map(|record| *record)
             }
             _ => None,
@@ -209,6 +215,7 @@ impl Store for MemoryStore {
             return Ok(false);
         };
         let ends = matches!(change, Transition::Finished { .. });
+        let before = Phase::of(record);
         match change {
             Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
                 record.status = status;
@@ -241,6 +248,10 @@ impl Store for MemoryStore {
                 record.lease_owner = None;
                 record.lease_expires_at = None;
             }
+        }
+        let fields = &mut *state;
+        if let Some(record) = fields.tasks.get(id) {
+            fields.tally.change(record, before, Utc::now());
         }
         let evicted = if ends { state.finished(*id) } else { None };
         drop(state);
@@ -309,6 +320,18 @@ impl Store for MemoryStore {
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
         self.compute_stats(since).await
+    }
+
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        Ok(self.lock().tally.counts())
+    }
+
+    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError> {
+        Ok(self.lock().tally.minutes(since))
+    }
+
+    async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        Ok(self.lock().tally.trim(before))
     }
 
     async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {

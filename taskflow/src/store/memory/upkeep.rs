@@ -41,8 +41,14 @@ impl MemoryStore {
         let mut evicted = Vec::new();
         for id in expired {
             let Some(record) = state.tasks.get_mut(&id) else { continue };
-            match reclaim(record, now, max_recoveries) {
-                ReclaimAs::Requeued => reclaimed.requeued.push(record.task_id),
+            let before = Phase::of(record);
+            let outcome = reclaim(record, now, max_recoveries);
+            let fields = &mut *state;
+            if let Some(record) = fields.tasks.get(&id) {
+                fields.tally.change(record, before, now);
+            }
+            match outcome {
+                ReclaimAs::Requeued => reclaimed.requeued.push(id),
                 ReclaimAs::Interrupted => {
                     reclaimed.interrupted.push(id);
                     evicted.extend(state.finished(id));

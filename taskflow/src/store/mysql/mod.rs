@@ -2,6 +2,7 @@
 
 mod cancel;
 mod complete;
+mod counters;
 mod events;
 mod fetch;
 mod inserts;
@@ -23,6 +24,7 @@ use chrono::{DateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, Value};
 
+use super::counters::{MinuteCounts, StatusCount};
 use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
@@ -272,6 +274,18 @@ impl Store for MysqlStore {
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
         self.compute_stats(since).await
+    }
+
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        self.read_counts().await
+    }
+
+    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError> {
+        self.read_history(since).await
+    }
+
+    async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.drop_history(before).await
     }
 
     async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {

@@ -9,7 +9,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 9;
+pub(super) const SCHEMA_VERSION: i64 = 10;
 
 /// Each migration, a list of statements, takes the schema from version `index` to
 /// `index + 1`. Neither server has partial indexes: the unique index over active
@@ -33,7 +33,8 @@ pub(super) const SCHEMA_VERSION: i64 = 9;
 /// `cancel_requested`, set on a running task that its runner (on any instance) is to stop,
 /// cleared by the fetch that starts an attempt, `progress`, what the task's code last
 /// reported of how far it got (JSON), and `taskflow_events`, the cluster's log of lifecycle
-/// events for the live feeds.
+/// events for the live feeds. Version 10 adds the counters and their triggers
+/// ([`super::counters::migration`]).
 const MIGRATIONS: [&[&str]; 9] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
@@ -180,9 +181,11 @@ pub(super) async fn migrate(pool: &Pool, url: &str) -> Result<(), StoreError> {
                 supported: SCHEMA_VERSION,
             });
         }
-        for (from, statements) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-            for statement in *statements {
-                conn.query_drop(*statement).await.map_err(unavailable)?;
+        let migrations = MIGRATIONS.iter().map(|m| m.iter().map(|s| (*s).to_owned()).collect());
+        let migrations = migrations.chain(std::iter::once(super::counters::migration()));
+        for (from, statements) in migrations.enumerate().skip(found as usize) {
+            for statement in statements {
+                conn.query_drop(statement).await.map_err(unavailable)?;
             }
             conn.exec_drop(
                 "REPLACE INTO taskflow_meta (k, v) VALUES ('schema_version', ?)",

@@ -2,6 +2,7 @@
 
 mod cancel;
 mod complete;
+mod counters;
 mod events;
 mod fetch;
 mod inserts;
@@ -28,6 +29,7 @@ use self::inserts::insert;
 pub(crate) use self::inserts::insert_in;
 use self::notify::listen;
 use self::row::{COLUMNS, Params};
+use super::counters::{MinuteCounts, StatusCount};
 use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
@@ -251,6 +253,18 @@ impl Store for PostgresStore {
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
         self.compute_stats(since).await
+    }
+
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        self.read_counts().await
+    }
+
+    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError> {
+        self.read_history(since).await
+    }
+
+    async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.drop_history(before).await
     }
 
     async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {

@@ -7,7 +7,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 9;
+pub(super) const SCHEMA_VERSION: i64 = 10;
 
 /// Each migration takes the schema from version `index` to `index + 1`. Version 2 adds
 /// `wait_until`, set while a pending task is not yet due (a delay, a retry's backoff) and
@@ -27,7 +27,8 @@ pub(super) const SCHEMA_VERSION: i64 = 9;
 /// 8 keeps revoked admin sessions. Version 9 adds `cancel_requested`, set on a running task
 /// that its runner (on any instance) is to stop, cleared by the fetch that starts an attempt,
 /// `progress`, what the task's code last reported of how far it got (JSON), and
-/// `taskflow_events`, the cluster's log of lifecycle events for the live feeds.
+/// `taskflow_events`, the cluster's log of lifecycle events for the live feeds. Version 10
+/// adds the counters and their triggers ([`super::counters::migration`]).
 const MIGRATIONS: [&str; 9] = ["
     CREATE TABLE taskflow_tasks (
         seq BIGSERIAL UNIQUE,
@@ -173,8 +174,10 @@ pub(super) async fn migrate(pool: &Pool, url: &str) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
-    for (from, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        tx.batch_execute(migration).await.map_err(fail)?;
+    let migrations = MIGRATIONS.iter().map(|m| (*m).to_owned());
+    let migrations = migrations.chain(std::iter::once(super::counters::migration()));
+    for (from, migration) in migrations.enumerate().skip(found as usize) {
+        tx.batch_execute(&migration).await.map_err(fail)?;
         let to = from as i64 + 1;
         tx.execute(
             "INSERT INTO taskflow_meta (key, value) VALUES ('schema_version', $1)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use super::counters::COUNT;
 use super::scripts::PENDING;
 use super::{RedisStore, decode, micros, pairs, rfc, unavailable};
 use crate::record::TaskRecord;
@@ -30,7 +31,7 @@ const CAPPED_SCAN: usize = 10_000;
 /// function and its cap.
 fn fetch_script() -> String {
     format!(
-        "{PENDING}{}",
+        "{PENDING}{COUNT}{}",
         r#"
 local p, now_us, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[7])
 local due = redis.call('ZRANGEBYSCORE', p..':later', '-inf', now_us, 'LIMIT', 0, tonumber(ARGV[8]))
@@ -94,6 +95,7 @@ for _, rk in ipairs(picked) do
   local early = f[1] == 'pending' and (tonumber(f[2]) or 0) > now_us
   if not early then redis.call('ZREM', q..':ready', rk) end
   if f[1] == 'pending' and not early then
+    local before = facts(t)
     redis.call('HDEL', t, 'rk', 'cancel')
     local seq = tonumber(redis.call('HGET', t, 'seq')) or 0
     redis.call('HSETNX', t, 'start', ARGV[3])
@@ -102,6 +104,7 @@ for _, rk in ipairs(picked) do
     redis.call('ZREM', p..':s:pending', id)
     redis.call('ZADD', p..':s:running', seq, id)
     queue_status(p, id, t, 'pending', 'running', seq)
+    counted(p, t, before)
     redis.call('ZADD', p..':running', ARGV[6], id)
     table.insert(out, id)
     table.insert(out, redis.call('HGETALL', t))
@@ -119,7 +122,7 @@ return out
 /// ARGV: prefix, owner, expires_us.
 fn release_script() -> String {
     format!(
-        "{PENDING}{}",
+        "{PENDING}{COUNT}{}",
         r#"
 local p, owner, expires = ARGV[1], ARGV[2], ARGV[3]
 local released = 0
@@ -127,6 +130,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p..':running', expires, expires)
   local t = p..':t:'..id
   local f = redis.call('HMGET', t, 'status', 'owner', 'expires_us')
   if f[1] == 'running' and f[2] == owner and f[3] == expires then
+    local before = facts(t)
     local seq = tonumber(redis.call('HGET', t, 'seq')) or 0
     redis.call('HSET', t, 'status', 'pending')
     redis.call('HDEL', t, 'owner', 'expires', 'expires_us')
@@ -135,6 +139,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p..':running', expires, expires)
     queue_status(p, id, t, 'running', 'pending', seq)
     redis.call('ZREM', p..':running', id)
     to_pending(p, id, t)
+    counted(p, t, before)
     released = released + 1
   end
 end

@@ -1,6 +1,7 @@
 //! [`RedisStore`]: tasks in Redis, shared by every instance of an app.
 
 mod cancel;
+mod counters;
 mod events;
 mod fetch;
 mod inserts;
@@ -27,6 +28,7 @@ use redis::aio::ConnectionManager;
 
 use self::scripts::Scripts;
 
+use super::counters::{MinuteCounts, StatusCount};
 use super::inserts::{Insert, InsertQueue};
 use super::reclaim::reclaim;
 use super::{
@@ -321,6 +323,18 @@ impl Store for RedisStore {
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
         self.compute_stats(since).await
+    }
+
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        self.read_counts().await
+    }
+
+    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError> {
+        self.read_history(since).await
+    }
+
+    async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.drop_history(before).await
     }
 
     async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {

@@ -3,6 +3,8 @@
 
 use redis::Script;
 
+use super::counters::COUNT;
+
 /// Stores a task (once: a task already stored is left alone) unless an active task holds its
 /// idempotency key; then records the id as an
 /// alias of the holder and returns the holder's id. Returns the stored id otherwise. A task
@@ -12,7 +14,7 @@ use redis::Script;
 /// priority, due_us, held_until_us (or '': not held), run key (or ''), the error of a replaced
 /// task and the time it ends (its end_us is created_us), queue.
 pub(super) fn enqueue() -> String {
-    format!("{PENDING}{SETTLE}{STORE_TASK}return store_task(ARGV)\n")
+    format!("{PENDING}{COUNT}{SETTLE}{STORE_TASK}return store_task(ARGV)\n")
 }
 
 /// How many arguments [`STORE_TASK`] takes for one task.
@@ -53,8 +55,10 @@ if status == 'pending' then
     local waiting = waiting_under(p, rk)
     if waiting then
       local wt = p..':t:'..waiting
+      local wb = facts(wt)
       redis.call('HSET', wt, 'error', A[16])
       settle(p, waiting, wt, 'pending', 'cancelled', A[17], A[6])
+      counted(p, wt, wb)
     end
     redis.call('HSET', t, 'runkey', rk)
     redis.call('SET', p..':r:'..rk, id)
@@ -66,9 +70,16 @@ if status == 'pending' then
     redis.call('PUBLISH', p..':enqueued', '')
   end
 else
+  -- Stored finished: its start and duration come from the record.
+  local b = cjson.decode(A[3])
+  if type(b.start_time) == 'string' then redis.call('HSET', t, 'start', b.start_time) end
+  if type(b.duration) == 'number' then
+    redis.call('HSET', t, 'duration', string.format('%.17g', b.duration))
+  end
   redis.call('HSET', t, 'end', A[9], 'end_us', A[10], 'error', A[11], 'stack', A[11])
   redis.call('ZADD', p..':finished', A[10], id)
 end
+counted(p, t, {})
 return id
 end
 "#;
@@ -79,7 +90,7 @@ end
 /// 1 if written.
 pub(super) fn swap_schedule() -> String {
     format!(
-        "{PENDING}{SETTLE}{STORE_TASK}{}",
+        "{PENDING}{COUNT}{SETTLE}{STORE_TASK}{}",
         r#"
 local p, name = ARGV[1], ARGV[2]
 local key = p..':sched:'..name
@@ -185,6 +196,7 @@ local function apply(p, id, owner, kind, a)
   if redis.call('HGET', t, 'status') ~= 'running' or redis.call('HGET', t, 'owner') ~= owner then
     return 0
   end
+  local before = facts(t)
   if kind == 'finish' then
     local start_us = tonumber(redis.call('HGET', t, 'start_us') or a[3])
     redis.call('HSET', t, 'retries', a[4], 'duration', (tonumber(a[3]) - start_us) / 1000000)
@@ -198,6 +210,7 @@ local function apply(p, id, owner, kind, a)
   else
     settle(p, id, t, 'running', 'pending', '', '')
   end
+  counted(p, t, before)
   return 1
 end
 "#;
@@ -205,7 +218,7 @@ end
 /// One fenced change. ARGV: prefix, id, owner, kind, then the kind's arguments (see [`APPLY`]).
 pub(super) fn transition() -> String {
     format!(
-        "{PENDING}{SETTLE}{APPLY}{}",
+        "{PENDING}{COUNT}{SETTLE}{APPLY}{}",
         r#"
 return apply(ARGV[1], ARGV[2], ARGV[3], ARGV[4], {unpack(ARGV, 5)})
 "#
@@ -216,7 +229,7 @@ return apply(ARGV[1], ARGV[2], ARGV[3], ARGV[4], {unpack(ARGV, 5)})
 /// per change: how many arguments its kind has, id, owner, kind, the kind's arguments.
 pub(super) fn transition_many() -> String {
     format!(
-        "{PENDING}{SETTLE}{APPLY}{}",
+        "{PENDING}{COUNT}{SETTLE}{APPLY}{}",
         r#"
 local p, out, i = ARGV[1], {}, 2
 while i <= #ARGV do
@@ -236,7 +249,7 @@ return out
 /// ARGV: prefix, id, now, now_us, which.
 pub(super) fn cancel() -> String {
     format!(
-        "{PENDING}{SETTLE}{}",
+        "{PENDING}{COUNT}{SETTLE}{}",
         r#"
 local p, id = ARGV[1], ARGV[2]
 if redis.call('EXISTS', p..':t:'..id) == 0 then
@@ -246,7 +259,9 @@ local t = p..':t:'..id
 local status = redis.call('HGET', t, 'status')
 if not status then return false end
 if status == ARGV[5] and status == 'pending' then
+  local before = facts(t)
   settle(p, id, t, 'pending', 'cancelled', ARGV[3], ARGV[4])
+  counted(p, t, before)
 elseif status == ARGV[5] and status == 'running' then
   redis.call('HSET', t, 'cancel', '1')
 end
@@ -259,12 +274,15 @@ return status
 /// ARGV: prefix, run key, now, now_us.
 pub(super) fn cancel_scheduled() -> String {
     format!(
-        "{PENDING}{SETTLE}{}",
+        "{PENDING}{COUNT}{SETTLE}{}",
         r#"
 local p = ARGV[1]
 local waiting = waiting_under(p, ARGV[2])
 if not waiting then return false end
-settle(p, waiting, p..':t:'..waiting, 'pending', 'cancelled', ARGV[3], ARGV[4])
+local t = p..':t:'..waiting
+local before = facts(t)
+settle(p, waiting, t, 'pending', 'cancelled', ARGV[3], ARGV[4])
+counted(p, t, before)
 return waiting
 "#
     )
@@ -274,15 +292,17 @@ return waiting
 /// this call did. ARGV: prefix, id, now_us, to, end, error, recoveries.
 pub(super) fn reclaim() -> String {
     format!(
-        "{PENDING}{SETTLE}{}",
+        "{PENDING}{COUNT}{SETTLE}{}",
         r#"
 local p, id = ARGV[1], ARGV[2]
 local t = p..':t:'..id
 if redis.call('HGET', t, 'status') ~= 'running' then return 0 end
 if tonumber(redis.call('HGET', t, 'expires_us') or '0') >= tonumber(ARGV[3]) then return 0 end
+local before = facts(t)
 redis.call('HSET', t, 'recoveries', ARGV[7])
 if ARGV[4] ~= 'pending' then redis.call('HSET', t, 'error', ARGV[6], 'stack', ARGV[6]) end
 settle(p, id, t, 'running', ARGV[4], ARGV[5], ARGV[3])
+counted(p, t, before)
 return 1
 "#
     )
@@ -302,13 +322,14 @@ return 1
 "#;
 
 /// Deletes finished tasks; returns how many. ARGV: prefix, ids...
-pub(super) const DELETE: &str = r#"
+const DELETE: &str = r#"
 local p, removed = ARGV[1], 0
 for i = 2, #ARGV do
   local id = ARGV[i]
   local t = p..':t:'..id
   local status = redis.call('HGET', t, 'status')
   if status and status ~= 'pending' and status ~= 'running' then
+    local before = facts(t)
     local func, key = redis.call('HGET', t, 'func'), redis.call('HGET', t, 'key')
     redis.call('ZREM', p..':all', id)
     redis.call('ZREM', p..':s:'..status, id)
@@ -318,6 +339,7 @@ for i = 2, #ARGV do
       redis.call('DEL', p..':k:'..key)
     end
     redis.call('DEL', t, p..':l:'..id)
+    counted(p, t, before)
     removed = removed + 1
   elseif not status then
     redis.call('ZREM', p..':finished', id)
@@ -348,7 +370,7 @@ impl Scripts {
             cancel_scheduled: Script::new(&cancel_scheduled()),
             reclaim: Script::new(&reclaim()),
             renew: Script::new(RENEW),
-            delete: Script::new(DELETE),
+            delete: Script::new(&format!("{COUNT}{DELETE}")),
         }
     }
 }

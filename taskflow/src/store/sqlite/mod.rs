@@ -5,6 +5,7 @@ mod active;
 mod cancel;
 mod checkpoint;
 mod complete;
+mod counters;
 mod fetch;
 mod keys;
 mod options;
@@ -38,6 +39,7 @@ use self::reads::select;
 use self::row::{COLUMN_COUNT, RawRow, columns, log_columns, micros, placeholders};
 use self::writer::{Writer, unavailable};
 use super::cancels::CancelFlags;
+use super::counters::{MinuteCounts, StatusCount};
 use super::reclaim::{ReclaimAs, reclaim};
 use super::{
     DEFAULT_PAGE, Enqueued, Fetch, FunctionStats, Lease, P95_WINDOW, Reclaimed, Retention, Rewrite,
@@ -239,6 +241,18 @@ impl Store for SqliteStore {
 
     async fn stats(&self, since: Option<DateTime<Utc>>) -> Result<TaskStats, StoreError> {
         self.compute_stats(since).await
+    }
+
+    async fn counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        self.read_counts().await
+    }
+
+    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError> {
+        self.read_history(since).await
+    }
+
+    async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.drop_history(before).await
     }
 
     async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {

@@ -1,0 +1,63 @@
+//! SQL text shared by the stores that keep their counters with triggers: the histogram's
+//! columns and the test that puts a duration in one of its buckets.
+
+use super::{BUCKETS, DURATION_BOUNDS};
+
+/// The histogram's column names, `h0` to `h17`.
+pub(crate) fn histogram_columns() -> Vec<String> {
+    (0..BUCKETS).map(|bucket| format!("h{bucket}")).collect()
+}
+
+/// The histogram's columns as a list: `h0, h1, ...`.
+pub(crate) fn histogram_list() -> String {
+    histogram_columns().join(", ")
+}
+
+/// The histogram's column definitions: `h0 <ty> NOT NULL DEFAULT 0, ...`.
+pub(crate) fn histogram_definitions(ty: &str) -> String {
+    histogram_columns()
+        .iter()
+        .map(|column| format!("{column} {ty} NOT NULL DEFAULT 0"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A condition that holds when the duration `d` (an SQL expression, not null) falls in
+/// `bucket`.
+pub(crate) fn in_bucket(d: &str, bucket: usize) -> String {
+    let last = BUCKETS - 1;
+    match bucket {
+        0 => format!("{d} <= {}", DURATION_BOUNDS[0]),
+        b if b == last => format!("{d} > {}", DURATION_BOUNDS[last - 1]),
+        b => format!("({d} > {} AND {d} <= {})", DURATION_BOUNDS[b - 1], DURATION_BOUNDS[b]),
+    }
+}
+
+/// For each bucket, `then` applied to its condition on `d`: `CASE WHEN ... THEN 1 ELSE 0
+/// END`, or an aggregate such as `count(*) FILTER (WHERE ...)`.
+pub(crate) fn per_bucket(d: &str, then: impl Fn(&str) -> String) -> String {
+    (0..BUCKETS).map(|bucket| then(&in_bucket(d, bucket))).collect::<Vec<_>>().join(", ")
+}
+
+/// `assign(column)` for each histogram column, joined by commas (an upsert's `SET` list).
+pub(crate) fn each_column(assign: impl Fn(&str) -> String) -> String {
+    histogram_columns().iter().map(|column| assign(column)).collect::<Vec<_>>().join(", ")
+}
+
+/// The minute-row columns every SQL store reads, in this order, after which come the
+/// histogram's.
+pub(crate) const MINUTE_COLUMNS: &str = "minute, func_name, queue, enqueued, succeeded, failed, \
+    interrupted, cancelled, retried, timed, seconds, min_duration, max_duration";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_duration_falls_in_one_bucket() {
+        assert_eq!(in_bucket("d", 0), "d <= 0.001");
+        assert_eq!(in_bucket("d", 1), "(d > 0.001 AND d <= 0.0025)");
+        assert_eq!(in_bucket("d", BUCKETS - 1), "d > 1800");
+        assert_eq!(histogram_columns().len(), BUCKETS);
+    }
+}

@@ -1,0 +1,207 @@
+//! The counters on Redis ([`crate::store::counters`]), kept by the scripts that change tasks:
+//! each takes the task's [`COUNT`] facts before its change and counts the difference after.
+//! - `cn`, `ct`, `cs`: hashes of tasks, timed tasks and their seconds, by
+//!   `<func>\n<queue>\n<status>`;
+//! - `m:<minute>`: a hash per unix minute of `<func>\n<queue>\n<what>` (enqueued, succeeded,
+//!   failed, interrupted, cancelled, retried, timed, seconds, min, max, and `h0`.. the
+//!   histogram), and `minutes`, a sorted set of the minutes there are.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use redis::AsyncCommands;
+
+use super::{RedisStore, StoreError, unavailable};
+use crate::store::counters::{MinuteCounts, StatusCount, minute_of, minute_start};
+
+/// The Lua prelude of counting, after [`PENDING`](super::scripts::PENDING): `facts(t)` before
+/// a change, `counted(p, t, before)` after it. Its bounds are
+/// [`DURATION_BOUNDS`](crate::store::counters::DURATION_BOUNDS) (a test checks).
+pub(super) const COUNT: &str = r#"
+local BOUNDS = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800}
+local ENDS = {success = 'succeeded', failed = 'failed', interrupted = 'interrupted', cancelled = 'cancelled'}
+local function facts(t)
+  return redis.call('HMGET', t, 'status', 'duration', 'retries', 'func', 'queue', 'end_us', 'created_us')
+end
+local function tally(p, k, status, d, sign)
+  local field = k..'\n'..status
+  redis.call('HINCRBY', p..':cn', field, sign)
+  if d then
+    redis.call('HINCRBY', p..':ct', field, sign)
+    redis.call('HINCRBYFLOAT', p..':cs', field, sign * tonumber(d))
+  end
+end
+local function minute_key(p, minute)
+  redis.call('ZADD', p..':minutes', minute, minute)
+  return p..':m:'..minute
+end
+local function now_minute()
+  return math.floor(tonumber(redis.call('TIME')[1]) / 60)
+end
+local function counted(p, t, before)
+  local after = facts(t)
+  local old, new = before[1], after[1]
+  local k = (after[4] or before[4] or '')..'\n'..(after[5] or before[5] or 'default')
+  if old ~= new or before[2] ~= after[2] then
+    if old then tally(p, k, old, before[2], -1) end
+    if new then tally(p, k, new, after[2], 1) end
+  end
+  if new and not old then
+    local m = minute_key(p, math.floor((tonumber(after[7]) or 0) / 60000000))
+    redis.call('HINCRBY', m, k..'\nenqueued', 1)
+  end
+  if ENDS[new] and (not old or old == 'pending' or old == 'running') then
+    local at = tonumber(after[6])
+    local m = minute_key(p, at and math.floor(at / 60000000) or now_minute())
+    redis.call('HINCRBY', m, k..'\n'..ENDS[new], 1)
+    local d = tonumber(after[2])
+    if d and new ~= 'cancelled' then
+      redis.call('HINCRBY', m, k..'\ntimed', 1)
+      redis.call('HINCRBYFLOAT', m, k..'\nseconds', d)
+      local low, high = tonumber(redis.call('HGET', m, k..'\nmin')), tonumber(redis.call('HGET', m, k..'\nmax'))
+      if not low or d < low then redis.call('HSET', m, k..'\nmin', after[2]) end
+      if not high or d > high then redis.call('HSET', m, k..'\nmax', after[2]) end
+      local bucket = #BOUNDS
+      for i, bound in ipairs(BOUNDS) do
+        if d <= bound then bucket = i - 1; break end
+      end
+      redis.call('HINCRBY', m, k..'\nh'..bucket, 1)
+    end
+  end
+  local tries = (tonumber(after[3]) or 0) - (tonumber(before[3]) or 0)
+  if old and new and tries > 0 then
+    redis.call('HINCRBY', minute_key(p, now_minute()), k..'\nretried', tries)
+  end
+end
+"#;
+
+impl RedisStore {
+    /// [`Store::counts`](crate::store::Store::counts) on this store.
+    pub(super) async fn read_counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        let mut conn = self.conn.clone();
+        let (tasks, timed, seconds): (
+            BTreeMap<String, i64>,
+            BTreeMap<String, i64>,
+            BTreeMap<String, f64>,
+        ) = redis::pipe()
+            .hgetall(self.key("cn"))
+            .hgetall(self.key("ct"))
+            .hgetall(self.key("cs"))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let counts = tasks.into_iter().filter_map(|(field, n)| {
+            let mut parts = field.splitn(3, '\n');
+            let (func_name, queue, status) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(StatusCount {
+                func_name: func_name.to_owned(),
+                queue: queue.to_owned(),
+                status: status.to_owned(),
+                tasks: n,
+                timed: timed.get(&field).copied().unwrap_or_default(),
+                seconds: seconds.get(&field).copied().unwrap_or_default(),
+            })
+        });
+        Ok(crate::store::counters::merge_counts(counts))
+    }
+
+    /// [`Store::history`](crate::store::Store::history) on this store.
+    pub(super) async fn read_history(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<MinuteCounts>, StoreError> {
+        let mut conn = self.conn.clone();
+        let minutes: Vec<i64> = conn
+            .zrangebyscore(self.key("minutes"), minute_of(since), "+inf")
+            .await
+            .map_err(unavailable)?;
+        let mut pipe = redis::pipe();
+        for minute in &minutes {
+            pipe.hgetall(self.key(&format!("m:{minute}")));
+        }
+        let hashes: Vec<BTreeMap<String, String>> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut found = Vec::new();
+        for (minute, fields) in minutes.into_iter().zip(hashes) {
+            let mut by_key: BTreeMap<(String, String), MinuteCounts> = BTreeMap::new();
+            for (field, value) in fields {
+                let mut parts = field.splitn(3, '\n');
+                let (Some(func), Some(queue), Some(what)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                let entry = by_key
+                    .entry((func.to_owned(), queue.to_owned()))
+                    .or_insert_with(|| MinuteCounts::empty(minute_start(minute), func, queue));
+                set(entry, what, &value);
+            }
+            found.extend(by_key.into_values());
+        }
+        Ok(found)
+    }
+
+    /// [`Store::trim_history`](crate::store::Store::trim_history) on this store.
+    pub(super) async fn drop_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut conn = self.conn.clone();
+        let first = minute_of(before);
+        let minutes: Vec<i64> = conn
+            .zrangebyscore(self.key("minutes"), "-inf", format!("({first}"))
+            .await
+            .map_err(unavailable)?;
+        let mut gone = 0;
+        for minute in minutes {
+            let key = self.key(&format!("m:{minute}"));
+            let fields: Vec<String> = conn.hkeys(&key).await.map_err(unavailable)?;
+            let mut keys: Vec<&str> =
+                fields.iter().filter_map(|f| f.rsplit_once('\n').map(|(key, _)| key)).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            gone += keys.len();
+            let _: () = redis::pipe()
+                .del(&key)
+                .zrem(self.key("minutes"), minute)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(gone)
+    }
+}
+
+/// Sets the figure `what` of `minute` from its stored `value`.
+fn set(minute: &mut MinuteCounts, what: &str, value: &str) {
+    let int = || value.parse::<i64>().unwrap_or_default();
+    let real = || value.parse::<f64>().ok();
+    match what {
+        "enqueued" => minute.enqueued = int(),
+        "succeeded" => minute.succeeded = int(),
+        "failed" => minute.failed = int(),
+        "interrupted" => minute.interrupted = int(),
+        "cancelled" => minute.cancelled = int(),
+        "retried" => minute.retried = int(),
+        "timed" => minute.timed = int(),
+        "seconds" => minute.seconds = real().unwrap_or_default(),
+        "min" => minute.min_duration = real(),
+        "max" => minute.max_duration = real(),
+        other => {
+            let bucket = other.strip_prefix('h').and_then(|b| b.parse::<usize>().ok());
+            if let Some(slot) = bucket.and_then(|b| minute.histogram.get_mut(b)) {
+                *slot = int();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::counters::DURATION_BOUNDS;
+
+    #[test]
+    fn the_scripts_bounds_are_the_histograms() {
+        let line = super::COUNT.lines().find(|l| l.starts_with("local BOUNDS")).unwrap();
+        let inner = line.split_once('{').unwrap().1.trim_end_matches('}');
+        let bounds: Vec<f64> = inner.split(", ").map(|b| b.parse().unwrap()).collect();
+        assert_eq!(bounds, DURATION_BOUNDS);
+    }
+}

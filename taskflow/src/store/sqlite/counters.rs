@@ -1,0 +1,189 @@
+//! The counters on SQLite ([`crate::store::counters`]): two tables kept by row triggers on
+//! `tasks`, so that every write (an enqueue, a fetch, an outcome, a reclaim, a prune) counts
+//! itself in the same commit.
+
+use chrono::{DateTime, Utc};
+
+use super::reads::select;
+use super::row::{RawRow, micros};
+use super::{SqliteStore, StoreError};
+use crate::store::counters::sql::{
+    MINUTE_COLUMNS, each_column, histogram_definitions, histogram_list, per_bucket,
+};
+use crate::store::counters::{BUCKETS, MinuteCounts, StatusCount, minute_start};
+
+/// Microseconds in a minute: stored times are microseconds.
+const MINUTE_US: i64 = 60_000_000;
+
+/// Schema version 10: `task_counts` (tasks by function, queue and status, with their
+/// durations) filled from the rows there are, `task_minutes` (per-minute events), and the
+/// triggers that keep both.
+pub(super) fn migration() -> String {
+    let now_us = "(CAST(strftime('%s', 'now') AS INTEGER) * 1000000)";
+    let add = "ON CONFLICT DO UPDATE SET tasks = tasks + excluded.tasks, \
+               timed = timed + excluded.timed, seconds = seconds + excluded.seconds";
+    let counted = |row: &str, sign: &str| {
+        format!(
+            "INSERT INTO task_counts (func_name, queue, status, tasks, timed, seconds)
+             VALUES ({row}.func_name, {row}.queue, {row}.status, {sign}1,
+                     {sign}({row}.duration IS NOT NULL), {sign}coalesce({row}.duration, 0)) {add};"
+        )
+    };
+    let bucket_flags = per_bucket("NEW.duration", |test| {
+        format!("CASE WHEN NEW.status <> 'cancelled' AND {test} THEN 1 ELSE 0 END")
+    });
+    let ended = format!(
+        "INSERT INTO task_minutes (minute, func_name, queue, succeeded, failed, interrupted,
+                cancelled, timed, seconds, min_duration, max_duration, {list})
+            SELECT coalesce(NEW.end_time, {now_us}) / {MINUTE_US}, NEW.func_name, NEW.queue,
+                NEW.status = 'success', NEW.status = 'failed', NEW.status = 'interrupted',
+                NEW.status = 'cancelled', timed, timed * coalesce(NEW.duration, 0),
+                CASE WHEN timed THEN NEW.duration END, CASE WHEN timed THEN NEW.duration END,
+                {bucket_flags}
+            FROM (SELECT NEW.duration IS NOT NULL AND NEW.status <> 'cancelled' AS timed)
+            WHERE true
+            ON CONFLICT DO UPDATE SET succeeded = succeeded + excluded.succeeded,
+                failed = failed + excluded.failed, interrupted = interrupted + excluded.interrupted,
+                cancelled = cancelled + excluded.cancelled, timed = timed + excluded.timed,
+                seconds = seconds + excluded.seconds,
+                min_duration = min(coalesce(min_duration, excluded.min_duration),
+                                   coalesce(excluded.min_duration, min_duration)),
+                max_duration = max(coalesce(max_duration, excluded.max_duration),
+                                   coalesce(excluded.max_duration, max_duration)),
+                {sums};",
+        list = histogram_list(),
+        sums = each_column(|h| format!("{h} = {h} + excluded.{h}")),
+    );
+    format!(
+        "CREATE TABLE task_counts (
+            func_name TEXT NOT NULL, queue TEXT NOT NULL, status TEXT NOT NULL,
+            tasks INTEGER NOT NULL DEFAULT 0, timed INTEGER NOT NULL DEFAULT 0,
+            seconds REAL NOT NULL DEFAULT 0,
+            PRIMARY KEY (func_name, queue, status)
+        ) WITHOUT ROWID;
+        INSERT INTO task_counts (func_name, queue, status, tasks, timed, seconds)
+            SELECT func_name, queue, status, count(*), count(duration), coalesce(sum(duration), 0)
+            FROM tasks GROUP BY func_name, queue, status;
+        CREATE TABLE task_minutes (
+            minute INTEGER NOT NULL, func_name TEXT NOT NULL, queue TEXT NOT NULL,
+            enqueued INTEGER NOT NULL DEFAULT 0, succeeded INTEGER NOT NULL DEFAULT 0,
+            failed INTEGER NOT NULL DEFAULT 0, interrupted INTEGER NOT NULL DEFAULT 0,
+            cancelled INTEGER NOT NULL DEFAULT 0, retried INTEGER NOT NULL DEFAULT 0,
+            timed INTEGER NOT NULL DEFAULT 0, seconds REAL NOT NULL DEFAULT 0,
+            min_duration REAL, max_duration REAL, {histogram},
+            PRIMARY KEY (minute, func_name, queue)
+        ) WITHOUT ROWID;
+        CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks BEGIN
+            {insert_new}
+            INSERT INTO task_minutes (minute, func_name, queue, enqueued)
+            VALUES (NEW.created_at / {MINUTE_US}, NEW.func_name, NEW.queue, 1)
+            ON CONFLICT DO UPDATE SET enqueued = enqueued + 1;
+        END;
+        CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks BEGIN
+            {delete_old}
+        END;
+        CREATE TRIGGER tasks_count_update AFTER UPDATE OF status, duration, func_name, queue ON tasks
+        WHEN OLD.status IS NOT NEW.status OR OLD.duration IS NOT NEW.duration
+            OR OLD.func_name IS NOT NEW.func_name OR OLD.queue IS NOT NEW.queue BEGIN
+            {delete_old}
+            {insert_new}
+        END;
+        CREATE TRIGGER tasks_count_end AFTER UPDATE OF status ON tasks
+        WHEN OLD.status IN ('pending', 'running')
+            AND NEW.status IN ('success', 'failed', 'interrupted', 'cancelled') BEGIN
+            {ended}        END;
+        CREATE TRIGGER tasks_count_insert_end AFTER INSERT ON tasks
+        WHEN NEW.status IN ('success', 'failed', 'interrupted', 'cancelled') BEGIN
+            {ended}
+        END;
+        CREATE TRIGGER tasks_count_retry AFTER UPDATE OF retries_used ON tasks
+        WHEN NEW.retries_used > OLD.retries_used BEGIN
+            INSERT INTO task_minutes (minute, func_name, queue, retried)
+            VALUES ({now_us} / {MINUTE_US}, NEW.func_name, NEW.queue,
+                    NEW.retries_used - OLD.retries_used)
+            ON CONFLICT DO UPDATE SET retried = retried + excluded.retried;
+        END;",
+        histogram = histogram_definitions("INTEGER"),
+        insert_new = counted("NEW", ""),
+        delete_old = counted("OLD", "-"),
+    )
+}
+
+impl SqliteStore {
+    /// [`Store::counts`](crate::store::Store::counts) on this store.
+    pub(super) async fn read_counts(&self) -> Result<Vec<StatusCount>, StoreError> {
+        let rows = self
+            .reader
+            .call(|conn| {
+                let sql = "SELECT func_name, queue, status, tasks, timed, seconds FROM task_counts";
+                select(conn, sql, [], 6)
+            })
+            .await?;
+        let mut counts = Vec::with_capacity(rows.len());
+        for row in rows {
+            counts.push(StatusCount {
+                func_name: row.text_lossy(0),
+                queue: row.text_lossy(1),
+                status: row.text_lossy(2),
+                tasks: row.value(3)?,
+                timed: row.value(4)?,
+                seconds: row.value(5)?,
+            });
+        }
+        Ok(crate::store::counters::merge_counts(counts))
+    }
+
+    /// [`Store::history`](crate::store::Store::history) on this store.
+    pub(super) async fn read_history(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<MinuteCounts>, StoreError> {
+        let first = micros(since).div_euclid(MINUTE_US);
+        let rows = self
+            .reader
+            .call(move |conn| {
+                let sql = format!(
+                    "SELECT {MINUTE_COLUMNS}, {} FROM task_minutes WHERE minute >= ?1 ORDER BY minute",
+                    histogram_list()
+                );
+                select(conn, &sql, [first], 13 + BUCKETS)
+            })
+            .await?;
+        rows.iter().map(minute_row).collect()
+    }
+
+    /// [`Store::trim_history`](crate::store::Store::trim_history) on this store.
+    pub(super) async fn drop_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        let first = micros(before).div_euclid(MINUTE_US);
+        self.writer
+            .call(move |conn| {
+                conn.execute("DELETE FROM task_minutes WHERE minute < ?1", [first])
+                    .map_err(super::unavailable)
+            })
+            .await
+    }
+}
+
+/// One `task_minutes` row, read in [`MINUTE_COLUMNS`] order.
+fn minute_row(row: &RawRow) -> Result<MinuteCounts, StoreError> {
+    let mut histogram = [0; BUCKETS];
+    for (bucket, slot) in histogram.iter_mut().enumerate() {
+        *slot = row.value(13 + bucket)?;
+    }
+    Ok(MinuteCounts {
+        minute: minute_start(row.value(0)?),
+        func_name: row.text_lossy(1),
+        queue: row.text_lossy(2),
+        enqueued: row.value(3)?,
+        succeeded: row.value(4)?,
+        failed: row.value(5)?,
+        interrupted: row.value(6)?,
+        cancelled: row.value(7)?,
+        retried: row.value(8)?,
+        timed: row.value(9)?,
+        seconds: row.value(10)?,
+        min_duration: row.value(11)?,
+        max_duration: row.value(12)?,
+        histogram,
+    })
+}
