@@ -116,7 +116,8 @@ pub(crate) async fn history(
     let end = minute_of(Utc::now()) + 1;
     let first = end - points * step;
     let store = state.manager.store();
-    let (minutes, counts) = tokio::try_join!(store.history(minute_start(first)), store.counts())?;
+    let (minutes, counts) =
+        tokio::try_join!(store.history(minute_start(first), step as u32), store.counts())?;
     let func = params.get("func_name");
     let queue = params.get("queue");
     let wanted = |f: &str, q: &str| func.is_none_or(|w| w == f) && queue.is_none_or(|w| w == q);

@@ -148,7 +148,9 @@ impl AdminState {
             let window = chrono::Duration::from_std(self.manager.history_window())
                 .unwrap_or(chrono::Duration::MAX);
             let first = chrono::Utc::now().checked_sub_signed(window).unwrap_or_default();
-            let (counts, minutes) = tokio::try_join!(store.counts(), store.history(first))?;
+            // One step as long as the window: a total per function and queue.
+            let step = u32::try_from(window.num_minutes() + 1).unwrap_or(u32::MAX);
+            let (counts, minutes) = tokio::try_join!(store.counts(), store.history(first, step))?;
             return Ok(Arc::new(TaskStats::from_counters(&counts, &minutes)));
         }
         // Held while computing: concurrent callers wait for one computation.

@@ -164,8 +164,16 @@ impl Store for Deadline {
         within("counts", self.timeouts.bulk, self.inner.counts()).await
     }
 
-    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError> {
-        within("history", self.timeouts.bulk, self.inner.history(since)).await
+    async fn history(
+        &self,
+        since: DateTime<Utc>,
+        step: u32,
+    ) -> Result<Vec<MinuteCounts>, StoreError> {
+        within("history", self.timeouts.bulk, self.inner.history(since, step)).await
+    }
+
+    async fn compact_counters(&self) -> Result<(), StoreError> {
+        within("compact_counters", self.timeouts.bulk, self.inner.compact_counters()).await
     }
 
     async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {

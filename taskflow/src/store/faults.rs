@@ -270,8 +270,16 @@ impl Store for FaultyStore {
         self.inner.counts().await
     }
 
-    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError> {
-        self.inner.history(since).await
+    async fn history(
+        &self,
+        since: DateTime<Utc>,
+        step: u32,
+    ) -> Result<Vec<MinuteCounts>, StoreError> {
+        self.inner.history(since, step).await
+    }
+
+    async fn compact_counters(&self) -> Result<(), StoreError> {
+        self.inner.compact_counters().await
     }
 
     async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {

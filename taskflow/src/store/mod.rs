@@ -287,9 +287,22 @@ pub trait Store: Send + Sync + 'static {
     /// the same at a million tasks as at ten. They always equal a recount of the rows.
     async fn counts(&self) -> Result<Vec<StatusCount>, StoreError>;
 
-    /// What happened to tasks minute by minute ([`MinuteCounts`]), from the minute of `since`
-    /// on, oldest first, one entry per minute, function and queue that saw something.
-    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError>;
+    /// What happened to tasks ([`MinuteCounts`]) from the minute of `since` on, in steps of
+    /// `step` minutes counted from it (at least one): one entry per step, function and queue
+    /// that saw something, its `minute` the step's first. A step as long as the window gives
+    /// totals per function and queue.
+    async fn history(
+        &self,
+        since: DateTime<Utc>,
+        step: u32,
+    ) -> Result<Vec<MinuteCounts>, StoreError>;
+
+    /// Folds the counters' shards into one row per key where a store spreads them
+    /// ([`counters`]), so reads stay short however many connections wrote; the leader calls
+    /// it with the pruner. Nothing to do by default.
+    async fn compact_counters(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// Forgets the history of the minutes before the one of `before`; how many entries went.
     async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError>;

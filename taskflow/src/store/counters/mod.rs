@@ -141,6 +141,22 @@ pub fn merge_minutes(rows: impl IntoIterator<Item = MinuteCounts>) -> Vec<Minute
     merged.into_values().collect()
 }
 
+/// `minutes` in steps of `step` minutes counted from the minute of `since` (each entry's
+/// `minute` its step's first), shards added up, oldest first.
+pub fn regroup(
+    minutes: impl IntoIterator<Item = MinuteCounts>,
+    since: DateTime<Utc>,
+    step: u32,
+) -> Vec<MinuteCounts> {
+    let first = minute_of(since);
+    let step = i64::from(step.max(1));
+    merge_minutes(minutes.into_iter().map(|mut minute| {
+        let offset = (minute_of(minute.minute) - first).div_euclid(step) * step;
+        minute.minute = minute_start(first + offset);
+        minute
+    }))
+}
+
 impl MinuteCounts {
     /// An empty bucket for `minute`, `func_name` and `queue`.
     pub(crate) fn empty(minute: DateTime<Utc>, func_name: &str, queue: &str) -> MinuteCounts {

@@ -44,10 +44,27 @@ pub(crate) fn each_column(assign: impl Fn(&str) -> String) -> String {
     histogram_columns().iter().map(|column| assign(column)).collect::<Vec<_>>().join(", ")
 }
 
-/// The minute-row columns every SQL store reads, in this order, after which come the
-/// histogram's.
-pub(crate) const MINUTE_COLUMNS: &str = "minute, func_name, queue, enqueued, succeeded, failed, \
-    interrupted, cancelled, retried, timed, seconds, min_duration, max_duration";
+/// The select list and grouping that read `taskflow_minutes`-shaped rows in steps: `bucket`
+/// is the SQL expression of an entry's step (its first minute), `total` wraps each sum (a
+/// cast where the server's sum is not an integer). Columns: the step, `func_name`, `queue`,
+/// the sums of `enqueued`, `succeeded`, `failed`, `interrupted`, `cancelled`, `retried`,
+/// `timed` and `seconds`, the least `min_duration`, the greatest `max_duration`, then the
+/// histogram's sums; the shards and minutes of a step come out as one row.
+pub(crate) fn grouped(bucket: &str, total: impl Fn(&str) -> String) -> String {
+    let sums = ["enqueued", "succeeded", "failed", "interrupted", "cancelled", "retried", "timed"]
+        .iter()
+        .map(|column| total(&format!("sum({column})")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{bucket}, func_name, queue, {sums}, sum(seconds), min(min_duration), max(max_duration), {}",
+        histogram_columns()
+            .iter()
+            .map(|h| total(&format!("sum({h})")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
 
 #[cfg(test)]
 mod tests {

@@ -91,13 +91,13 @@ impl Tally {
         counts
     }
 
-    /// The minutes from the one of `since` on, oldest first.
-    pub(crate) fn minutes(&self, since: DateTime<Utc>) -> Vec<MinuteCounts> {
+    /// The minutes from the one of `since` on in steps of `step` minutes, oldest first.
+    pub(crate) fn minutes(&self, since: DateTime<Utc>, step: u32) -> Vec<MinuteCounts> {
         let mut found = Vec::new();
         for functions in self.minutes.range(minute_of(since)..).map(|(_, f)| f) {
             found.extend(functions.values().flat_map(HashMap::values).cloned());
         }
-        super::merge_minutes(found)
+        super::regroup(found, since, step)
     }
 
     /// Forgets the minutes before the one of `before`; how many entries went.

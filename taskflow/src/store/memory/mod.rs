@@ -326,8 +326,12 @@ impl Store for MemoryStore {
         Ok(self.lock().tally.counts())
     }
 
-    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError> {
-        Ok(self.lock().tally.minutes(since))
+    async fn history(
+        &self,
+        since: DateTime<Utc>,
+        step: u32,
+    ) -> Result<Vec<MinuteCounts>, StoreError> {
+        Ok(self.lock().tally.minutes(since, step))
     }
 
     async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {

@@ -9,7 +9,7 @@ use mysql_async::Value;
 use super::row::Cells;
 use super::{MysqlStore, StoreError};
 use crate::store::counters::sql::{
-    MINUTE_COLUMNS, each_column, histogram_definitions, histogram_list, per_bucket,
+    each_column, grouped, histogram_definitions, histogram_list, per_bucket,
 };
 use crate::store::counters::{BUCKETS, MinuteCounts, SHARDS, StatusCount, minute_of, minute_start};
 
@@ -147,12 +147,15 @@ impl MysqlStore {
     pub(super) async fn read_history(
         &self,
         since: DateTime<Utc>,
+        step: u32,
     ) -> Result<Vec<MinuteCounts>, StoreError> {
         let sql = format!(
-            "SELECT {MINUTE_COLUMNS}, {} FROM taskflow_minutes WHERE minute >= ?",
-            histogram_list()
+            "SELECT {} FROM taskflow_minutes WHERE minute >= ? GROUP BY 1, 2, 3",
+            grouped("? + (minute - ?) DIV ? * ?", |sum| format!("CAST({sum} AS SIGNED)"))
         );
-        let rows = self.rows(&sql, vec![Value::from(minute_of(since))]).await?;
+        let (first, step) = (Value::from(minute_of(since)), Value::from(i64::from(step.max(1))));
+        let params = vec![first.clone(), first.clone(), step.clone(), step, first];
+        let rows = self.rows(&sql, params).await?;
         let minutes = rows.iter().map(minute_row).collect::<Result<Vec<_>, _>>()?;
         Ok(crate::store::counters::merge_minutes(minutes))
     }
@@ -164,7 +167,7 @@ impl MysqlStore {
     }
 }
 
-/// One `taskflow_minutes` row, read in [`MINUTE_COLUMNS`] order.
+/// One `taskflow_minutes` row, read in the order of [`grouped`].
 fn minute_row(row: &Cells) -> Result<MinuteCounts, StoreError> {
     let int = |index: usize| row.int(index, "taskflow_minutes").map(Option::unwrap_or_default);
     let mut histogram = [0; BUCKETS];

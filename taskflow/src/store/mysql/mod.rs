@@ -5,6 +5,7 @@ mod complete;
 mod counters;
 mod events;
 mod fetch;
+mod fold;
 mod inserts;
 mod queues;
 mod reads;
@@ -280,8 +281,16 @@ impl Store for MysqlStore {
         self.read_counts().await
     }
 
-    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError> {
-        self.read_history(since).await
+    async fn history(
+        &self,
+        since: DateTime<Utc>,
+        step: u32,
+    ) -> Result<Vec<MinuteCounts>, StoreError> {
+        self.read_history(since, step).await
+    }
+
+    async fn compact_counters(&self) -> Result<(), StoreError> {
+        self.fold_shards().await
     }
 
     async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {

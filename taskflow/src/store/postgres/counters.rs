@@ -10,9 +10,13 @@ use tokio_postgres::Row;
 use super::{PostgresStore, unavailable};
 use crate::store::StoreError;
 use crate::store::counters::sql::{
-    MINUTE_COLUMNS, each_column, histogram_definitions, histogram_list, per_bucket,
+    each_column, grouped, histogram_definitions, histogram_list, per_bucket,
 };
 use crate::store::counters::{BUCKETS, MinuteCounts, SHARDS, StatusCount, minute_of, minute_start};
+
+/// The shard that folded rows go to ([`PostgresStore::fold_shards`]); triggers write shards
+/// from 0 up.
+const FOLDED: i32 = -1;
 
 /// The unix minute of a `TIMESTAMPTZ` expression.
 fn minute(at: &str) -> String {
@@ -186,13 +190,75 @@ impl PostgresStore {
     pub(super) async fn read_history(
         &self,
         since: DateTime<Utc>,
+        step: u32,
     ) -> Result<Vec<MinuteCounts>, StoreError> {
         let sql = format!(
-            "SELECT {MINUTE_COLUMNS}, {} FROM taskflow_minutes WHERE minute >= $1",
-            histogram_list()
+            "SELECT {} FROM taskflow_minutes WHERE minute >= $1 GROUP BY 1, 2, 3",
+            grouped("$1 + (minute - $1) / $2 * $2", |sum| format!("{sum}::bigint"))
         );
-        let rows = self.query(&sql, &[&minute_of(since)]).await?;
+        let step = i64::from(step.max(1));
+        let rows = self.query(&sql, &[&minute_of(since), &step]).await?;
         Ok(crate::store::counters::merge_minutes(rows.iter().map(minute_row)))
+    }
+
+    /// [`Store::compact_counters`](crate::store::Store::compact_counters) on this store: the
+    /// shards' rows (of past minutes, for the history) move into shard [`FOLDED`], which no
+    /// trigger writes. Rows a writer holds are skipped (the next fold takes them), so a fold
+    /// never waits on a writer, and no writer waits on a row that it holds.
+    pub(super) async fn fold_shards(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        let counts = format!(
+            "WITH picked AS (
+                SELECT ctid FROM taskflow_counts WHERE shard <> {FOLDED} FOR UPDATE SKIP LOCKED
+            ), gone AS (
+                DELETE FROM taskflow_counts c USING picked WHERE c.ctid = picked.ctid RETURNING c.*
+            )
+            INSERT INTO taskflow_counts AS c (func_name, queue, status, shard, tasks, timed, seconds)
+            SELECT func_name, queue, status, {FOLDED}, sum(tasks)::bigint, sum(timed)::bigint,
+                sum(seconds)
+            FROM gone GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            ON CONFLICT (func_name, queue, status, shard) DO UPDATE SET
+                tasks = c.tasks + EXCLUDED.tasks, timed = c.timed + EXCLUDED.timed,
+                seconds = c.seconds + EXCLUDED.seconds"
+        );
+        let add = [
+            "enqueued",
+            "succeeded",
+            "failed",
+            "interrupted",
+            "cancelled",
+            "retried",
+            "timed",
+            "seconds",
+        ]
+        .iter()
+        .map(|column| format!("{column} = m.{column} + EXCLUDED.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+        let minutes = format!(
+            "WITH picked AS (
+                SELECT ctid FROM taskflow_minutes WHERE shard <> {FOLDED} AND minute < $1
+                FOR UPDATE SKIP LOCKED
+            ), gone AS (
+                DELETE FROM taskflow_minutes m USING picked WHERE m.ctid = picked.ctid RETURNING m.*
+            )
+            INSERT INTO taskflow_minutes AS m (minute, func_name, queue, shard, enqueued, succeeded,
+                failed, interrupted, cancelled, retried, timed, seconds, min_duration,
+                max_duration, {list})
+            SELECT minute, func_name, queue, {FOLDED}, {sums}
+            FROM gone GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+            ON CONFLICT (minute, func_name, queue, shard) DO UPDATE SET {add},
+                min_duration = LEAST(m.min_duration, EXCLUDED.min_duration),
+                max_duration = GREATEST(m.max_duration, EXCLUDED.max_duration), {hists}",
+            list = histogram_list(),
+            sums = grouped("", |sum| format!("{sum}::bigint"))
+                .trim_start_matches(", func_name, queue, "),
+            hists = each_column(|h| format!("{h} = m.{h} + EXCLUDED.{h}")),
+        );
+        let past = minute_of(Utc::now());
+        client.execute(&counts, &[]).await.map_err(unavailable)?;
+        client.execute(&minutes, &[&past]).await.map_err(unavailable)?;
+        Ok(())
     }
 
     /// [`Store::trim_history`](crate::store::Store::trim_history) on this store.
@@ -206,7 +272,7 @@ impl PostgresStore {
     }
 }
 
-/// One `taskflow_minutes` row, read in [`MINUTE_COLUMNS`] order.
+/// One `taskflow_minutes` row, read in the order of [`grouped`].
 fn minute_row(row: &Row) -> MinuteCounts {
     let mut histogram = [0; BUCKETS];
     for (bucket, slot) in histogram.iter_mut().enumerate() {

@@ -109,6 +109,7 @@ impl RedisStore {
     pub(super) async fn read_history(
         &self,
         since: DateTime<Utc>,
+        step: u32,
     ) -> Result<Vec<MinuteCounts>, StoreError> {
         let mut conn = self.conn.clone();
         let minutes: Vec<i64> = conn
@@ -138,7 +139,7 @@ impl RedisStore {
             }
             found.extend(by_key.into_values());
         }
-        Ok(found)
+        Ok(crate::store::counters::regroup(found, since, step))
     }
 
     /// [`Store::trim_history`](crate::store::Store::trim_history) on this store.

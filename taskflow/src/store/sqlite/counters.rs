@@ -8,7 +8,7 @@ use super::reads::select;
 use super::row::{RawRow, micros};
 use super::{SqliteStore, StoreError};
 use crate::store::counters::sql::{
-    MINUTE_COLUMNS, each_column, histogram_definitions, histogram_list, per_bucket,
+    each_column, grouped, histogram_definitions, histogram_list, per_bucket,
 };
 use crate::store::counters::{BUCKETS, MinuteCounts, StatusCount, minute_start};
 
@@ -137,16 +137,18 @@ impl SqliteStore {
     pub(super) async fn read_history(
         &self,
         since: DateTime<Utc>,
+        step: u32,
     ) -> Result<Vec<MinuteCounts>, StoreError> {
         let first = micros(since).div_euclid(MINUTE_US);
+        let step = i64::from(step.max(1));
         let rows = self
             .reader
             .call(move |conn| {
                 let sql = format!(
-                    "SELECT {MINUTE_COLUMNS}, {} FROM task_minutes WHERE minute >= ?1 ORDER BY minute",
-                    histogram_list()
+                    "SELECT {} FROM task_minutes WHERE minute >= ?1 GROUP BY 1, 2, 3 ORDER BY 1",
+                    grouped("?1 + (minute - ?1) / ?2 * ?2", str::to_owned)
                 );
-                select(conn, &sql, [first], 13 + BUCKETS)
+                select(conn, &sql, [first, step], 13 + BUCKETS)
             })
             .await?;
         rows.iter().map(minute_row).collect()
@@ -164,7 +166,7 @@ impl SqliteStore {
     }
 }
 
-/// One `task_minutes` row, read in [`MINUTE_COLUMNS`] order.
+/// One `task_minutes` row, read in the order of [`grouped`].
 fn minute_row(row: &RawRow) -> Result<MinuteCounts, StoreError> {
     let mut histogram = [0; BUCKETS];
     for (bucket, slot) in histogram.iter_mut().enumerate() {

@@ -247,8 +247,12 @@ impl Store for SqliteStore {
         self.read_counts().await
     }
 
-    async fn history(&self, since: DateTime<Utc>) -> Result<Vec<MinuteCounts>, StoreError> {
-        self.read_history(since).await
+    async fn history(
+        &self,
+        since: DateTime<Utc>,
+        step: u32,
+    ) -> Result<Vec<MinuteCounts>, StoreError> {
+        self.read_history(since, step).await
     }
 
     async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
