@@ -10,6 +10,8 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
+#[path = "browser/charts.rs"]
+mod charts;
 #[path = "browser/driver.rs"]
 mod driver;
 
@@ -173,6 +175,7 @@ async fn the_dashboard_updates_live_shows_errors_retries_and_escapes() {
     }
     queues_tab(&client, &http, &base).await;
     schedules_tab(&client, &http, &base).await;
+    charts::charts(&client, &http, &base).await;
     click(&client, "header nav button[data-view=\"tasks\"]").await;
     wait_js(&client, "the table", &row_status(&ok), |v| v == "success").await;
     // The queue filter: only the emails queue's tasks.
@@ -264,6 +267,9 @@ async fn dark_mode(client: &Client) {
                  .match(/\\d+/g).slice(0, 3).map(Number); return c[0] + c[1] + c[2];";
     let dark_table = client.execute(table, vec![]).await.unwrap().as_f64().unwrap();
     assert!(dark_table < 200.0, "the table is dark too: {dark_table}");
+    // The chart's colours follow: the dark theme's green (#16a34a) for succeeded.
+    let bar = charts::fill_of("#chart-throughput rect.c-succeeded");
+    wait_js(client, "a dark chart", &bar, |v| v == "rgb(22, 163, 74)").await;
     client.refresh().await.unwrap();
     wait_js(client, "still dark after a reload", background, |v| {
         v.as_f64().is_some_and(|sum| sum < 150.0)
@@ -271,6 +277,7 @@ async fn dark_mode(client: &Client) {
     .await;
     click(client, "#theme").await;
     wait_js(client, "light again", background, |v| v.as_f64().is_some_and(|sum| sum > 600.0)).await;
+    wait_js(client, "a light chart", &bar, |v| v == "rgb(21, 128, 61)").await;
 }
 
 /// The Queues tab: counts that follow the store without a reload, pause and resume that the

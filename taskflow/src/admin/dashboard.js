@@ -60,8 +60,7 @@ async function start() {
   if (session.user) { $("who-name").textContent = session.user; $("who").classList.remove("hidden"); }
   $("login").classList.add("hidden"); $("app").classList.remove("hidden");
   buildFilters(); connect();
-  await loadTasks(); // the table first: the statistics scan the whole store
-  await loadMetrics();
+  await Promise.all([loadTasks(), loadMetrics(), loadThroughput()]);
 }
 
 function showLogin(session) {
@@ -111,12 +110,15 @@ function buildFilters() {
   $("next").addEventListener("click", () => { state.cursors[state.page + 1] = state.next; state.page += 1; loadTasks(); });
   $("bulk-retry").addEventListener("click", bulkRetry);
   $("retry-all").addEventListener("click", retryAllFailed);
+  $("t-window").addEventListener("change", loadThroughput);
+  $("m-window").addEventListener("change", loadCharts);
+  $("m-func").addEventListener("change", () => drawDurations(state.chartHistory));
   for (const button of document.querySelectorAll("header nav button")) button.addEventListener("click", () => switchView(button.dataset.view));
 }
 
 // Views with a section of their own; "tasks" and "dead" share the task table.
 const OWN_VIEWS = { audit: () => loadAudit(), queues: () => loadQueues(), registered: () => loadRegistered(),
-  instances: () => loadInstances(), schedules: () => loadSchedules() };
+  instances: () => loadInstances(), schedules: () => loadSchedules(), metrics: () => loadCharts() };
 
 function switchView(view) {
   state.view = view; state.checked.clear();
@@ -413,7 +415,8 @@ async function loadInstances() {
 // ---- live -----------------------------------------------------------------------------------
 async function refresh() {
   const view = OWN_VIEWS[state.view] || loadTasks;
-  await Promise.all([loadMetrics(), view()]);
+  const chart = state.view === "tasks" || state.view === "dead" ? loadThroughput() : null;
+  await Promise.all([loadMetrics(), view(), chart]);
   if (state.selected) await renderDetail();
 }
 // Queue counts change with every fetch, not only with task events: read them every 2 s.

@@ -13,6 +13,9 @@ const PAGE: &str = include_str!("dashboard.html");
 /// The page's script, put inline (under the page's nonce) where the page says `{{SCRIPT}}`.
 const SCRIPT: &str = include_str!("dashboard.js");
 
+/// The charts' script (inline SVG), put before [`SCRIPT`].
+const CHARTS: &str = include_str!("charts.js");
+
 /// Escapes text for an HTML attribute.
 fn attribute(text: &str) -> String {
     text.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;").replace('>', "&gt;")
@@ -22,7 +25,7 @@ fn attribute(text: &str) -> String {
 pub(crate) async fn page(State(state): State<Arc<AdminState>>) -> Response {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let html = PAGE
-        .replace("{{SCRIPT}}", SCRIPT)
+        .replace("{{SCRIPT}}", &format!("{CHARTS}\n{SCRIPT}"))
         .replace("{{PREFIX}}", &attribute(&state.prefix))
         .replace("{{NONCE}}", &nonce);
     let policy = format!(
