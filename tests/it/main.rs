@@ -16,6 +16,7 @@ mod engine;
 mod external;
 mod faults;
 mod hang;
+mod history;
 mod hostile;
 mod http;
 mod layout;

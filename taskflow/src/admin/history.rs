@@ -113,7 +113,9 @@ pub(crate) async fn history(
             "{points} points of {step} min: at most {MAX_POINTS}; ask for a longer `step`"
         )));
     }
-    let end = minute_of(Utc::now()) + 1;
+    // Steps aligned on multiples of their length (quarter hours for 15 min, the store's
+    // rolled-up rows), the last one holding the current minute.
+    let end = (minute_of(Utc::now()).div_euclid(step) + 1) * step;
     let first = end - points * step;
     let store = state.manager.store();
     let (minutes, counts) =

@@ -18,7 +18,7 @@ pub(super) async fn prune(engine: &Engine) {
     if let Err(err) = engine.store.trim_history(cutoff).await {
         tracing::error!(error = %err, "taskflow: could not trim the metrics history");
     }
-    if let Err(err) = engine.store.compact_counters().await {
+    if let Err(err) = engine.store.compact_counters(now).await {
         tracing::error!(error = %err, "taskflow: could not fold the counters' shards");
     }
 }

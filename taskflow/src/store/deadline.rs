@@ -172,8 +172,8 @@ impl Store for Deadline {
         within("history", self.timeouts.bulk, self.inner.history(since, step)).await
     }
 
-    async fn compact_counters(&self) -> Result<(), StoreError> {
-        within("compact_counters", self.timeouts.bulk, self.inner.compact_counters()).await
+    async fn compact_counters(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        within("compact_counters", self.timeouts.bulk, self.inner.compact_counters(now)).await
     }
 
     async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {

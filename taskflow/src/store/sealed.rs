@@ -241,8 +241,8 @@ impl Store for Sealed {
         self.inner.history(since, step).await
     }
 
-    async fn compact_counters(&self) -> Result<(), StoreError> {
-        self.inner.compact_counters().await
+    async fn compact_counters(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.compact_counters(now).await
     }
 
     async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {

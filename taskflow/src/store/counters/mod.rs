@@ -38,6 +38,13 @@ pub const DURATION_BOUNDS: [f64; 17] = [
 /// How many buckets a duration histogram has: one per bound, and one past the last.
 pub const BUCKETS: usize = DURATION_BOUNDS.len() + 1;
 
+/// History younger than this many minutes stays per minute; older, a store may keep it per
+/// [`ROLLUP`] minutes ([`Store::compact_counters`](super::Store::compact_counters)).
+pub const FINE_MINUTES: i64 = 120;
+
+/// The span, in minutes, of a rolled-up history row; it sits at its span's first minute.
+pub const ROLLUP: i64 = 15;
+
 /// Shards of a shared SQL store's counters (rows per key at most).
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) const SHARDS: u32 = 64;

@@ -36,7 +36,7 @@ struct Table {
 
 impl MysqlStore {
     /// [`Store::compact_counters`](crate::store::Store::compact_counters) on this store.
-    pub(super) async fn fold_shards(&self) -> Result<(), StoreError> {
+    pub(super) async fn fold_shards(&self, now: chrono::DateTime<Utc>) -> Result<(), StoreError> {
         let sums = |columns: &[&str]| {
             columns
                 .iter()
@@ -89,7 +89,7 @@ impl MysqlStore {
             only: "AND minute < ?",
         };
         self.fold(&counts, Vec::new()).await?;
-        self.fold(&minutes, vec![Value::from(minute_of(Utc::now()))]).await
+        self.fold(&minutes, vec![Value::from(minute_of(now))]).await
     }
 
     async fn fold(&self, table: &Table, only: Vec<Value>) -> Result<(), StoreError> {

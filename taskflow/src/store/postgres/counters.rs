@@ -12,7 +12,9 @@ use crate::store::StoreError;
 use crate::store::counters::sql::{
     each_column, grouped, histogram_definitions, histogram_list, per_bucket,
 };
-use crate::store::counters::{BUCKETS, MinuteCounts, SHARDS, StatusCount, minute_of, minute_start};
+use crate::store::counters::{
+    BUCKETS, FINE_MINUTES, MinuteCounts, ROLLUP, SHARDS, StatusCount, minute_of, minute_start,
+};
 
 /// The shard that folded rows go to ([`PostgresStore::fold_shards`]); triggers write shards
 /// from 0 up.
@@ -203,9 +205,10 @@ impl PostgresStore {
 
     /// [`Store::compact_counters`](crate::store::Store::compact_counters) on this store: the
     /// shards' rows (of past minutes, for the history) move into shard [`FOLDED`], which no
-    /// trigger writes. Rows a writer holds are skipped (the next fold takes them), so a fold
-    /// never waits on a writer, and no writer waits on a row that it holds.
-    pub(super) async fn fold_shards(&self) -> Result<(), StoreError> {
+    /// trigger writes, and history older than [`FINE_MINUTES`] into rows of [`ROLLUP`]
+    /// minutes. Rows a writer holds are skipped (the next fold takes them), so a fold never
+    /// waits on a writer, and no writer waits on a row that it holds.
+    pub(super) async fn fold_shards(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let client = self.client().await?;
         let counts = format!(
             "WITH picked AS (
@@ -237,7 +240,8 @@ impl PostgresStore {
         .join(", ");
         let minutes = format!(
             "WITH picked AS (
-                SELECT ctid FROM taskflow_minutes WHERE shard <> {FOLDED} AND minute < $1
+                SELECT ctid FROM taskflow_minutes
+                WHERE (shard <> {FOLDED} AND minute < $1) OR (minute < $2 AND minute % {ROLLUP} <> 0)
                 FOR UPDATE SKIP LOCKED
             ), gone AS (
                 DELETE FROM taskflow_minutes m USING picked WHERE m.ctid = picked.ctid RETURNING m.*
@@ -245,7 +249,8 @@ impl PostgresStore {
             INSERT INTO taskflow_minutes AS m (minute, func_name, queue, shard, enqueued, succeeded,
                 failed, interrupted, cancelled, retried, timed, seconds, min_duration,
                 max_duration, {list})
-            SELECT minute, func_name, queue, {FOLDED}, {sums}
+            SELECT CASE WHEN minute < $2 THEN minute - minute % {ROLLUP} ELSE minute END,
+                func_name, queue, {FOLDED}, {sums}
             FROM gone GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
             ON CONFLICT (minute, func_name, queue, shard) DO UPDATE SET {add},
                 min_duration = LEAST(m.min_duration, EXCLUDED.min_duration),
@@ -255,9 +260,10 @@ impl PostgresStore {
                 .trim_start_matches(", func_name, queue, "),
             hists = each_column(|h| format!("{h} = m.{h} + EXCLUDED.{h}")),
         );
-        let past = minute_of(Utc::now());
+        let past = minute_of(now);
+        let coarse = past - FINE_MINUTES;
         client.execute(&counts, &[]).await.map_err(unavailable)?;
-        client.execute(&minutes, &[&past]).await.map_err(unavailable)?;
+        client.execute(&minutes, &[&past, &coarse]).await.map_err(unavailable)?;
         Ok(())
     }
 

@@ -267,8 +267,8 @@ impl Store for PostgresStore {
         self.read_history(since, step).await
     }
 
-    async fn compact_counters(&self) -> Result<(), StoreError> {
-        self.fold_shards().await
+    async fn compact_counters(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.fold_shards(now).await
     }
 
     async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {

@@ -10,7 +10,9 @@ use super::{SqliteStore, StoreError};
 use crate::store::counters::sql::{
     each_column, grouped, histogram_definitions, histogram_list, per_bucket,
 };
-use crate::store::counters::{BUCKETS, MinuteCounts, StatusCount, minute_start};
+use crate::store::counters::{
+    BUCKETS, FINE_MINUTES, MinuteCounts, ROLLUP, StatusCount, minute_start,
+};
 
 /// Microseconds in a minute: stored times are microseconds.
 const MINUTE_US: i64 = 60_000_000;
@@ -42,17 +44,9 @@ pub(super) fn migration() -> String {
                 {bucket_flags}
             FROM (SELECT NEW.duration IS NOT NULL AND NEW.status <> 'cancelled' AS timed)
             WHERE true
-            ON CONFLICT DO UPDATE SET succeeded = succeeded + excluded.succeeded,
-                failed = failed + excluded.failed, interrupted = interrupted + excluded.interrupted,
-                cancelled = cancelled + excluded.cancelled, timed = timed + excluded.timed,
-                seconds = seconds + excluded.seconds,
-                min_duration = min(coalesce(min_duration, excluded.min_duration),
-                                   coalesce(excluded.min_duration, min_duration)),
-                max_duration = max(coalesce(max_duration, excluded.max_duration),
-                                   coalesce(excluded.max_duration, max_duration)),
-                {sums};",
+            ON CONFLICT DO UPDATE SET {add};",
         list = histogram_list(),
-        sums = each_column(|h| format!("{h} = {h} + excluded.{h}")),
+        add = adding(),
     );
     format!(
         "CREATE TABLE task_counts (
@@ -109,6 +103,31 @@ pub(super) fn migration() -> String {
     )
 }
 
+/// An upsert's `SET` list that adds a `task_minutes` row's figures to the stored ones.
+fn adding() -> String {
+    let sums = [
+        "enqueued",
+        "succeeded",
+        "failed",
+        "interrupted",
+        "cancelled",
+        "retried",
+        "timed",
+        "seconds",
+    ]
+    .iter()
+    .map(|c| format!("{c} = {c} + excluded.{c}"))
+    .collect::<Vec<_>>()
+    .join(", ");
+    format!(
+        "{sums}, min_duration = min(coalesce(min_duration, excluded.min_duration),
+            coalesce(excluded.min_duration, min_duration)),
+         max_duration = max(coalesce(max_duration, excluded.max_duration),
+            coalesce(excluded.max_duration, max_duration)), {}",
+        each_column(|h| format!("{h} = {h} + excluded.{h}"))
+    )
+}
+
 impl SqliteStore {
     /// [`Store::counts`](crate::store::Store::counts) on this store.
     pub(super) async fn read_counts(&self) -> Result<Vec<StatusCount>, StoreError> {
@@ -152,6 +171,33 @@ impl SqliteStore {
             })
             .await?;
         rows.iter().map(minute_row).collect()
+    }
+
+    /// [`Store::compact_counters`](crate::store::Store::compact_counters) on this store: the
+    /// history older than [`FINE_MINUTES`] is merged into rows of [`ROLLUP`] minutes, in one
+    /// transaction.
+    pub(super) async fn roll_up(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let coarse = micros(now).div_euclid(MINUTE_US) - FINE_MINUTES;
+        let sql = format!(
+            "INSERT INTO task_minutes (minute, func_name, queue, enqueued, succeeded, failed,
+                interrupted, cancelled, retried, timed, seconds, min_duration, max_duration, {list})
+             SELECT {columns} FROM task_minutes WHERE minute < ?1 AND minute % {ROLLUP} <> 0
+             GROUP BY 1, 2, 3
+             ON CONFLICT DO UPDATE SET {add}",
+            list = histogram_list(),
+            columns = grouped(&format!("minute - minute % {ROLLUP}"), str::to_owned),
+            add = adding(),
+        );
+        self.writer
+            .call(move |conn| {
+                conn.execute(&sql, [coarse]).map_err(super::unavailable)?;
+                let gone = format!(
+                    "DELETE FROM task_minutes WHERE minute < ?1 AND minute % {ROLLUP} <> 0"
+                );
+                conn.execute(&gone, [coarse]).map_err(super::unavailable)?;
+                Ok(())
+            })
+            .await
     }
 
     /// [`Store::trim_history`](crate::store::Store::trim_history) on this store.

@@ -259,6 +259,10 @@ impl Store for SqliteStore {
         self.drop_history(before).await
     }
 
+    async fn compact_counters(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.roll_up(now).await
+    }
+
     async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {
         let began = std::time::Instant::now();
         let fetched = self.fetch_available(fetch).await?;
