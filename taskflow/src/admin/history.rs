@@ -29,7 +29,7 @@ const MAX_WINDOW: Duration = Duration::from_secs(31 * 24 * 3600);
 const MAX_POINTS: i64 = 1440;
 
 /// One step of the history.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Serialize)]
 pub(crate) struct Point {
     /// The step's start.
     at: DateTime<Utc>,
@@ -45,10 +45,24 @@ pub(crate) struct Point {
     max_duration: Option<f64>,
     /// Tasks pending or running at the step's end (every queue the answer covers).
     depth: i64,
-    #[serde(skip)]
-    timed: i64,
-    #[serde(skip)]
-    seconds: f64,
+}
+
+impl Point {
+    /// The point of `sum`, the step's counts.
+    fn of(sum: &MinuteCounts) -> Point {
+        Point {
+            at: sum.minute,
+            enqueued: sum.enqueued,
+            succeeded: sum.succeeded,
+            failed: sum.failed,
+            interrupted: sum.interrupted,
+            cancelled: sum.cancelled,
+            retried: sum.retried,
+            avg_duration: (sum.timed > 0).then(|| sum.seconds / sum.timed as f64),
+            max_duration: sum.max_duration,
+            depth: 0,
+        }
+    }
 }
 
 /// One queue's depth at the end of each point.
@@ -126,27 +140,20 @@ pub(crate) async fn history(
     let minutes: Vec<&MinuteCounts> =
         minutes.iter().filter(|m| wanted(&m.func_name, &m.queue)).collect();
 
-    let mut series: Vec<Point> = (0..points)
-        .map(|i| Point { at: minute_start(first + i * step), ..Point::default() })
+    let mut sums: Vec<MinuteCounts> = (0..points)
+        .map(|i| MinuteCounts { minute: minute_start(first + i * step), ..MinuteCounts::default() })
         .collect();
     let mut net: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut functions: BTreeMap<&str, MinuteCounts> = BTreeMap::new();
     for minute in &minutes {
         let index = (minute_of(minute.minute) - first).div_euclid(step);
-        let Some(point) = usize::try_from(index).ok().and_then(|i| series.get_mut(i)) else {
+        let Some(sum) = usize::try_from(index).ok().and_then(|i| sums.get_mut(i)) else {
             continue;
         };
-        point.enqueued += minute.enqueued;
-        point.succeeded += minute.succeeded;
-        point.failed += minute.failed;
-        point.interrupted += minute.interrupted;
-        point.cancelled += minute.cancelled;
-        point.retried += minute.retried;
-        point.timed += minute.timed;
-        point.seconds += minute.seconds;
-        point.max_duration =
-            crate::store::counters::greater(point.max_duration, minute.max_duration);
-        let flow = net.entry(&minute.queue).or_insert_with(|| vec![0; series.len()]);
+        let at = sum.minute;
+        sum.add(minute);
+        sum.minute = at;
+        let flow = net.entry(&minute.queue).or_insert_with(|| vec![0; points as usize]);
         flow[index as usize] += minute.enqueued - minute.ended();
         functions.entry(&minute.func_name).or_default().add(minute);
     }
@@ -164,15 +171,13 @@ pub(crate) async fn history(
     };
     let mut queues = Vec::new();
     for name in names {
-        let flow = net.get(name).cloned().unwrap_or_else(|| vec![0; series.len()]);
+        let flow = net.get(name).cloned().unwrap_or_else(|| vec![0; sums.len()]);
         queues.push(QueueDepth {
             queue: name.to_owned(),
             depth: depth_back(now_depth.get(name).copied().unwrap_or(0), &flow),
         });
     }
-    for point in &mut series {
-        point.avg_duration = (point.timed > 0).then(|| point.seconds / point.timed as f64);
-    }
+    let mut series: Vec<Point> = sums.iter().map(Point::of).collect();
     for (i, point) in series.iter_mut().enumerate() {
         point.depth = queues.iter().map(|q| q.depth[i]).sum();
     }

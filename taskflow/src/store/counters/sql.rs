@@ -40,8 +40,22 @@ pub(crate) fn per_bucket(d: &str, then: impl Fn(&str) -> String) -> String {
 }
 
 /// `assign(column)` for each histogram column, joined by commas (an upsert's `SET` list).
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn each_column(assign: impl Fn(&str) -> String) -> String {
     histogram_columns().iter().map(|column| assign(column)).collect::<Vec<_>>().join(", ")
+}
+
+/// The figures of a history row that add up (besides the histogram's): every one but the
+/// least and greatest duration.
+pub(crate) const ADDED: [&str; 8] =
+    ["enqueued", "succeeded", "failed", "interrupted", "cancelled", "retried", "timed", "seconds"];
+
+/// `assign(column)` for each figure of a history row that adds up, the histogram's too,
+/// joined by commas: the part of an upsert's `SET` list that adds one row into another.
+pub(crate) fn adding(assign: impl Fn(&str) -> String) -> String {
+    let mut all: Vec<String> = ADDED.iter().map(|column| assign(column)).collect();
+    all.extend(histogram_columns().iter().map(|column| assign(column)));
+    all.join(", ")
 }
 
 /// The select list and grouping that read `taskflow_minutes`-shaped rows in steps: `bucket`
@@ -51,7 +65,7 @@ pub(crate) fn each_column(assign: impl Fn(&str) -> String) -> String {
 /// `timed` and `seconds`, the least `min_duration`, the greatest `max_duration`, then the
 /// histogram's sums; the shards and minutes of a step come out as one row.
 pub(crate) fn grouped(bucket: &str, total: impl Fn(&str) -> String) -> String {
-    let sums = ["enqueued", "succeeded", "failed", "interrupted", "cancelled", "retried", "timed"]
+    let sums = ADDED[..ADDED.len() - 1]
         .iter()
         .map(|column| total(&format!("sum({column})")))
         .collect::<Vec<_>>()

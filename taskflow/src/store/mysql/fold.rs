@@ -12,7 +12,7 @@ use mysql_async::{TxOpts, Value};
 use super::row::Cells;
 use super::{MysqlStore, StoreError, unavailable};
 use crate::store::counters::minute_of;
-use crate::store::counters::sql::{each_column, grouped, histogram_list};
+use crate::store::counters::sql::{adding, grouped, histogram_list};
 
 /// The shard that folded rows go to; triggers write shards from 0 up.
 const FOLDED: i64 = -1;
@@ -54,20 +54,7 @@ impl MysqlStore {
                 .to_owned(),
             only: "",
         };
-        let added = [
-            "enqueued",
-            "succeeded",
-            "failed",
-            "interrupted",
-            "cancelled",
-            "retried",
-            "timed",
-            "seconds",
-        ]
-        .iter()
-        .map(|c| format!("{c} = {c} + VALUES({c})"))
-        .collect::<Vec<_>>()
-        .join(", ");
+        let added = adding(|c| format!("{c} = {c} + VALUES({c})"));
         let minutes = Table {
             name: "taskflow_minutes",
             keys: &["minute", "func_name", "queue"],
@@ -83,8 +70,7 @@ impl MysqlStore {
                 "{added}, min_duration = LEAST(COALESCE(min_duration, VALUES(min_duration)), \
                      COALESCE(VALUES(min_duration), min_duration)), \
                  max_duration = GREATEST(COALESCE(max_duration, VALUES(max_duration)), \
-                     COALESCE(VALUES(max_duration), max_duration)), {}",
-                each_column(|h| format!("{h} = {h} + VALUES({h})"))
+                     COALESCE(VALUES(max_duration), max_duration))"
             ),
             only: "AND minute < ?",
         };

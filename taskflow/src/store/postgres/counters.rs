@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 use super::{PostgresStore, unavailable};
 use crate::store::StoreError;
 use crate::store::counters::sql::{
-    each_column, grouped, histogram_definitions, histogram_list, per_bucket,
+    adding, each_column, grouped, histogram_definitions, histogram_list, per_bucket,
 };
 use crate::store::counters::{
     BUCKETS, FINE_MINUTES, MinuteCounts, ROLLUP, SHARDS, StatusCount, minute_of, minute_start,
@@ -224,20 +224,7 @@ impl PostgresStore {
                 tasks = c.tasks + EXCLUDED.tasks, timed = c.timed + EXCLUDED.timed,
                 seconds = c.seconds + EXCLUDED.seconds"
         );
-        let add = [
-            "enqueued",
-            "succeeded",
-            "failed",
-            "interrupted",
-            "cancelled",
-            "retried",
-            "timed",
-            "seconds",
-        ]
-        .iter()
-        .map(|column| format!("{column} = m.{column} + EXCLUDED.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+        let add = adding(|c| format!("{c} = m.{c} + EXCLUDED.{c}"));
         let minutes = format!(
             "WITH picked AS (
                 SELECT ctid FROM taskflow_minutes
@@ -254,11 +241,10 @@ impl PostgresStore {
             FROM gone GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
             ON CONFLICT (minute, func_name, queue, shard) DO UPDATE SET {add},
                 min_duration = LEAST(m.min_duration, EXCLUDED.min_duration),
-                max_duration = GREATEST(m.max_duration, EXCLUDED.max_duration), {hists}",
+                max_duration = GREATEST(m.max_duration, EXCLUDED.max_duration)",
             list = histogram_list(),
             sums = grouped("", |sum| format!("{sum}::bigint"))
                 .trim_start_matches(", func_name, queue, "),
-            hists = each_column(|h| format!("{h} = m.{h} + EXCLUDED.{h}")),
         );
         let past = minute_of(now);
         let coarse = past - FINE_MINUTES;

@@ -8,7 +8,7 @@ use super::reads::select;
 use super::row::{RawRow, micros};
 use super::{SqliteStore, StoreError};
 use crate::store::counters::sql::{
-    each_column, grouped, histogram_definitions, histogram_list, per_bucket,
+    self, grouped, histogram_definitions, histogram_list, per_bucket,
 };
 use crate::store::counters::{
     BUCKETS, FINE_MINUTES, MinuteCounts, ROLLUP, StatusCount, minute_start,
@@ -105,26 +105,12 @@ pub(super) fn migration() -> String {
 
 /// An upsert's `SET` list that adds a `task_minutes` row's figures to the stored ones.
 fn adding() -> String {
-    let sums = [
-        "enqueued",
-        "succeeded",
-        "failed",
-        "interrupted",
-        "cancelled",
-        "retried",
-        "timed",
-        "seconds",
-    ]
-    .iter()
-    .map(|c| format!("{c} = {c} + excluded.{c}"))
-    .collect::<Vec<_>>()
-    .join(", ");
     format!(
-        "{sums}, min_duration = min(coalesce(min_duration, excluded.min_duration),
+        "{}, min_duration = min(coalesce(min_duration, excluded.min_duration),
             coalesce(excluded.min_duration, min_duration)),
          max_duration = max(coalesce(max_duration, excluded.max_duration),
-            coalesce(excluded.max_duration, max_duration)), {}",
-        each_column(|h| format!("{h} = {h} + excluded.{h}"))
+            coalesce(excluded.max_duration, max_duration))",
+        sql::adding(|c| format!("{c} = {c} + excluded.{c}"))
     )
 }
 
