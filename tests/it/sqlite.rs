@@ -225,7 +225,7 @@ async fn unusable_database_files_are_clear_errors() {
     rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", 99).unwrap();
     let err = SqliteStore::open(&newer).unwrap_err();
     assert!(
-        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 10, .. }),
+        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 11, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("upgrade taskflow"), "{err}");
@@ -452,10 +452,7 @@ async fn a_version_1_file_is_migrated_for_fetching() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP TRIGGER tasks_count_insert; DROP TRIGGER tasks_count_insert_end;
-         DROP TRIGGER tasks_count_delete; DROP TRIGGER tasks_count_update;
-         DROP TRIGGER tasks_count_end; DROP TRIGGER tasks_count_retry;
-         DROP TABLE task_counts; DROP TABLE task_minutes;
+        "DROP TABLE task_counts; DROP TABLE task_minutes;
          ALTER TABLE tasks DROP COLUMN progress;
          DROP TABLE revoked_sessions; DROP TABLE schedules; DROP TABLE instances;
          DROP INDEX tasks_queue_active;

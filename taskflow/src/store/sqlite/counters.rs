@@ -18,36 +18,9 @@ use crate::store::counters::{
 const MINUTE_US: i64 = 60_000_000;
 
 /// Schema version 10: `task_counts` (tasks by function, queue and status, with their
-/// durations) filled from the rows there are, `task_minutes` (per-minute events), and the
-/// triggers that keep both.
+/// durations) filled from the rows there are, and `task_minutes` (per-minute events). The
+/// writer connection keeps them ([`install`], [`fold`]).
 pub(super) fn migration() -> String {
-    let now_us = "(CAST(strftime('%s', 'now') AS INTEGER) * 1000000)";
-    let add = "ON CONFLICT DO UPDATE SET tasks = tasks + excluded.tasks, \
-               timed = timed + excluded.timed, seconds = seconds + excluded.seconds";
-    let counted = |row: &str, sign: &str| {
-        format!(
-            "INSERT INTO task_counts (func_name, queue, status, tasks, timed, seconds)
-             VALUES ({row}.func_name, {row}.queue, {row}.status, {sign}1,
-                     {sign}({row}.duration IS NOT NULL), {sign}coalesce({row}.duration, 0)) {add};"
-        )
-    };
-    let bucket_flags = per_bucket("NEW.duration", |test| {
-        format!("CASE WHEN NEW.status <> 'cancelled' AND {test} THEN 1 ELSE 0 END")
-    });
-    let ended = format!(
-        "INSERT INTO task_minutes (minute, func_name, queue, succeeded, failed, interrupted,
-                cancelled, timed, seconds, min_duration, max_duration, {list})
-            SELECT coalesce(NEW.end_time, {now_us}) / {MINUTE_US}, NEW.func_name, NEW.queue,
-                NEW.status = 'success', NEW.status = 'failed', NEW.status = 'interrupted',
-                NEW.status = 'cancelled', timed, timed * coalesce(NEW.duration, 0),
-                CASE WHEN timed THEN NEW.duration END, CASE WHEN timed THEN NEW.duration END,
-                {bucket_flags}
-            FROM (SELECT NEW.duration IS NOT NULL AND NEW.status <> 'cancelled' AS timed)
-            WHERE true
-            ON CONFLICT DO UPDATE SET {add};",
-        list = histogram_list(),
-        add = adding(),
-    );
     format!(
         "CREATE TABLE task_counts (
             func_name TEXT NOT NULL, queue TEXT NOT NULL, status TEXT NOT NULL,
@@ -66,41 +39,119 @@ pub(super) fn migration() -> String {
             timed INTEGER NOT NULL DEFAULT 0, seconds REAL NOT NULL DEFAULT 0,
             min_duration REAL, max_duration REAL, {histogram},
             PRIMARY KEY (minute, func_name, queue)
-        ) WITHOUT ROWID;
-        CREATE TRIGGER tasks_count_insert AFTER INSERT ON tasks BEGIN
+        ) WITHOUT ROWID;",
+        histogram = histogram_definitions("INTEGER"),
+    )
+}
+
+/// Schema version 11: an early version 10 kept the counters with triggers in the file; the
+/// writer's connection keeps them now ([`install`]).
+pub(super) const DROP_TRIGGERS: &str = "
+    DROP TRIGGER IF EXISTS tasks_count_insert; DROP TRIGGER IF EXISTS tasks_count_insert_end;
+    DROP TRIGGER IF EXISTS tasks_count_delete; DROP TRIGGER IF EXISTS tasks_count_update;
+    DROP TRIGGER IF EXISTS tasks_count_end; DROP TRIGGER IF EXISTS tasks_count_retry";
+
+/// Sets up the writer's connection to count: temporary triggers on `tasks` append each
+/// change to two temporary tables (a plain append, no lookup), which [`fold`] adds into the
+/// counters once per transaction, so a batch of a thousand outcomes costs a few upserts, not
+/// thousands. The triggers are the connection's own: the writer is the file's only writer.
+pub(super) fn install(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let now_us = "(CAST(strftime('%s', 'now') AS INTEGER) * 1000000)";
+    let counted = |row: &str, sign: &str| {
+        format!(
+            "INSERT INTO temp.count_moves VALUES ({row}.func_name, {row}.queue, {row}.status,
+                {sign}1, {sign}({row}.duration IS NOT NULL), {sign}coalesce({row}.duration, 0));"
+        )
+    };
+    let bucket_flags = per_bucket("NEW.duration", |test| {
+        format!("CASE WHEN NEW.status <> 'cancelled' AND {test} THEN 1 ELSE 0 END")
+    });
+    let ended = format!(
+        "INSERT INTO temp.minute_moves (minute, func_name, queue, succeeded, failed, interrupted,
+                cancelled, timed, seconds, min_duration, max_duration, {list})
+            SELECT coalesce(NEW.end_time, {now_us}) / {MINUTE_US}, NEW.func_name, NEW.queue,
+                NEW.status = 'success', NEW.status = 'failed', NEW.status = 'interrupted',
+                NEW.status = 'cancelled', timed, timed * coalesce(NEW.duration, 0),
+                CASE WHEN timed THEN NEW.duration END, CASE WHEN timed THEN NEW.duration END,
+                {bucket_flags}
+            FROM (SELECT NEW.duration IS NOT NULL AND NEW.status <> 'cancelled' AS timed);",
+        list = histogram_list(),
+    );
+    let moves = histogram_definitions("INTEGER");
+    conn.execute_batch(&format!(
+        "CREATE TEMP TABLE count_moves (func_name TEXT, queue TEXT, status TEXT, tasks INTEGER,
+            timed INTEGER, seconds REAL);
+        CREATE TEMP TABLE minute_moves (
+            minute INTEGER, func_name TEXT, queue TEXT, enqueued INTEGER NOT NULL DEFAULT 0,
+            succeeded INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
+            interrupted INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0,
+            retried INTEGER NOT NULL DEFAULT 0, timed INTEGER NOT NULL DEFAULT 0,
+            seconds REAL NOT NULL DEFAULT 0, min_duration REAL, max_duration REAL, {moves});
+        CREATE TEMP TRIGGER tasks_count_insert AFTER INSERT ON main.tasks BEGIN
             {insert_new}
-            INSERT INTO task_minutes (minute, func_name, queue, enqueued)
-            VALUES (NEW.created_at / {MINUTE_US}, NEW.func_name, NEW.queue, 1)
-            ON CONFLICT DO UPDATE SET enqueued = enqueued + 1;
+            INSERT INTO temp.minute_moves (minute, func_name, queue, enqueued)
+            VALUES (NEW.created_at / {MINUTE_US}, NEW.func_name, NEW.queue, 1);
         END;
-        CREATE TRIGGER tasks_count_delete AFTER DELETE ON tasks BEGIN
+        CREATE TEMP TRIGGER tasks_count_delete AFTER DELETE ON main.tasks BEGIN
             {delete_old}
         END;
-        CREATE TRIGGER tasks_count_update AFTER UPDATE OF status, duration, func_name, queue ON tasks
+        CREATE TEMP TRIGGER tasks_count_update
+        AFTER UPDATE OF status, duration, func_name, queue ON main.tasks
         WHEN OLD.status IS NOT NEW.status OR OLD.duration IS NOT NEW.duration
             OR OLD.func_name IS NOT NEW.func_name OR OLD.queue IS NOT NEW.queue BEGIN
             {delete_old}
             {insert_new}
         END;
-        CREATE TRIGGER tasks_count_end AFTER UPDATE OF status ON tasks
+        CREATE TEMP TRIGGER tasks_count_end AFTER UPDATE OF status ON main.tasks
         WHEN OLD.status IN ('pending', 'running')
             AND NEW.status IN ('success', 'failed', 'interrupted', 'cancelled') BEGIN
-            {ended}        END;
-        CREATE TRIGGER tasks_count_insert_end AFTER INSERT ON tasks
+            {ended}
+        END;
+        CREATE TEMP TRIGGER tasks_count_insert_end AFTER INSERT ON main.tasks
         WHEN NEW.status IN ('success', 'failed', 'interrupted', 'cancelled') BEGIN
             {ended}
         END;
-        CREATE TRIGGER tasks_count_retry AFTER UPDATE OF retries_used ON tasks
+        CREATE TEMP TRIGGER tasks_count_retry AFTER UPDATE OF retries_used ON main.tasks
         WHEN NEW.retries_used > OLD.retries_used BEGIN
-            INSERT INTO task_minutes (minute, func_name, queue, retried)
+            INSERT INTO temp.minute_moves (minute, func_name, queue, retried)
             VALUES ({now_us} / {MINUTE_US}, NEW.func_name, NEW.queue,
-                    NEW.retries_used - OLD.retries_used)
-            ON CONFLICT DO UPDATE SET retried = retried + excluded.retried;
+                    NEW.retries_used - OLD.retries_used);
         END;",
-        histogram = histogram_definitions("INTEGER"),
         insert_new = counted("NEW", ""),
         delete_old = counted("OLD", "-"),
-    )
+    ))
+}
+
+/// Adds what the transaction's writes appended ([`install`]) into the counters, in the same
+/// transaction, and empties the appends. Run by the writer before each commit.
+pub(super) fn fold(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    let counts = "INSERT INTO task_counts (func_name, queue, status, tasks, timed, seconds)
+        SELECT func_name, queue, status, sum(tasks), sum(timed), sum(seconds)
+        FROM temp.count_moves WHERE true GROUP BY 1, 2, 3
+        ON CONFLICT DO UPDATE SET tasks = tasks + excluded.tasks,
+            timed = timed + excluded.timed, seconds = seconds + excluded.seconds";
+    let minutes = format!(
+        "INSERT INTO task_minutes (minute, func_name, queue, enqueued, succeeded, failed,
+            interrupted, cancelled, retried, timed, seconds, min_duration, max_duration, {list})
+        SELECT {columns} FROM temp.minute_moves WHERE true GROUP BY 1, 2, 3
+        ON CONFLICT DO UPDATE SET {add}",
+        list = histogram_list(),
+        columns = grouped("minute", str::to_owned),
+        add = adding(),
+    );
+    let any: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM temp.count_moves) OR EXISTS (SELECT 1 FROM temp.minute_moves)",
+        [],
+        |row| row.get(0),
+    )?;
+    if !any {
+        return Ok(());
+    }
+    conn.prepare_cached(counts)?.execute([])?;
+    conn.prepare_cached(&minutes)?.execute([])?;
+    conn.prepare_cached("DELETE FROM temp.count_moves")?.execute([])?;
+    conn.prepare_cached("DELETE FROM temp.minute_moves")?.execute([])?;
+    Ok(())
 }
 
 /// An upsert's `SET` list that adds a `task_minutes` row's figures to the stored ones.

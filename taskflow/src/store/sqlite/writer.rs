@@ -139,6 +139,14 @@ fn run(
                 Command::Close(reply) => close = Some(reply),
             }
         }
+        // The counters take the batch's changes in the same transaction.
+        if began
+            && aborted.is_none()
+            && let Err(err) = super::counters::fold(&conn)
+        {
+            let _ = conn.execute_batch("ROLLBACK");
+            aborted = Some((done.len(), unavailable(err)));
+        }
         let commit = match &aborted {
             Some((_, err)) => Err(err.clone()),
             None if began => conn.execute_batch("COMMIT").map_err(unavailable),
