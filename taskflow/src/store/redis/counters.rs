@@ -23,12 +23,19 @@ local ENDS = {success = 'succeeded', failed = 'failed', interrupted = 'interrupt
 local function facts(t)
   return redis.call('HMGET', t, 'status', 'duration', 'retries', 'func', 'queue', 'end_us', 'created_us')
 end
+-- A stored number, or nil when the field holds something else (a damaged task counts as
+-- one without it rather than failing the script that changes it).
+local function number(v)
+  local n = tonumber(v)
+  if n and n == n and n > -1e300 and n < 1e300 then return n end
+end
 local function tally(p, k, status, d, sign)
   local field = k..'\n'..status
   redis.call('HINCRBY', p..':cn', field, sign)
-  if d then
+  local seconds = number(d)
+  if seconds then
     redis.call('HINCRBY', p..':ct', field, sign)
-    redis.call('HINCRBYFLOAT', p..':cs', field, sign * tonumber(d))
+    redis.call('HINCRBYFLOAT', p..':cs', field, sign * seconds)
   end
 end
 local function minute_key(p, minute)
@@ -47,14 +54,14 @@ local function counted(p, t, before)
     if new then tally(p, k, new, after[2], 1) end
   end
   if new and not old then
-    local m = minute_key(p, math.floor((tonumber(after[7]) or 0) / 60000000))
+    local m = minute_key(p, math.floor((number(after[7]) or 0) / 60000000))
     redis.call('HINCRBY', m, k..'\nenqueued', 1)
   end
   if ENDS[new] and (not old or old == 'pending' or old == 'running') then
-    local at = tonumber(after[6])
+    local at = number(after[6])
     local m = minute_key(p, at and math.floor(at / 60000000) or now_minute())
     redis.call('HINCRBY', m, k..'\n'..ENDS[new], 1)
-    local d = tonumber(after[2])
+    local d = number(after[2])
     if d and new ~= 'cancelled' then
       redis.call('HINCRBY', m, k..'\ntimed', 1)
       redis.call('HINCRBYFLOAT', m, k..'\nseconds', d)
@@ -68,7 +75,7 @@ local function counted(p, t, before)
       redis.call('HINCRBY', m, k..'\nh'..bucket, 1)
     end
   end
-  local tries = (tonumber(after[3]) or 0) - (tonumber(before[3]) or 0)
+  local tries = math.floor((number(after[3]) or 0) - (number(before[3]) or 0))
   if old and new and tries > 0 then
     redis.call('HINCRBY', minute_key(p, now_minute()), k..'\nretried', tries)
   end
