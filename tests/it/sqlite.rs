@@ -225,7 +225,7 @@ async fn unusable_database_files_are_clear_errors() {
     rusqlite::Connection::open(&newer).unwrap().pragma_update(None, "user_version", 99).unwrap();
     let err = SqliteStore::open(&newer).unwrap_err();
     assert!(
-        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 11, .. }),
+        matches!(err, StoreError::IncompatibleSchema { found: 99, supported: 10, .. }),
         "{err:?}"
     );
     assert!(err.to_string().contains("upgrade taskflow"), "{err}");

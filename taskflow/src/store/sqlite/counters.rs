@@ -44,13 +44,6 @@ pub(super) fn migration() -> String {
     )
 }
 
-/// Schema version 11: an early version 10 kept the counters with triggers in the file; the
-/// writer's connection keeps them now ([`install`]).
-pub(super) const DROP_TRIGGERS: &str = "
-    DROP TRIGGER IF EXISTS tasks_count_insert; DROP TRIGGER IF EXISTS tasks_count_insert_end;
-    DROP TRIGGER IF EXISTS tasks_count_delete; DROP TRIGGER IF EXISTS tasks_count_update;
-    DROP TRIGGER IF EXISTS tasks_count_end; DROP TRIGGER IF EXISTS tasks_count_retry";
-
 /// Sets up the writer's connection to count: temporary triggers on `tasks` append each
 /// change to two temporary tables (a plain append, no lookup), which [`fold`] adds into the
 /// counters once per transaction, so a batch of a thousand outcomes costs a few upserts, not

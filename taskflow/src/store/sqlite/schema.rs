@@ -11,7 +11,7 @@ use super::{Durability, SqliteOptions};
 use crate::store::StoreError;
 
 /// The schema version this binary writes. Migrations take older files up to it.
-pub(super) const SCHEMA_VERSION: i64 = 11;
+pub(super) const SCHEMA_VERSION: i64 = 10;
 
 /// How long opening waits for another connection to let go of the file.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
@@ -37,9 +37,8 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// functions (`func_name NOT IN (...)`) filters them in the index without reading their rows.
 /// Version 7 keeps the schedules in `schedules`, each as JSON text. Version 8 keeps revoked
 /// admin sessions. Version 9 adds `progress`, what a task's code last reported of how far it
-/// got (JSON). Version 10 adds the counters ([`super::counters::migration`]); version 11
-/// drops the triggers an early version 10 kept them with (the writer keeps them now).
-/// Opening installs the writer's counting ([`super::counters::install`]).
+/// got (JSON). Version 10 adds the counters ([`super::counters::migration`]), which the
+/// writer's connection keeps: opening installs its counting ([`super::counters::install`]).
 const MIGRATIONS: [&str; 9] = [
     "
     CREATE TABLE tasks (
@@ -242,8 +241,7 @@ pub(super) fn open(path: &Path, options: &SqliteOptions) -> Result<Connection, S
         });
     }
     let migrations = MIGRATIONS.iter().map(|m| (*m).to_owned());
-    let migrations =
-        migrations.chain([super::counters::migration(), super::counters::DROP_TRIGGERS.to_owned()]);
+    let migrations = migrations.chain(std::iter::once(super::counters::migration()));
     for (from, migration) in migrations.enumerate().skip(found as usize) {
         let to = from as i64 + 1;
         let script = format!("BEGIN; {migration}; PRAGMA user_version = {to}; COMMIT;");
