@@ -80,7 +80,11 @@ impl MysqlStore {
 
     async fn fold(&self, table: &Table, only: Vec<Value>) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        let mut tx = conn.start_transaction(TxOpts::default()).await.map_err(unavailable)?;
+        // READ COMMITTED, as the fetch: no gap locks, so the triggers' inserts into the
+        // shards never wait on the fold (SKIP LOCKED passes over the rows they hold).
+        let mut options = TxOpts::default();
+        options.with_isolation_level(mysql_async::IsolationLevel::ReadCommitted);
+        let mut tx = conn.start_transaction(options).await.map_err(unavailable)?;
         let keys = table.keys.join(", ");
         let picked: Vec<mysql_async::Row> = tx
             .exec(
