@@ -5,8 +5,9 @@
 //! - [`StatusCount`]: how many stored tasks share a function, queue and status, with the sum
 //!   of their durations. A task's insert adds it, each change of its status moves it, its
 //!   deletion (pruning, a cleanup) takes it away, so the counts always equal a recount of the
-//!   rows. The SQL stores keep them with triggers, Redis in the scripts that change a task,
-//!   the memory store in code.
+//!   rows. The SQL stores gather the changes of a transaction's statements ([`moves`]) and
+//!   add them up before it commits, Redis counts in the scripts that change a task, the
+//!   memory store in code.
 //! - [`MinuteCounts`]: what happened in one minute to one function's tasks in one queue:
 //!   enqueued, each way of ending, retries, and the durations of the runs that ended (sum,
 //!   min, max and a histogram over [`DURATION_BOUNDS`]). These are events, kept for the
@@ -18,6 +19,8 @@
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) mod sql;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) mod moves;
 mod stats;
 pub use self::stats::quantile;
 mod tally;

@@ -1,6 +1,7 @@
 //! Cancelling pending tasks (by id, or the one waiting under a run key), flagging running
 //! ones, and releasing held ones.
 
+use super::counters::{Returned, minute_at, returned};
 use super::*;
 
 impl SqliteStore {
@@ -70,25 +71,28 @@ impl SqliteStore {
             .writer
             .call(move |conn| {
                 let id = task_id.to_string();
-                let found: Option<(String, Option<String>)> = conn
+                let found: Option<(String, Option<String>, Returned)> = conn
                     .query_row(
-                        "SELECT status, idempotency_key FROM tasks WHERE id = ?1",
+                        "SELECT status, idempotency_key, func_name, queue, duration
+                         FROM tasks WHERE id = ?1",
                         [&id],
-                        |row| Ok((row.get(0)?, row.get(1)?)),
+                        |row| Ok((row.get(0)?, row.get(1)?, returned(row, 2)?)),
                     )
                     .optional()
                     .map_err(unavailable)?;
-                let Some((status, key)) = found else { return Ok((None, None)) };
+                let Some((status, key, counted)) = found else { return Ok((None, None)) };
                 let status: TaskStatus = status
                     .parse()
                     .map_err(|reason| StoreError::Corrupt { id: id.clone(), reason })?;
                 if status == TaskStatus::Pending {
+                    let now = micros(Utc::now());
                     conn.execute(
                         "UPDATE tasks SET status = 'cancelled', end_time = ?2, wait_until = NULL
                          WHERE id = ?1",
-                        params![id, micros(Utc::now())],
+                        params![id, now],
                     )
                     .map_err(unavailable)?;
+                    counted.moved(&mut conn.moves(), "pending", "cancelled", minute_at(now));
                 }
                 Ok((Some(status), key))
             })

@@ -1,7 +1,40 @@
 //! Fenced changes to running tasks and their logs, on the writer thread (so concurrent
 //! outcomes share a commit).
 
+use super::counters::returned;
 use super::*;
+use crate::store::counters::minute_of;
+
+/// The running row a change applies to, as the counters need it: its `seq`, function, queue,
+/// duration, retries used and idempotency key.
+const BEFORE: &str = concat!(
+    "SELECT seq, func_name, queue, duration, retries_used, idempotency_key FROM tasks
+     WHERE seq = ",
+    row_of!(3),
+    " AND id = ?1 AND status = 'running' AND lease_owner = ?2"
+);
+
+/// A run's end, fenced by the lease.
+const FINISH: &str = "UPDATE tasks SET status = ?4, end_time = ?5,
+        duration = (?5 - start_time) / 1000000.0, retries_used = ?6, result = ?7,
+        stacktrace = CASE WHEN ?8 IS NULL THEN stacktrace ELSE ?9 END,
+        error = COALESCE(?8, error), lease_owner = NULL, lease_expires_at = NULL
+    WHERE seq = ?3 AND id = ?1 AND status = 'running' AND lease_owner = ?2
+    RETURNING duration, end_time";
+
+/// A failed run's retry, due later.
+const RESCHEDULE: &str = "UPDATE tasks SET status = 'pending', scheduled_at = ?4,
+        wait_until = ?4, retries_used = ?5,
+        stacktrace = CASE WHEN ?6 IS NULL THEN stacktrace ELSE ?7 END,
+        error = COALESCE(?6, error), lease_owner = NULL, lease_expires_at = NULL
+    WHERE seq = ?3 AND id = ?1 AND status = 'running' AND lease_owner = ?2
+    RETURNING duration, NULL";
+
+/// A run given back to the queue (its runner shut down before it started).
+const REQUEUE: &str = "UPDATE tasks SET status = 'pending', lease_owner = NULL,
+        lease_expires_at = NULL
+    WHERE seq = ?3 AND id = ?1 AND status = 'running' AND lease_owner = ?2
+    RETURNING duration, NULL";
 
 impl SqliteStore {
     /// [`Store::transition`](crate::store::Store::transition) on this store.
@@ -24,78 +57,79 @@ impl SqliteStore {
             .writer
             .call(move |conn| {
                 let id = task_id.to_string();
-                let (sql, values): (&str, Vec<Sql>) = match change {
-                    Transition::Finished {
-                        status,
-                        end_time,
-                        retries_used,
-                        result,
-                        error,
-                        stacktrace,
-                    } => (
-                        concat!(
-                            "UPDATE tasks SET status = ?4, end_time = ?5,
-                                duration = (?5 - start_time) / 1000000.0, retries_used = ?6,
-                                result = ?7,
-                                stacktrace = CASE WHEN ?8 IS NULL THEN stacktrace ELSE ?9 END,
-                                error = COALESCE(?8, error),
-                                lease_owner = NULL, lease_expires_at = NULL
-                             WHERE seq = ",
-                            row_of!(3),
-                            " AND id = ?1 AND status = 'running' AND lease_owner = ?2"
-                        ),
-                        vec![
-                            status.as_str().to_owned().into(),
-                            micros(end_time).into(),
-                            retries_used.into(),
-                            result.as_ref().map_or(Sql::Null, super::row::stored_value),
-                            error.into(),
-                            stacktrace.into(),
-                        ],
-                    ),
-                    Transition::Reschedule { due, retries_used, error, stacktrace } => (
-                        concat!(
-                            "UPDATE tasks SET status = 'pending', scheduled_at = ?4,
-                                wait_until = ?4, retries_used = ?5,
-                                stacktrace = CASE WHEN ?6 IS NULL THEN stacktrace ELSE ?7 END,
-                                error = COALESCE(?6, error),
-                                lease_owner = NULL, lease_expires_at = NULL
-                             WHERE seq = ",
-                            row_of!(3),
-                            " AND id = ?1 AND status = 'running' AND lease_owner = ?2"
-                        ),
-                        vec![
-                            micros(due).into(),
-                            retries_used.into(),
-                            error.into(),
-                            stacktrace.into(),
-                        ],
-                    ),
-                    Transition::Requeue => (
-                        concat!(
-                            "UPDATE tasks SET status = 'pending', lease_owner = NULL,
-                                lease_expires_at = NULL
-                             WHERE seq = ",
-                            row_of!(3),
-                            " AND id = ?1 AND status = 'running' AND lease_owner = ?2"
-                        ),
-                        Vec::new(),
-                    ),
-                };
-                let mut statement = conn.prepare_cached(sql).map_err(unavailable)?;
-                let fixed = [Sql::Text(id.clone()), Sql::Text(owner), seq.into()];
-                let changed = statement
-                    .execute(params_from_iter(fixed.iter().chain(&values)))
-                    .map_err(unavailable)?;
-                if changed == 0 || !releases_key {
-                    return Ok(changed > 0);
-                }
-                let key: Option<String> = conn
-                    .query_row("SELECT idempotency_key FROM tasks WHERE id = ?1", [&id], |r| {
-                        r.get(0)
+                // What the counters need of the row before the change (the writer is the only
+                // one: it is the same row when the update comes).
+                let mut before = conn.prepare_cached(BEFORE).map_err(unavailable)?;
+                let found = before
+                    .query_row(params![id, owner, seq], |row| {
+                        let retries = match row.get::<_, Sql>(4)? {
+                            Sql::Integer(n) => n,
+                            _ => 0,
+                        };
+                        let key = match row.get::<_, Sql>(5)? {
+                            Sql::Text(key) => Some(key),
+                            _ => None,
+                        };
+                        Ok((row.get::<_, i64>(0)?, returned(row, 1)?, retries, key))
                     })
+                    .optional()
                     .map_err(unavailable)?;
-                if let Some(key) = key {
+                let Some((seq, counted, retries_before, key)) = found else { return Ok(false) };
+                let now = minute_of(Utc::now());
+                let (sql, values, after, retries): (&str, Vec<Sql>, &str, Option<u32>) =
+                    match change {
+                        Transition::Finished {
+                            status,
+                            end_time,
+                            retries_used,
+                            result,
+                            error,
+                            stacktrace,
+                        } => (
+                            FINISH,
+                            vec![
+                                status.as_str().to_owned().into(),
+                                micros(end_time).into(),
+                                retries_used.into(),
+                                result.as_ref().map_or(Sql::Null, super::row::stored_value),
+                                error.into(),
+                                stacktrace.into(),
+                            ],
+                            status.as_str(),
+                            Some(retries_used),
+                        ),
+                        Transition::Reschedule { due, retries_used, error, stacktrace } => (
+                            RESCHEDULE,
+                            vec![
+                                micros(due).into(),
+                                retries_used.into(),
+                                error.into(),
+                                stacktrace.into(),
+                            ],
+                            "pending",
+                            Some(retries_used),
+                        ),
+                        Transition::Requeue => (REQUEUE, Vec::new(), "pending", None),
+                    };
+                let mut statement = conn.prepare_cached(sql).map_err(unavailable)?;
+                let fixed = [Sql::Text(id.clone()), Sql::Text(owner), Sql::Integer(seq)];
+                let changed = statement
+                    .query_row(params_from_iter(fixed.iter().chain(&values)), |row| {
+                        Ok((row.get::<_, Option<f64>>(0).ok().flatten(), row.get::<_, Option<i64>>(1)?))
+                    })
+                    .optional()
+                    .map_err(unavailable)?;
+                let Some((duration, end_time)) = changed else { return Ok(false) };
+                let mut moves = conn.moves();
+                let ended = end_time.map_or(now, super::counters::minute_at);
+                let (from, to) = (("running", counted.duration), (after, duration));
+                moves.changed(&counted.func_name, &counted.queue, from, to, ended);
+                if let Some(retries) = retries {
+                    let more = i64::from(retries) - retries_before;
+                    moves.retried(&counted.func_name, &counted.queue, more, now);
+                }
+                drop(moves);
+                if releases_key && let Some(key) = key {
                     release(&keys, &key, &task_id);
                 }
                 Ok(true)

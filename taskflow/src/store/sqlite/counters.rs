@@ -1,17 +1,19 @@
-//! The counters on SQLite ([`crate::store::counters`]): two tables kept by row triggers on
-//! `tasks`, so that every write (an enqueue, a fetch, an outcome, a reclaim, a prune) counts
-//! itself in the same commit.
+//! The counters on SQLite ([`crate::store::counters`]): two tables to which every write that
+//! changes tasks (an enqueue, a fetch, an outcome, a reclaim, a prune) adds its changes, in
+//! the same commit ([`fold`]).
 
 use chrono::{DateTime, Utc};
+use rusqlite::types::Value as Sql;
+use rusqlite::{params, params_from_iter};
 
 use super::reads::select;
 use super::row::{RawRow, micros};
 use super::{SqliteStore, StoreError};
-use crate::store::counters::sql::{
-    self, grouped, histogram_definitions, histogram_list, per_bucket,
-};
+use crate::record::TaskRecord;
+use crate::store::counters::moves::Moves;
+use crate::store::counters::sql::{self, grouped, histogram_definitions, histogram_list};
 use crate::store::counters::{
-    BUCKETS, FINE_MINUTES, MinuteCounts, ROLLUP, StatusCount, minute_start,
+    BUCKETS, FINE_MINUTES, MinuteCounts, ROLLUP, StatusCount, minute_of, minute_start,
 };
 
 /// Microseconds in a minute: stored times are microseconds.
@@ -19,7 +21,7 @@ const MINUTE_US: i64 = 60_000_000;
 
 /// Schema version 10: `task_counts` (tasks by function, queue and status, with their
 /// durations) filled from the rows there are, and `task_minutes` (per-minute events). The
-/// writer connection keeps them ([`install`], [`fold`]).
+/// writer connection keeps them ([`fold`]).
 pub(super) fn migration() -> String {
     format!(
         "CREATE TABLE task_counts (
@@ -44,107 +46,132 @@ pub(super) fn migration() -> String {
     )
 }
 
-/// Sets up the writer's connection to count: temporary triggers on `tasks` append each
-/// change to two temporary tables (a plain append, no lookup), which [`fold`] adds into the
-/// counters once per transaction, so a batch of a thousand outcomes costs a few upserts, not
-/// thousands. The triggers are the connection's own: the writer is the file's only writer.
-pub(super) fn install(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let now_us = "(CAST(strftime('%s', 'now') AS INTEGER) * 1000000)";
-    let counted = |row: &str, sign: &str| {
-        format!(
-            "INSERT INTO temp.count_moves VALUES ({row}.func_name, {row}.queue, {row}.status,
-                {sign}1, {sign}({row}.duration IS NOT NULL), {sign}coalesce({row}.duration, 0));"
-        )
-    };
-    let bucket_flags = per_bucket("NEW.duration", |test| {
-        format!("CASE WHEN NEW.status <> 'cancelled' AND {test} THEN 1 ELSE 0 END")
-    });
-    let ended = format!(
-        "INSERT INTO temp.minute_moves (minute, func_name, queue, succeeded, failed, interrupted,
-                cancelled, timed, seconds, min_duration, max_duration, {list})
-            SELECT coalesce(NEW.end_time, {now_us}) / {MINUTE_US}, NEW.func_name, NEW.queue,
-                NEW.status = 'success', NEW.status = 'failed', NEW.status = 'interrupted',
-                NEW.status = 'cancelled', timed, timed * coalesce(NEW.duration, 0),
-                CASE WHEN timed THEN NEW.duration END, CASE WHEN timed THEN NEW.duration END,
-                {bucket_flags}
-            FROM (SELECT NEW.duration IS NOT NULL AND NEW.status <> 'cancelled' AS timed);",
-        list = histogram_list(),
-    );
-    let moves = histogram_definitions("INTEGER");
-    conn.execute_batch(&format!(
-        "CREATE TEMP TABLE count_moves (func_name TEXT, queue TEXT, status TEXT, tasks INTEGER,
-            timed INTEGER, seconds REAL);
-        CREATE TEMP TABLE minute_moves (
-            minute INTEGER, func_name TEXT, queue TEXT, enqueued INTEGER NOT NULL DEFAULT 0,
-            succeeded INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
-            interrupted INTEGER NOT NULL DEFAULT 0, cancelled INTEGER NOT NULL DEFAULT 0,
-            retried INTEGER NOT NULL DEFAULT 0, timed INTEGER NOT NULL DEFAULT 0,
-            seconds REAL NOT NULL DEFAULT 0, min_duration REAL, max_duration REAL, {moves});
-        CREATE TEMP TRIGGER tasks_count_insert AFTER INSERT ON main.tasks BEGIN
-            {insert_new}
-            INSERT INTO temp.minute_moves (minute, func_name, queue, enqueued)
-            VALUES (NEW.created_at / {MINUTE_US}, NEW.func_name, NEW.queue, 1);
-        END;
-        CREATE TEMP TRIGGER tasks_count_delete AFTER DELETE ON main.tasks BEGIN
-            {delete_old}
-        END;
-        CREATE TEMP TRIGGER tasks_count_update
-        AFTER UPDATE OF status, duration, func_name, queue ON main.tasks
-        WHEN OLD.status IS NOT NEW.status OR OLD.duration IS NOT NEW.duration
-            OR OLD.func_name IS NOT NEW.func_name OR OLD.queue IS NOT NEW.queue BEGIN
-            {delete_old}
-            {insert_new}
-        END;
-        CREATE TEMP TRIGGER tasks_count_end AFTER UPDATE OF status ON main.tasks
-        WHEN OLD.status IN ('pending', 'running')
-            AND NEW.status IN ('success', 'failed', 'interrupted', 'cancelled') BEGIN
-            {ended}
-        END;
-        CREATE TEMP TRIGGER tasks_count_insert_end AFTER INSERT ON main.tasks
-        WHEN NEW.status IN ('success', 'failed', 'interrupted', 'cancelled') BEGIN
-            {ended}
-        END;
-        CREATE TEMP TRIGGER tasks_count_retry AFTER UPDATE OF retries_used ON main.tasks
-        WHEN NEW.retries_used > OLD.retries_used BEGIN
-            INSERT INTO temp.minute_moves (minute, func_name, queue, retried)
-            VALUES ({now_us} / {MINUTE_US}, NEW.func_name, NEW.queue,
-                    NEW.retries_used - OLD.retries_used);
-        END;",
-        insert_new = counted("NEW", ""),
-        delete_old = counted("OLD", "-"),
-    ))
-}
-
-/// Adds what the transaction's writes appended ([`install`]) into the counters, in the same
-/// transaction, and empties the appends. Run by the writer before each commit.
-pub(super) fn fold(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    let counts = "INSERT INTO task_counts (func_name, queue, status, tasks, timed, seconds)
-        SELECT func_name, queue, status, sum(tasks), sum(timed), sum(seconds)
-        FROM temp.count_moves WHERE true GROUP BY 1, 2, 3
-        ON CONFLICT DO UPDATE SET tasks = tasks + excluded.tasks,
-            timed = timed + excluded.timed, seconds = seconds + excluded.seconds";
-    let minutes = format!(
-        "INSERT INTO task_minutes (minute, func_name, queue, enqueued, succeeded, failed,
-            interrupted, cancelled, retried, timed, seconds, min_duration, max_duration, {list})
-        SELECT {columns} FROM temp.minute_moves WHERE true GROUP BY 1, 2, 3
-        ON CONFLICT DO UPDATE SET {add}",
-        list = histogram_list(),
-        columns = grouped("minute", str::to_owned),
-        add = adding(),
-    );
-    let any: bool = conn.query_row(
-        "SELECT EXISTS (SELECT 1 FROM temp.count_moves) OR EXISTS (SELECT 1 FROM temp.minute_moves)",
-        [],
-        |row| row.get(0),
-    )?;
-    if !any {
+/// Adds the transaction's counter changes ([`Moves`], recorded by the statements that changed
+/// tasks) to the counters, in the same transaction, one upsert per key. Run by the writer
+/// before each commit.
+pub(super) fn fold(conn: &rusqlite::Connection, moves: &mut Moves) -> rusqlite::Result<()> {
+    if moves.is_empty() {
         return Ok(());
     }
-    conn.prepare_cached(counts)?.execute([])?;
-    conn.prepare_cached(&minutes)?.execute([])?;
-    conn.prepare_cached("DELETE FROM temp.count_moves")?.execute([])?;
-    conn.prepare_cached("DELETE FROM temp.minute_moves")?.execute([])?;
+    let (counts, minutes) = moves.take();
+    let mut add_count = conn.prepare_cached(
+        "INSERT INTO task_counts (func_name, queue, status, tasks, timed, seconds)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT DO UPDATE SET tasks = tasks + excluded.tasks,
+            timed = timed + excluded.timed, seconds = seconds + excluded.seconds",
+    )?;
+    for count in counts.iter().filter(|count| count.tasks != 0 || count.timed != 0) {
+        add_count.execute(params![
+            count.func_name,
+            count.queue,
+            count.status,
+            count.tasks,
+            count.timed,
+            count.seconds
+        ])?;
+    }
+    let mut add_minute = conn.prepare_cached(&format!(
+        "INSERT INTO task_minutes (minute, func_name, queue, enqueued, succeeded, failed,
+            interrupted, cancelled, retried, timed, seconds, min_duration, max_duration, {list})
+         VALUES ({slots})
+         ON CONFLICT DO UPDATE SET {add}",
+        list = histogram_list(),
+        slots = (1..=13 + BUCKETS).map(|n| format!("?{n}")).collect::<Vec<_>>().join(", "),
+        add = adding(),
+    ))?;
+    for minute in &minutes {
+        let mut values: Vec<Sql> = vec![
+            minute_of(minute.minute).into(),
+            minute.func_name.clone().into(),
+            minute.queue.clone().into(),
+            minute.enqueued.into(),
+            minute.succeeded.into(),
+            minute.failed.into(),
+            minute.interrupted.into(),
+            minute.cancelled.into(),
+            minute.retried.into(),
+            minute.timed.into(),
+            minute.seconds.into(),
+            minute.min_duration.map_or(Sql::Null, Sql::Real),
+            minute.max_duration.map_or(Sql::Null, Sql::Real),
+        ];
+        values.extend(minute.histogram.iter().map(|n| Sql::Integer(*n)));
+        add_minute.execute(params_from_iter(values))?;
+    }
     Ok(())
+}
+
+/// The unix minute of stored time `micros`.
+pub(super) fn minute_at(micros: i64) -> i64 {
+    micros.div_euclid(MINUTE_US)
+}
+
+/// What the counters take of a task about to be inserted.
+#[derive(Debug)]
+pub(super) struct NewTask {
+    func_name: String,
+    queue: String,
+    status: &'static str,
+    duration: Option<f64>,
+    created: i64,
+    ended: i64,
+}
+
+impl NewTask {
+    /// What the counters take of `record`; one stored ended ends at its end time, or now.
+    pub(super) fn of(record: &TaskRecord) -> NewTask {
+        NewTask {
+            func_name: record.func_name.clone(),
+            queue: record.queue.clone(),
+            status: record.status.as_str(),
+            duration: record.duration,
+            created: minute_of(record.created_at),
+            ended: minute_of(record.end_time.unwrap_or_else(Utc::now)),
+        }
+    }
+
+    /// Counts the task, now inserted.
+    pub(super) fn count(&self, moves: &mut Moves) {
+        let state = (self.status, self.duration);
+        moves.inserted(&self.func_name, &self.queue, state, self.created, self.ended);
+    }
+}
+
+/// A changed or deleted row's function, queue and duration, as `RETURNING func_name, queue,
+/// duration` (from `first` on) gives them; a damaged value is read as text, or as no duration.
+pub(super) fn returned(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Returned> {
+    let text = |index: usize| -> rusqlite::Result<String> {
+        Ok(match row.get::<_, Sql>(index)? {
+            Sql::Text(text) => text,
+            Sql::Blob(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Sql::Integer(n) => n.to_string(),
+            Sql::Real(x) => x.to_string(),
+            Sql::Null => "null".to_owned(),
+        })
+    };
+    let duration = match row.get::<_, Sql>(first + 2)? {
+        Sql::Real(x) => Some(x),
+        Sql::Integer(n) => Some(n as f64),
+        _ => None,
+    };
+    Ok(Returned { func_name: text(first)?, queue: text(first + 1)?, duration })
+}
+
+/// A changed or deleted row as the counters see it ([`returned`]).
+#[derive(Debug)]
+pub(super) struct Returned {
+    pub(super) func_name: String,
+    pub(super) queue: String,
+    pub(super) duration: Option<f64>,
+}
+
+impl Returned {
+    /// Counts the row's change from `before` to `after` (statuses as stored; the duration
+    /// unchanged), ending at unix minute `at` if it ended.
+    pub(super) fn moved(&self, moves: &mut Moves, before: &str, after: &str, at: i64) {
+        let (from, to) = ((before, self.duration), (after, self.duration));
+        moves.changed(&self.func_name, &self.queue, from, to, at);
+    }
 }
 
 /// An upsert's `SET` list that adds a `task_minutes` row's figures to the stored ones.

@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::counters::{minute_at, returned};
 use super::row::{self, COLUMN_COUNT, columns, micros};
-use super::writer::unavailable;
+use super::writer::{Tx, unavailable};
 use super::{SqliteStore, select};
 use crate::record::{TaskRecord, TaskStatus};
 use crate::store::fetch::{room, within_rate};
@@ -46,12 +47,14 @@ fn available_sql(excluded: usize) -> String {
 
 const LEASE: &str = "UPDATE tasks SET status = 'running', start_time = COALESCE(start_time, ?2),
     lease_owner = ?3, lease_expires_at = ?4
-    WHERE seq = ?1 AND status = 'pending'";
+    WHERE seq = ?1 AND status = 'pending'
+    RETURNING func_name, queue, duration";
 
 const BY_SEQ: &str = concat!("SELECT ", columns!(), " FROM tasks WHERE seq = ?1");
 
 const FAIL_UNREADABLE: &str = "UPDATE tasks SET status = 'failed', end_time = ?2, error = ?3,
-    stacktrace = ?3, lease_owner = NULL, lease_expires_at = NULL WHERE seq = ?1";
+    stacktrace = ?3, lease_owner = NULL, lease_expires_at = NULL WHERE seq = ?1
+    RETURNING func_name, queue, duration";
 
 impl SqliteStore {
     pub(super) async fn fetch_available(
@@ -212,13 +215,24 @@ impl SqliteStore {
         let (owner, expires) = (lease.owner.to_string(), micros(lease.expires_at));
         self.writer
             .call(move |conn| {
-                conn.execute(
-                    "UPDATE tasks SET status = 'pending', lease_owner = NULL,
-                        lease_expires_at = NULL
-                     WHERE status = 'running' AND lease_owner = ?1 AND lease_expires_at = ?2",
-                    params![owner, expires],
-                )
-                .map_err(unavailable)
+                let mut release = conn
+                    .prepare_cached(
+                        "UPDATE tasks SET status = 'pending', lease_owner = NULL,
+                            lease_expires_at = NULL
+                         WHERE status = 'running' AND lease_owner = ?1 AND lease_expires_at = ?2
+                         RETURNING func_name, queue, duration",
+                    )
+                    .map_err(unavailable)?;
+                let released = release
+                    .query_map(params![owner, expires], |row| returned(row, 0))
+                    .map_err(unavailable)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(unavailable)?;
+                let mut moves = conn.moves();
+                for row in &released {
+                    row.moved(&mut moves, "running", "pending", 0);
+                }
+                Ok(released.len())
             })
             .await
     }
@@ -282,7 +296,7 @@ fn available(
 /// Leases each of `picked` not leased yet, marking it leased (or dropping it when another
 /// writer got there first).
 fn lease_all(
-    conn: &Connection,
+    conn: &Tx<'_>,
     picked: &mut Vec<(i64, String, bool)>,
     now: i64,
     owner: &str,
@@ -291,8 +305,16 @@ fn lease_all(
     let mut lease_row = conn.prepare_cached(LEASE).map_err(unavailable)?;
     let mut kept = Vec::with_capacity(picked.len());
     for (seq, id, leased) in picked.drain(..) {
-        if leased || lease_row.execute(params![seq, now, owner, expires]).map_err(unavailable)? > 0
-        {
+        if leased {
+            kept.push((seq, id, true));
+            continue;
+        }
+        let changed = lease_row
+            .query_row(params![seq, now, owner, expires], |row| returned(row, 0))
+            .optional()
+            .map_err(unavailable)?;
+        if let Some(changed) = changed {
+            changed.moved(&mut conn.moves(), "pending", "running", minute_at(now));
             kept.push((seq, id, true));
         }
     }
@@ -302,15 +324,23 @@ fn lease_all(
 
 /// The leased row `seq`, decoded; a row that cannot be read is failed with the reason (it
 /// cannot run, and dropping it would lose it), keeping its stored values for a later look.
-fn read(conn: &Connection, seq: i64) -> Result<Option<TaskRecord>, StoreError> {
+fn read(conn: &Tx<'_>, seq: i64) -> Result<Option<TaskRecord>, StoreError> {
     let Some(raw) = select(conn, BY_SEQ, [seq], COLUMN_COUNT)?.pop() else { return Ok(None) };
     match row::decode(&raw, true) {
         Ok(record) => Ok(Some(record)),
         Err(err) => {
             tracing::error!(error = %err, "taskflow: stored task is unreadable; marking it failed");
             let message = format!("the stored task cannot be read: {err}");
-            conn.execute(FAIL_UNREADABLE, params![seq, micros(Utc::now()), message])
+            let now = micros(Utc::now());
+            let failed = conn
+                .prepare_cached(FAIL_UNREADABLE)
+                .map_err(unavailable)?
+                .query_row(params![seq, now, message], |row| returned(row, 0))
+                .optional()
                 .map_err(unavailable)?;
+            if let Some(failed) = failed {
+                failed.moved(&mut conn.moves(), "running", "failed", minute_at(now));
+            }
             Ok(None)
         }
     }

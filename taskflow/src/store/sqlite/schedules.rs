@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
 use super::active::ActiveRows;
 use super::keys::{Keys, lock, release};
 use super::row::{self, micros};
-use super::writer::{self, unavailable};
+use super::writer::{self, Tx, unavailable};
 use crate::id::TaskId;
 use crate::store::schedules;
 use crate::store::{ScheduleChange, StoreError, StoredSchedule};
@@ -67,7 +67,7 @@ type Stored = Vec<(TaskId, Option<String>)>;
 /// Applies `change` to the row `name` on the writer, and stores the slots' tasks in the same
 /// transaction (a slot key an active task holds is that task: not stored twice).
 fn write(
-    conn: &Connection,
+    conn: &Tx<'_>,
     name: &str,
     change: ScheduleChange,
     now: DateTime<Utc>,
@@ -77,23 +77,26 @@ fn write(
     // A savepoint of its own: the writer commits other jobs' writes with this one's, so a
     // failure half-way must take back the schedule's row and the tasks written before it.
     conn.execute_batch("SAVEPOINT schedule_change").map_err(unavailable)?;
+    let counted = conn.moves().clone();
     match apply(conn, name, change, now, keys, active) {
         Ok((schedule, stored)) => match conn.execute_batch("RELEASE schedule_change") {
             Ok(()) => Ok((schedule, stored)),
             Err(err) => {
                 forget(stored, keys, active);
+                *conn.moves() = counted;
                 Err(unavailable(err))
             }
         },
         Err(err) => {
             let _ = conn.execute_batch("ROLLBACK TO schedule_change; RELEASE schedule_change");
+            *conn.moves() = counted;
             Err(err)
         }
     }
 }
 
 fn apply(
-    conn: &Connection,
+    conn: &Tx<'_>,
     name: &str,
     change: ScheduleChange,
     now: DateTime<Utc>,
@@ -138,7 +141,8 @@ fn apply(
         }
         let seq = active.insert(task.clone());
         stored.push((task.task_id, key));
-        if let Err(err) = super::stage::insert(conn, seq, &row::encode(task), None) {
+        let counted = super::counters::NewTask::of(task);
+        if let Err(err) = super::stage::insert(conn, seq, &row::encode(task), None, &counted) {
             forget(stored, keys, active);
             return Err(err);
         }

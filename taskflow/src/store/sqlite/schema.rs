@@ -38,7 +38,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 /// Version 7 keeps the schedules in `schedules`, each as JSON text. Version 8 keeps revoked
 /// admin sessions. Version 9 adds `progress`, what a task's code last reported of how far it
 /// got (JSON). Version 10 adds the counters ([`super::counters::migration`]), which the
-/// writer's connection keeps: opening installs its counting ([`super::counters::install`]).
+/// writes that change tasks keep ([`super::counters::fold`]).
 const MIGRATIONS: [&str; 9] = [
     "
     CREATE TABLE tasks (
@@ -253,7 +253,6 @@ pub(super) fn open(path: &Path, options: &SqliteOptions) -> Result<Connection, S
             )));
         }
     }
-    super::counters::install(&conn).map_err(|err| fail(describe(&err)))?;
     Ok(conn)
 }
 

@@ -1,6 +1,8 @@
 //! Enqueueing: a record staged for the writer's next commit, its idempotency key taken at
 //! once, and barriers that resolve once everything staged so far is committed.
 
+use super::counters::NewTask;
+use super::writer::Tx;
 use super::*;
 
 impl SqliteStore {
@@ -27,6 +29,7 @@ impl SqliteStore {
             keys.insert(key.clone(), id);
         }
         let values = row::encode(&record);
+        let counted = NewTask::of(&record);
         let run_key = record.run_key.clone().filter(|_| record.status == TaskStatus::Pending);
         let now = micros(record.created_at);
         let seq = self.active.insert(record);
@@ -42,9 +45,9 @@ impl SqliteStore {
         let job_key = key.clone();
         let submitted = self.writer.submit(Box::new(move |conn| {
             let inserted = match &run_key {
-                None => insert(conn, seq, &values, hold).map(|()| None),
+                None => insert(conn, seq, &values, hold, &counted).map(|()| None),
                 Some(run_key) => run_key::replace(conn, run_key, &id, now, || {
-                    insert(conn, seq, &values, hold)
+                    insert(conn, seq, &values, hold, &counted)
                 }),
             };
             let failed = inserted.as_ref().err().cloned();
@@ -103,11 +106,14 @@ impl SqliteStore {
     }
 }
 
+/// Inserts the row of `values` (the task `counted`) as `seq`, held back until `hold` if given,
+/// and counts it.
 pub(super) fn insert(
-    conn: &Connection,
+    conn: &Tx<'_>,
     seq: i64,
     values: &[Sql; COLUMN_COUNT],
     hold: Option<i64>,
+    counted: &NewTask,
 ) -> Result<(), StoreError> {
     const SQL: &str = concat!(
         "INSERT INTO tasks (",
@@ -119,5 +125,6 @@ pub(super) fn insert(
     let extra = [Sql::Integer(seq), hold.map_or(Sql::Null, Sql::Integer)];
     let mut statement = conn.prepare_cached(SQL).map_err(unavailable)?;
     statement.execute(params_from_iter(values.iter().chain(&extra))).map_err(unavailable)?;
+    counted.count(&mut conn.moves());
     Ok(())
 }

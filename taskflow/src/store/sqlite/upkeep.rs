@@ -2,6 +2,7 @@
 //! finished tasks (leadership, trivial here, is in `fetch`).
 
 use super::*;
+use crate::store::counters::minute_of;
 
 impl SqliteStore {
     /// [`Store::renew_leases`](crate::store::Store::renew_leases) on this store.
@@ -64,6 +65,7 @@ impl SqliteStore {
                     )
                     .map_err(unavailable)?;
                 for mut record in expired {
+                    let before = record.status.as_str();
                     let outcome = reclaim(&mut record, now, max_recoveries);
                     let changed = update
                         .execute(params![
@@ -79,6 +81,9 @@ impl SqliteStore {
                     if changed == 0 {
                         continue;
                     }
+                    let ended = minute_of(record.end_time.unwrap_or(now));
+                    let (from, to) = ((before, record.duration), (record.status.as_str(), record.duration));
+                    conn.moves().changed(&record.func_name, &record.queue, from, to, ended);
                     if let (ReclaimAs::Poisoned, Some(key)) = (&outcome, &record.idempotency_key) {
                         released.push((key.clone(), record.task_id));
                     }
@@ -127,9 +132,21 @@ impl SqliteStore {
                     SELECT seq FROM tasks INDEXED BY tasks_finished
                     WHERE end_time IS NOT NULL AND end_time <= ?1 AND status IN {FINISHED}
                     LIMIT {PRUNE_CHUNK})
-                 RETURNING id, idempotency_key"
+                 RETURNING id, idempotency_key, func_name, queue, duration, status"
             );
-            let rows = self.writer.call(move |conn| select(conn, &sql, [cutoff], 2)).await?;
+            let rows = self
+                .writer
+                .call(move |conn| {
+                    let rows = select(conn, &sql, [cutoff], 6)?;
+                    let mut moves = conn.moves();
+                    for row in &rows {
+                        let duration = row.value::<Option<f64>>(4).ok().flatten();
+                        let (func, queue) = (row.text_lossy(2), row.text_lossy(3));
+                        moves.deleted(&func, &queue, (&row.text_lossy(5), duration));
+                    }
+                    Ok(rows)
+                })
+                .await?;
             for row in &rows {
                 let (id, key): (String, Option<String>) = (row.value(0)?, row.value(1)?);
                 if let (Some(key), Ok(id)) = (key, id.parse::<TaskId>()) {

@@ -2,7 +2,9 @@
 //! previous transaction ran, runs them all in one transaction, commits once, and only then
 //! answers each job. Many concurrent requests' enqueues cost one commit.
 
+use std::cell::{RefCell, RefMut};
 use std::fs::File;
+use std::ops::Deref;
 use std::sync::mpsc;
 use std::thread;
 
@@ -10,6 +12,7 @@ use rusqlite::Connection;
 
 use super::checkpoint::Checkpointer;
 use crate::store::StoreError;
+use crate::store::counters::moves::Moves;
 
 /// At most this many jobs share one transaction, so one batch never holds answers back long.
 const MAX_BATCH: usize = 4096;
@@ -20,7 +23,30 @@ pub(super) type Done = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
 /// Runs inside a transaction and returns what answers its caller after the commit, and its
 /// own error if it failed (which names the cause when the failure aborted the transaction).
-pub(super) type Job = Box<dyn FnOnce(&Connection) -> (Done, Option<StoreError>) + Send>;
+pub(super) type Job = Box<dyn FnOnce(&Tx<'_>) -> (Done, Option<StoreError>) + Send>;
+
+/// The connection a job runs on, and the counters' changes its transaction gathers: each
+/// statement that changes tasks records what it changed ([`Tx::moves`]), and the writer adds
+/// it all to the counters before the commit.
+pub(super) struct Tx<'c> {
+    conn: &'c Connection,
+    moves: &'c RefCell<Moves>,
+}
+
+impl Tx<'_> {
+    /// The transaction's counter changes, to record a statement's.
+    pub(super) fn moves(&self) -> RefMut<'_, Moves> {
+        self.moves.borrow_mut()
+    }
+}
+
+impl Deref for Tx<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
 
 enum Command {
     Job(Job),
@@ -70,7 +96,7 @@ impl Writer {
     pub(super) async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.submit(Box::new(move |conn| {
@@ -107,7 +133,9 @@ fn run(
 ) {
     let mut batch = Vec::new();
     let mut done = Vec::new();
+    let moves = RefCell::new(Moves::default());
     while let Ok(first) = jobs.recv() {
+        let tx = Tx { conn: &conn, moves: &moves };
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match jobs.try_recv() {
@@ -126,9 +154,10 @@ fn run(
         for command in batch.drain(..) {
             match command {
                 Command::Job(job) => {
-                    let (answer, failed) = job(&conn);
+                    let (answer, failed) = job(&tx);
                     done.push(answer);
                     if began && aborted.is_none() && conn.is_autocommit() {
+                        moves.borrow_mut().clear(); // rolled back with the writes
                         let cause = failed.map_or_else(|| "an error".to_owned(), |e| e.to_string());
                         let err = StoreError::Unavailable(format!(
                             "the write was rolled back after {cause}"
@@ -139,13 +168,16 @@ fn run(
                 Command::Close(reply) => close = Some(reply),
             }
         }
-        // The counters take the batch's changes in the same transaction.
-        if began
-            && aborted.is_none()
-            && let Err(err) = super::counters::fold(&conn)
-        {
-            let _ = conn.execute_batch("ROLLBACK");
-            aborted = Some((done.len(), unavailable(err)));
+        // The counters take the batch's changes in the same transaction (or, outside one,
+        // after the writes that committed on their own).
+        let folded = super::counters::fold(&conn, &mut moves.borrow_mut());
+        if let Err(err) = folded {
+            if began && aborted.is_none() {
+                let _ = conn.execute_batch("ROLLBACK");
+                aborted = Some((done.len(), unavailable(err)));
+            } else {
+                tracing::error!(error = %err, "taskflow: sqlite counters not updated");
+            }
         }
         let commit = match &aborted {
             Some((_, err)) => Err(err.clone()),
