@@ -18,9 +18,9 @@
 //! ([`merge_counts`], [`merge_minutes`]).
 
 #[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
-pub(crate) mod sql;
-#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
 pub(crate) mod moves;
+#[cfg(any(feature = "sqlite", feature = "postgres", feature = "mysql"))]
+pub(crate) mod sql;
 mod stats;
 pub use self::stats::quantile;
 mod tally;

@@ -19,24 +19,39 @@ pub(crate) fn is_ended(status: &str) -> bool {
 }
 
 /// Counter changes not stored yet: count deltas by function, queue and status, and minute
-/// events by minute, function and queue. A clone is a savepoint's copy: a writer that rolls
-/// back to a savepoint puts it back.
+/// events by minute, function and queue. Lookups borrow the names, so recording a change
+/// allocates nothing once its keys have been seen. A clone is a savepoint's copy: a writer
+/// that rolls back to a savepoint puts it back.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Moves {
-    counts: HashMap<(String, String, String), (i64, i64, f64)>,
-    minutes: HashMap<(i64, String, String), MinuteCounts>,
+    /// Function, queue, status: tasks, timed, seconds.
+    counts: Nested<Nested<Nested<(i64, i64, f64)>>>,
+    /// Minute, function, queue.
+    minutes: HashMap<i64, Nested<Nested<MinuteCounts>>>,
+    /// Whether anything was recorded since the last take.
+    touched: bool,
+}
+
+/// A map by name.
+type Nested<V> = HashMap<String, V>;
+
+/// The value of `key` in `map`, inserted empty if missing; no allocation when present.
+fn entry<'m, V: Default>(map: &'m mut Nested<V>, key: &str) -> &'m mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
 }
 
 impl Moves {
     /// Whether nothing is gathered.
     pub(crate) fn is_empty(&self) -> bool {
-        self.counts.is_empty() && self.minutes.is_empty()
+        !self.touched
     }
 
     /// Forgets what is gathered (its transaction rolled back).
     pub(crate) fn clear(&mut self) {
-        self.counts.clear();
-        self.minutes.clear();
+        self.take();
     }
 
     /// A task of `func_name` in `queue` stored in `state`, created in unix minute `created`;
@@ -88,27 +103,40 @@ impl Moves {
         }
     }
 
-    /// Takes what is gathered: count deltas and minute events (in no particular order).
+    /// Takes what is gathered: count deltas and minute events (in no particular order). The
+    /// keys stay, zeroed, so that the next transaction's changes allocate nothing.
     pub(crate) fn take(&mut self) -> (Vec<StatusCount>, Vec<MinuteCounts>) {
-        let counts = self
-            .counts
+        let mut counts = Vec::new();
+        for (func_name, queues) in &mut self.counts {
+            for (queue, statuses) in queues {
+                for (status, sums) in statuses {
+                    let (tasks, timed, seconds) = std::mem::take(sums);
+                    if tasks != 0 || timed != 0 {
+                        counts.push(StatusCount {
+                            func_name: func_name.clone(),
+                            queue: queue.clone(),
+                            status: status.clone(),
+                            tasks,
+                            timed,
+                            seconds,
+                        });
+                    }
+                }
+            }
+        }
+        let minutes = self
+            .minutes
             .drain()
-            .map(|((func_name, queue, status), (tasks, timed, seconds))| StatusCount {
-                func_name,
-                queue,
-                status,
-                tasks,
-                timed,
-                seconds,
-            })
+            .flat_map(|(_, functions)| functions.into_values().flat_map(HashMap::into_values))
             .collect();
-        let minutes = self.minutes.drain().map(|(_, minute)| minute).collect();
+        self.touched = false;
         (counts, minutes)
     }
 
     fn count(&mut self, func_name: &str, queue: &str, (status, duration): State<'_>, sign: i64) {
-        let key = (func_name.to_owned(), queue.to_owned(), status.to_owned());
-        let (tasks, timed, seconds) = self.counts.entry(key).or_default();
+        self.touched = true;
+        let statuses = entry(entry(&mut self.counts, func_name), queue);
+        let (tasks, timed, seconds) = entry(statuses, status);
         *tasks += sign;
         if let Some(duration) = duration {
             *timed += sign;
@@ -134,9 +162,13 @@ impl Moves {
     }
 
     fn minute(&mut self, at: i64, func_name: &str, queue: &str) -> &mut MinuteCounts {
-        self.minutes
-            .entry((at, func_name.to_owned(), queue.to_owned()))
-            .or_insert_with(|| MinuteCounts::empty(minute_start(at), func_name, queue))
+        self.touched = true;
+        let queues = entry(self.minutes.entry(at).or_default(), func_name);
+        if !queues.contains_key(queue) {
+            queues
+                .insert(queue.to_owned(), MinuteCounts::empty(minute_start(at), func_name, queue));
+        }
+        queues.get_mut(queue).expect("inserted above")
     }
 }
 

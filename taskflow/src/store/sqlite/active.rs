@@ -38,6 +38,20 @@ struct Row {
     seq: i64,
     /// The record as stored, while the task is pending.
     pending: Option<Box<TaskRecord>>,
+    /// What its outcome's write needs of the row, while a fetch of this store runs it.
+    running: Option<Running>,
+}
+
+/// What a running task's row holds that its outcome changes, as its fetch left it (no other
+/// write changes them while it runs): for the counters, without reading the row back.
+#[derive(Clone, Debug)]
+pub(super) struct Running {
+    pub(super) func_name: String,
+    pub(super) queue: String,
+    pub(super) duration: Option<f64>,
+    pub(super) retries_used: i64,
+    pub(super) start_time: Option<i64>,
+    pub(super) idempotency_key: Option<String>,
 }
 
 impl ActiveRows {
@@ -68,15 +82,10 @@ impl ActiveRows {
         let keep = rows.kept_records < MAX_KEPT_RECORDS;
         rows.kept_records += usize::from(keep);
         let pending = keep.then(|| Box::new(record));
-        if let Some(old) = rows.by_id.insert(id, Row { seq, pending }) {
+        if let Some(old) = rows.by_id.insert(id, Row { seq, pending, running: None }) {
             rows.kept_records -= usize::from(old.pending.is_some());
         }
         seq
-    }
-
-    /// The `seq` of `id`, when this store inserted it and it is still active.
-    pub(super) fn get(&self, id: &TaskId) -> Option<i64> {
-        self.lock().by_id.get(id).map(|row| row.seq)
     }
 
     /// The `seq` of `id` and, once only, its record as enqueued, for its claim.
@@ -86,6 +95,21 @@ impl ActiveRows {
         let (seq, pending) = (row.seq, row.pending.take());
         rows.kept_records -= usize::from(pending.is_some());
         (Some(seq), pending)
+    }
+
+    /// Remembers what `id`'s outcome needs of its row, now that a fetch leased it (when this
+    /// store inserted it).
+    pub(super) fn started(&self, id: &TaskId, running: Running) {
+        if let Some(row) = self.lock().by_id.get_mut(id) {
+            row.running = Some(running);
+        }
+    }
+
+    /// The `seq` of `id`, and what its outcome needs of its row as its fetch left it (once).
+    pub(super) fn outcome(&self, id: &TaskId) -> (Option<i64>, Option<Running>) {
+        let mut rows = self.lock();
+        let Some(row) = rows.by_id.get_mut(id) else { return (None, None) };
+        (Some(row.seq), row.running.take())
     }
 
     /// Forgets `id`: it ended, or its row was never written.

@@ -1,14 +1,15 @@
 //! Fenced changes to running tasks and their logs, on the writer thread (so concurrent
 //! outcomes share a commit).
 
+use super::active::Running;
 use super::counters::returned;
 use super::*;
 use crate::store::counters::minute_of;
 
 /// The running row a change applies to, as the counters need it: its `seq`, function, queue,
-/// duration, retries used and idempotency key.
+/// duration, retries used, idempotency key and start.
 const BEFORE: &str = concat!(
-    "SELECT seq, func_name, queue, duration, retries_used, idempotency_key FROM tasks
+    "SELECT seq, func_name, queue, duration, retries_used, idempotency_key, start_time FROM tasks
      WHERE seq = ",
     row_of!(3),
     " AND id = ?1 AND status = 'running' AND lease_owner = ?2"
@@ -19,22 +20,19 @@ const FINISH: &str = "UPDATE tasks SET status = ?4, end_time = ?5,
         duration = (?5 - start_time) / 1000000.0, retries_used = ?6, result = ?7,
         stacktrace = CASE WHEN ?8 IS NULL THEN stacktrace ELSE ?9 END,
         error = COALESCE(?8, error), lease_owner = NULL, lease_expires_at = NULL
-    WHERE seq = ?3 AND id = ?1 AND status = 'running' AND lease_owner = ?2
-    RETURNING duration, end_time";
+    WHERE seq = ?3 AND id = ?1 AND status = 'running' AND lease_owner = ?2";
 
 /// A failed run's retry, due later.
 const RESCHEDULE: &str = "UPDATE tasks SET status = 'pending', scheduled_at = ?4,
         wait_until = ?4, retries_used = ?5,
         stacktrace = CASE WHEN ?6 IS NULL THEN stacktrace ELSE ?7 END,
         error = COALESCE(?6, error), lease_owner = NULL, lease_expires_at = NULL
-    WHERE seq = ?3 AND id = ?1 AND status = 'running' AND lease_owner = ?2
-    RETURNING duration, NULL";
+    WHERE seq = ?3 AND id = ?1 AND status = 'running' AND lease_owner = ?2";
 
 /// A run given back to the queue (its runner shut down before it started).
 const REQUEUE: &str = "UPDATE tasks SET status = 'pending', lease_owner = NULL,
         lease_expires_at = NULL
-    WHERE seq = ?3 AND id = ?1 AND status = 'running' AND lease_owner = ?2
-    RETURNING duration, NULL";
+    WHERE seq = ?3 AND id = ?1 AND status = 'running' AND lease_owner = ?2";
 
 impl SqliteStore {
     /// [`Store::transition`](crate::store::Store::transition) on this store.
@@ -46,7 +44,7 @@ impl SqliteStore {
     ) -> Result<bool, StoreError> {
         let task_id = *id;
         let owner = lease.owner.to_string();
-        let seq = self.active.get(id);
+        let (seq, known) = self.active.outcome(id);
         let ends = matches!(change, Transition::Finished { .. });
         let releases_key = matches!(
             change,
@@ -57,25 +55,18 @@ impl SqliteStore {
             .writer
             .call(move |conn| {
                 let id = task_id.to_string();
-                // What the counters need of the row before the change (the writer is the only
-                // one: it is the same row when the update comes).
-                let mut before = conn.prepare_cached(BEFORE).map_err(unavailable)?;
-                let found = before
-                    .query_row(params![id, owner, seq], |row| {
-                        let retries = match row.get::<_, Sql>(4)? {
-                            Sql::Integer(n) => n,
-                            _ => 0,
-                        };
-                        let key = match row.get::<_, Sql>(5)? {
-                            Sql::Text(key) => Some(key),
-                            _ => None,
-                        };
-                        Ok((row.get::<_, i64>(0)?, returned(row, 1)?, retries, key))
-                    })
-                    .optional()
-                    .map_err(unavailable)?;
-                let Some((seq, counted, retries_before, key)) = found else { return Ok(false) };
+                // What the counters need of the row before the change: as this store's fetch
+                // left it, or read (the writer is the only one: the row stays as read).
+                let (seq, before) = match (seq, known) {
+                    (Some(seq), Some(known)) => (seq, known),
+                    _ => match running_row(conn, &id, &owner, seq)? {
+                        Some(found) => found,
+                        None => return Ok(false),
+                    },
+                };
                 let now = minute_of(Utc::now());
+                // The row's duration and end after the change (as the statement computes them).
+                let mut ended = (before.duration, None);
                 let (sql, values, after, retries): (&str, Vec<Sql>, &str, Option<u32>) =
                     match change {
                         Transition::Finished {
@@ -86,7 +77,14 @@ impl SqliteStore {
                             error,
                             stacktrace,
                         } => (
-                            FINISH,
+                            {
+                                let end = micros(end_time);
+                                let run = before.start_time.map(|start| {
+                                    (i128::from(end) - i128::from(start)) as f64 / 1_000_000.0
+                                });
+                                ended = (run, Some(end));
+                                FINISH
+                            },
                             vec![
                                 status.as_str().to_owned().into(),
                                 micros(end_time).into(),
@@ -114,22 +112,22 @@ impl SqliteStore {
                 let mut statement = conn.prepare_cached(sql).map_err(unavailable)?;
                 let fixed = [Sql::Text(id.clone()), Sql::Text(owner), Sql::Integer(seq)];
                 let changed = statement
-                    .query_row(params_from_iter(fixed.iter().chain(&values)), |row| {
-                        Ok((row.get::<_, Option<f64>>(0).ok().flatten(), row.get::<_, Option<i64>>(1)?))
-                    })
-                    .optional()
+                    .execute(params_from_iter(fixed.iter().chain(&values)))
                     .map_err(unavailable)?;
-                let Some((duration, end_time)) = changed else { return Ok(false) };
+                if changed == 0 {
+                    return Ok(false);
+                }
+                let (duration, end_time) = ended;
                 let mut moves = conn.moves();
-                let ended = end_time.map_or(now, super::counters::minute_at);
-                let (from, to) = (("running", counted.duration), (after, duration));
-                moves.changed(&counted.func_name, &counted.queue, from, to, ended);
+                let ended_at = end_time.map_or(now, super::counters::minute_at);
+                let (from, to) = (("running", before.duration), (after, duration));
+                moves.changed(&before.func_name, &before.queue, from, to, ended_at);
                 if let Some(retries) = retries {
-                    let more = i64::from(retries) - retries_before;
-                    moves.retried(&counted.func_name, &counted.queue, more, now);
+                    let more = i64::from(retries) - before.retries_used;
+                    moves.retried(&before.func_name, &before.queue, more, now);
                 }
                 drop(moves);
-                if releases_key && let Some(key) = key {
+                if releases_key && let Some(key) = before.idempotency_key {
                     release(&keys, &key, &task_id);
                 }
                 Ok(true)
@@ -166,4 +164,38 @@ impl SqliteStore {
             })
             .await
     }
+}
+
+/// The running row of `id` that `owner` holds (at `seq` when known), as an outcome's write
+/// needs it: its `seq` and what its outcome changes; `None` when the lease is gone.
+fn running_row(
+    conn: &Connection,
+    id: &str,
+    owner: &str,
+    seq: Option<i64>,
+) -> Result<Option<(i64, Running)>, StoreError> {
+    let text = |value: Sql| match value {
+        Sql::Text(text) => Some(text),
+        _ => None,
+    };
+    let number = |value: Sql| match value {
+        Sql::Integer(n) => Some(n),
+        _ => None,
+    };
+    conn.prepare_cached(BEFORE)
+        .map_err(unavailable)?
+        .query_row(params![id, owner, seq], |row| {
+            let counted = returned(row, 1)?;
+            let running = Running {
+                func_name: counted.func_name,
+                queue: counted.queue,
+                duration: counted.duration,
+                retries_used: number(row.get(4)?).unwrap_or(0),
+                idempotency_key: text(row.get(5)?),
+                start_time: number(row.get(6)?),
+            };
+            Ok((row.get::<_, i64>(0)?, running))
+        })
+        .optional()
+        .map_err(unavailable)
 }

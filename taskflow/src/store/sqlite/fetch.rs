@@ -5,10 +5,12 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::active::Running;
 use super::counters::{minute_at, returned};
 use super::row::{self, COLUMN_COUNT, columns, micros};
 use super::writer::{Tx, unavailable};
 use super::{SqliteStore, select};
+use crate::id::TaskId;
 use crate::record::{TaskRecord, TaskStatus};
 use crate::store::fetch::{room, within_rate};
 use crate::store::{Fetch, Lease, StoreError, TaskRoom};
@@ -47,8 +49,7 @@ fn available_sql(excluded: usize) -> String {
 
 const LEASE: &str = "UPDATE tasks SET status = 'running', start_time = COALESCE(start_time, ?2),
     lease_owner = ?3, lease_expires_at = ?4
-    WHERE seq = ?1 AND status = 'pending'
-    RETURNING func_name, queue, duration";
+    WHERE seq = ?1 AND status = 'pending'";
 
 const BY_SEQ: &str = concat!("SELECT ", columns!(), " FROM tasks WHERE seq = ?1");
 
@@ -128,11 +129,12 @@ impl SqliteStore {
                         .map_err(unavailable)?;
                 }
                 let mut fetched = Vec::with_capacity(picked.len());
-                for (seq, id, leased) in picked {
+                for Candidate { seq, id, leased, .. } in picked {
                     if !leased {
                         continue;
                     }
-                    let kept = id.parse().ok().and_then(|id| active.claim(&id).1);
+                    let task_id: Option<TaskId> = id.parse().ok();
+                    let kept = task_id.as_ref().and_then(|id| active.claim(id).1);
                     let record = match kept {
                         Some(mut record) => {
                             // As the row now holds them, to the microsecond.
@@ -147,6 +149,21 @@ impl SqliteStore {
                             None => continue,
                         },
                     };
+                    let (from, to) = (("pending", record.duration), ("running", record.duration));
+                    conn.moves().changed(&record.func_name, &record.queue, from, to, 0);
+                    if let Some(task_id) = &task_id {
+                        active.started(
+                            task_id,
+                            Running {
+                                func_name: record.func_name.clone(),
+                                queue: record.queue.clone(),
+                                duration: record.duration,
+                                retries_used: i64::from(record.retries_used),
+                                start_time: record.start_time.map(micros),
+                                idempotency_key: record.idempotency_key.clone(),
+                            },
+                        );
+                    }
                     fetched.push(record);
                 }
                 Ok(fetched)
@@ -267,16 +284,23 @@ fn running(conn: &Connection, queue: &str) -> Result<Vec<(String, u64)>, StoreEr
     Ok(running)
 }
 
+/// An available task found by a fetch: its row, and whether this fetch leased it yet.
+#[derive(Debug)]
+struct Candidate {
+    seq: i64,
+    id: String,
+    leased: bool,
+}
+
 /// Up to `limit` available tasks of `queue` in fetch order, leaving out `full`'s functions;
-/// each as `((seq, id, leased: false), func_name)`.
-#[allow(clippy::type_complexity)]
+/// each with its function's name.
 fn available(
     conn: &Connection,
     queue: &str,
     now: i64,
     limit: usize,
     full: &[&str],
-) -> Result<Vec<((i64, String, bool), String)>, StoreError> {
+) -> Result<Vec<(Candidate, String)>, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut values: Vec<&dyn rusqlite::ToSql> = vec![&limit, &queue, &now];
     values.extend(full.iter().map(|func| func as &dyn rusqlite::ToSql));
@@ -288,35 +312,33 @@ fn available(
         // A damaged id is read back through `decode`, which reports it.
         let id = row.get::<_, String>(1).unwrap_or_default();
         let func = row.get::<_, String>(2).unwrap_or_default();
-        found.push(((seq, id, false), func));
+        found.push((Candidate { seq, id, leased: false }, func));
     }
     Ok(found)
 }
 
 /// Leases each of `picked` not leased yet, marking it leased (or dropping it when another
-/// writer got there first).
+/// writer got there first). The counters take the lease once the record is known.
 fn lease_all(
     conn: &Tx<'_>,
-    picked: &mut Vec<(i64, String, bool)>,
+    picked: &mut Vec<Candidate>,
     now: i64,
     owner: &str,
     expires: i64,
 ) -> Result<(), StoreError> {
     let mut lease_row = conn.prepare_cached(LEASE).map_err(unavailable)?;
     let mut kept = Vec::with_capacity(picked.len());
-    for (seq, id, leased) in picked.drain(..) {
-        if leased {
-            kept.push((seq, id, true));
-            continue;
+    for mut candidate in picked.drain(..) {
+        if !candidate.leased {
+            let changed = lease_row
+                .execute(params![candidate.seq, now, owner, expires])
+                .map_err(unavailable)?;
+            if changed == 0 {
+                continue;
+            }
+            candidate.leased = true;
         }
-        let changed = lease_row
-            .query_row(params![seq, now, owner, expires], |row| returned(row, 0))
-            .optional()
-            .map_err(unavailable)?;
-        if let Some(changed) = changed {
-            changed.moved(&mut conn.moves(), "pending", "running", minute_at(now));
-            kept.push((seq, id, true));
-        }
+        kept.push(candidate);
     }
     *picked = kept;
     Ok(())
@@ -339,7 +361,8 @@ fn read(conn: &Tx<'_>, seq: i64) -> Result<Option<TaskRecord>, StoreError> {
                 .optional()
                 .map_err(unavailable)?;
             if let Some(failed) = failed {
-                failed.moved(&mut conn.moves(), "running", "failed", minute_at(now));
+                // Leased and failed at once: the counters never saw it running.
+                failed.moved(&mut conn.moves(), "pending", "failed", minute_at(now));
             }
             Ok(None)
         }
