@@ -8,6 +8,7 @@
 //! event log, the [relay](relay) of the cluster's live feed.
 
 mod attempts;
+mod counters;
 mod instances;
 mod leader;
 mod pruner;
@@ -35,7 +36,8 @@ pub use self::scheduler::{ScheduleProblem, Scheduler, Tick};
 pub(crate) use self::scheduler::{define as define_schedule, readable, slot_task};
 
 /// Starts every maintenance service: renewal and the rescuer every third of a lease, the
-/// pruner every `prune_every`, the queue and attempt watchers every poll interval.
+/// pruner every `prune_every`, the queue and attempt watchers every poll interval, the
+/// scheduler and the counters' folder every second (or poll interval, if shorter).
 pub(crate) fn start(engine: &Arc<Engine>) {
     let tick = (engine.lease / 3).max(Duration::from_millis(10));
     periodic(engine, tick, |engine| Box::pin(renewal::renew(engine)));
@@ -47,6 +49,7 @@ pub(crate) fn start(engine: &Arc<Engine>) {
     periodic(engine, engine.poll_every, |engine| Box::pin(attempts::watch(engine)));
     let every_second = engine.poll_every.min(Duration::from_secs(1));
     periodic(engine, every_second, |engine| Box::pin(scheduler::fire(engine)));
+    periodic(engine, every_second, |engine| Box::pin(counters::fold(engine)));
     if engine.store.event_log().is_some() {
         engine.observers.feed().join_cluster();
         engine.runtime.spawn(relay::relay(Arc::downgrade(engine)));

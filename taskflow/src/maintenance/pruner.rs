@@ -1,5 +1,5 @@
 //! The pruner: deletes finished tasks beyond the retention (by age and by count), and the
-//! per-minute history beyond its window, and folds the counters' shards. Pending and running
+//! per-minute history beyond its window. Pending and running
 //! tasks are never pruned.
 
 use crate::engine::Engine;
@@ -17,8 +17,5 @@ pub(super) async fn prune(engine: &Engine) {
     let cutoff = now.checked_sub_signed(window).unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
     if let Err(err) = engine.store.trim_history(cutoff).await {
         tracing::error!(error = %err, "taskflow: could not trim the metrics history");
-    }
-    if let Err(err) = engine.store.compact_counters(now).await {
-        tracing::error!(error = %err, "taskflow: could not fold the counters' shards");
     }
 }

@@ -297,8 +297,9 @@ pub trait Store: Send + Sync + 'static {
         step: u32,
     ) -> Result<Vec<MinuteCounts>, StoreError>;
 
-    /// Keeps the counters short to read; the leader calls it with the pruner. Where a store
-    /// spreads its counters over shards ([`counters`]) it folds them into one row per key; where
+    /// Keeps the counters short to read; the leader calls it every second. Where a store keeps
+    /// counter changes apart from its counters (deltas, shards: [`counters`]) it folds them
+    /// in (readers add what is not folded yet, so this changes no figure); where
     /// it can, it merges the history's minutes older than [`counters::FINE_MINUTES`] at `now`
     /// into one row per quarter hour (at the quarter's first minute), so that a day's window
     /// is read from a hundred rows per function and queue rather than 1,440. Figures do not

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use taskflow::store::counters::{bucket_of, merge_counts};
-use taskflow::store::{Fetch, Lease, MinuteCounts, Retention, TaskQuery, Transition};
+use taskflow::store::{Change, Fetch, Lease, MinuteCounts, Retention, TaskQuery, Transition};
 use taskflow::{Store, TaskId, TaskRecord, TaskStatus};
 
 use super::{lease, pending, put};
@@ -76,7 +76,9 @@ pub(crate) async fn counters_equal_a_recount(store: Arc<dyn Store>) {
         *ran.entry(status.as_str()).or_default() += 1;
     }
 
-    // Successes of three durations in two queues; a failure after two in-process retries.
+    // Successes of three durations in two queues; a failure after two in-process retries:
+    // one batch of outcomes.
+    let mut outcomes = Vec::new();
     for (func, queue, millis) in
         [("counted_a", "default", 3), ("counted_a", "default", 300), ("counted_b", "other", 2_000)]
     {
@@ -84,24 +86,19 @@ pub(crate) async fn counters_equal_a_recount(store: Arc<dyn Store>) {
         record.queue = queue.to_owned();
         let id = put(store, record).await;
         let claimed = fetch_one(store, queue, &id, &runner, Utc::now()).await;
-        assert!(
-            store
-                .transition(&id, &runner, finished(TaskStatus::Success, &claimed, millis, 0))
-                .await
-                .unwrap()
-        );
+        let transition = finished(TaskStatus::Success, &claimed, millis, 0);
+        outcomes.push(Change { id, lease: runner.clone(), transition });
         *ran.entry("success").or_default() += 1;
     }
     let id = put(store, pending("counted_b")).await;
     let claimed = fetch_one(store, "default", &id, &runner, Utc::now()).await;
-    assert!(
-        store
-            .transition(&id, &runner, finished(TaskStatus::Failed, &claimed, 20, 2))
-            .await
-            .unwrap()
-    );
+    let transition = finished(TaskStatus::Failed, &claimed, 20, 2);
+    outcomes.push(Change { id, lease: runner.clone(), transition });
     *ran.entry("failed").or_default() += 1;
     retried += 2;
+    for applied in store.transition_many(outcomes).await {
+        assert!(applied.unwrap());
+    }
 
     // A retry through the store, then a success on the next attempt.
     let id = put(store, pending("counted_a")).await;

@@ -90,13 +90,16 @@ impl PostgresStore {
         let status: TaskStatus =
             status.parse().map_err(|reason| StoreError::Corrupt { id: id.to_string(), reason })?;
         if status == TaskStatus::Pending {
-            tx.execute(
-                "UPDATE taskflow_tasks SET status = 'cancelled', end_time = $2, wait_until = NULL
-                 WHERE id = $1",
-                &[&target, &Utc::now()],
-            )
-            .await
-            .map_err(unavailable)?;
+            static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+                let cancel = format!(
+                    "UPDATE taskflow_tasks SET status = 'cancelled', end_time = $2,
+                        wait_until = NULL
+                     WHERE id = $1 RETURNING {COLUMNS}, {}",
+                    super::deltas::was("pending")
+                );
+                super::deltas::counted("", &cancel, "SELECT id FROM changed")
+            });
+            tx.execute(SQL.as_str(), &[&target, &Utc::now()]).await.map_err(unavailable)?;
         }
         tx.commit().await.map_err(unavailable)?;
         Ok(Some(status))

@@ -1,8 +1,9 @@
 //! The counters on PostgreSQL ([`crate::store::counters`]): `taskflow_counts` and
-//! `taskflow_minutes`, kept by statement-level triggers on `taskflow_tasks` that read the
-//! statement's transition tables, so a fetch or a batch of outcomes counts itself with one
-//! upsert per key, not one per row. Each backend writes the shard of its process id, so
-//! concurrent writers do not wait on one another's counter rows; readers add the shards.
+//! `taskflow_minutes`, with the deltas not folded into them yet ([`super::deltas`]).
+//!
+//! Schema version 10 kept them with statement-level triggers, each backend writing a shard of
+//! its own; version 11 replaced the triggers with the deltas (the triggers' updates of hot
+//! counter rows cost half the write throughput and bloated the tables).
 
 use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
@@ -10,23 +11,18 @@ use tokio_postgres::Row;
 use super::{PostgresStore, unavailable};
 use crate::store::StoreError;
 use crate::store::counters::sql::{
-    adding, each_column, grouped, histogram_definitions, histogram_list, per_bucket,
+    each_column, grouped, histogram_definitions, histogram_list, per_bucket,
 };
-use crate::store::counters::{
-    BUCKETS, FINE_MINUTES, MinuteCounts, ROLLUP, SHARDS, StatusCount, minute_of, minute_start,
-};
-
-/// The shard that folded rows go to ([`PostgresStore::fold_shards`]); triggers write shards
-/// from 0 up.
-const FOLDED: i32 = -1;
+use crate::store::counters::{BUCKETS, MinuteCounts, SHARDS, StatusCount, minute_of, minute_start};
 
 /// The unix minute of a `TIMESTAMPTZ` expression.
-fn minute(at: &str) -> String {
+pub(super) fn minute(at: &str) -> String {
     format!("floor(extract(epoch FROM {at}) / 60)::bigint")
 }
 
 /// Schema version 10: the two tables, `taskflow_counts` filled from the rows there are (under
-/// a lock that holds writers off until the triggers exist), and the triggers.
+/// a lock that holds writers off until the triggers exist), and the triggers (which version
+/// 11 drops again: [`super::deltas::migration`]).
 pub(super) fn migration() -> String {
     let add_counts = "ON CONFLICT (func_name, queue, status, shard) DO UPDATE SET \
         tasks = c.tasks + EXCLUDED.tasks, timed = c.timed + EXCLUDED.timed, \
@@ -173,7 +169,9 @@ impl PostgresStore {
     pub(super) async fn read_counts(&self) -> Result<Vec<StatusCount>, StoreError> {
         let rows = self
             .query(
-                "SELECT func_name, queue, status, tasks, timed, seconds FROM taskflow_counts",
+                "SELECT func_name, queue, status, tasks, timed, seconds FROM taskflow_counts
+                 UNION ALL
+                 SELECT func_name, queue, status, tasks, timed, seconds FROM taskflow_count_deltas",
                 &[],
             )
             .await?;
@@ -195,69 +193,25 @@ impl PostgresStore {
         step: u32,
     ) -> Result<Vec<MinuteCounts>, StoreError> {
         let sql = format!(
-            "SELECT {} FROM taskflow_minutes WHERE minute >= $1 GROUP BY 1, 2, 3",
-            grouped("$1 + (minute - $1) / $2 * $2", |sum| format!("{sum}::bigint"))
+            "SELECT {} FROM {} WHERE minute >= $1 GROUP BY 1, 2, 3",
+            grouped("$1 + (minute - $1) / $2 * $2", |sum| format!("{sum}::bigint")),
+            super::deltas::all_minutes(),
         );
         let step = i64::from(step.max(1));
         let rows = self.query(&sql, &[&minute_of(since), &step]).await?;
         Ok(crate::store::counters::merge_minutes(rows.iter().map(minute_row)))
     }
 
-    /// [`Store::compact_counters`](crate::store::Store::compact_counters) on this store: the
-    /// shards' rows (of past minutes, for the history) move into shard [`FOLDED`], which no
-    /// trigger writes, and history older than [`FINE_MINUTES`] into rows of [`ROLLUP`]
-    /// minutes. Rows a writer holds are skipped (the next fold takes them), so a fold never
-    /// waits on a writer, and no writer waits on a row that it holds.
-    pub(super) async fn fold_shards(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let client = self.client().await?;
-        let counts = format!(
-            "WITH picked AS (
-                SELECT ctid FROM taskflow_counts WHERE shard <> {FOLDED} FOR UPDATE SKIP LOCKED
-            ), gone AS (
-                DELETE FROM taskflow_counts c USING picked WHERE c.ctid = picked.ctid RETURNING c.*
-            )
-            INSERT INTO taskflow_counts AS c (func_name, queue, status, shard, tasks, timed, seconds)
-            SELECT func_name, queue, status, {FOLDED}, sum(tasks)::bigint, sum(timed)::bigint,
-                sum(seconds)
-            FROM gone GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-            ON CONFLICT (func_name, queue, status, shard) DO UPDATE SET
-                tasks = c.tasks + EXCLUDED.tasks, timed = c.timed + EXCLUDED.timed,
-                seconds = c.seconds + EXCLUDED.seconds"
-        );
-        let add = adding(|c| format!("{c} = m.{c} + EXCLUDED.{c}"));
-        let minutes = format!(
-            "WITH picked AS (
-                SELECT ctid FROM taskflow_minutes
-                WHERE (shard <> {FOLDED} AND minute < $1) OR (minute < $2 AND minute % {ROLLUP} <> 0)
-                FOR UPDATE SKIP LOCKED
-            ), gone AS (
-                DELETE FROM taskflow_minutes m USING picked WHERE m.ctid = picked.ctid RETURNING m.*
-            )
-            INSERT INTO taskflow_minutes AS m (minute, func_name, queue, shard, enqueued, succeeded,
-                failed, interrupted, cancelled, retried, timed, seconds, min_duration,
-                max_duration, {list})
-            SELECT CASE WHEN minute < $2 THEN minute - minute % {ROLLUP} ELSE minute END,
-                func_name, queue, {FOLDED}, {sums}
-            FROM gone GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-            ON CONFLICT (minute, func_name, queue, shard) DO UPDATE SET {add},
-                min_duration = LEAST(m.min_duration, EXCLUDED.min_duration),
-                max_duration = GREATEST(m.max_duration, EXCLUDED.max_duration)",
-            list = histogram_list(),
-            sums = grouped("", |sum| format!("{sum}::bigint"))
-                .trim_start_matches(", func_name, queue, "),
-        );
-        let past = minute_of(now);
-        let coarse = past - FINE_MINUTES;
-        client.execute(&counts, &[]).await.map_err(unavailable)?;
-        client.execute(&minutes, &[&past, &coarse]).await.map_err(unavailable)?;
-        Ok(())
-    }
-
     /// [`Store::trim_history`](crate::store::Store::trim_history) on this store.
     pub(super) async fn drop_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
         let client = self.client().await?;
+        let before = minute_of(before);
         let gone = client
-            .execute("DELETE FROM taskflow_minutes WHERE minute < $1", &[&minute_of(before)])
+            .execute("DELETE FROM taskflow_minutes WHERE minute < $1", &[&before])
+            .await
+            .map_err(unavailable)?;
+        client
+            .execute("DELETE FROM taskflow_minute_deltas WHERE minute < $1", &[&before])
             .await
             .map_err(unavailable)?;
         Ok(gone as usize)

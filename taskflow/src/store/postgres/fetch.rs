@@ -5,9 +5,12 @@
 //! of its own, so that the running tasks counted and the ones claimed add up for every
 //! instance.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
+use super::deltas::{counted, was};
 use super::row::{self, COLUMNS};
 use super::{PostgresStore, unavailable};
 use crate::record::TaskRecord;
@@ -112,12 +115,16 @@ impl PostgresStore {
         tracing::error!(error = %err, "taskflow: stored task is unreadable; marking it failed");
         let id: uuid::Uuid = found.get(0);
         let message = format!("the stored task cannot be read: {err}");
-        self.execute(
-            "UPDATE taskflow_tasks SET status = 'failed', end_time = $2, error = $3,
-                stacktrace = $3, lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
-            &[&id, &Utc::now(), &message],
-        )
-        .await?;
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let fail = format!(
+                "UPDATE taskflow_tasks SET status = 'failed', end_time = $2, error = $3,
+                    stacktrace = $3, lease_owner = NULL, lease_expires_at = NULL
+                 WHERE id = $1 AND status = 'running' RETURNING {COLUMNS}, {}",
+                was("running")
+            );
+            counted("", &fail, "SELECT id FROM changed")
+        });
+        self.execute(SQL.as_str(), &[&id, &Utc::now(), &message]).await?;
         Ok(())
     }
 
@@ -166,15 +173,18 @@ impl PostgresStore {
 
     pub(super) async fn release_lease(&self, lease: &Lease) -> Result<usize, StoreError> {
         let owner: &str = &lease.owner;
-        let released = self
-            .execute(
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            let release = format!(
                 "UPDATE taskflow_tasks SET status = 'pending', lease_owner = NULL,
                     lease_expires_at = NULL
-                 WHERE status = 'running' AND lease_owner = $1 AND lease_expires_at = $2",
-                &[&owner, &lease.expires_at],
-            )
-            .await?;
-        Ok(released as usize)
+                 WHERE status = 'running' AND lease_owner = $1 AND lease_expires_at = $2
+                 RETURNING {COLUMNS}, {}",
+                was("running")
+            );
+            counted("", &release, "SELECT id FROM changed")
+        });
+        let released = self.query(SQL.as_str(), &[&owner, &lease.expires_at]).await?;
+        Ok(released.len())
     }
 }
 
@@ -192,22 +202,30 @@ async fn claim(
     // wait for (nor deadlock with) each other.
     let promote = client.prepare_cached(PROMOTE).await.map_err(unavailable)?;
     client.execute(&promote, &[&fetch.now, &fetch.queue]).await.map_err(unavailable)?;
-    let sql = format!(
-        "WITH picked AS (
-            SELECT id AS picked_id FROM taskflow_tasks
-            WHERE queue = $5 AND status = 'pending' AND wait_until IS NULL
-                AND (scheduled_at IS NULL OR scheduled_at <= $1)
-                AND NOT EXISTS (SELECT 1 FROM taskflow_queues WHERE name = $5 AND paused)
-            ORDER BY taskflow_rank(COALESCE(scheduled_at, created_at), priority), seq
-            LIMIT $2 FOR UPDATE SKIP LOCKED)
-         UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $1),
-            lease_owner = $3, lease_expires_at = $4, cancel_requested = FALSE
-         FROM picked WHERE id = picked.picked_id
-         RETURNING {COLUMNS}, seq"
-    );
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let lease = format!(
+            "UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $1),
+                lease_owner = $3, lease_expires_at = $4, cancel_requested = FALSE
+             FROM picked WHERE id = picked.picked_id
+             RETURNING {COLUMNS}, seq, {}",
+            was("pending")
+        );
+        counted(
+            "picked AS (
+                SELECT id AS picked_id FROM taskflow_tasks
+                WHERE queue = $5 AND status = 'pending' AND wait_until IS NULL
+                    AND (scheduled_at IS NULL OR scheduled_at <= $1)
+                    AND NOT EXISTS (SELECT 1 FROM taskflow_queues WHERE name = $5 AND paused)
+                ORDER BY taskflow_rank(COALESCE(scheduled_at, created_at), priority), seq
+                LIMIT $2 FOR UPDATE SKIP LOCKED), ",
+            &lease,
+            &format!("SELECT {COLUMNS}, seq FROM changed"),
+        )
+    });
+    let sql = SQL.as_str();
     let owner: &str = &fetch.lease.owner;
     let limit = i64::try_from(room).unwrap_or(i64::MAX);
-    let statement = client.prepare_cached(&sql).await.map_err(unavailable)?;
+    let statement = client.prepare_cached(sql).await.map_err(unavailable)?;
     client
         .query(&statement, &[&fetch.now, &limit, &owner, &fetch.lease.expires_at, &fetch.queue])
         .await
@@ -242,10 +260,16 @@ async fn claim_capped(
         .await
         .map_err(unavailable)?;
     let lease = tx
-        .prepare_cached(&format!(
-            "UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $1),
-                lease_owner = $2, lease_expires_at = $3, cancel_requested = FALSE
-             WHERE id = ANY($4) RETURNING {COLUMNS}, seq"
+        .prepare_cached(&counted(
+            "",
+            &format!(
+                "UPDATE taskflow_tasks SET status = 'running',
+                    start_time = COALESCE(start_time, $1), lease_owner = $2,
+                    lease_expires_at = $3, cancel_requested = FALSE
+                 WHERE id = ANY($4) RETURNING {COLUMNS}, seq, {}",
+                was("pending")
+            ),
+            &format!("SELECT {COLUMNS}, seq FROM changed"),
         ))
         .await
         .map_err(unavailable)?;

@@ -5,12 +5,14 @@
 
 use deadpool_postgres::Pool;
 
+use super::deltas::{self, NEW};
 use super::notify::CHANNEL;
 use super::row::Params;
 use super::{ACTIVE_KEY, COLUMNS, pool_error, run_key, unavailable};
 use crate::id::TaskId;
 use crate::record::{TaskRecord, TaskStatus};
 use crate::store::StoreError;
+use crate::store::counters::moves::Moves;
 use crate::store::inserts::{Insert, Inserter};
 
 impl Inserter for Pool {
@@ -19,7 +21,8 @@ impl Inserter for Pool {
 
     async fn together(&self, batch: &[Insert<Self>]) -> Result<Vec<usize>, StoreError> {
         let mut client = self.get().await.map_err(super::pool_error)?;
-        let statement = client.prepare_cached(&insert_sql()).await.map_err(super::unavailable)?;
+        let statement =
+            client.prepare_cached(insert_returning_sql()).await.map_err(super::unavailable)?;
         let tx = client.transaction().await.map_err(super::unavailable)?;
         let values: Vec<_> = batch.iter().map(|insert| insert.values.refs()).collect();
         let inserted = futures_util::future::join_all(
@@ -27,9 +30,10 @@ impl Inserter for Pool {
         )
         .await;
         let mut held = Vec::new();
+        let (mut moves, now) = (Moves::default(), chrono::Utc::now());
         for (index, row) in inserted.into_iter().enumerate() {
             match row.map_err(super::unavailable)? {
-                Some(_) => {}
+                Some(row) => deltas::count_row(&mut moves, &row, now),
                 None if batch[index].key.is_some() => held.push(index),
                 None => {
                     return Err(StoreError::Unavailable(format!(
@@ -39,6 +43,7 @@ impl Inserter for Pool {
                 }
             }
         }
+        deltas::append(&tx, &mut moves).await?;
         tx.commit().await.map_err(super::unavailable)?;
         Ok(held)
     }
@@ -57,15 +62,29 @@ impl Inserter for Pool {
     }
 }
 
-/// Inserts a task unless an active task holds its idempotency key; returns its id if stored.
-pub(super) fn insert_sql() -> String {
-    format!(
-        "INSERT INTO taskflow_tasks ({COLUMNS}, wait_until) VALUES ($1, $2, $3, $4, $5, $6, $7,
-            $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24,
-            $25, $26, COALESCE($27::TIMESTAMPTZ,
-                CASE WHEN $18::TIMESTAMPTZ > $4::TIMESTAMPTZ THEN $18::TIMESTAMPTZ END))
-         ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY} DO NOTHING RETURNING id"
-    )
+/// Inserts a task unless an active task holds its idempotency key, returning the stored row
+/// as [`deltas::count_row`] reads it (a batch counts its rows in code).
+fn insert_returning_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "INSERT INTO taskflow_tasks ({COLUMNS}, wait_until) VALUES ($1, $2, $3, $4, $5, $6,
+                $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23,
+                $24, $25, $26, COALESCE($27::TIMESTAMPTZ,
+                    CASE WHEN $18::TIMESTAMPTZ > $4::TIMESTAMPTZ THEN $18::TIMESTAMPTZ END))
+             ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY} DO NOTHING
+             RETURNING {COLUMNS}, {NEW}"
+        )
+    });
+    &SQL
+}
+
+/// Inserts a task unless an active task holds its idempotency key, and counts it; returns
+/// its id if stored.
+pub(super) fn insert_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        deltas::counted("", insert_returning_sql(), "SELECT id FROM changed")
+    });
+    &SQL
 }
 
 /// Stores `record` through `client` (a transaction of the caller's, or a plain client) and
@@ -80,7 +99,7 @@ pub(crate) async fn insert_in(
         let error = crate::store::replaced(&record.task_id);
         run_key::cancel_waiting(client, key, record.created_at, Some(&error)).await?;
     }
-    let inserted = client.query_opt(&insert_sql(), &params.refs()).await.map_err(unavailable)?;
+    let inserted = client.query_opt(insert_sql(), &params.refs()).await.map_err(unavailable)?;
     let id = match (inserted, &record.idempotency_key) {
         (Some(_), _) => record.task_id,
         (None, Some(key)) => {
@@ -110,7 +129,7 @@ pub(super) async fn insert(
     key: Option<String>,
 ) -> Result<(), StoreError> {
     let mut client = pool.get().await.map_err(pool_error)?;
-    let statement = client.prepare_cached(&insert_sql()).await.map_err(unavailable)?;
+    let statement = client.prepare_cached(insert_sql()).await.map_err(unavailable)?;
     let inserted = client.query_opt(&statement, &params.refs()).await.map_err(unavailable)?;
     if inserted.is_some() {
         return Ok(());

@@ -3,6 +3,7 @@
 mod cancel;
 mod complete;
 mod counters;
+mod deltas;
 mod events;
 mod fetch;
 mod inserts;
@@ -203,7 +204,7 @@ impl Store for PostgresStore {
         lease: &Lease,
         change: Transition,
     ) -> Result<bool, StoreError> {
-        let (sql, params) = complete::statement(id, lease, change);
+        let (sql, params) = complete::statement(id, lease, change, true);
         Ok(self.execute(sql, &complete::refs(&params)).await? > 0)
     }
 
@@ -268,7 +269,7 @@ impl Store for PostgresStore {
     }
 
     async fn compact_counters(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        self.fold_shards(now).await
+        self.fold_deltas(now).await
     }
 
     async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {

@@ -8,9 +8,10 @@ use deadpool_postgres::Pool;
 use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 
+use super::deltas::{counted, was};
 use super::inserts::insert_sql;
 use super::row::Params;
-use super::{ACTIVE_KEY, pool_error, unavailable};
+use super::{ACTIVE_KEY, COLUMNS, pool_error, unavailable};
 use crate::id::TaskId;
 use crate::store::StoreError;
 
@@ -25,16 +26,17 @@ pub(super) async fn cancel_waiting(
     now: DateTime<Utc>,
     error: Option<&str>,
 ) -> Result<Option<uuid::Uuid>, StoreError> {
-    let row = client
-        .query_opt(
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let cancel = format!(
             "UPDATE taskflow_tasks SET status = 'cancelled', end_time = $2,
                 error = COALESCE($3, error), wait_until = NULL
              WHERE run_key = $1 AND status = 'pending' AND start_time IS NULL
-             RETURNING id",
-            &[&key, &now, &error],
-        )
-        .await
-        .map_err(unavailable)?;
+             RETURNING {COLUMNS}, {}",
+            was("pending")
+        );
+        counted("", &cancel, "SELECT id FROM changed")
+    });
+    let row = client.query_opt(SQL.as_str(), &[&key, &now, &error]).await.map_err(unavailable)?;
     Ok(row.map(|row| row.get(0)))
 }
 
@@ -70,7 +72,7 @@ pub(super) async fn insert(
             }
         }
         cancel_waiting(&*tx, run_key, Utc::now(), Some(&error)).await?;
-        match tx.query_opt(&statement, &params.refs()).await {
+        match tx.query_opt(statement, &params.refs()).await {
             Ok(Some(_)) => return tx.commit().await.map_err(unavailable),
             // A task took the idempotency key meanwhile: look again.
             Ok(None) => continue,

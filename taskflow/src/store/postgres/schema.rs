@@ -7,7 +7,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 10;
+pub(super) const SCHEMA_VERSION: i64 = 11;
 
 /// Each migration takes the schema from version `index` to `index + 1`. Version 2 adds
 /// `wait_until`, set while a pending task is not yet due (a delay, a retry's backoff) and
@@ -28,7 +28,8 @@ pub(super) const SCHEMA_VERSION: i64 = 10;
 /// that its runner (on any instance) is to stop, cleared by the fetch that starts an attempt,
 /// `progress`, what the task's code last reported of how far it got (JSON), and
 /// `taskflow_events`, the cluster's log of lifecycle events for the live feeds. Version 10
-/// adds the counters and their triggers ([`super::counters::migration`]).
+/// adds the counters and their triggers ([`super::counters::migration`]); version 11 replaces
+/// the triggers with delta tables that the statements append to ([`super::deltas`]).
 const MIGRATIONS: [&str; 9] = ["
     CREATE TABLE taskflow_tasks (
         seq BIGSERIAL UNIQUE,
@@ -175,7 +176,7 @@ pub(super) async fn migrate(pool: &Pool, url: &str) -> Result<(), StoreError> {
         });
     }
     let migrations = MIGRATIONS.iter().map(|m| (*m).to_owned());
-    let migrations = migrations.chain(std::iter::once(super::counters::migration()));
+    let migrations = migrations.chain([super::counters::migration(), super::deltas::migration()]);
     for (from, migration) in migrations.enumerate().skip(found as usize) {
         tx.batch_execute(&migration).await.map_err(fail)?;
         let to = from as i64 + 1;

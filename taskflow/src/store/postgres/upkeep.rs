@@ -1,6 +1,9 @@
 //! Upkeep of the tasks: lease renewal, rescue of tasks whose runner died, and pruning of
 //! finished tasks (leadership is in `fetch`).
 
+use std::sync::LazyLock;
+
+use super::deltas;
 use super::*;
 
 impl PostgresStore {
@@ -46,10 +49,18 @@ impl PostgresStore {
                 }
             };
             let outcome = reclaim(&mut record, now, max_recoveries);
+            static RECLAIM: LazyLock<String> = LazyLock::new(|| {
+                let reclaim = format!(
+                    "UPDATE taskflow_tasks SET status = $2, end_time = $3, error = $4,
+                        stacktrace = $5, recoveries = $6, lease_owner = NULL,
+                        lease_expires_at = NULL
+                     WHERE id = $1 RETURNING {COLUMNS}, {}",
+                    deltas::was("running")
+                );
+                deltas::counted("", &reclaim, "SELECT id FROM changed")
+            });
             tx.execute(
-                "UPDATE taskflow_tasks SET status = $2, end_time = $3, error = $4, stacktrace = $5,
-                    recoveries = $6, lease_owner = NULL, lease_expires_at = NULL
-                 WHERE id = $1",
+                RECLAIM.as_str(),
                 &[
                     record.task_id.as_uuid(),
                     &record.status.as_str(),
@@ -73,26 +84,35 @@ impl PostgresStore {
         retention: &Retention,
         now: DateTime<Utc>,
     ) -> Result<usize, StoreError> {
-        let mut removed = 0;
+        static BY_AGE: LazyLock<String> = LazyLock::new(|| {
+            let delete = format!(
+                "DELETE FROM taskflow_tasks WHERE end_time IS NOT NULL AND end_time < $1
+                   AND status IN ('success', 'failed', 'interrupted', 'cancelled')
+                 RETURNING {}",
+                deltas::GONE
+            );
+            deltas::counted("", &delete, "SELECT count(*) FROM changed")
+        });
+        static BY_COUNT: LazyLock<String> = LazyLock::new(|| {
+            let delete = format!(
+                "DELETE FROM taskflow_tasks WHERE id IN (
+                    SELECT id FROM taskflow_tasks WHERE end_time IS NOT NULL
+                      AND status IN ('success', 'failed', 'interrupted', 'cancelled')
+                    ORDER BY end_time DESC OFFSET $1)
+                 RETURNING {}",
+                deltas::GONE
+            );
+            deltas::counted("", &delete, "SELECT count(*) FROM changed")
+        });
+        let mut removed: i64 = 0;
         if let Some(cutoff) = retention.age_cutoff(now) {
-            removed += self
-                .execute(
-                    "DELETE FROM taskflow_tasks WHERE end_time IS NOT NULL AND end_time < $1
-                       AND status IN ('success', 'failed', 'interrupted', 'cancelled')",
-                    &[&cutoff],
-                )
-                .await?;
+            let rows = self.query(BY_AGE.as_str(), &[&cutoff]).await?;
+            removed += rows.first().map_or(0, |row| row.get::<_, i64>(0));
         }
         if let Some(max) = retention.max_finished {
-            removed += self
-                .execute(
-                    "DELETE FROM taskflow_tasks WHERE id IN (
-                        SELECT id FROM taskflow_tasks WHERE end_time IS NOT NULL
-                          AND status IN ('success', 'failed', 'interrupted', 'cancelled')
-                        ORDER BY end_time DESC OFFSET $1)",
-                    &[&i64::try_from(max).unwrap_or(i64::MAX)],
-                )
-                .await?;
+            let max = i64::try_from(max).unwrap_or(i64::MAX);
+            let rows = self.query(BY_COUNT.as_str(), &[&max]).await?;
+            removed += rows.first().map_or(0, |row| row.get::<_, i64>(0));
         }
         Ok(removed as usize)
     }

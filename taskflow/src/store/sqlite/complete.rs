@@ -110,7 +110,7 @@ impl SqliteStore {
                         Transition::Requeue => (REQUEUE, Vec::new(), "pending", None),
                     };
                 let mut statement = conn.prepare_cached(sql).map_err(unavailable)?;
-                let fixed = [Sql::Text(id.clone()), Sql::Text(owner), Sql::Integer(seq)];
+                let fixed = [Sql::Text(id), Sql::Text(owner), Sql::Integer(seq)];
                 let changed = statement
                     .execute(params_from_iter(fixed.iter().chain(&values)))
                     .map_err(unavailable)?;
