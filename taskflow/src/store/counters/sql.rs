@@ -1,7 +1,9 @@
-//! SQL text shared by the stores that keep their counters with triggers: the histogram's
+//! SQL text shared by the SQL stores' counters: the histogram's
 //! columns and the test that puts a duration in one of its buckets.
 
-use super::{BUCKETS, DURATION_BOUNDS};
+use super::BUCKETS;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+use super::DURATION_BOUNDS;
 
 /// The histogram's column names, `h0` to `h17`.
 pub(crate) fn histogram_columns() -> Vec<String> {
@@ -24,6 +26,7 @@ pub(crate) fn histogram_definitions(ty: &str) -> String {
 
 /// A condition that holds when the duration `d` (an SQL expression, not null) falls in
 /// `bucket`.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn in_bucket(d: &str, bucket: usize) -> String {
     let last = BUCKETS - 1;
     match bucket {
@@ -35,6 +38,7 @@ pub(crate) fn in_bucket(d: &str, bucket: usize) -> String {
 
 /// For each bucket, `then` applied to its condition on `d`: `CASE WHEN ... THEN 1 ELSE 0
 /// END`, or an aggregate such as `count(*) FILTER (WHERE ...)`.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 pub(crate) fn per_bucket(d: &str, then: impl Fn(&str) -> String) -> String {
     (0..BUCKETS).map(|bucket| then(&in_bucket(d, bucket))).collect::<Vec<_>>().join(", ")
 }
@@ -85,6 +89,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
     fn every_duration_falls_in_one_bucket() {
         assert_eq!(in_bucket("d", 0), "d <= 0.001");
         assert_eq!(in_bucket("d", 1), "(d > 0.001 AND d <= 0.0025)");
