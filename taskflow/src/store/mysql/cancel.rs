@@ -1,7 +1,9 @@
 //! Cancelling pending tasks (by id, or the one waiting under a run key), flagging running
 //! ones for their runner, releasing held ones, and appending to a task's log.
 
+use super::deltas::{self, SEEN, Seen};
 use super::*;
+use crate::store::counters::minute_of;
 
 impl MysqlStore {
     /// [`Store::record_progress`](crate::store::Store::record_progress) on this store: one
@@ -106,27 +108,36 @@ impl MysqlStore {
     ) -> Result<Option<TaskStatus>, Attempt> {
         let mut conn = self.conn().await.map_err(Attempt::Failed)?;
         let mut tx = conn.start_transaction(Default::default()).await?;
-        let found: Option<(String, String)> = tx
+        let found: Option<mysql_async::Row> = tx
             .exec_first(
-                "SELECT id, status FROM taskflow_tasks
-                 WHERE id = COALESCE((SELECT task_id FROM taskflow_aliases WHERE alias = ?), ?)
-                 FOR UPDATE",
+                format!(
+                    "SELECT id, status, {SEEN} FROM taskflow_tasks
+                     WHERE id = COALESCE((SELECT task_id FROM taskflow_aliases WHERE alias = ?), ?)
+                     FOR UPDATE"
+                ),
                 (id.to_string(), id.to_string()),
             )
             .await?;
-        let Some((target, status)) = found else { return Ok(None) };
+        let Some(found) = found else { return Ok(None) };
+        let values = found.unwrap();
+        let (target, status) = (deltas::lossy(values.first()), deltas::lossy(values.get(1)));
+        let seen = Seen::read(&values, 2);
         let status: TaskStatus = status.parse().map_err(|reason| {
             Attempt::Failed(StoreError::Corrupt { id: id.to_string(), reason })
         })?;
         match when {
             _ if status != when => {}
             TaskStatus::Pending => {
+                let now = Utc::now();
                 tx.exec_drop(
                     "UPDATE taskflow_tasks SET status = 'cancelled', end_time = ?,
                         wait_until = NULL WHERE id = ?",
-                    (micros(Utc::now()), target),
+                    (micros(now), target),
                 )
                 .await?;
+                let mut moves = Moves::default();
+                seen.moved(&mut moves, "cancelled", minute_of(now));
+                deltas::append(&mut tx, &mut moves).await?;
             }
             // Running: flagged for its runner.
             _ => {

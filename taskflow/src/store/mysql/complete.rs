@@ -1,15 +1,21 @@
 //! Fenced changes to running tasks on MySQL / MariaDB: one statement per change, and a batch
 //! of them in one transaction (one commit for the lot).
 
+use std::collections::HashMap;
+
+use chrono::Utc;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, TxOpts, Value};
 
+use super::deltas::{self, SEEN, Seen};
 use super::{micros, s, text, unavailable};
 use crate::id::TaskId;
+use crate::store::counters::minute_of;
+use crate::store::counters::moves::Moves;
 use crate::store::{Change, Lease, StoreError, Transition};
 
 const FINISHED: &str = "UPDATE taskflow_tasks SET status = ?, end_time = ?,
-    duration = (? - start_time) / 1000000.0, retries_used = ?, result = ?,
+    duration = ?, retries_used = ?, result = ?,
     error = IF(?, ?, error), stacktrace = IF(?, ?, stacktrace),
     lease_owner = NULL, lease_expires_at = NULL
     WHERE id = ? AND status = 'running' AND lease_owner = ?";
@@ -23,11 +29,12 @@ const REQUEUE: &str = "UPDATE taskflow_tasks SET status = 'pending', lease_owner
     lease_expires_at = NULL WHERE id = ? AND status = 'running' AND lease_owner = ?";
 
 /// The statement that applies `change` to task `id` if `lease` still holds it, and its
-/// values.
+/// values; a run that ends took `run` seconds (from its start as stored).
 pub(super) fn statement(
     id: &TaskId,
     lease: &Lease,
     change: Transition,
+    run: Option<f64>,
 ) -> (&'static str, Vec<Value>) {
     let (sql, mut values) = match change {
         Transition::Finished { status, end_time, retries_used, result, error, stacktrace } => {
@@ -35,7 +42,7 @@ pub(super) fn statement(
             let values = vec![
                 s(status.as_str()),
                 Value::Int(micros(end_time)),
-                Value::Int(micros(end_time)),
+                Value::from(run),
                 Value::Int(retries_used.into()),
                 text(result.map(|r| r.to_string())),
                 replaces.clone(),
@@ -77,12 +84,65 @@ pub(super) async fn many(pool: &Pool, changes: Vec<Change>) -> Vec<Result<bool, 
 async fn together(pool: &Pool, changes: Vec<Change>) -> Result<Vec<bool>, StoreError> {
     let mut conn = pool.get_conn().await.map_err(unavailable)?;
     let mut tx = conn.start_transaction(TxOpts::default()).await.map_err(unavailable)?;
+    // What the counters need of the batch's running rows, locked: one read for the lot.
+    let slots = vec!["?"; changes.len()].join(", ");
+    let ids: Vec<Value> = changes.iter().map(|change| s(&change.id.to_string())).collect();
+    let rows: Vec<mysql_async::Row> = tx
+        .exec(
+            format!(
+                "SELECT id, lease_owner, start_time, {SEEN} FROM taskflow_tasks
+                 WHERE id IN ({slots}) AND status = 'running' FOR UPDATE"
+            ),
+            ids,
+        )
+        .await
+        .map_err(unavailable)?;
+    let mut running: HashMap<String, (String, Option<f64>, Seen)> = rows
+        .into_iter()
+        .map(|row| {
+            let values = row.unwrap();
+            let owner = deltas::lossy(values.get(1));
+            let start = deltas::number(values.get(2));
+            (deltas::lossy(values.first()), (owner, start, Seen::read(&values, 3)))
+        })
+        .collect();
+    let now = Utc::now();
+    let mut moves = Moves::default();
     let mut applied = Vec::with_capacity(changes.len());
     for Change { id, lease, transition } in changes {
-        let (sql, values) = statement(&id, &lease, transition);
+        let Some((owner, start, before)) = running.remove(&id.to_string()) else {
+            applied.push(false);
+            continue;
+        };
+        if owner != lease.owner.as_ref() {
+            applied.push(false);
+            continue;
+        }
+        let (after, duration, end, retries) = match &transition {
+            Transition::Finished { status, end_time, retries_used, .. } => {
+                let run = start.map(|start| (micros(*end_time) as f64 - start) / 1_000_000.0);
+                (status.as_str(), run, Some(*end_time), Some(*retries_used))
+            }
+            Transition::Reschedule { retries_used, .. } => {
+                ("pending", before.duration, None, Some(*retries_used))
+            }
+            Transition::Requeue => ("pending", before.duration, None, None),
+        };
+        let (sql, values) = statement(&id, &lease, transition, duration);
         tx.exec_drop(sql, values).await.map_err(unavailable)?; // dropping `tx` rolls back
-        applied.push(tx.affected_rows() > 0);
+        let changed = tx.affected_rows() > 0;
+        if changed {
+            let (from, to) = ((before.status.as_str(), before.duration), (after, duration));
+            let ended = minute_of(end.unwrap_or(now));
+            moves.changed(&before.func_name, &before.queue, from, to, ended);
+            if let Some(retries) = retries {
+                let more = i64::from(retries) - before.retries_used;
+                moves.retried(&before.func_name, &before.queue, more, minute_of(now));
+            }
+        }
+        applied.push(changed);
     }
+    deltas::append(&mut tx, &mut moves).await.map_err(unavailable)?;
     tx.commit().await.map_err(unavailable)?;
     Ok(applied)
 }

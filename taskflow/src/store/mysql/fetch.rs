@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use mysql_async::Value;
 use mysql_async::prelude::Queryable;
 
+use super::deltas::{SEEN, Seen, lossy, number};
 use super::{COLUMNS, Cells, MysqlStore, micros, s, unavailable};
 
 /// Why one try of a fetch failed: a lock conflict (tried again), another server error, or the
@@ -24,6 +25,8 @@ impl From<mysql_async::Error> for Conflict {
     }
 }
 use crate::record::TaskRecord;
+use crate::store::counters::minute_of;
+use crate::store::counters::moves::Moves;
 use crate::store::{Fetch, Lease, StoreError, fetch_order};
 
 /// How many times a transaction that InnoDB picked as a deadlock's victim is tried again at once.
@@ -189,29 +192,38 @@ impl MysqlStore {
             .exec(format!("SELECT {COLUMNS}, seq FROM taskflow_tasks WHERE seq IN ({seqs})"), ())
             .await?;
         let mut fetched = Vec::with_capacity(rows.len());
+        let mut moves = Moves::default();
         for cells in rows.into_iter().map(Cells::of) {
             let seq = cells.int(26, "seq").ok().flatten().unwrap_or(i64::MAX);
             match cells.record() {
-                Ok(record) => fetched.push((seq, record)),
+                Ok(record) => {
+                    let (from, to) = (("pending", record.duration), ("running", record.duration));
+                    moves.changed(&record.func_name, &record.queue, from, to, 0);
+                    fetched.push((seq, record));
+                }
                 Err(err) => {
                     // It cannot run, and dropping it would lose it: failed, with the reason.
                     tracing::error!(error = %err, "taskflow: stored task is unreadable; marking it failed");
                     let message = format!("the stored task cannot be read: {err}");
+                    let now = Utc::now();
+                    let (func_name, queue) =
+                        (lossy(cells.values.get(1)), lossy(cells.values.get(24)));
+                    let (from, to) = (
+                        ("pending", number(cells.values.get(6))),
+                        ("failed", number(cells.values.get(6))),
+                    );
+                    moves.changed(&func_name, &queue, from, to, minute_of(now));
                     tx.exec_drop(
                         "UPDATE taskflow_tasks SET status = 'failed', end_time = ?, error = ?,
                             stacktrace = ?, lease_owner = NULL, lease_expires_at = NULL
                          WHERE id = ?",
-                        vec![
-                            Value::Int(micros(Utc::now())),
-                            s(&message),
-                            s(&message),
-                            s(&cells.id),
-                        ],
+                        vec![Value::Int(micros(now)), s(&message), s(&message), s(&cells.id)],
                     )
                     .await?;
                 }
             }
         }
+        super::deltas::append(&mut tx, &mut moves).await?;
         tx.commit().await?;
         fetched.sort_by_key(|(seq, record)| fetch_order(record, *seq));
         Ok(fetched.into_iter().map(|(_, record)| record).collect())
@@ -268,14 +280,32 @@ impl MysqlStore {
     }
 
     pub(super) async fn release_lease(&self, lease: &Lease) -> Result<usize, StoreError> {
-        let released = self
-            .affected(
-                "UPDATE taskflow_tasks SET status = 'pending', lease_owner = NULL,
-                    lease_expires_at = NULL
-                 WHERE status = 'running' AND lease_owner = ? AND lease_expires_at = ?",
-                vec![s(&lease.owner), Value::Int(micros(lease.expires_at))],
+        let mut conn = self.conn().await?;
+        let mut tx = conn.start_transaction(Default::default()).await.map_err(unavailable)?;
+        let held = "status = 'running' AND lease_owner = ? AND lease_expires_at = ?";
+        let params = vec![s(&lease.owner), Value::Int(micros(lease.expires_at))];
+        let rows: Vec<mysql_async::Row> = tx
+            .exec(
+                format!("SELECT {SEEN} FROM taskflow_tasks WHERE {held} FOR UPDATE"),
+                params.clone(),
             )
-            .await?;
-        Ok(released as usize)
+            .await
+            .map_err(unavailable)?;
+        tx.exec_drop(
+            format!(
+                "UPDATE taskflow_tasks SET status = 'pending', lease_owner = NULL,
+                    lease_expires_at = NULL WHERE {held}"
+            ),
+            params,
+        )
+        .await
+        .map_err(unavailable)?;
+        let mut moves = Moves::default();
+        for row in &rows {
+            Seen::read(&row.clone().unwrap(), 0).moved(&mut moves, "pending", 0);
+        }
+        super::deltas::append(&mut tx, &mut moves).await.map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        Ok(rows.len())
     }
 }

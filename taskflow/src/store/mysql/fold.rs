@@ -1,27 +1,30 @@
-//! Folding the counters' shards on MySQL / MariaDB ([`Store::compact_counters`]): in one
-//! transaction, the shard rows no writer holds (`FOR UPDATE SKIP LOCKED`) are read, deleted
-//! by key, and added into the shard [`FOLDED`], which no trigger writes. The fold never waits
-//! on a writer, and no writer waits on a row that it holds.
+//! Folding the counters' deltas on MySQL / MariaDB ([`Store::compact_counters`]): in one
+//! transaction, the delta rows committed (`FOR UPDATE SKIP LOCKED` passes over a writer's
+//! uncommitted ones) are read, deleted by id, and added into the shard [`FOLDED`] of the
+//! counters. The fold never waits on a writer, and no writer waits on the fold.
 //!
 //! [`Store::compact_counters`]: crate::store::Store::compact_counters
 
-use chrono::Utc;
 use mysql_async::prelude::Queryable;
 use mysql_async::{TxOpts, Value};
 
 use super::row::Cells;
 use super::{MysqlStore, StoreError, unavailable};
-use crate::store::counters::minute_of;
-use crate::store::counters::sql::{adding, grouped, histogram_list};
+use crate::store::counters::sql::{adding, grouped};
 
-/// The shard that folded rows go to; triggers write shards from 0 up.
+/// The shard that folded rows go to (the triggers of schema version 10 wrote shards from 0).
 const FOLDED: i64 = -1;
 
 /// Keys deleted per statement.
 const CHUNK: usize = 500;
 
-/// One table's fold: its key columns, the sums read per key, and the upsert of a sum.
+/// Delta rows folded per transaction at most (the rest wait for the next fold).
+const MOST: usize = 20_000;
+
+/// One table's fold: its deltas, its key columns, the sums read per key, and the upsert of a
+/// sum.
 struct Table {
+    deltas: &'static str,
     name: &'static str,
     keys: &'static [&'static str],
     /// The select list after the keys (sums, min, max), per group of keys.
@@ -30,13 +33,11 @@ struct Table {
     columns: String,
     /// The `ON DUPLICATE KEY UPDATE` list.
     add: String,
-    /// Which rows fold (more than `shard <> FOLDED`).
-    only: &'static str,
 }
 
 impl MysqlStore {
     /// [`Store::compact_counters`](crate::store::Store::compact_counters) on this store.
-    pub(super) async fn fold_shards(&self, now: chrono::DateTime<Utc>) -> Result<(), StoreError> {
+    pub(super) async fn fold_deltas(&self) -> Result<(), StoreError> {
         let sums = |columns: &[&str]| {
             columns
                 .iter()
@@ -45,6 +46,7 @@ impl MysqlStore {
                 .join(", ")
         };
         let counts = Table {
+            deltas: "taskflow_count_deltas",
             name: "taskflow_counts",
             keys: &["func_name", "queue", "status"],
             totals: format!("{}, SUM(seconds)", sums(&["tasks", "timed"])),
@@ -52,76 +54,61 @@ impl MysqlStore {
             add: "tasks = tasks + VALUES(tasks), timed = timed + VALUES(timed), \
                   seconds = seconds + VALUES(seconds)"
                 .to_owned(),
-            only: "",
         };
         let added = adding(|c| format!("{c} = {c} + VALUES({c})"));
         let minutes = Table {
+            deltas: "taskflow_minute_deltas",
             name: "taskflow_minutes",
             keys: &["minute", "func_name", "queue"],
             totals: grouped("", |sum| format!("CAST({sum} AS SIGNED)"))
                 .trim_start_matches(", func_name, queue, ")
                 .to_owned(),
-            columns: format!(
-                "enqueued, succeeded, failed, interrupted, cancelled, retried, timed, seconds, \
-                 min_duration, max_duration, {}",
-                histogram_list()
-            ),
+            columns: super::deltas::figures(),
             add: format!(
                 "{added}, min_duration = LEAST(COALESCE(min_duration, VALUES(min_duration)), \
                      COALESCE(VALUES(min_duration), min_duration)), \
                  max_duration = GREATEST(COALESCE(max_duration, VALUES(max_duration)), \
                      COALESCE(VALUES(max_duration), max_duration))"
             ),
-            only: "AND minute < ?",
         };
-        self.fold(&counts, Vec::new()).await?;
-        self.fold(&minutes, vec![Value::from(minute_of(now))]).await
+        self.fold(&counts).await?;
+        self.fold(&minutes).await
     }
 
-    async fn fold(&self, table: &Table, only: Vec<Value>) -> Result<(), StoreError> {
+    async fn fold(&self, table: &Table) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        // READ COMMITTED, as the fetch: no gap locks, so the triggers' inserts into the
-        // shards never wait on the fold (SKIP LOCKED passes over the rows they hold).
+        // READ COMMITTED, as the fetch: no gap locks, so the writers' appends never wait on
+        // the fold (SKIP LOCKED passes over the rows they hold).
         let mut options = TxOpts::default();
         options.with_isolation_level(mysql_async::IsolationLevel::ReadCommitted);
         let mut tx = conn.start_transaction(options).await.map_err(unavailable)?;
         let keys = table.keys.join(", ");
-        let picked: Vec<mysql_async::Row> = tx
+        let picked: Vec<i64> = tx
             .exec(
                 format!(
-                    "SELECT {keys}, shard FROM {} WHERE shard <> {FOLDED} {} FOR UPDATE SKIP LOCKED",
-                    table.name, table.only
+                    "SELECT id FROM {} ORDER BY id LIMIT {MOST} FOR UPDATE SKIP LOCKED",
+                    table.deltas
                 ),
-                only,
+                (),
             )
             .await
             .map_err(unavailable)?;
-        if picked.is_empty() {
-            return tx.commit().await.map_err(unavailable);
-        }
-        let width = table.keys.len() + 1;
-        let picked: Vec<Vec<Value>> = picked.into_iter().map(mysql_async::Row::unwrap).collect();
-        let tuple = format!("({})", vec!["?"; width].join(", "));
         for chunk in picked.chunks(CHUNK) {
-            let tuples = vec![tuple.as_str(); chunk.len()].join(", ");
-            let params: Vec<Value> = chunk.iter().flatten().cloned().collect();
+            let ids = chunk.iter().map(i64::to_string).collect::<Vec<_>>().join(", ");
             // The sums of the rows picked, then their deletion, then the sums in FOLDED.
             let totals: Vec<mysql_async::Row> = tx
                 .exec(
                     format!(
-                        "SELECT {keys}, {} FROM {} WHERE ({keys}, shard) IN ({tuples}) GROUP BY {keys}",
-                        table.totals, table.name
+                        "SELECT {keys}, {} FROM {} WHERE id IN ({ids}) GROUP BY {keys}",
+                        table.totals, table.deltas
                     ),
-                    params.clone(),
+                    (),
                 )
                 .await
                 .map_err(unavailable)?;
-            tx.exec_drop(
-                format!("DELETE FROM {} WHERE ({keys}, shard) IN ({tuples})", table.name),
-                params,
-            )
-            .await
-            .map_err(unavailable)?;
+            tx.exec_drop(format!("DELETE FROM {} WHERE id IN ({ids})", table.deltas), ())
+                .await
+                .map_err(unavailable)?;
             let rows: Vec<Vec<Value>> =
                 totals.into_iter().map(|row| Cells::of(row).values).collect();
             let Some(first) = rows.first() else { continue };

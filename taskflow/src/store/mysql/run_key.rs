@@ -8,25 +8,35 @@ use chrono::{DateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, TxOpts, Value};
 
+use super::deltas::{self, SEEN, Seen};
 use super::{INSERT, is_duplicate, micros, unavailable};
 use crate::id::TaskId;
 use crate::store::StoreError;
+use crate::store::counters::minute_of;
+use crate::store::counters::moves::Moves;
 
 /// How many times an insert under a run key is tried when racing inserts under the same key.
 const RACES: usize = 32;
 
 /// Cancels the task waiting under `key` (pending, never started) at `now`, recording `error`
-/// when given; returns its id.
+/// when given; returns its id. Its count moves in `moves`.
 pub(super) async fn cancel_waiting(
     tx: &mut mysql_async::Transaction<'_>,
     key: &str,
     now: DateTime<Utc>,
     error: Option<&str>,
+    moves: &mut Moves,
 ) -> Result<Option<String>, mysql_async::Error> {
-    let found: Option<String> = tx
-        .exec_first("SELECT id FROM taskflow_tasks WHERE waiting_key = ? FOR UPDATE", (key,))
+    let found: Option<mysql_async::Row> = tx
+        .exec_first(
+            format!("SELECT id, {SEEN} FROM taskflow_tasks WHERE waiting_key = ? FOR UPDATE"),
+            (key,),
+        )
         .await?;
-    let Some(id) = found else { return Ok(None) };
+    let Some(found) = found else { return Ok(None) };
+    let values = found.unwrap();
+    let id = deltas::lossy(values.first());
+    Seen::read(&values, 1).moved(moves, "cancelled", minute_of(now));
     tx.exec_drop(
         "UPDATE taskflow_tasks SET status = 'cancelled', end_time = ?,
             error = COALESCE(?, error), wait_until = NULL
@@ -48,7 +58,9 @@ pub(super) async fn cancel_scheduled(
         let mut conn = pool.get_conn().await.map_err(unavailable)?;
         let attempt = async {
             let mut tx = conn.start_transaction(TxOpts::default()).await?;
-            let id = cancel_waiting(&mut tx, key, now, None).await?;
+            let mut moves = Moves::default();
+            let id = cancel_waiting(&mut tx, key, now, None, &mut moves).await?;
+            deltas::append(&mut tx, &mut moves).await?;
             tx.commit().await.map(|()| id)
         };
         match attempt.await {
@@ -106,8 +118,11 @@ pub(super) async fn insert(
             }
         }
         let attempt = async {
-            cancel_waiting(&mut tx, run_key, Utc::now(), Some(&error)).await?;
+            let (mut moves, now) = (Moves::default(), Utc::now());
+            cancel_waiting(&mut tx, run_key, now, Some(&error), &mut moves).await?;
             tx.exec_drop(INSERT, values.clone()).await?;
+            deltas::inserted(&mut moves, &values, now);
+            deltas::append(&mut tx, &mut moves).await?;
             tx.commit().await
         };
         match attempt.await {

@@ -6,6 +6,7 @@ use mysql_async::prelude::Queryable;
 
 use super::row::{INSERT, encode};
 use super::{MysqlStore, micros, unavailable};
+use crate::store::counters::moves::Moves;
 use crate::store::schedules;
 use crate::store::{ScheduleChange, StoreError, StoredSchedule};
 
@@ -49,12 +50,18 @@ impl MysqlStore {
         }
         // The slots' tasks in the same transaction: stored only if the advance commits. A
         // duplicate slot key (an active task holds it) is that task: not stored twice.
+        let mut moves = Moves::default();
         for task in applied.tasks() {
-            match tx.exec_drop(INSERT, encode(task, None)).await {
+            let values = encode(task, None);
+            match tx.exec_drop(INSERT, values.clone()).await {
                 Err(err) if super::is_duplicate(&err) => {}
-                inserted => inserted.map_err(unavailable)?,
+                inserted => {
+                    inserted.map_err(unavailable)?;
+                    super::deltas::inserted(&mut moves, &values, now);
+                }
             }
         }
+        super::deltas::append(&mut tx, &mut moves).await.map_err(unavailable)?;
         tx.commit().await.map_err(unavailable)?;
         Ok(applied.result())
     }

@@ -9,7 +9,7 @@ use super::unavailable;
 use crate::store::StoreError;
 
 /// The schema version this binary writes.
-pub(super) const SCHEMA_VERSION: i64 = 10;
+pub(super) const SCHEMA_VERSION: i64 = 11;
 
 /// Each migration, a list of statements, takes the schema from version `index` to
 /// `index + 1`. Neither server has partial indexes: the unique index over active
@@ -34,7 +34,8 @@ pub(super) const SCHEMA_VERSION: i64 = 10;
 /// cleared by the fetch that starts an attempt, `progress`, what the task's code last
 /// reported of how far it got (JSON), and `taskflow_events`, the cluster's log of lifecycle
 /// events for the live feeds. Version 10 adds the counters and their triggers
-/// ([`super::counters::migration`]).
+/// ([`super::counters::migration`]); version 11 replaces the triggers with delta tables that
+/// the writes append to ([`super::deltas`]).
 const MIGRATIONS: [&[&str]; 9] = [&[
     "CREATE TABLE taskflow_tasks (
         seq BIGINT AUTO_INCREMENT PRIMARY KEY,
@@ -182,7 +183,8 @@ pub(super) async fn migrate(pool: &Pool, url: &str) -> Result<(), StoreError> {
             });
         }
         let migrations = MIGRATIONS.iter().map(|m| m.iter().map(|s| (*s).to_owned()).collect());
-        let migrations = migrations.chain(std::iter::once(super::counters::migration()));
+        let migrations =
+            migrations.chain([super::counters::migration(), super::deltas::migration()]);
         for (from, statements) in migrations.enumerate().skip(found as usize) {
             for statement in statements {
                 conn.query_drop(statement).await.map_err(unavailable)?;
