@@ -62,7 +62,7 @@ async fn fill(store: &dyn Store, name: &str) {
         }
     }
     store.flush().await.expect("flush");
-    // As the leader's pruner does every minute.
+    // As the leader does every second.
     store.compact_counters(Utc::now()).await.expect("compact");
     eprintln!("admin: stored {RECORDS} finished tasks in {name} in {:.1?}", started.elapsed());
 }

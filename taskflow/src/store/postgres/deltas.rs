@@ -29,6 +29,9 @@ use crate::store::counters::{BUCKETS, FINE_MINUTES, MinuteCounts, ROLLUP, Status
 /// The shard that folded rows go to (the triggers of schema version 10 wrote shards from 0).
 const FOLDED: i32 = -1;
 
+/// Seconds between the fold's vacuums of the delta tables, at least.
+const VACUUM_EVERY: i64 = 10;
+
 /// A history row's columns after its key, as the delta table and `taskflow_minutes` hold them.
 fn figures() -> String {
     format!(
@@ -140,26 +143,28 @@ pub(super) fn migration() -> String {
     )
 }
 
-/// Adds the count rows `gone` (a `DELETE ... RETURNING`) into [`FOLDED`].
+/// Adds the count rows `gone` (a `DELETE ... RETURNING`) into [`FOLDED`]; answers how many
+/// rows it took.
 fn fold_sql(gone: &str) -> String {
     format!(
-        "WITH gone AS ({gone})
+        "WITH gone AS ({gone}), added AS (
         INSERT INTO taskflow_counts AS c (func_name, queue, status, shard, tasks, timed, seconds)
         SELECT func_name, queue, status, {FOLDED}, sum(tasks)::bigint, sum(timed)::bigint,
             sum(seconds)
         FROM gone GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         ON CONFLICT (func_name, queue, status, shard) DO UPDATE SET
             tasks = c.tasks + EXCLUDED.tasks, timed = c.timed + EXCLUDED.timed,
-            seconds = c.seconds + EXCLUDED.seconds"
+            seconds = c.seconds + EXCLUDED.seconds)
+        SELECT count(*) FROM gone"
     )
 }
 
-/// Adds the history rows `gone` (a `DELETE ... RETURNING`) into [`FOLDED`]; minutes before
-/// `$1` (if given) into their [`ROLLUP`] span's first.
+/// Adds the history rows `gone` (a `DELETE ... RETURNING`) into [`FOLDED`]; answers how many
+/// rows it took.
 fn fold_minutes_sql(gone: &str) -> String {
     let add = adding(|c| format!("{c} = m.{c} + EXCLUDED.{c}"));
     format!(
-        "WITH gone AS ({gone})
+        "WITH gone AS ({gone}), added AS (
         INSERT INTO taskflow_minutes AS m (minute, func_name, queue, shard, enqueued, succeeded,
             failed, interrupted, cancelled, retried, timed, seconds, min_duration,
             max_duration, {list})
@@ -167,7 +172,8 @@ fn fold_minutes_sql(gone: &str) -> String {
         FROM gone GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
         ON CONFLICT (minute, func_name, queue, shard) DO UPDATE SET {add},
             min_duration = LEAST(m.min_duration, EXCLUDED.min_duration),
-            max_duration = GREATEST(m.max_duration, EXCLUDED.max_duration)",
+            max_duration = GREATEST(m.max_duration, EXCLUDED.max_duration))
+        SELECT count(*) FROM gone",
         list = histogram_list(),
         sums =
             grouped("", |sum| format!("{sum}::bigint")).trim_start_matches(", func_name, queue, "),
@@ -284,10 +290,24 @@ impl PostgresStore {
             ))
         });
         let client = self.client().await?;
-        client.execute(COUNTS.as_str(), &[]).await.map_err(unavailable)?;
-        client.execute(MINUTES.as_str(), &[]).await.map_err(unavailable)?;
+        let mut folded: i64 = 0;
+        for sql in [COUNTS.as_str(), MINUTES.as_str()] {
+            folded += client.query_one(sql, &[]).await.map_err(unavailable)?.get::<_, i64>(0);
+        }
         let coarse = minute_of(now) - FINE_MINUTES;
         client.execute(ROLLED.as_str(), &[&coarse]).await.map_err(unavailable)?;
+        // The deleted deltas stay as dead rows that every read scans until a vacuum, and
+        // autovacuum may wait a minute: the fold vacuums the two small tables itself, at most
+        // every ten seconds (while the rows moved).
+        let at = now.timestamp();
+        let last = self.vacuumed.load(std::sync::atomic::Ordering::Relaxed);
+        if folded > 0 && at - last >= VACUUM_EVERY {
+            self.vacuumed.store(at, std::sync::atomic::Ordering::Relaxed);
+            client
+                .batch_execute("VACUUM taskflow_count_deltas, taskflow_minute_deltas")
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(())
     }
 }

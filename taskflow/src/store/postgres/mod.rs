@@ -74,6 +74,8 @@ pub struct PostgresStore {
     /// Stops the listener at close.
     closing: tokio_util::sync::CancellationToken,
     url: Arc<str>,
+    /// When the counters' fold last vacuumed the delta tables (unix seconds).
+    vacuumed: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -130,7 +132,8 @@ impl PostgresStore {
             listen(url.to_owned(), Arc::clone(&wake), Arc::clone(&events), closing.clone());
         runtime.spawn(listener);
         let inserts = InsertQueue::new(pool.clone(), runtime);
-        Ok(PostgresStore { pool, inserts, wake, events, closing, url: url.into() })
+        let vacuumed = Arc::default();
+        Ok(PostgresStore { pool, inserts, wake, events, closing, url: url.into(), vacuumed })
     }
 
     /// Queues `record` for insertion, held back from fetching until `hold`, if given.

@@ -15,7 +15,8 @@ use super::{RedisStore, StoreError, unavailable};
 use crate::store::counters::{MinuteCounts, StatusCount, minute_of, minute_start};
 
 /// The Lua prelude of counting, after [`PENDING`](super::scripts::PENDING): `facts(t)` before
-/// a change, `counted(p, t, before)` after it. Its bounds are
+/// a change, `counted(p, t, before)` after it, and `flush()` at the end of the script (which
+/// [`counting`] wraps every script's body with). Its bounds are
 /// [`DURATION_BOUNDS`](crate::store::counters::DURATION_BOUNDS) (a test checks).
 pub(super) const COUNT: &str = r#"
 local BOUNDS = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800}
@@ -29,17 +30,60 @@ local function number(v)
   local n = tonumber(v)
   if n and n == n and n > -1e300 and n < 1e300 then return n end
 end
+-- The script's counter changes, added up and written once at its end by `flush` (a fetch of
+-- fifty tasks writes two count fields, not a hundred).
+local ADD, ADDF, LOW, HIGH, SEEN = {}, {}, {}, {}, {}
+local function bump(into, key, field, n)
+  local h = into[key]
+  if not h then h = {}; into[key] = h end
+  h[field] = (h[field] or 0) + n
+end
+local function keep(into, key, field, d, better)
+  local h = into[key]
+  if not h then h = {}; into[key] = h end
+  if not h[field] or better(d, h[field]) then h[field] = d end
+end
+local function flush()
+  for key, h in pairs(ADD) do
+    for field, n in pairs(h) do
+      if n ~= 0 then redis.call('HINCRBY', key, field, n) end
+    end
+  end
+  for key, h in pairs(ADDF) do
+    for field, x in pairs(h) do
+      if x ~= 0 then redis.call('HINCRBYFLOAT', key, field, string.format('%.17g', x)) end
+    end
+  end
+  for key, h in pairs(LOW) do
+    for field, d in pairs(h) do
+      local stored = tonumber(redis.call('HGET', key, field))
+      if not stored or d < stored then redis.call('HSET', key, field, string.format('%.17g', d)) end
+    end
+  end
+  for key, h in pairs(HIGH) do
+    for field, d in pairs(h) do
+      local stored = tonumber(redis.call('HGET', key, field))
+      if not stored or d > stored then redis.call('HSET', key, field, string.format('%.17g', d)) end
+    end
+  end
+  for key, minutes in pairs(SEEN) do
+    for minute in pairs(minutes) do redis.call('ZADD', key, minute, minute) end
+  end
+  ADD, ADDF, LOW, HIGH, SEEN = {}, {}, {}, {}, {}
+end
 local function tally(p, k, status, d, sign)
   local field = k..'\n'..status
-  redis.call('HINCRBY', p..':cn', field, sign)
+  bump(ADD, p..':cn', field, sign)
   local seconds = number(d)
   if seconds then
-    redis.call('HINCRBY', p..':ct', field, sign)
-    redis.call('HINCRBYFLOAT', p..':cs', field, sign * seconds)
+    bump(ADD, p..':ct', field, sign)
+    bump(ADDF, p..':cs', field, sign * seconds)
   end
 end
 local function minute_key(p, minute)
-  redis.call('ZADD', p..':minutes', minute, minute)
+  local h = SEEN[p..':minutes']
+  if not h then h = {}; SEEN[p..':minutes'] = h end
+  h[minute] = true
   return p..':m:'..minute
 end
 local function now_minute()
@@ -55,32 +99,37 @@ local function counted(p, t, before)
   end
   if new and not old then
     local m = minute_key(p, math.floor((number(after[7]) or 0) / 60000000))
-    redis.call('HINCRBY', m, k..'\nenqueued', 1)
+    bump(ADD, m, k..'\nenqueued', 1)
   end
   if ENDS[new] and (not old or old == 'pending' or old == 'running') then
     local at = number(after[6])
     local m = minute_key(p, at and math.floor(at / 60000000) or now_minute())
-    redis.call('HINCRBY', m, k..'\n'..ENDS[new], 1)
+    bump(ADD, m, k..'\n'..ENDS[new], 1)
     local d = number(after[2])
     if d and new ~= 'cancelled' then
-      redis.call('HINCRBY', m, k..'\ntimed', 1)
-      redis.call('HINCRBYFLOAT', m, k..'\nseconds', d)
-      local low, high = tonumber(redis.call('HGET', m, k..'\nmin')), tonumber(redis.call('HGET', m, k..'\nmax'))
-      if not low or d < low then redis.call('HSET', m, k..'\nmin', after[2]) end
-      if not high or d > high then redis.call('HSET', m, k..'\nmax', after[2]) end
+      bump(ADD, m, k..'\ntimed', 1)
+      bump(ADDF, m, k..'\nseconds', d)
+      keep(LOW, m, k..'\nmin', d, function(a, b) return a < b end)
+      keep(HIGH, m, k..'\nmax', d, function(a, b) return a > b end)
       local bucket = #BOUNDS
       for i, bound in ipairs(BOUNDS) do
         if d <= bound then bucket = i - 1; break end
       end
-      redis.call('HINCRBY', m, k..'\nh'..bucket, 1)
+      bump(ADD, m, k..'\nh'..bucket, 1)
     end
   end
   local tries = math.floor((number(after[3]) or 0) - (number(before[3]) or 0))
   if old and new and tries > 0 then
-    redis.call('HINCRBY', minute_key(p, now_minute()), k..'\nretried', tries)
+    bump(ADD, minute_key(p, now_minute()), k..'\nretried', tries)
   end
 end
 "#;
+
+/// A script's `body` (after its preludes) run so that its counter changes are written once,
+/// whatever it returns.
+pub(super) fn counting(body: &str) -> String {
+    format!("local function main()\n{body}\nend\nlocal out = main()\nflush()\nreturn out\n")
+}
 
 impl RedisStore {
     /// [`Store::counts`](crate::store::Store::counts) on this store.

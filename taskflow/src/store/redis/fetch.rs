@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::counters::COUNT;
+use super::counters::{COUNT, counting};
 use super::scripts::PENDING;
 use super::{RedisStore, decode, micros, pairs, rfc, unavailable};
 use crate::record::TaskRecord;
@@ -32,7 +32,8 @@ const CAPPED_SCAN: usize = 10_000;
 fn fetch_script() -> String {
     format!(
         "{PENDING}{COUNT}{}",
-        r#"
+        &counting(
+            r#"
 local p, now_us, limit = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[7])
 local due = redis.call('ZRANGEBYSCORE', p..':later', '-inf', now_us, 'LIMIT', 0, tonumber(ARGV[8]))
 for _, id in ipairs(due) do
@@ -115,6 +116,7 @@ if tokens and #out > 0 then
 end
 return out
 "#
+        )
     )
 }
 
@@ -123,7 +125,8 @@ return out
 fn release_script() -> String {
     format!(
         "{PENDING}{COUNT}{}",
-        r#"
+        &counting(
+            r#"
 local p, owner, expires = ARGV[1], ARGV[2], ARGV[3]
 local released = 0
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', p..':running', expires, expires)) do
@@ -145,6 +148,7 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', p..':running', expires, expires)
 end
 return released
 "#
+        )
     )
 }
 

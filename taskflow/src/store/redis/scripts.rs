@@ -3,7 +3,7 @@
 
 use redis::Script;
 
-use super::counters::COUNT;
+use super::counters::{COUNT, counting};
 
 /// Stores a task (once: a task already stored is left alone) unless an active task holds its
 /// idempotency key; then records the id as an
@@ -14,7 +14,7 @@ use super::counters::COUNT;
 /// priority, due_us, held_until_us (or '': not held), run key (or ''), the error of a replaced
 /// task and the time it ends (its end_us is created_us), queue.
 pub(super) fn enqueue() -> String {
-    format!("{PENDING}{COUNT}{SETTLE}{STORE_TASK}return store_task(ARGV)\n")
+    format!("{PENDING}{COUNT}{SETTLE}{STORE_TASK}{}", counting("return store_task(ARGV)"))
 }
 
 /// How many arguments [`STORE_TASK`] takes for one task.
@@ -91,7 +91,8 @@ end
 pub(super) fn swap_schedule() -> String {
     format!(
         "{PENDING}{COUNT}{SETTLE}{STORE_TASK}{}",
-        r#"
+        &counting(
+            r#"
 local p, name = ARGV[1], ARGV[2]
 local key = p..':sched:'..name
 if (redis.call('GET', key) or '') ~= ARGV[3] then return 0 end
@@ -107,6 +108,7 @@ for i = 5, #ARGV, 18 do
 end
 return 1
 "#
+        )
     )
 }
 
@@ -219,9 +221,11 @@ end
 pub(super) fn transition() -> String {
     format!(
         "{PENDING}{COUNT}{SETTLE}{APPLY}{}",
-        r#"
+        &counting(
+            r#"
 return apply(ARGV[1], ARGV[2], ARGV[3], ARGV[4], {unpack(ARGV, 5)})
 "#
+        )
     )
 }
 
@@ -230,7 +234,8 @@ return apply(ARGV[1], ARGV[2], ARGV[3], ARGV[4], {unpack(ARGV, 5)})
 pub(super) fn transition_many() -> String {
     format!(
         "{PENDING}{COUNT}{SETTLE}{APPLY}{}",
-        r#"
+        &counting(
+            r#"
 local p, out, i = ARGV[1], {}, 2
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
@@ -241,6 +246,7 @@ while i <= #ARGV do
 end
 return out
 "#
+        )
     )
 }
 
@@ -250,7 +256,8 @@ return out
 pub(super) fn cancel() -> String {
     format!(
         "{PENDING}{COUNT}{SETTLE}{}",
-        r#"
+        &counting(
+            r#"
 local p, id = ARGV[1], ARGV[2]
 if redis.call('EXISTS', p..':t:'..id) == 0 then
   id = redis.call('GET', p..':a:'..id) or id
@@ -267,6 +274,7 @@ elseif status == ARGV[5] and status == 'running' then
 end
 return status
 "#
+        )
     )
 }
 
@@ -275,7 +283,8 @@ return status
 pub(super) fn cancel_scheduled() -> String {
     format!(
         "{PENDING}{COUNT}{SETTLE}{}",
-        r#"
+        &counting(
+            r#"
 local p = ARGV[1]
 local waiting = waiting_under(p, ARGV[2])
 if not waiting then return false end
@@ -285,6 +294,7 @@ settle(p, waiting, t, 'pending', 'cancelled', ARGV[3], ARGV[4])
 counted(p, t, before)
 return waiting
 "#
+        )
     )
 }
 
@@ -293,7 +303,8 @@ return waiting
 pub(super) fn reclaim() -> String {
     format!(
         "{PENDING}{COUNT}{SETTLE}{}",
-        r#"
+        &counting(
+            r#"
 local p, id = ARGV[1], ARGV[2]
 local t = p..':t:'..id
 if redis.call('HGET', t, 'status') ~= 'running' then return 0 end
@@ -305,6 +316,7 @@ settle(p, id, t, 'running', ARGV[4], ARGV[5], ARGV[3])
 counted(p, t, before)
 return 1
 "#
+        )
     )
 }
 
@@ -370,7 +382,7 @@ impl Scripts {
             cancel_scheduled: Script::new(&cancel_scheduled()),
             reclaim: Script::new(&reclaim()),
             renew: Script::new(RENEW),
-            delete: Script::new(&format!("{COUNT}{DELETE}")),
+            delete: Script::new(&format!("{COUNT}{}", counting(DELETE))),
         }
     }
 }
