@@ -1,6 +1,6 @@
-//! The counters kept in code, by the memory store: the rules of the SQL triggers. Lookups
-//! borrow the names, so counting a change allocates nothing once a function and queue have
-//! been seen.
+//! The counters kept in code, by the memory store, by the rules the SQL stores follow
+//! (`moves`). Lookups borrow the names, so counting a change allocates nothing once a function
+//! and queue have been seen.
 
 use std::collections::{BTreeMap, HashMap};
 
