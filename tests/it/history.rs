@@ -1,10 +1,8 @@
 //! The history over HTTP (`GET /tasks/metrics/history`) and the statistics read from the
-//! counters (`GET /tasks/metrics`), and SQLite's roll-up of old history into quarter hours.
+//! counters (`GET /tasks/metrics`). The roll-up of old history is in the conformance suite.
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use taskflow::store::counters::{FINE_MINUTES, bucket_of};
-use taskflow::{SqliteStore, Store, TaskStatus};
 
 use crate::admin::{LONG, Server, admin_fails, admin_ok};
 use crate::support::{unique, wait_until};
@@ -86,42 +84,4 @@ async fn the_history_counts_each_outcome_in_its_minute() {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
     }
     server.manager.shutdown(std::time::Duration::from_secs(5)).await;
-}
-
-/// Old history is merged into quarter hours on SQLite, with the same figures.
-#[tokio::test]
-async fn sqlite_rolls_old_history_up_into_quarter_hours() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("tasks.db")).unwrap();
-    let now = chrono::Utc::now();
-    // Three hours ago, at minutes 1 and 7 of a quarter hour: one row once rolled up.
-    let quarter = (now.timestamp() / 60 - FINE_MINUTES - 60) / 15 * 15;
-    for (offset, millis) in [(1, 3), (7, 700)] {
-        let mut record = crate::conformance::pending("rolled");
-        let end = chrono::DateTime::from_timestamp((quarter + offset) * 60, 0).unwrap();
-        record.status = TaskStatus::Success;
-        record.created_at = end;
-        record.start_time = Some(end);
-        record.end_time = Some(end);
-        record.duration = Some(f64::from(millis) / 1000.0);
-        crate::conformance::put(&store, record).await;
-    }
-    let since = chrono::DateTime::from_timestamp(quarter * 60, 0).unwrap();
-    let before = store.history(since, 1).await.unwrap();
-    assert_eq!(before.len(), 2, "{before:#?}");
-    store.compact_counters(now).await.unwrap();
-    let after = store.history(since, 1).await.unwrap();
-    assert_eq!(after.len(), 1, "{after:#?}");
-    let row = &after[0];
-    assert_eq!(row.minute, since);
-    assert_eq!((row.enqueued, row.succeeded, row.timed), (2, 2, 2));
-    assert_eq!((row.min_duration, row.max_duration), (Some(0.003), Some(0.7)));
-    assert_eq!(row.histogram[bucket_of(0.003)], 1);
-    assert_eq!(row.histogram[bucket_of(0.7)], 1);
-    // The recent minutes are left as they are.
-    let recent = crate::conformance::put(&store, crate::conformance::pending("recent")).await;
-    let _ = recent;
-    store.compact_counters(now).await.unwrap();
-    let minute = store.history(now - chrono::Duration::minutes(1), 1).await.unwrap();
-    assert_eq!(minute.iter().map(|m| m.enqueued).sum::<i64>(), 1);
 }

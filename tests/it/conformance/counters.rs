@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use taskflow::store::counters::{bucket_of, merge_counts};
+use taskflow::store::counters::{FINE_MINUTES, bucket_of, merge_counts};
 use taskflow::store::{Change, Fetch, Lease, MinuteCounts, Retention, TaskQuery, Transition};
 use taskflow::{Store, TaskId, TaskRecord, TaskStatus};
 
@@ -276,4 +276,40 @@ pub(crate) async fn counters_equal_a_recount(store: Arc<dyn Store>) {
     let kept = store.history(old_at - chrono::Duration::hours(2), 1).await.unwrap();
     assert!(kept.iter().all(|m| m.minute > old_at), "{kept:#?}");
     assert_eq!(kept.iter().map(|m| m.enqueued).sum::<i64>(), 13);
+}
+
+/// Old history is merged into quarter hours, with the same figures; recent minutes stay.
+pub(crate) async fn old_history_rolls_up_into_quarter_hours(store: Arc<dyn Store>) {
+    let store = &*store;
+    let now = chrono::Utc::now();
+    // Three hours ago, at minutes 1 and 7 of a quarter hour: one row once rolled up.
+    let quarter = (now.timestamp() / 60 - FINE_MINUTES - 60) / 15 * 15;
+    for (offset, millis) in [(1, 3), (7, 700)] {
+        let mut record = pending("rolled");
+        let end = chrono::DateTime::from_timestamp((quarter + offset) * 60, 0).unwrap();
+        record.status = TaskStatus::Success;
+        record.created_at = end;
+        record.start_time = Some(end);
+        record.end_time = Some(end);
+        record.duration = Some(f64::from(millis) / 1000.0);
+        put(store, record).await;
+    }
+    let since = chrono::DateTime::from_timestamp(quarter * 60, 0).unwrap();
+    let before = store.history(since, 1).await.unwrap();
+    assert_eq!(before.len(), 2, "{before:#?}");
+    store.compact_counters(now).await.unwrap();
+    let after = store.history(since, 1).await.unwrap();
+    assert_eq!(after.len(), 1, "{after:#?}");
+    let row = &after[0];
+    assert_eq!(row.minute, since);
+    assert_eq!((row.enqueued, row.succeeded, row.timed), (2, 2, 2));
+    assert_eq!((row.min_duration, row.max_duration), (Some(0.003), Some(0.7)));
+    assert_eq!(row.histogram[bucket_of(0.003)], 1);
+    assert_eq!(row.histogram[bucket_of(0.7)], 1);
+    // The recent minutes are left as they are.
+    let recent = put(store, pending("recent")).await;
+    let _ = recent;
+    store.compact_counters(now).await.unwrap();
+    let minute = store.history(now - chrono::Duration::minutes(1), 1).await.unwrap();
+    assert_eq!(minute.iter().map(|m| m.enqueued).sum::<i64>(), 1);
 }

@@ -22,7 +22,7 @@ use self::cancels::{
     progress_is_written_for_its_runner_and_kept, running_tasks_are_flagged_for_their_runner,
     the_event_log_numbers_events_in_append_order,
 };
-use self::counters::counters_equal_a_recount;
+use self::counters::{counters_equal_a_recount, old_history_rolls_up_into_quarter_hours};
 use self::fetch::{
     a_fetch_never_takes_a_task_before_its_time, a_lost_fetch_is_released,
     concurrent_elections_make_one_leader, concurrent_fetchers_take_disjoint_tasks,
@@ -169,6 +169,7 @@ macro_rules! all_checks {
             list_filters_and_pages,
             stats_count_outcomes_and_durations,
             counters_equal_a_recount,
+            old_history_rolls_up_into_quarter_hours,
             reclaim_settles_dead_runners,
             retention_prunes_only_finished,
             values_are_rewritten_only_from_what_was_read,

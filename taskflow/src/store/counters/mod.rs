@@ -5,7 +5,7 @@
 //! - [`StatusCount`]: how many stored tasks share a function, queue and status, with the sum
 //!   of their durations. A task's insert adds it, each change of its status moves it, its
 //!   deletion (pruning, a cleanup) takes it away, so the counts always equal a recount of the
-//!   rows. The SQL stores gather the changes of a transaction's statements ([`moves`]) and
+//!   rows. The SQL stores gather the changes of a transaction's statements (`moves`) and
 //!   add them up before it commits, Redis counts in the scripts that change a task, the
 //!   memory store in code.
 //! - [`MinuteCounts`]: what happened in one minute to one function's tasks in one queue:

@@ -108,6 +108,35 @@ impl Tally {
         gone
     }
 
+    /// Merges the minutes older than [`FINE_MINUTES`](super::FINE_MINUTES) before `now` into
+    /// one entry per [`ROLLUP`](super::ROLLUP) minutes, at the span's first minute.
+    pub(crate) fn roll_up(&mut self, now: DateTime<Utc>) {
+        let coarse = minute_of(now) - super::FINE_MINUTES;
+        let old: Vec<i64> = self
+            .minutes
+            .range(..coarse)
+            .map(|(minute, _)| *minute)
+            .filter(|minute| minute.rem_euclid(super::ROLLUP) != 0)
+            .collect();
+        for minute in old {
+            let Some(functions) = self.minutes.remove(&minute) else { continue };
+            let first = minute - minute.rem_euclid(super::ROLLUP);
+            let into = self.minutes.entry(first).or_default();
+            for (func_name, queues) in functions {
+                let by_queue = into.entry(func_name).or_default();
+                for (queue, mut counts) in queues {
+                    match by_queue.get_mut(&queue) {
+                        Some(sum) => sum.add(&counts),
+                        None => {
+                            counts.minute = minute_start(first);
+                            by_queue.insert(queue, counts);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     fn count(&mut self, record: &TaskRecord, phase: Phase, sign: i64) {
         let queues = entry(&mut self.counts, &record.func_name);
         let by_status = entry(queues, &record.queue);

@@ -338,6 +338,11 @@ impl Store for MemoryStore {
         Ok(self.lock().tally.trim(before))
     }
 
+    async fn compact_counters(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.lock().tally.roll_up(now);
+        Ok(())
+    }
+
     async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {
         Ok(self.take_available(fetch))
     }

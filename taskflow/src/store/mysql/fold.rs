@@ -5,12 +5,14 @@
 //!
 //! [`Store::compact_counters`]: crate::store::Store::compact_counters
 
+use chrono::{DateTime, Utc};
 use mysql_async::prelude::Queryable;
 use mysql_async::{TxOpts, Value};
 
 use super::row::Cells;
 use super::{MysqlStore, StoreError, unavailable};
 use crate::store::counters::sql::{adding, grouped};
+use crate::store::counters::{FINE_MINUTES, ROLLUP, minute_of};
 
 /// The shard that folded rows go to (the triggers of schema version 10 wrote shards from 0).
 const FOLDED: i64 = -1;
@@ -37,7 +39,7 @@ struct Table {
 
 impl MysqlStore {
     /// [`Store::compact_counters`](crate::store::Store::compact_counters) on this store.
-    pub(super) async fn fold_deltas(&self) -> Result<(), StoreError> {
+    pub(super) async fn fold_deltas(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let sums = |columns: &[&str]| {
             columns
                 .iter()
@@ -72,7 +74,36 @@ impl MysqlStore {
             ),
         };
         self.fold(&counts).await?;
-        self.fold(&minutes).await
+        self.fold(&minutes).await?;
+        self.roll_up(&minutes, now).await
+    }
+
+    /// Merges the history older than [`FINE_MINUTES`] before `now` into rows of [`ROLLUP`]
+    /// minutes (at the span's first), in one transaction. Only the leader's fold writes
+    /// `taskflow_minutes`, so this waits on no writer.
+    async fn roll_up(&self, minutes: &Table, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let coarse = Value::from(minute_of(now) - FINE_MINUTES);
+        let old = format!("minute < ? AND minute % {ROLLUP} <> 0");
+        let mut conn = self.conn().await?;
+        let mut tx = conn.start_transaction(TxOpts::default()).await.map_err(unavailable)?;
+        tx.exec_drop(
+            format!(
+                "INSERT INTO taskflow_minutes (minute, func_name, queue, shard, {columns})
+                 SELECT minute - minute % {ROLLUP}, func_name, queue, {FOLDED}, {totals}
+                 FROM taskflow_minutes WHERE {old} GROUP BY 1, 2, 3
+                 ON DUPLICATE KEY UPDATE {add}",
+                columns = minutes.columns,
+                totals = minutes.totals,
+                add = minutes.add,
+            ),
+            vec![coarse.clone()],
+        )
+        .await
+        .map_err(unavailable)?;
+        tx.exec_drop(format!("DELETE FROM taskflow_minutes WHERE {old}"), vec![coarse])
+            .await
+            .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)
     }
 
     async fn fold(&self, table: &Table) -> Result<(), StoreError> {

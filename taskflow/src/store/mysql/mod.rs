@@ -302,8 +302,7 @@ impl Store for MysqlStore {
     }
 
     async fn compact_counters(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let _ = now; // no roll-up of old history here yet
-        self.fold_deltas().await
+        self.fold_deltas(now).await
     }
 
     async fn trim_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {

@@ -12,7 +12,9 @@ use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 
 use super::{RedisStore, StoreError, unavailable};
-use crate::store::counters::{MinuteCounts, StatusCount, minute_of, minute_start};
+use crate::store::counters::{
+    FINE_MINUTES, MinuteCounts, ROLLUP, StatusCount, minute_of, minute_start,
+};
 
 /// The Lua prelude of counting, after [`PENDING`](super::scripts::PENDING): `facts(t)` before
 /// a change, `counted(p, t, before)` after it, and `flush()` at the end of the script (which
@@ -125,6 +127,42 @@ local function counted(p, t, before)
 end
 "#;
 
+/// Merges the history's minutes before `ARGV[2]` into one hash per `ARGV[3]` minutes (at the
+/// span's first minute); returns how many minutes went. ARGV: prefix, coarse minute, span.
+const ROLL_UP: &str = r#"
+local p, coarse, span = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local moved = 0
+for _, minute in ipairs(redis.call('ZRANGEBYSCORE', p..':minutes', '-inf', '('..coarse)) do
+  local m = tonumber(minute)
+  if m and m % span ~= 0 then
+    local first = m - m % span
+    local from, into = p..':m:'..minute, p..':m:'..first
+    local fields = redis.call('HGETALL', from)
+    for i = 1, #fields, 2 do
+      local field, value = fields[i], fields[i + 1]
+      local what, n = string.match(field, '[^\n]*$'), tonumber(value)
+      if not n then
+        -- a damaged figure is left out
+      elseif what == 'seconds' then
+        redis.call('HINCRBYFLOAT', into, field, value)
+      elseif what == 'min' or what == 'max' then
+        local stored = tonumber(redis.call('HGET', into, field))
+        if not stored or (what == 'min' and n < stored) or (what == 'max' and n > stored) then
+          redis.call('HSET', into, field, value)
+        end
+      elseif n == math.floor(n) then
+        redis.call('HINCRBY', into, field, value)
+      end
+    end
+    redis.call('DEL', from)
+    redis.call('ZREM', p..':minutes', minute)
+    redis.call('ZADD', p..':minutes', first, first)
+    moved = moved + 1
+  end
+end
+return moved
+"#;
+
 /// A script's `body` (after its preludes) run so that its counter changes are written once,
 /// whatever it returns.
 pub(super) fn counting(body: &str) -> String {
@@ -196,6 +234,24 @@ impl RedisStore {
             found.extend(by_key.into_values());
         }
         Ok(crate::store::counters::regroup(found, since, step))
+    }
+
+    /// [`Store::compact_counters`](crate::store::Store::compact_counters) on this store: the
+    /// history older than [`FINE_MINUTES`] is merged into hashes of [`ROLLUP`] minutes.
+    pub(super) async fn roll_up(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> =
+            std::sync::LazyLock::new(|| redis::Script::new(ROLL_UP));
+        let mut conn = self.conn.clone();
+        let coarse = minute_of(now) - FINE_MINUTES;
+        let _: i64 = SCRIPT
+            .prepare_invoke()
+            .arg(&*self.prefix)
+            .arg(coarse)
+            .arg(ROLLUP)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
     }
 
     /// [`Store::trim_history`](crate::store::Store::trim_history) on this store.

@@ -341,6 +341,10 @@ impl Store for RedisStore {
         self.drop_history(before).await
     }
 
+    async fn compact_counters(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.roll_up(now).await
+    }
+
     async fn fetch(&self, fetch: &Fetch<'_>) -> Result<Vec<TaskRecord>, StoreError> {
         self.fetch_available(fetch).await
     }
