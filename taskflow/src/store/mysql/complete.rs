@@ -8,6 +8,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Pool, TxOpts, Value};
 
 use super::deltas::{self, SEEN, Seen};
+use super::running::{Known, RunningRows};
 use super::{micros, s, text, unavailable};
 use crate::id::TaskId;
 use crate::store::counters::minute_of;
@@ -72,45 +73,65 @@ pub(super) fn statement(
 }
 
 /// Applies `changes` in one transaction; every change gets the error when it fails (nothing
-/// was applied).
-pub(super) async fn many(pool: &Pool, changes: Vec<Change>) -> Vec<Result<bool, StoreError>> {
+/// was applied). What the counters need of each task comes from `running` (its fetch), or
+/// from one locking read of the batch's other rows.
+pub(super) async fn many(
+    pool: &Pool,
+    running: &RunningRows,
+    changes: Vec<Change>,
+) -> Vec<Result<bool, StoreError>> {
     let count = changes.len();
-    match together(pool, changes).await {
+    let known: Vec<Option<Known>> = changes.iter().map(|change| running.take(&change.id)).collect();
+    match together(pool, changes, known).await {
         Ok(applied) => applied.into_iter().map(Ok).collect(),
         Err(err) => vec![Err(err); count],
     }
 }
 
-async fn together(pool: &Pool, changes: Vec<Change>) -> Result<Vec<bool>, StoreError> {
+async fn together(
+    pool: &Pool,
+    changes: Vec<Change>,
+    mut known: Vec<Option<Known>>,
+) -> Result<Vec<bool>, StoreError> {
     let mut conn = pool.get_conn().await.map_err(unavailable)?;
     let mut tx = conn.start_transaction(TxOpts::default()).await.map_err(unavailable)?;
-    // What the counters need of the batch's running rows, locked: one read for the lot.
-    let slots = vec!["?"; changes.len()].join(", ");
-    let ids: Vec<Value> = changes.iter().map(|change| s(&change.id.to_string())).collect();
-    let rows: Vec<mysql_async::Row> = tx
-        .exec(
-            format!(
-                "SELECT id, lease_owner, start_time, {SEEN} FROM taskflow_tasks
-                 WHERE id IN ({slots}) AND status = 'running' FOR UPDATE"
-            ),
-            ids,
-        )
-        .await
-        .map_err(unavailable)?;
-    let mut running: HashMap<String, (String, Option<f64>, Seen)> = rows
-        .into_iter()
-        .map(|row| {
-            let values = row.unwrap();
-            let owner = deltas::lossy(values.get(1));
-            let start = deltas::number(values.get(2));
-            (deltas::lossy(values.first()), (owner, start, Seen::read(&values, 3)))
-        })
+    let unknown: Vec<Value> = changes
+        .iter()
+        .zip(&known)
+        .filter(|(_, known)| known.is_none())
+        .map(|(change, _)| s(&change.id.to_string()))
         .collect();
+    let mut read: HashMap<String, Known> = HashMap::new();
+    if !unknown.is_empty() {
+        // The rows no fetch of this store left word of, locked: one read for the lot.
+        let slots = vec!["?"; unknown.len()].join(", ");
+        let rows: Vec<mysql_async::Row> = tx
+            .exec(
+                format!(
+                    "SELECT id, lease_owner, start_time, {SEEN} FROM taskflow_tasks
+                     WHERE id IN ({slots}) AND status = 'running' FOR UPDATE"
+                ),
+                unknown,
+            )
+            .await
+            .map_err(unavailable)?;
+        for row in rows {
+            let values = row.unwrap();
+            let known = Known {
+                owner: deltas::lossy(values.get(1)),
+                start: deltas::number(values.get(2)),
+                seen: Seen::read(&values, 3),
+            };
+            read.insert(deltas::lossy(values.first()), known);
+        }
+    }
     let now = Utc::now();
     let mut moves = Moves::default();
     let mut applied = Vec::with_capacity(changes.len());
-    for Change { id, lease, transition } in changes {
-        let Some((owner, start, before)) = running.remove(&id.to_string()) else {
+    for (Change { id, lease, transition }, known) in changes.into_iter().zip(known.iter_mut()) {
+        let Some(Known { owner, start, seen: before }) =
+            known.take().or_else(|| read.remove(&id.to_string()))
+        else {
             applied.push(false);
             continue;
         };

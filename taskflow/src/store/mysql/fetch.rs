@@ -225,6 +225,9 @@ impl MysqlStore {
         }
         super::deltas::append(&mut tx, &mut moves).await?;
         tx.commit().await?;
+        for (_, record) in &fetched {
+            self.running.started(record, &lease.owner);
+        }
         fetched.sort_by_key(|(seq, record)| fetch_order(record, *seq));
         Ok(fetched.into_iter().map(|(_, record)| record).collect())
     }

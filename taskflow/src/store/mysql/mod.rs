@@ -13,6 +13,7 @@ mod reads;
 mod rewrite;
 mod row;
 mod run_key;
+mod running;
 mod schedules;
 mod schema;
 mod sessions;
@@ -67,6 +68,8 @@ pub struct MysqlStore {
     /// The queues whose row in `taskflow_queues` this store has made sure of (rows are never
     /// deleted), so that a fetch taking turns on one inserts it once, not at every fetch.
     queue_rows: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// What this store's fetches know of the tasks they leased, for their outcomes.
+    running: Arc<running::RunningRows>,
 }
 
 impl std::fmt::Debug for MysqlStore {
@@ -159,6 +162,7 @@ impl MysqlStore {
             wake: Arc::new(tokio::sync::Notify::new()),
             url: url.into(),
             queue_rows: Arc::default(),
+            running: Arc::default(),
         })
     }
 
@@ -233,12 +237,12 @@ impl Store for MysqlStore {
         change: Transition,
     ) -> Result<bool, StoreError> {
         let change = Change { id: *id, lease: lease.clone(), transition: change };
-        let applied = complete::many(&self.pool, vec![change]).await.pop();
+        let applied = complete::many(&self.pool, &self.running, vec![change]).await.pop();
         applied.unwrap_or(Ok(false))
     }
 
     async fn transition_many(&self, changes: Vec<Change>) -> Vec<Result<bool, StoreError>> {
-        complete::many(&self.pool, changes).await
+        complete::many(&self.pool, &self.running, changes).await
     }
 
     async fn append_logs(&self, id: &TaskId, logs: Vec<LogEntry>) -> Result<(), StoreError> {
