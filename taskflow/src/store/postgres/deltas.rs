@@ -97,6 +97,21 @@ pub(super) fn counted(before: &str, dml: &str, select: &str) -> String {
     format!("WITH {before}changed AS ({dml}){} {select}", *COUNTING)
 }
 
+/// Like [`counted`], for a statement that moves every task it changes from the status `from`
+/// to `to`, keeping its duration, with no event for the history (a claim, a release): one
+/// pass over `changed` appends the counts' two sides.
+pub(super) fn moved(before: &str, dml: &str, from: &str, to: &str, select: &str) -> String {
+    format!(
+        "WITH {before}changed AS ({dml}), counted AS (
+            INSERT INTO taskflow_count_deltas (func_name, queue, status, tasks, timed, seconds)
+            SELECT func_name, queue, side.status, side.sign * count(*),
+                side.sign * count(duration), side.sign * coalesce(sum(duration), 0)
+            FROM changed, (VALUES ('{from}', -1), ('{to}', 1)) AS side (status, sign)
+            GROUP BY func_name, queue, side.status, side.sign
+        ) {select}"
+    )
+}
+
 /// What `changed` returns of a task that was `status` (a stored status) and whose duration
 /// and retries the change keeps: append to a `RETURNING` of [`COLUMNS`](super::COLUMNS).
 pub(super) fn was(status: &str) -> String {

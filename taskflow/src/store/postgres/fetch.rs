@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
-use super::deltas::{counted, was};
+use super::deltas::{counted, moved, was};
 use super::row::{self, COLUMNS};
 use super::{PostgresStore, unavailable};
 use crate::record::TaskRecord;
@@ -178,10 +178,9 @@ impl PostgresStore {
                 "UPDATE taskflow_tasks SET status = 'pending', lease_owner = NULL,
                     lease_expires_at = NULL
                  WHERE status = 'running' AND lease_owner = $1 AND lease_expires_at = $2
-                 RETURNING {COLUMNS}, {}",
-                was("running")
+                 RETURNING id, func_name, queue, duration"
             );
-            counted("", &release, "SELECT id FROM changed")
+            moved("", &release, "running", "pending", "SELECT id FROM changed")
         });
         let released = self.query(SQL.as_str(), &[&owner, &lease.expires_at]).await?;
         Ok(released.len())
@@ -207,10 +206,9 @@ async fn claim(
             "UPDATE taskflow_tasks SET status = 'running', start_time = COALESCE(start_time, $1),
                 lease_owner = $3, lease_expires_at = $4, cancel_requested = FALSE
              FROM picked WHERE id = picked.picked_id
-             RETURNING {COLUMNS}, seq, {}",
-            was("pending")
+             RETURNING {COLUMNS}, seq"
         );
-        counted(
+        moved(
             "picked AS (
                 SELECT id AS picked_id FROM taskflow_tasks
                 WHERE queue = $5 AND status = 'pending' AND wait_until IS NULL
@@ -219,6 +217,8 @@ async fn claim(
                 ORDER BY taskflow_rank(COALESCE(scheduled_at, created_at), priority), seq
                 LIMIT $2 FOR UPDATE SKIP LOCKED), ",
             &lease,
+            "pending",
+            "running",
             &format!("SELECT {COLUMNS}, seq FROM changed"),
         )
     });
@@ -260,15 +260,16 @@ async fn claim_capped(
         .await
         .map_err(unavailable)?;
     let lease = tx
-        .prepare_cached(&counted(
+        .prepare_cached(&moved(
             "",
             &format!(
                 "UPDATE taskflow_tasks SET status = 'running',
                     start_time = COALESCE(start_time, $1), lease_owner = $2,
                     lease_expires_at = $3, cancel_requested = FALSE
-                 WHERE id = ANY($4) RETURNING {COLUMNS}, seq, {}",
-                was("pending")
+                 WHERE id = ANY($4) RETURNING {COLUMNS}, seq"
             ),
+            "pending",
+            "running",
             &format!("SELECT {COLUMNS}, seq FROM changed"),
         ))
         .await
