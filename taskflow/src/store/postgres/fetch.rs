@@ -174,13 +174,11 @@ impl PostgresStore {
     pub(super) async fn release_lease(&self, lease: &Lease) -> Result<usize, StoreError> {
         let owner: &str = &lease.owner;
         static SQL: LazyLock<String> = LazyLock::new(|| {
-            let release = format!(
-                "UPDATE taskflow_tasks SET status = 'pending', lease_owner = NULL,
+            let release = "UPDATE taskflow_tasks SET status = 'pending', lease_owner = NULL,
                     lease_expires_at = NULL
                  WHERE status = 'running' AND lease_owner = $1 AND lease_expires_at = $2
-                 RETURNING id, func_name, queue, duration"
-            );
-            moved("", &release, "running", "pending", "SELECT id FROM changed")
+                 RETURNING id, func_name, queue, duration";
+            moved("", release, "running", "pending", "SELECT id FROM changed")
         });
         let released = self.query(SQL.as_str(), &[&owner, &lease.expires_at]).await?;
         Ok(released.len())
