@@ -70,6 +70,58 @@ impl Backend {
         }
     }
 
+    /// Drops what [`Backend::fresh`] made on `url` (the base URL) for `fresh` (the URL it
+    /// returned), so that runs do not pile up data on the shared servers.
+    pub(crate) async fn clear(self, url: &str, fresh: &str) {
+        match self {
+            Backend::Postgres => {
+                let name = fresh.rsplit_once("%3D").map_or("", |(_, name)| name);
+                let (client, connection) =
+                    tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+                tokio::spawn(connection);
+                let sql = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
+                client.batch_execute(&sql).await.expect("drop schema");
+            }
+            Backend::Mysql => {
+                let name = fresh.rsplit_once('/').map_or("", |(_, name)| name);
+                let pool = mysql_async::Pool::new(url);
+                let mut conn = pool.get_conn().await.expect("connect");
+                let sql = format!("DROP DATABASE IF EXISTS {name}");
+                conn.query_drop(sql).await.expect("drop database");
+                drop(conn);
+                pool.disconnect().await.expect("disconnect");
+            }
+            Backend::Redis => {
+                let (url, prefix) = fresh.split_once('#').expect("a prefix");
+                let client = redis::Client::open(url).expect("client");
+                let mut conn = client.get_multiplexed_async_connection().await.expect("connect");
+                let mut cursor: u64 = 0;
+                loop {
+                    let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(format!("{prefix}:*"))
+                        .arg("COUNT")
+                        .arg(10_000)
+                        .query_async(&mut conn)
+                        .await
+                        .expect("scan");
+                    if !keys.is_empty() {
+                        let _: () = redis::cmd("UNLINK")
+                            .arg(&keys)
+                            .query_async(&mut conn)
+                            .await
+                            .expect("unlink");
+                    }
+                    cursor = next;
+                    if cursor == 0 {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
     pub(crate) async fn store(self, url: &str) -> Arc<dyn Store> {
         match self {
             Backend::Postgres => {
@@ -227,9 +279,12 @@ pub(crate) async fn run(reps: usize) -> Vec<Row> {
             let mut ours = Vec::new();
             let mut raw = Vec::new();
             for rep in 0..=reps {
-                let tasks = run_tasks(backend, &backend.fresh(&url).await, instances).await;
-                let inserts =
-                    backend.raw_inserts(&backend.fresh(&url).await, POOL * instances).await;
+                let fresh = backend.fresh(&url).await;
+                let tasks = run_tasks(backend, &fresh, instances).await;
+                backend.clear(&url, &fresh).await;
+                let fresh = backend.fresh(&url).await;
+                let inserts = backend.raw_inserts(&fresh, POOL * instances).await;
+                backend.clear(&url, &fresh).await;
                 if rep > 0 {
                     ours.push(tasks);
                     raw.push(inserts);
