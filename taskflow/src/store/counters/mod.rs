@@ -112,6 +112,13 @@ pub(crate) fn minute_of(at: DateTime<Utc>) -> i64 {
     at.timestamp().div_euclid(60)
 }
 
+/// The unix minute of a stored time in microseconds since 1970 (as SQLite and MariaDB keep
+/// times).
+#[cfg(any(feature = "sqlite", feature = "mysql"))]
+pub(crate) fn minute_of_micros(micros: i64) -> i64 {
+    micros.div_euclid(60_000_000)
+}
+
 /// The start of unix minute `minute`.
 pub(crate) fn minute_start(minute: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(minute.saturating_mul(60), 0).unwrap_or_default()

@@ -11,10 +11,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::store::counters::moves::Moves;
 use crate::store::counters::sql::{histogram_definitions, histogram_list};
-use crate::store::counters::{BUCKETS, minute_of};
-
-/// Microseconds in a minute: stored times are microseconds.
-const MINUTE_US: i64 = 60_000_000;
+use crate::store::counters::{BUCKETS, minute_of, minute_of_micros};
 
 /// The columns of a history row after its key.
 pub(super) fn figures() -> String {
@@ -150,7 +147,7 @@ pub(super) fn number(value: Option<&Value>) -> Option<f64> {
 
 /// The unix minute of a stored time (microseconds), or of `now`.
 pub(super) fn minute_at(micros: Option<f64>, now: DateTime<Utc>) -> i64 {
-    micros.map_or_else(|| minute_of(now), |at| (at as i64).div_euclid(MINUTE_US))
+    micros.map_or_else(|| minute_of(now), |at| minute_of_micros(at as i64))
 }
 
 /// Counts a task inserted with `values` (as [`super::row::encode`] lays them out).

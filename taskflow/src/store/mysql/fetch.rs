@@ -208,10 +208,8 @@ impl MysqlStore {
                     let now = Utc::now();
                     let (func_name, queue) =
                         (lossy(cells.values.get(1)), lossy(cells.values.get(24)));
-                    let (from, to) = (
-                        ("pending", number(cells.values.get(6))),
-                        ("failed", number(cells.values.get(6))),
-                    );
+                    let duration = number(cells.values.get(6));
+                    let (from, to) = (("pending", duration), ("failed", duration));
                     moves.changed(&func_name, &queue, from, to, minute_of(now));
                     tx.exec_drop(
                         "UPDATE taskflow_tasks SET status = 'failed', end_time = ?, error = ?,

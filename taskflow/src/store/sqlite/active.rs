@@ -54,6 +54,20 @@ pub(super) struct Running {
     pub(super) idempotency_key: Option<String>,
 }
 
+impl Running {
+    /// What `record`'s outcome will need, as its fetch left the row.
+    pub(super) fn of(record: &TaskRecord) -> Running {
+        Running {
+            func_name: record.func_name.clone(),
+            queue: record.queue.clone(),
+            duration: record.duration,
+            retries_used: i64::from(record.retries_used),
+            start_time: record.start_time.map(super::row::micros),
+            idempotency_key: record.idempotency_key.clone(),
+        }
+    }
+}
+
 impl ActiveRows {
     /// Numbers new rows after `last`, the highest `seq` in the table.
     pub(super) fn after(last: i64) -> Self {

@@ -66,7 +66,16 @@ impl SqliteStore {
                 };
                 let now = minute_of(Utc::now());
                 // The row's duration and end after the change (as the statement computes them).
-                let mut ended = (before.duration, None);
+                let (duration, end_time) = match &change {
+                    Transition::Finished { end_time, .. } => {
+                        let end = micros(*end_time);
+                        let run = before.start_time.map(|start| {
+                            (i128::from(end) - i128::from(start)) as f64 / 1_000_000.0
+                        });
+                        (run, Some(end))
+                    }
+                    _ => (before.duration, None),
+                };
                 let (sql, values, after, retries): (&str, Vec<Sql>, &str, Option<u32>) =
                     match change {
                         Transition::Finished {
@@ -77,14 +86,7 @@ impl SqliteStore {
                             error,
                             stacktrace,
                         } => (
-                            {
-                                let end = micros(end_time);
-                                let run = before.start_time.map(|start| {
-                                    (i128::from(end) - i128::from(start)) as f64 / 1_000_000.0
-                                });
-                                ended = (run, Some(end));
-                                FINISH
-                            },
+                            FINISH,
                             vec![
                                 status.as_str().to_owned().into(),
                                 micros(end_time).into(),
@@ -117,7 +119,6 @@ impl SqliteStore {
                 if changed == 0 {
                     return Ok(false);
                 }
-                let (duration, end_time) = ended;
                 let mut moves = conn.moves();
                 let ended_at = end_time.map_or(now, super::counters::minute_at);
                 let (from, to) = (("running", before.duration), (after, duration));

@@ -7,7 +7,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{params, params_from_iter};
 
 use super::reads::select;
-use super::row::{RawRow, micros};
+use super::row::{RawRow, micros, text_of};
 use super::{SqliteStore, StoreError};
 use crate::record::TaskRecord;
 use crate::store::counters::moves::Moves;
@@ -15,9 +15,6 @@ use crate::store::counters::sql::{self, grouped, histogram_definitions, histogra
 use crate::store::counters::{
     BUCKETS, FINE_MINUTES, MinuteCounts, ROLLUP, StatusCount, minute_of, minute_start,
 };
-
-/// Microseconds in a minute: stored times are microseconds.
-const MINUTE_US: i64 = 60_000_000;
 
 /// Schema version 10: `task_counts` (tasks by function, queue and status, with their
 /// durations) filled from the rows there are, and `task_minutes` (per-minute events). The
@@ -101,10 +98,7 @@ pub(super) fn fold(conn: &rusqlite::Connection, moves: &mut Moves) -> rusqlite::
     Ok(())
 }
 
-/// The unix minute of stored time `micros`.
-pub(super) fn minute_at(micros: i64) -> i64 {
-    micros.div_euclid(MINUTE_US)
-}
+pub(super) use crate::store::counters::minute_of_micros as minute_at;
 
 /// What the counters take of a task about to be inserted.
 #[derive(Debug)]
@@ -140,15 +134,7 @@ impl NewTask {
 /// A changed or deleted row's function, queue and duration, as `RETURNING func_name, queue,
 /// duration` (from `first` on) gives them; a damaged value is read as text, or as no duration.
 pub(super) fn returned(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Returned> {
-    let text = |index: usize| -> rusqlite::Result<String> {
-        Ok(match row.get::<_, Sql>(index)? {
-            Sql::Text(text) => text,
-            Sql::Blob(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Sql::Integer(n) => n.to_string(),
-            Sql::Real(x) => x.to_string(),
-            Sql::Null => "null".to_owned(),
-        })
-    };
+    let text = |index: usize| row.get::<_, Sql>(index).map(|value| text_of(&value));
     let duration = match row.get::<_, Sql>(first + 2)? {
         Sql::Real(x) => Some(x),
         Sql::Integer(n) => Some(n as f64),
@@ -215,7 +201,7 @@ impl SqliteStore {
         since: DateTime<Utc>,
         step: u32,
     ) -> Result<Vec<MinuteCounts>, StoreError> {
-        let first = micros(since).div_euclid(MINUTE_US);
+        let first = minute_at(micros(since));
         let step = i64::from(step.max(1));
         let rows = self
             .reader
@@ -234,7 +220,7 @@ impl SqliteStore {
     /// history older than [`FINE_MINUTES`] is merged into rows of [`ROLLUP`] minutes, in one
     /// transaction.
     pub(super) async fn roll_up(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let coarse = micros(now).div_euclid(MINUTE_US) - FINE_MINUTES;
+        let coarse = minute_at(micros(now)) - FINE_MINUTES;
         let sql = format!(
             "INSERT INTO task_minutes (minute, func_name, queue, enqueued, succeeded, failed,
                 interrupted, cancelled, retried, timed, seconds, min_duration, max_duration, {list})
@@ -259,7 +245,7 @@ impl SqliteStore {
 
     /// [`Store::trim_history`](crate::store::Store::trim_history) on this store.
     pub(super) async fn drop_history(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
-        let first = micros(before).div_euclid(MINUTE_US);
+        let first = minute_at(micros(before));
         self.writer
             .call(move |conn| {
                 conn.execute("DELETE FROM task_minutes WHERE minute < ?1", [first])

@@ -152,17 +152,7 @@ impl SqliteStore {
                     let (from, to) = (("pending", record.duration), ("running", record.duration));
                     conn.moves().changed(&record.func_name, &record.queue, from, to, 0);
                     if let Some(task_id) = &task_id {
-                        active.started(
-                            task_id,
-                            Running {
-                                func_name: record.func_name.clone(),
-                                queue: record.queue.clone(),
-                                duration: record.duration,
-                                retries_used: i64::from(record.retries_used),
-                                start_time: record.start_time.map(micros),
-                                idempotency_key: record.idempotency_key.clone(),
-                            },
-                        );
+                        active.started(task_id, Running::of(&record));
                     }
                     fetched.push(record);
                 }

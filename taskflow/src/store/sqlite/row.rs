@@ -77,6 +77,18 @@ pub(super) fn stored_value(value: &Value) -> Sql {
     Sql::Text(value.to_string())
 }
 
+/// A stored value as text whatever its type (a damaged row may hold a blob or a number where
+/// text belongs): for figures that must not fail over one bad row.
+pub(super) fn text_of(value: &Sql) -> String {
+    match value {
+        Sql::Text(text) => text.clone(),
+        Sql::Blob(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        Sql::Integer(n) => n.to_string(),
+        Sql::Real(x) => x.to_string(),
+        Sql::Null => "null".to_owned(),
+    }
+}
+
 /// A row's values, copied out of the statement so that decoding them (JSON parsing included)
 /// happens on the caller's thread, not on the store's busy one.
 #[derive(Debug)]
@@ -102,13 +114,7 @@ impl RawRow {
     /// The value at `index` as text whatever its type (a damaged row may hold a blob or a
     /// number where text belongs): for figures that must not fail over one bad row.
     pub(super) fn text_lossy(&self, index: usize) -> String {
-        match self.0.get(index) {
-            Some(Sql::Text(text)) => text.clone(),
-            Some(Sql::Blob(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
-            Some(Sql::Integer(n)) => n.to_string(),
-            Some(Sql::Real(x)) => x.to_string(),
-            Some(Sql::Null) | None => "null".to_owned(),
-        }
+        self.0.get(index).map_or_else(|| "null".to_owned(), text_of)
     }
 
     /// The `seq` selected after [`columns!`].
