@@ -50,6 +50,7 @@ impl Moves {
     }
 
     /// Forgets what is gathered (its transaction rolled back).
+    #[cfg(feature = "sqlite")]
     pub(crate) fn clear(&mut self) {
         self.take();
     }
