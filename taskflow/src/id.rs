@@ -94,6 +94,21 @@ impl<'de> Deserialize<'de> for TaskId {
     }
 }
 
+#[cfg(feature = "axum")]
+impl utoipa::PartialSchema for TaskId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+            .description(Some("A task id: a UUID (version 7 for new tasks)."))
+            .into()
+    }
+}
+
+#[cfg(feature = "axum")]
+impl utoipa::ToSchema for TaskId {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,6 +236,7 @@ pub(crate) fn retry_after(poll: Duration) -> u64 {
 
 /// A queue as [`TaskManager::queues`](crate::TaskManager::queues) reports it: its settings in
 /// force on this instance, its shared state, and the store's counts.
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct QueueInfo {
     /// The queue.

@@ -15,6 +15,7 @@ use crate::id::TaskId;
 /// `pending -> running -> success | failed`; a task waiting for a retry stays `running`;
 /// `interrupted` when a shutdown or crash stopped it while it ran; `cancelled` when cancelled
 /// before or while it ran. JSON uses these lowercase words.
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskStatus {
@@ -89,6 +90,7 @@ impl FromStr for TaskStatus {
 }
 
 /// How a task came to be enqueued.
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TaskSource {
@@ -101,6 +103,7 @@ pub enum TaskSource {
 }
 
 /// The level of a task log entry.
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
@@ -158,6 +161,7 @@ impl LogLevel {
 }
 
 /// One structured line of a task's log, written with [`task_log!`](crate::task_log).
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LogEntry {
     /// When it was written.
@@ -174,6 +178,7 @@ pub struct LogEntry {
 
 /// Everything known about one task. Serialises with the JSON keys of fastapi-taskflow
 /// (`task_id`, `func_name`, `status`, ...) plus taskflow's own; `Json(record)` is its "to_dict".
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     /// The task's id.
@@ -240,6 +245,7 @@ pub struct TaskRecord {
 
 /// How far a task has got, as its code last reported through
 /// [`TaskContext::progress`](crate::TaskContext::progress).
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     /// Units done.

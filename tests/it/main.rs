@@ -25,6 +25,7 @@ mod leader;
 mod limits;
 mod model;
 pub(crate) mod multi;
+mod openapi;
 pub(crate) mod outage;
 mod outcomes;
 mod priority;

@@ -10,7 +10,7 @@ use serde::Serialize;
 const KEPT: usize = 1000;
 
 /// One action taken through the admin API.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct AuditEntry {
     /// When.
     pub(crate) at: DateTime<Utc>,

@@ -22,6 +22,10 @@ fn attribute(text: &str) -> String {
 }
 
 /// The page, with the API's prefix and a fresh nonce for its script and style.
+#[utoipa::path(get, path = "/dashboard", operation_id = "getDashboard", tag = "admin", responses(
+    (status = 200, description = "The live dashboard (it shows a login when credentials are needed).",
+        content_type = "text/html; charset=utf-8", body = String),
+))]
 pub(crate) async fn page(State(state): State<Arc<AdminState>>) -> Response {
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     let html = PAGE

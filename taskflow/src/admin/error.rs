@@ -3,10 +3,18 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::Error;
 use crate::store::StoreError;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    /// What went wrong, in words.
+    pub(crate) error: String,
+}
 
 /// Why an admin request failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +50,7 @@ pub(crate) enum ApiError {
 }
 
 impl ApiError {
-    fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -59,8 +67,8 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response =
-            (self.status(), Json(json!({ "error": self.to_string() }))).into_response();
+        let body = ErrorBody { error: self.to_string() };
+        let mut response = (self.status(), Json(body)).into_response();
         if let ApiError::TooManyRequests(wait) = self {
             let seconds = wait.as_secs().max(1).to_string();
             if let Ok(value) = seconds.parse() {

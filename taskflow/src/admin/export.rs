@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::AdminState;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::params::{self, LIST_PARAMS, Params};
 use crate::record::TaskRecord;
 
@@ -37,20 +37,30 @@ const COLUMNS: [&str; 15] = [
 ];
 
 /// The export handler.
+#[utoipa::path(get, path = "/export.csv", operation_id = "exportTasks", tag = "tasks", params(super::params::ListParams), responses(
+    (status = 200, description = "The tasks `GET {p}` lists with the same filters, as CSV: at most \
+        `limit` rows (50 by default) or 50,000; arguments redacted as in the API; cells a \
+        spreadsheet would read as formulas start with `'`.", content_type = "text/csv; charset=utf-8", body = String,
+        headers(("x-taskflow-truncated" = bool, description = "`true` when more tasks match."))),
+    (status = 400, description = "A malformed or unknown parameter, named.", body = ErrorBody),
+    (status = 503, description = "The store failed.", body = ErrorBody),
+))]
 pub(crate) async fn csv(
     State(state): State<Arc<AdminState>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let params = Params::parse(raw.as_deref(), &LIST_PARAMS)?;
+    let params = Params::parse(raw.as_deref(), LIST_PARAMS)?;
     let query = params::task_query(&params)?;
-    let limit = query.limit.unwrap_or(MAX_ROWS);
+    // Without `limit`, every match (up to MAX_ROWS), not the API's default page.
+    let asked = params.parsed("limit", params::limit)?;
+    let limit = asked.unwrap_or(MAX_ROWS);
     let mut writer = ::csv::Writer::from_writer(Vec::new());
     writer.write_record(COLUMNS).map_err(internal)?;
     let more = super::api::read_chunked(&state, &query, limit, |record| {
         writer.write_record(cells(record)).map_err(internal)
     })
     .await?;
-    let truncated = more.is_some() && query.limit.is_none();
+    let truncated = more.is_some() && asked.is_none();
     let body = writer.into_inner().map_err(|err| internal(err.into_error()))?;
     let mut response = body.into_response();
     let headers = response.headers_mut();

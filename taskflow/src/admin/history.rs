@@ -11,10 +11,11 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AdminState;
-use super::error::ApiError;
-use super::params::{self, Params};
+use super::error::{ApiError, ErrorBody};
+use super::params::{self, HistoryParams, Params};
 use crate::store::counters::{
     BUCKETS, DURATION_BOUNDS, MinuteCounts, minute_of, minute_start, quantile,
 };
@@ -29,7 +30,7 @@ const MAX_WINDOW: Duration = Duration::from_secs(31 * 24 * 3600);
 const MAX_POINTS: i64 = 1440;
 
 /// One step of the history.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Point {
     /// The step's start.
     at: DateTime<Utc>,
@@ -66,14 +67,14 @@ impl Point {
 }
 
 /// One queue's depth at the end of each point.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct QueueDepth {
     queue: String,
     depth: Vec<i64>,
 }
 
 /// One function's durations over the window.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct FunctionDurations {
     func_name: String,
     /// Runs with a duration.
@@ -88,7 +89,7 @@ pub(crate) struct FunctionDurations {
 }
 
 /// The answer of `GET {p}/metrics/history`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct History {
     /// The window, in seconds.
     window: u64,
@@ -104,11 +105,16 @@ pub(crate) struct History {
 }
 
 /// `GET /tasks/metrics/history?window=1h&step=1m&func_name=&queue=`.
+#[utoipa::path(get, path = "/metrics/history", operation_id = "getMetricsHistory", tag = "metrics", params(HistoryParams), responses(
+    (status = 200, description = "The window's points, queue depths and duration histograms.", body = History),
+    (status = 400, description = "A malformed or unknown parameter, a window out of range, or too many points.", body = ErrorBody),
+    (status = 503, description = "The store failed.", body = ErrorBody),
+))]
 pub(crate) async fn history(
     State(state): State<Arc<AdminState>>,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<History>, ApiError> {
-    let params = Params::parse(raw.as_deref(), &["window", "step", "func_name", "queue"])?;
+    let params = Params::parse(raw.as_deref(), HistoryParams::NAMES)?;
     let window = params.parsed("window", params::age)?.unwrap_or(DEFAULT_WINDOW);
     if window > MAX_WINDOW || window < Duration::from_secs(60) {
         return Err(ApiError::BadRequest(
@@ -118,6 +124,11 @@ pub(crate) async fn history(
     let minutes_in = |span: Duration| (span.as_secs().div_ceil(60)).max(1) as i64;
     let window_minutes = minutes_in(window);
     let step = match params.parsed("step", params::age)? {
+        Some(step) if step > window => {
+            return Err(ApiError::BadRequest(
+                "parameter `step`: at most the window, such as `1m` or `15m`".to_owned(),
+            ));
+        }
         Some(step) => minutes_in(step),
         None => default_step(window_minutes),
     };

@@ -31,6 +31,7 @@
 //! | `DELETE /tasks/history?older_than=7d` | finished tasks that ended before then |
 //! | `GET /tasks/metrics` | counts by status; per function runs, successes, failures, success rate, avg/min/max/p95 duration (`since`) |
 //! | `GET /tasks/metrics/prometheus` | the same, for Prometheus |
+//! | `GET /tasks/metrics/history` | per-minute (or per-`step`) succeeded, failed, retried... and durations over a `window` (default `1h`, at most `31d`), queue depth at each point, each function's duration histogram |
 //! | `GET /tasks/stream` | lifecycle events as Server-Sent Events |
 //! | `GET /tasks/dashboard` | the live dashboard |
 //! | `GET /tasks/audit` | who retried, cancelled, deleted or changed what |
@@ -40,13 +41,17 @@
 //! | `POST /tasks/queues/{name}/pause` | no instance starts its tasks until resumed; running ones finish |
 //! | `POST /tasks/queues/{name}/resume` | starts them again |
 //! | `PATCH /tasks/queues/{name}` | `{"concurrency": n}` and/or `{"max_pending": n}` (`null`: the builder's) for every instance |
+//! | `GET /tasks/schedules` | every stored schedule: definition, next slot, last run and its status, recent history, why it cannot fire here (if so) |
+//! | `POST /tasks/schedules/{name}/pause`, `/resume`, `/trigger` | pause or resume it for every instance; run its task now |
+//! | `GET /tasks/openapi.json` | the OpenAPI 3.1 description of these routes, generated from the handlers' types, with every error answer, this router's prefix and credentials |
 //!
 //! Errors are JSON `{"error": "..."}`: `400` for a malformed id, parameter (named) or body,
 //! `401` without credentials, `403` for a cross-origin or CSRF-less change, `404` for an unknown
-//! task or queue, `409` for a task in the wrong state, `413` for a body over [`MAX_BODY`], `422` for a
-//! task whose fn is not in this binary, `429` (with `Retry-After`) after too many failed
-//! sign-ins, `503` when the store fails. Every response carries `X-Content-Type-Options:
-//! nosniff`. [`routes`] lists the routes with who may call them.
+//! task or queue, `409` for a task in the wrong state, `413` for a body over [`MAX_BODY`],
+//! `422` for a task whose fn is not in this binary, `429` (with `Retry-After`) after too many
+//! failed sign-ins, `503` when the store fails. Query parameters are strict: an unknown,
+//! repeated or empty one is a `400` that names it. Every response carries
+//! `X-Content-Type-Options: nosniff`. [`routes`] lists the routes with who may call them.
 //!
 //! **Security.** With [`Admin::basic_auth`] or [`Admin::bearer_token`], every route needs the
 //! credentials (an `Authorization` header, or the session cookie of the dashboard's login);
@@ -61,6 +66,7 @@
 //! your own tower layer: `admin.router().layer(...)`. The dashboard writes every value as
 //! text and sends a strict Content-Security-Policy.
 
+mod actions;
 mod api;
 mod audit;
 mod auth;
@@ -69,6 +75,7 @@ mod error;
 mod export;
 mod history;
 mod metrics;
+mod openapi;
 mod origin;
 mod params;
 mod queues;
@@ -77,6 +84,7 @@ mod registered;
 mod routes;
 mod schedules;
 mod session;
+mod signin;
 mod stream;
 mod throttle;
 
@@ -117,6 +125,8 @@ pub(crate) struct AdminState {
     pub(crate) auth: Auth,
     pub(crate) redaction: Redaction,
     pub(crate) audit: AuditLog,
+    /// The OpenAPI description of this router, as JSON.
+    pub(crate) description: axum::body::Bytes,
     /// The last statistics computed, by the `since` they were asked with.
     stats: tokio::sync::Mutex<Option<CachedStats>>,
 }
@@ -295,7 +305,9 @@ impl Admin {
             );
         }
         let p = self.prefix.clone();
+        let description = openapi::render(&self.prefix, &self.auth);
         let state = Arc::new(AdminState {
+            description,
             manager: self.manager,
             prefix: self.prefix,
             auth: self.auth,
@@ -324,7 +336,7 @@ impl Admin {
 /// window, the history cutoff); for the fuzz targets. Never panics, whatever `raw` is.
 #[cfg(feature = "fuzzing")]
 pub(crate) fn parse_queries(raw: &str) {
-    if let Ok(parsed) = params::Params::parse(Some(raw), &params::LIST_PARAMS) {
+    if let Ok(parsed) = params::Params::parse(Some(raw), params::LIST_PARAMS) {
         let _ = params::task_query(&parsed);
     }
     if let Ok(parsed) = params::Params::parse(Some(raw), &["older_than"]) {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use utoipa::IntoParams;
 
 use super::error::ApiError;
 use crate::id::TaskId;
@@ -21,7 +22,7 @@ pub(crate) const DEFAULT_LIMIT: usize = 50;
 pub(crate) struct Params(HashMap<String, String>);
 
 impl Params {
-    /// Parses `raw`; a parameter not in `allowed`, or given twice, is an error.
+    /// Parses `raw`; a parameter not in `allowed`, given twice or empty is an error.
     pub(crate) fn parse(raw: Option<&str>, allowed: &[&str]) -> Result<Params, ApiError> {
         let mut params = HashMap::new();
         for (key, value) in form_pairs(raw.unwrap_or_default()) {
@@ -31,6 +32,11 @@ impl Params {
                     allowed.join(", ")
                 )));
             }
+            if value.is_empty() {
+                return Err(ApiError::BadRequest(format!(
+                    "parameter `{key}` is empty: give it a value or leave it out"
+                )));
+            }
             if params.insert(key.clone(), value).is_some() {
                 return Err(ApiError::BadRequest(format!("parameter `{key}` given twice")));
             }
@@ -38,9 +44,9 @@ impl Params {
         Ok(Params(params))
     }
 
-    /// The raw value of `name`, empty values counting as absent.
+    /// The raw value of `name` (never empty).
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.0.get(name).map(String::as_str)
     }
 
     /// `name` parsed by `parse`, whose error message is prefixed by the parameter.
@@ -152,29 +158,116 @@ pub(crate) fn tag(value: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("`{value}` is not `key:value`"))
 }
 
-/// A page size from 1 to [`MAX_LIMIT`].
+/// A page size from 1 to [`MAX_LIMIT`], in decimal digits.
 pub(crate) fn limit(value: &str) -> Result<usize, String> {
-    value
-        .parse()
-        .ok()
+    Some(value)
+        .filter(|digits| digits.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|digits| digits.parse().ok())
         .filter(|n| (1..=MAX_LIMIT).contains(n))
         .ok_or_else(|| format!("`{value}` is not a number from 1 to {MAX_LIMIT}"))
 }
 
-/// The parameters `GET /tasks` accepts.
-pub(crate) const LIST_PARAMS: [&str; 11] = [
-    "status",
-    "func_name",
-    "queue",
-    "tag",
-    "q",
-    "since",
-    "until",
-    "sort",
-    "limit",
-    "cursor",
-    "display",
-];
+/// The parameters `GET /tasks` and `GET /tasks/export.csv` accept.
+pub(crate) const LIST_PARAMS: &[&str] = ListParams::NAMES;
+
+/// The query of `GET {p}` and `GET {p}/export.csv`, for the OpenAPI description; read by
+/// [`task_query`].
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read from the raw query by `task_query`, strictly.
+pub(crate) struct ListParams {
+    /// Only tasks with this status.
+    status: Option<TaskStatus>,
+    /// Only this task.
+    #[param(min_length = 1)]
+    func_name: Option<String>,
+    /// Only this queue.
+    #[param(min_length = 1)]
+    queue: Option<String>,
+    /// Only tasks with this tag: `key:value`.
+    #[param(pattern = "^[^:]+:")]
+    tag: Option<String>,
+    /// The start or end of a task id, or part of a function name.
+    #[param(min_length = 1)]
+    q: Option<String>,
+    /// Created at or after: an RFC 3339 time, or a span back from now (`15m`, `24h`, `7d`).
+    #[param(min_length = 1)]
+    since: Option<String>,
+    /// Created before: an RFC 3339 time, or a span back from now.
+    #[param(min_length = 1)]
+    until: Option<String>,
+    /// `-created_at` (newest first, the default) or `created_at` (oldest first).
+    #[param(pattern = "^-?created_at$")]
+    sort: Option<String>,
+    /// The page size (50 by default).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+    /// The `next_cursor` of the page before.
+    #[param(min_length = 1)]
+    cursor: Option<String>,
+}
+
+impl ListParams {
+    /// The names, as the handlers accept them.
+    pub(crate) const NAMES: &[&str] =
+        &["status", "func_name", "queue", "tag", "q", "since", "until", "sort", "limit", "cursor"];
+}
+
+/// The query of `GET {p}/metrics`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read from the raw query, strictly.
+pub(crate) struct MetricsParams {
+    /// Only tasks created at or after: an RFC 3339 time, or a span back from now (`24h`).
+    /// Without it the figures come from the store's counters; with it, from the tasks.
+    #[param(min_length = 1)]
+    since: Option<String>,
+}
+
+impl MetricsParams {
+    /// The names, as the handler accepts them.
+    pub(crate) const NAMES: &[&str] = &["since"];
+}
+
+/// The query of `DELETE {p}/history`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read from the raw query, strictly.
+pub(crate) struct HistoryCutoff {
+    /// Delete finished tasks that ended longer ago than this span: `90s`, `15m`, `24h`, `7d`.
+    #[param(pattern = "^[0-9]+[smhd]$")]
+    older_than: String,
+}
+
+impl HistoryCutoff {
+    /// The names, as the handler accepts them.
+    pub(crate) const NAMES: &[&str] = &["older_than"];
+}
+
+/// The query of `GET {p}/metrics/history`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read from the raw query, strictly.
+pub(crate) struct HistoryParams {
+    /// How far back: a span from `1m` to `31d` (`1h` by default).
+    #[param(pattern = "^[0-9]+[smhd]$")]
+    window: Option<String>,
+    /// One point's span, at most the window, rounded up to whole minutes (by default, what
+    /// keeps about 60 points); at most 1,440 points.
+    #[param(pattern = "^[0-9]+[smhd]$")]
+    step: Option<String>,
+    /// Only this task's counts.
+    #[param(min_length = 1)]
+    func_name: Option<String>,
+    /// Only this queue's counts.
+    #[param(min_length = 1)]
+    queue: Option<String>,
+}
+
+impl HistoryParams {
+    /// The names, as the handler accepts them.
+    pub(crate) const NAMES: &[&str] = &["window", "step", "func_name", "queue"];
+}
 
 /// A [`TaskQuery`] from `GET /tasks` parameters.
 pub(crate) fn task_query(params: &Params) -> Result<TaskQuery, ApiError> {

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use axum::http::Method;
 use axum::routing::{MethodRouter, delete, get, patch, post};
 
-use super::{AdminState, api, dashboard, export, history, queues, registered, schedules, stream};
+use super::{
+    AdminState, actions, api, dashboard, export, history, openapi, queues, registered, schedules,
+    signin, stream,
+};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,12 +68,13 @@ const TABLE: &[(Route, Handler)] = &[
     (route(Method::GET, "/stream", Credentials), || get(stream::stream)),
     (route(Method::GET, "/dashboard", Open), || get(dashboard::page)),
     (route(Method::GET, "/audit", Credentials), || get(api::audit)),
-    (route(Method::GET, "/session", Open), || get(api::session)),
-    (route(Method::POST, "/login", Open), || post(api::login)),
-    (route(Method::POST, "/logout", Credentials), || post(api::logout)),
-    (route(Method::POST, "/bulk-retry", Credentials), || post(api::bulk_retry)),
-    (route(Method::POST, "/retry-failed", Credentials), || post(api::retry_failed)),
-    (route(Method::DELETE, "/history", Credentials), || delete(api::delete_history)),
+    (route(Method::GET, "/openapi.json", Credentials), || get(openapi::description)),
+    (route(Method::GET, "/session", Open), || get(signin::session)),
+    (route(Method::POST, "/login", Open), || post(signin::login)),
+    (route(Method::POST, "/logout", Credentials), || post(signin::logout)),
+    (route(Method::POST, "/bulk-retry", Credentials), || post(actions::bulk_retry)),
+    (route(Method::POST, "/retry-failed", Credentials), || post(actions::retry_failed)),
+    (route(Method::DELETE, "/history", Credentials), || delete(actions::delete_history)),
     (route(Method::GET, "/queues", Credentials), || get(queues::list)),
     (route(Method::GET, "/registered", Credentials), || get(registered::list)),
     (route(Method::GET, "/instances", Credentials), || get(queues::instances)),
@@ -83,8 +87,8 @@ const TABLE: &[(Route, Handler)] = &[
     (route(Method::POST, "/schedules/{name}/trigger", Credentials), || post(schedules::trigger)),
     (route(Method::GET, "/{id}", Credentials), || get(api::get)),
     (route(Method::GET, "/{id}/logs", Credentials), || get(api::logs)),
-    (route(Method::POST, "/{id}/retry", Credentials), || post(api::retry)),
-    (route(Method::POST, "/{id}/cancel", Credentials), || post(api::cancel)),
+    (route(Method::POST, "/{id}/retry", Credentials), || post(actions::retry)),
+    (route(Method::POST, "/{id}/cancel", Credentials), || post(actions::cancel)),
 ];
 
 /// Every route of the admin router, relative to its prefix.

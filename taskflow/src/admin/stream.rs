@@ -86,6 +86,12 @@ impl Client {
 }
 
 /// The SSE handler.
+#[utoipa::path(get, path = "/stream", operation_id = "streamEvents", tag = "tasks", params(
+    ("last-event-id" = Option<u64>, Header, description = "The last event seen: the stream goes on after it."),
+), responses(
+    (status = 200, description = "Lifecycle events as Server-Sent Events, until the client or the server stops.",
+        content_type = "text/event-stream", body = String),
+))]
 pub(crate) async fn stream(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
     let last_seen: Option<u64> = headers
         .get("last-event-id")

@@ -63,6 +63,7 @@ enum Grid {
 }
 
 /// What a slot does while the previous run of its schedule is still pending or running.
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Overlap {

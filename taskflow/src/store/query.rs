@@ -41,6 +41,7 @@ pub struct TaskPage {
 }
 
 /// Counts and durations over the stored tasks, for metrics.
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct TaskStats {
     /// How many tasks have each status (every status is present).
@@ -51,6 +52,7 @@ pub struct TaskStats {
 
 /// How one function's tasks went. Runs are the tasks that ran to an end: `success`, `failed`
 /// or `interrupted`; durations (seconds) are over those.
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
 pub struct FunctionStats {
     /// The task name.

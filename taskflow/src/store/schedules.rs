@@ -50,6 +50,7 @@ pub struct StoredSchedule {
 
 /// What happened to one slot of a schedule, or to a run of consecutive slots skipped for one
 /// reason.
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct SlotRecord {
@@ -96,6 +97,7 @@ impl SlotRecord {
 }
 
 /// What happened to a slot.
+#[cfg_attr(feature = "axum", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
