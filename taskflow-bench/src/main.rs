@@ -4,8 +4,9 @@
 //!
 //! `cargo run --release -p taskflow-bench -- [--reps N] [SCENARIO...]`; with no scenario named,
 //! every scenario runs. Scenarios: `memory` (or just `memory-async` / `memory-sync`), `costs` (enqueue alone, retries, RSS), `sqlite`,
-//! `http` (with `wrk`), `admin`, `list` (a page of 1 MB-argument tasks, peak RSS), `scheduled` (100,000 tasks due over 20 s: CPU and lateness; 1,000,000 due in a week: RSS and idle CPU), `feed` (SSE readers, with `curl`), `shared` (PostgreSQL and
-//! MySQL/MariaDB, when `TASKFLOW_TEST_POSTGRES_URL` / `TASKFLOW_TEST_MYSQL_URL` are set).
+//! `http` (with `wrk`), `admin`, `list` (a page of 1 MB-argument tasks, peak RSS), `scheduled` (100,000 tasks due over 20 s: CPU and lateness; 1,000,000 due in a week: RSS and idle CPU), `feed` (SSE readers, with `curl`), `shared` (PostgreSQL,
+//! MySQL/MariaDB and Redis, when `TASKFLOW_TEST_POSTGRES_URL` / `TASKFLOW_TEST_MYSQL_URL` /
+//! `TASKFLOW_TEST_REDIS_URL` are set), `bulk` (`submit_many` of 1,000 on those).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicIsize, AtomicUsize, Ordering};
@@ -15,6 +16,7 @@ use taskflow::{TaskManager, task};
 use tokio::sync::Notify;
 
 mod admin;
+mod bulk;
 mod costs;
 mod feed;
 mod http;
@@ -318,7 +320,7 @@ fn main() {
             "--reps" => reps = args.next().and_then(|n| n.parse().ok()).expect("--reps N"),
             "-h" | "--help" => {
                 println!(
-                    "usage: taskflow-bench [--reps N] [memory] [sqlite] [http] [admin] [list] [scheduled] [feed] [shared] [queues]"
+                    "usage: taskflow-bench [--reps N] [memory] [sqlite] [http] [admin] [list] [scheduled] [feed] [shared] [bulk] [queues]"
                 );
                 return;
             }
@@ -361,6 +363,9 @@ fn main() {
         }
         if runs("shared") {
             rows.extend(shared::run(reps).await);
+        }
+        if runs("bulk") {
+            rows.extend(bulk::run(reps).await);
         }
         if runs("queues") {
             rows.extend(queues::run(reps).await);

@@ -100,30 +100,51 @@ impl Tasks {
     ) -> TaskId {
         let new = new_task(task, args, options);
         let id = new.id;
-        match self.submit(new) {
-            Ok(id) => id,
-            Err(err) => {
-                tracing::error!(task_id = %id, error = %err, "taskflow: could not enqueue task");
-                if let Sink::Request(batch) = &self.sink {
-                    let mut state = batch.lock();
-                    match &err {
-                        Error::TooLarge { .. } => {
-                            state.rejection.get_or_insert(Rejection::TooLarge);
-                        }
-                        Error::QueueFull { queue, limit, retry_after } => {
-                            state.rejection = Some(Rejection::QueueFull {
-                                queue: queue.clone(),
-                                limit: *limit,
-                                retry_after: *retry_after,
-                            });
-                        }
-                        _ => {}
-                    }
-                    state.errors.push(err.to_string());
-                }
-                id
-            }
-        }
+        self.submit(new).unwrap_or_else(|err| self.refused(id, &err))
+    }
+
+    /// Enqueues `task` once for each of `args`, with its `#[task]` defaults, handing the
+    /// store all of them at once: a shared-database store writes them in batches of up to
+    /// 512 per transaction (or Redis pipeline), SQLite in its next group commit. Returns the
+    /// ids, in order. Each task is checked, stored or refused on its own, and a refused one
+    /// is reported as [`Tasks::add_task`] reports it.
+    ///
+    /// ```rust,standalone_crate
+    /// # #[taskflow::task] async fn resize(image: u32) {}
+    /// # async fn run() -> taskflow::Result<()> {
+    /// let manager = taskflow::TaskManager::builder().build().await?;
+    /// let ids = manager.add_tasks(resize, 0..1000);
+    /// assert_eq!(ids.len(), 1000);
+    /// # manager.shutdown(std::time::Duration::from_secs(5)).await;
+    /// # Ok(())
+    /// # }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(run()).unwrap();
+    /// ```
+    pub fn add_tasks<T: Task, A: IntoTaskArgs<T>>(
+        &self,
+        task: T,
+        args: impl IntoIterator<Item = A>,
+    ) -> Vec<TaskId> {
+        self.add_tasks_with(task, args.into_iter().map(|args| (args, EnqueueOptions::new())))
+    }
+
+    /// Like [`Tasks::add_tasks`], each task with its own options (an idempotency key per
+    /// task, say: one whose key an active task holds gets that task's id, as with
+    /// [`Tasks::add_task_with`]).
+    pub fn add_tasks_with<T: Task, A: IntoTaskArgs<T>>(
+        &self,
+        task: T,
+        tasks: impl IntoIterator<Item = (A, EnqueueOptions)>,
+    ) -> Vec<TaskId> {
+        let news: Vec<NewTask> =
+            tasks.into_iter().map(|(args, options)| new_task(task, args, options)).collect();
+        let ids: Vec<TaskId> = news.iter().map(|new| new.id).collect();
+        let results = self.submit_all(news);
+        results
+            .into_iter()
+            .zip(ids)
+            .map(|(result, id)| result.unwrap_or_else(|err| self.refused(id, &err)))
+            .collect()
     }
 
     /// Like [`Tasks::add_task_with`], but returns the store's error instead of logging it:
@@ -136,6 +157,30 @@ impl Tasks {
         options: EnqueueOptions,
     ) -> Result<TaskId> {
         self.submit(new_task(task, args, options))
+    }
+
+    /// Logs why the task `id` was not stored and, in a request, makes the response say so;
+    /// returns `id`.
+    fn refused(&self, id: TaskId, err: &Error) -> TaskId {
+        tracing::error!(task_id = %id, error = %err, "taskflow: could not enqueue task");
+        if let Sink::Request(batch) = &self.sink {
+            let mut state = batch.lock();
+            match err {
+                Error::TooLarge { .. } => {
+                    state.rejection.get_or_insert(Rejection::TooLarge);
+                }
+                Error::QueueFull { queue, limit, retry_after } => {
+                    state.rejection = Some(Rejection::QueueFull {
+                        queue: queue.clone(),
+                        limit: *limit,
+                        retry_after: *retry_after,
+                    });
+                }
+                _ => {}
+            }
+            state.errors.push(err.to_string());
+        }
+        id
     }
 
     fn submit(&self, new: NewTask) -> Result<TaskId, Error> {
@@ -158,29 +203,71 @@ impl Tasks {
                 let held = !new.eager() && !batch.lock().released;
                 let queue = new.queue().to_owned();
                 let enqueued = Arc::clone(&batch.enqueuer).enqueue(new, held)?;
-                batch.enqueued.store(true, Ordering::Release);
-                let mut state = batch.lock();
-                state.writes.extend(enqueued.write.clone());
-                if !enqueued.created {
-                    return Ok(enqueued.id);
+                let mut started = Vec::new();
+                let id = batch.stored(enqueued, queue, held, &mut started);
+                if let Some((id, queue, write)) = started.pop() {
+                    Arc::clone(&batch.enqueuer).start_when_durable(id, &queue, write);
                 }
-                if held && !state.released {
-                    state.held.push(enqueued.id);
-                    if !state.held_queues.contains(&queue) {
-                        state.held_queues.push(queue);
-                    }
-                } else {
-                    drop(state);
-                    if held {
-                        Arc::clone(&batch.enqueuer).release(vec![enqueued.id], vec![queue.clone()]);
-                    }
-                    Arc::clone(&batch.enqueuer).start_when_durable(
-                        enqueued.id,
-                        &queue,
-                        enqueued.write,
-                    );
+                Ok(id)
+            }
+        }
+    }
+
+    /// Stores `news` together; one result per task, in order.
+    fn submit_all(&self, news: Vec<NewTask>) -> Vec<Result<TaskId, Error>> {
+        match &self.sink {
+            Sink::Recording(recorded) => {
+                let ids = news.iter().map(|new| Ok(new.id)).collect();
+                recorded.lock().unwrap_or_else(PoisonError::into_inner).extend(news);
+                ids
+            }
+            Sink::Immediate(enqueuer) => {
+                let queues: Vec<String> = news.iter().map(|new| new.queue().to_owned()).collect();
+                let mut started = Vec::new();
+                let results = Arc::clone(enqueuer).enqueue_many(news, false);
+                let ids = results
+                    .into_iter()
+                    .zip(queues)
+                    .map(|(result, queue)| {
+                        let enqueued = result?;
+                        if enqueued.created {
+                            started.push((enqueued.id, queue, enqueued.write));
+                        }
+                        Ok(enqueued.id)
+                    })
+                    .collect();
+                Arc::clone(enqueuer).start_all_when_durable(started);
+                ids
+            }
+            Sink::Request(batch) => {
+                let released = batch.lock().released;
+                let mut results: Vec<Option<Result<TaskId, Error>>> = Vec::new();
+                // Held until the response is out, unless eager or the response already left.
+                let mut groups: [Group; 2] = Default::default();
+                for (index, new) in news.into_iter().enumerate() {
+                    let group = &mut groups[usize::from(!new.eager() && !released)];
+                    group.1.push((index, new.queue().to_owned()));
+                    group.0.push(new);
+                    results.push(None);
                 }
-                Ok(enqueued.id)
+                let mut started = Vec::new();
+                for (held, (news, places)) in groups.into_iter().enumerate() {
+                    if news.is_empty() {
+                        continue;
+                    }
+                    let stored = Arc::clone(&batch.enqueuer).enqueue_many(news, held == 1);
+                    for ((index, queue), result) in places.into_iter().zip(stored) {
+                        let id = result.map(|e| batch.stored(e, queue, held == 1, &mut started));
+                        results[index] = Some(id);
+                    }
+                }
+                Arc::clone(&batch.enqueuer).start_all_when_durable(started);
+                let unanswered = || {
+                    Err(Error::Store(crate::store::StoreError::Unavailable(
+                        "the store answered fewer enqueues than it was given".into(),
+                    )))
+                };
+                results.into_iter().map(|result| result.unwrap_or_else(unanswered)).collect()
             }
         }
     }
@@ -214,6 +301,9 @@ pub(crate) fn new_task<T: Task>(
     let args = serde_json::to_value(args.into_args()).map_err(|e| e.to_string());
     NewTask { id: TaskId::new(), task: T::options(), args, options }
 }
+
+/// New tasks stored together, each with its place in the caller's order and its queue.
+type Group = (Vec<NewTask>, Vec<(usize, String)>);
 
 /// Why a request's enqueue failed, beyond an unavailable store: what the response says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -254,6 +344,37 @@ impl RequestBatch {
 
     fn lock(&self) -> MutexGuard<'_, BatchState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Books a task the request stored: its write to wait for before the response, and
+    /// either held back until the response is out or, when that already happened, let go and
+    /// pushed onto `started` to start once durable. Returns its id.
+    fn stored(
+        &self,
+        enqueued: crate::store::Enqueued,
+        queue: String,
+        held: bool,
+        started: &mut Vec<(TaskId, String, Option<WriteTicket>)>,
+    ) -> TaskId {
+        self.enqueued.store(true, Ordering::Release);
+        let mut state = self.lock();
+        state.writes.extend(enqueued.write.clone());
+        if !enqueued.created {
+            return enqueued.id;
+        }
+        if held && !state.released {
+            state.held.push(enqueued.id);
+            if !state.held_queues.contains(&queue) {
+                state.held_queues.push(queue);
+            }
+        } else {
+            drop(state);
+            if held {
+                Arc::clone(&self.enqueuer).release(vec![enqueued.id], vec![queue.clone()]);
+            }
+            started.push((enqueued.id, queue, enqueued.write));
+        }
+        enqueued.id
     }
 
     /// Whether the request stored any task.

@@ -33,6 +33,19 @@ struct Probe {
     eager: bool,
 }
 
+/// Enqueues `welcome` for 40 keys at once with `add_tasks`, then gives them every chance to
+/// start before the response: none may.
+async fn bulk_signup(tasks: Tasks, Query(probe): Query<Probe>) -> Json<Value> {
+    let keys: Vec<String> = (0..40).map(|n| format!("{}-{n}", probe.key)).collect();
+    let ids = tasks.add_tasks(welcome, keys.clone());
+    for _ in 0..20 {
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let started = keys.iter().any(|key| !notes(key).is_empty());
+    Json(json!({ "task_ids": ids, "started_before_response": started }))
+}
+
 /// Enqueues `welcome`, then gives the task every chance to start before the response: it must
 /// not, unless it is eager.
 async fn signup(tasks: Tasks, Query(probe): Query<Probe>) -> Json<Value> {
@@ -102,6 +115,7 @@ impl Server {
         let manager = TaskManager::builder().build().await.unwrap();
         let app = Router::new()
             .route("/signup", post(signup))
+            .route("/bulk-signup", post(bulk_signup))
             .route("/shapes/{shape}", post(shapes))
             .route("/invoice/{number}/send", post(send_invoice))
             .route("/boom", post(boom))
@@ -156,6 +170,25 @@ async fn the_id_comes_back_at_once_and_the_task_runs_after_the_response() {
     let key = unique("eager");
     let body = server.post(&format!("/signup?key={key}&eager=true")).await;
     assert_eq!(body["started_before_response"], true, "the probe can see an early start");
+}
+
+/// `add_tasks` in a handler: the batch is held like one task until the response is out, then
+/// every task runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_batch_starts_after_the_response() {
+    let server = Server::start().await;
+    let key = unique("bulk-request");
+    let body = server.post(&format!("/bulk-signup?key={key}")).await;
+    assert_eq!(body["started_before_response"], false);
+    let ids = body["task_ids"].as_array().unwrap();
+    assert_eq!(ids.len(), 40);
+    for id in ids {
+        let record = server.finished(id.as_str().unwrap()).await;
+        assert_eq!(record["status"], "success");
+    }
+    for n in 0..40 {
+        assert_eq!(notes(&format!("{key}-{n}")), ["ran"], "each ran once");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 pub(crate) mod admin;
 mod admin_access;
 mod admin_queues;
+mod bulk;
 mod cluster_cancel;
 mod cluster_feed;
 mod cluster_queues;

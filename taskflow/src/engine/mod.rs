@@ -8,6 +8,7 @@ mod clock;
 mod completer;
 mod completions;
 mod executor;
+mod intake;
 mod producer;
 pub(crate) mod queues;
 mod records;
@@ -24,18 +25,17 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub(crate) use self::executor::write_progress;
-use self::queues::{QueueRunner, Queues};
+use self::queues::Queues;
 pub(crate) use self::records::{new_record, retry_record};
 pub(crate) use self::running::{Running, StopReason};
 use crate::context::TaskContext;
-use crate::enqueue::{Enqueuer, NewTask};
-use crate::error::{Error, Result};
-use crate::event::EventKind;
+use crate::enqueue::Enqueuer;
+use crate::error::Result;
 use crate::id::TaskId;
 use crate::limits::Limits;
 use crate::observer::Observers;
-use crate::record::{TaskRecord, TaskStatus};
-use crate::store::{Enqueued, Lease, Retention, Store, WriteTicket};
+use crate::record::TaskRecord;
+use crate::store::{Lease, Retention, Store};
 
 /// The default number of attempts that may run at once.
 pub const DEFAULT_CONCURRENCY: usize = 64;
@@ -259,135 +259,5 @@ impl Engine {
             Some(enqueuer),
             self.limits,
         )
-    }
-
-    /// Stores a new task (held back from fetching when `held`) and reports it enqueued. Fails
-    /// with nothing stored for an undeclared queue, or a queue at its `max_pending`.
-    pub(crate) fn store_new(self: &Arc<Self>, new: NewTask, held: bool) -> Result<Enqueued> {
-        let mut record = new_record(new, self.clock.now());
-        self.limits.check(&record)?;
-        crate::trace::capture(&mut record.tags); // after the check: the user's tags are bounded
-        let (pending, due) = (record.status == TaskStatus::Pending, record.scheduled_at);
-        let runner =
-            if pending { self.admit(&record)? } else { Arc::clone(self.queue_of(&record)?) };
-        let context = (!self.observers.is_empty()).then(|| self.context_for(&record));
-        let stored = if held && pending {
-            let hold = chrono::Duration::from_std(REQUEST_HOLD).unwrap_or_default();
-            let until = self.clock.now() + hold;
-            self.store.enqueue_held(record, until)
-        } else {
-            self.store.enqueue(record)
-        };
-        let mut enqueued = match stored {
-            Ok(enqueued) => enqueued,
-            Err(err) => {
-                if pending {
-                    runner.unadmit();
-                }
-                return Err(err.into());
-            }
-        };
-        let id = enqueued.id;
-        enqueued.write = enqueued.write.map(|write| write.read_back(Arc::clone(&self.store), id));
-        if enqueued.created && pending {
-            if let Some(context) = context {
-                context.emit(EventKind::Enqueued, None);
-            }
-            if let Some(due) = due {
-                runner.wake.at(due, self.clock.now());
-            }
-        } else if pending {
-            runner.unadmit();
-        }
-        Ok(enqueued)
-    }
-
-    /// The declared queue of `record`.
-    fn queue_of(&self, record: &TaskRecord) -> Result<&Arc<QueueRunner>> {
-        self.queues
-            .get(&record.queue)
-            .ok_or_else(|| Error::UnknownQueue { queue: record.queue.clone() })
-    }
-
-    /// Counts the pending task `record` into its queue, or refuses it: an undeclared queue,
-    /// or one at its `max_pending` (by this instance's estimate, read again from the store
-    /// every 50 ms while enqueues flow; see
-    /// [`TaskManagerBuilder::queue`](crate::TaskManagerBuilder::queue)).
-    pub(crate) fn admit(self: &Arc<Self>, record: &TaskRecord) -> Result<Arc<QueueRunner>> {
-        let runner = self.queue_of(record)?;
-        let (admitted, recount) = runner.admit();
-        if recount {
-            queues::recount(self, runner);
-        }
-        if let Err(limit) = admitted {
-            let retry_after = self.queues.retry_after;
-            return Err(Error::QueueFull { queue: record.queue.clone(), limit, retry_after });
-        }
-        Ok(Arc::clone(runner))
-    }
-
-    /// Wakes the producer of `queue` once `write` has made a task durable (at once without
-    /// one); logs a write that failed.
-    pub(crate) fn start_when_durable(
-        self: &Arc<Self>,
-        id: TaskId,
-        queue: &str,
-        write: Option<WriteTicket>,
-    ) {
-        let Some(write) = write else {
-            self.queues.wake(queue);
-            return;
-        };
-        let engine = Arc::clone(self);
-        let queue = queue.to_owned();
-        self.runtime.spawn(async move {
-            match write.wait().await {
-                Ok(()) => engine.queues.wake(&queue),
-                Err(err) => {
-                    tracing::error!(task_id = %id, error = %err, "taskflow: the task could not be stored; it will not run");
-                }
-            }
-        });
-    }
-
-    /// Lets a request's held tasks be fetched, and wakes the producers of their `queues`.
-    pub(crate) fn release_held(self: &Arc<Self>, ids: Vec<TaskId>, queues: Vec<String>) {
-        if ids.is_empty() {
-            return;
-        }
-        let engine = Arc::clone(self);
-        self.runtime.spawn(async move {
-            let mut pause = Duration::from_millis(50);
-            for _ in 0..8 {
-                match engine.store.release_held(&ids).await {
-                    Ok(()) => {
-                        for queue in &queues {
-                            engine.queues.wake(queue);
-                        }
-                        return;
-                    }
-                    Err(err) => {
-                        tracing::warn!(error = %err, tasks = ids.len(), "taskflow: could not release a request's tasks; trying again");
-                        tokio::time::sleep(pause).await;
-                        pause = (pause * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
-            tracing::error!(tasks = ids.len(), "taskflow: could not release a request's tasks; they start when their hold ends");
-        });
-    }
-}
-
-impl Enqueuer for Engine {
-    fn enqueue(self: Arc<Self>, new: NewTask, held: bool) -> Result<Enqueued> {
-        self.store_new(new, held)
-    }
-
-    fn start_when_durable(self: Arc<Self>, id: TaskId, queue: &str, write: Option<WriteTicket>) {
-        Engine::start_when_durable(&self, id, queue, write);
-    }
-
-    fn release(self: Arc<Self>, ids: Vec<TaskId>, queues: Vec<String>) {
-        self.release_held(ids, queues);
     }
 }

@@ -1,6 +1,7 @@
 //! [`TaskManager`]: the facade of the engine. Enqueue, cancel, retry, wait for and shut down
 //! tasks here; the [engine](crate::engine) does the running.
 
+mod bulk;
 mod queues;
 mod schedules;
 

@@ -79,6 +79,19 @@ impl Store for Deadline {
         Ok(enqueued)
     }
 
+    fn enqueue_many(
+        &self,
+        records: Vec<TaskRecord>,
+        held_until: Option<DateTime<Utc>>,
+    ) -> Vec<Result<Enqueued, StoreError>> {
+        let mut answers = self.inner.enqueue_many(records, held_until);
+        for enqueued in answers.iter_mut().flatten() {
+            enqueued.write =
+                enqueued.write.take().map(|write| write.deadline(self.timeouts.operation));
+        }
+        answers
+    }
+
     async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {
         within("release_held", self.timeouts.operation, self.inner.release_held(ids)).await
     }

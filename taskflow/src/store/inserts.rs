@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio_util::task::TaskTracker;
 
-use super::{StoreError, WriteDone};
+use super::{Enqueued, StoreError, WriteDone};
 
 /// At most this many inserts share one transaction.
 const MAX_BATCH: usize = 512;
@@ -100,6 +100,37 @@ impl<S: Inserter> InsertQueue<S> {
             self.writes.spawn_on(self.clone().write(), &self.runtime);
         }
         Ok(())
+    }
+
+    /// Queues the inserts of `prepared` all at once (so the writer takes them in full
+    /// batches, where one-by-one pushes may start a write between two); one answer per
+    /// entry, in order: its [`Enqueued`], or why it could not be prepared or queued.
+    pub(crate) fn push_all(
+        &self,
+        prepared: Vec<Result<(Insert<S>, Enqueued), StoreError>>,
+    ) -> Vec<Result<Enqueued, StoreError>> {
+        if self.writes.is_closed() {
+            return prepared.iter().map(|_| Err(StoreError::Closed)).collect();
+        }
+        let mut inserts = Vec::with_capacity(prepared.len());
+        let answers = prepared
+            .into_iter()
+            .map(|entry| {
+                entry.map(|(insert, enqueued)| {
+                    inserts.push(insert);
+                    enqueued
+                })
+            })
+            .collect();
+        let start = {
+            let mut queue = self.lock();
+            queue.waiting.extend(inserts);
+            !std::mem::replace(&mut queue.writing, true)
+        };
+        if start {
+            self.writes.spawn_on(self.clone().write(), &self.runtime);
+        }
+        answers
     }
 
     /// Takes no more inserts and waits until every queued one is written.

@@ -197,6 +197,27 @@ pub trait Store: Send + Sync + 'static {
         until: DateTime<Utc>,
     ) -> Result<Enqueued, StoreError>;
 
+    /// Stores new tasks as [`Store::enqueue`] (or, with `held_until`,
+    /// [`Store::enqueue_held`]) does each, in as few round trips as the backend allows: a
+    /// shared-database store queues them all at once for its batched inserts (up to 512 per
+    /// transaction or pipeline), where one-by-one calls may start a write between two. One
+    /// result per record, in order; each task is stored or refused on its own (its
+    /// idempotency key, its run key), as if enqueued alone. The default enqueues them one by
+    /// one.
+    fn enqueue_many(
+        &self,
+        records: Vec<TaskRecord>,
+        held_until: Option<DateTime<Utc>>,
+    ) -> Vec<Result<Enqueued, StoreError>> {
+        records
+            .into_iter()
+            .map(|record| match held_until {
+                Some(until) => self.enqueue_held(record, until),
+                None => self.enqueue(record),
+            })
+            .collect()
+    }
+
     /// Lets the held tasks `ids` be fetched (at their due time, if they have one).
     async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError>;
 

@@ -190,13 +190,25 @@ impl MysqlStore {
         record: TaskRecord,
         hold: Option<DateTime<Utc>>,
     ) -> Result<Enqueued, StoreError> {
+        let (insert, enqueued) = self.prepare(record, hold)?;
+        self.inserts.push(insert)?;
+        Ok(enqueued)
+    }
+
+    /// The insert of `record` for the insert queue (held back from fetching until `hold`, if
+    /// given), and what enqueuing it answers.
+    fn prepare(
+        &self,
+        record: TaskRecord,
+        hold: Option<DateTime<Utc>>,
+    ) -> Result<(Insert<Pool>, Enqueued), StoreError> {
         let id = record.task_id;
         let key = record.idempotency_key.clone();
         let run_key = record.run_key.clone().filter(|_| record.status == TaskStatus::Pending);
         let values = encode(&record, hold);
         let (done, ticket) = WriteTicket::new();
-        self.inserts.push(Insert { values, id, key, run_key, done })?;
-        Ok(Enqueued { id, created: true, write: Some(ticket) })
+        let insert = Insert { values, id, key, run_key, done };
+        Ok((insert, Enqueued { id, created: true, write: Some(ticket) }))
     }
 }
 
@@ -216,6 +228,15 @@ impl Store for MysqlStore {
         until: DateTime<Utc>,
     ) -> Result<Enqueued, StoreError> {
         self.stage(record, Some(until))
+    }
+
+    fn enqueue_many(
+        &self,
+        records: Vec<TaskRecord>,
+        held_until: Option<DateTime<Utc>>,
+    ) -> Vec<Result<Enqueued, StoreError>> {
+        let prepared = records.into_iter().map(|record| self.prepare(record, held_until));
+        self.inserts.push_all(prepared.collect())
     }
 
     async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {

@@ -142,16 +142,28 @@ impl PostgresStore {
         record: TaskRecord,
         hold: Option<DateTime<Utc>>,
     ) -> Result<Enqueued, StoreError> {
+        let (insert, enqueued) = self.prepare(record, hold)?;
+        self.inserts.push(insert)?;
+        Ok(enqueued)
+    }
+
+    /// The insert of `record` for the insert queue (held back from fetching until `hold`, if
+    /// given), and what enqueuing it answers.
+    fn prepare(
+        &self,
+        record: TaskRecord,
+        hold: Option<DateTime<Utc>>,
+    ) -> Result<(Insert<Pool>, Enqueued), StoreError> {
         let id = record.task_id;
         let key = record.idempotency_key.clone();
         let run_key = record.run_key.clone().filter(|_| record.status == TaskStatus::Pending);
         let params = Params::of(&record, hold);
 
         let (done, ticket) = WriteTicket::new();
-        self.inserts.push(Insert { values: params, id: *id.as_uuid(), key, run_key, done })?;
+        let insert = Insert { values: params, id: *id.as_uuid(), key, run_key, done };
         // Whether the key was free is known only once the database answers; a duplicate's id
         // becomes an alias of the holder, so the caller's id always finds the task.
-        Ok(Enqueued { id, created: true, write: Some(ticket) })
+        Ok((insert, Enqueued { id, created: true, write: Some(ticket) }))
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -187,6 +199,15 @@ impl Store for PostgresStore {
         until: DateTime<Utc>,
     ) -> Result<Enqueued, StoreError> {
         self.stage(record, Some(until))
+    }
+
+    fn enqueue_many(
+        &self,
+        records: Vec<TaskRecord>,
+        held_until: Option<DateTime<Utc>>,
+    ) -> Vec<Result<Enqueued, StoreError>> {
+        let prepared = records.into_iter().map(|record| self.prepare(record, held_until));
+        self.inserts.push_all(prepared.collect())
     }
 
     async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {

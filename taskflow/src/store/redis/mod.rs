@@ -151,18 +151,30 @@ impl RedisStore {
         format!("{}:{parts}", self.prefix)
     }
 
-    /// Writes `record` in the background, held back from fetching until `hold`, if given.
+    /// Queues `record` for insertion, held back from fetching until `hold`, if given.
     fn stage(
         &self,
         record: TaskRecord,
         hold: Option<DateTime<Utc>>,
     ) -> Result<Enqueued, StoreError> {
+        let (insert, enqueued) = self.prepare(record, hold)?;
+        self.inserts.push(insert)?;
+        Ok(enqueued)
+    }
+
+    /// The insert of `record` for the insert queue (held back from fetching until `hold`, if
+    /// given), and what enqueuing it answers.
+    fn prepare(
+        &self,
+        record: TaskRecord,
+        hold: Option<DateTime<Utc>>,
+    ) -> Result<(Insert<inserts::Enqueues>, Enqueued), StoreError> {
         let id = record.task_id;
         let args = self.enqueue_args(record, hold)?;
         let (done, ticket) = WriteTicket::new();
         // Run keys are handled by the script itself: every insert may share a pipeline.
-        self.inserts.push(Insert { values: args, id, key: None, run_key: None, done })?;
-        Ok(Enqueued { id, created: true, write: Some(ticket) })
+        let insert = Insert { values: args, id, key: None, run_key: None, done };
+        Ok((insert, Enqueued { id, created: true, write: Some(ticket) }))
     }
 
     /// The enqueue script's arguments for `record` (see [`scripts::enqueue`]).
@@ -220,6 +232,15 @@ impl Store for RedisStore {
         until: DateTime<Utc>,
     ) -> Result<Enqueued, StoreError> {
         self.stage(record, Some(until))
+    }
+
+    fn enqueue_many(
+        &self,
+        records: Vec<TaskRecord>,
+        held_until: Option<DateTime<Utc>>,
+    ) -> Vec<Result<Enqueued, StoreError>> {
+        let prepared = records.into_iter().map(|record| self.prepare(record, held_until));
+        self.inserts.push_all(prepared.collect())
     }
 
     async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {
