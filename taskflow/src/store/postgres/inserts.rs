@@ -7,7 +7,7 @@ use deadpool_postgres::Pool;
 
 use super::deltas::{self, NEW};
 use super::notify::CHANNEL;
-use super::row::Params;
+use super::row::{Columns, Params, UNNEST};
 use super::{ACTIVE_KEY, COLUMNS, pool_error, run_key, unavailable};
 use crate::id::TaskId;
 use crate::record::{TaskRecord, TaskStatus};
@@ -22,26 +22,29 @@ impl Inserter for Pool {
     async fn together(&self, batch: &[Insert<Self>]) -> Result<Vec<usize>, StoreError> {
         let mut client = self.get().await.map_err(super::pool_error)?;
         let statement =
-            client.prepare_cached(insert_returning_sql()).await.map_err(super::unavailable)?;
+            client.prepare_cached(insert_many_sql()).await.map_err(super::unavailable)?;
+        let rows: Vec<&Params> = batch.iter().map(|insert| &insert.values).collect();
+        let columns = Columns::of(&rows);
         let tx = client.transaction().await.map_err(super::unavailable)?;
-        let values: Vec<_> = batch.iter().map(|insert| insert.values.refs()).collect();
-        let inserted = futures_util::future::join_all(
-            values.iter().map(|refs| tx.query_opt(&statement, refs)),
-        )
-        .await;
-        let mut held = Vec::new();
+        let returned = tx.query(&statement, &columns.refs()).await.map_err(super::unavailable)?;
         let (mut moves, now) = (Moves::default(), chrono::Utc::now());
-        for (index, row) in inserted.into_iter().enumerate() {
-            match row.map_err(super::unavailable)? {
-                Some(row) => deltas::count_row(&mut moves, &row, now),
-                None if batch[index].key.is_some() => held.push(index),
-                None => {
-                    return Err(StoreError::Unavailable(format!(
-                        "postgres: task {} was not inserted",
-                        batch[index].id
-                    )));
-                }
+        let mut stored = std::collections::HashSet::with_capacity(returned.len());
+        for row in &returned {
+            deltas::count_row(&mut moves, row, now);
+            stored.insert(row.get::<_, uuid::Uuid>(0));
+        }
+        let mut held = Vec::new();
+        for (index, insert) in batch.iter().enumerate() {
+            if stored.contains(&insert.id) {
+                continue;
             }
+            if insert.key.is_none() {
+                return Err(StoreError::Unavailable(format!(
+                    "postgres: task {} was not inserted",
+                    insert.id
+                )));
+            }
+            held.push(index);
         }
         deltas::append(&tx, &mut moves).await?;
         tx.commit().await.map_err(super::unavailable)?;
@@ -60,6 +63,24 @@ impl Inserter for Pool {
             Some(run_key) => super::run_key::insert(self, &values, id, key, &run_key).await,
         }
     }
+}
+
+/// Inserts the tasks of [`Columns`] (one statement for a batch) but those whose idempotency
+/// key an active task holds (or an earlier task of the batch took), returning the stored rows
+/// as [`deltas::count_row`] reads them.
+fn insert_many_sql() -> &'static str {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "INSERT INTO taskflow_tasks ({COLUMNS}, wait_until)
+             SELECT {COLUMNS},
+                 COALESCE(hold, CASE WHEN scheduled_at > created_at THEN scheduled_at END)
+             FROM {unnest}
+             ON CONFLICT (idempotency_key) WHERE {ACTIVE_KEY} DO NOTHING
+             RETURNING {COLUMNS}, {NEW}",
+            unnest = *UNNEST
+        )
+    });
+    &SQL
 }
 
 /// Inserts a task unless an active task holds its idempotency key, returning the stored row

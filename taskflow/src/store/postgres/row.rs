@@ -15,46 +15,117 @@ pub(super) const COLUMNS: &str = "id, func_name, status, created_at, start_time,
     result, idempotency_key, scheduled_at, retry_of, requeue_on_interrupt, recoveries, \
     lease_owner, lease_expires_at, run_key, queue, progress";
 
-/// A record's values for [`COLUMNS`], owned so they can cross to the task that writes them.
-pub(crate) struct Params(Vec<Box<dyn ToSql + Send + Sync>>);
+/// Declares [`Params`], a record's values for [`COLUMNS`] then its hold, and [`Columns`], the
+/// same values of many records column by column (each column an array, for `unnest`), from
+/// one list of fields with their SQL types.
+macro_rules! params {
+    ($($field:ident: $type:ty = $sql:literal,)*) => {
+        /// A record's values for [`COLUMNS`], then its hold (`$27`), owned so they can cross
+        /// to the task that writes them.
+        pub(crate) struct Params {
+            $(pub(super) $field: $type,)*
+        }
+
+        impl Params {
+            /// The values as statement parameters, in order.
+            pub(super) fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+                vec![$(&self.$field),*]
+            }
+        }
+
+        /// The values of several [`Params`], one array per column, in the order of
+        /// [`UNNEST`].
+        pub(super) struct Columns<'p> {
+            $($field: Vec<&'p $type>,)*
+        }
+
+        impl<'p> Columns<'p> {
+            /// The columns of `rows`.
+            pub(super) fn of(rows: &[&'p Params]) -> Columns<'p> {
+                Columns { $($field: rows.iter().map(|row| &row.$field).collect(),)* }
+            }
+
+            /// The arrays as statement parameters, in order.
+            pub(super) fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+                vec![$(&self.$field),*]
+            }
+        }
+
+        /// `unnest` of the arrays of [`Columns`] (`$1` ...), as a row source `r` with the
+        /// columns of [`COLUMNS`] then `hold`.
+        pub(super) static UNNEST: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let types = [$($sql),*];
+            let arrays: Vec<String> =
+                types.iter().enumerate().map(|(n, t)| format!("${}::{t}[]", n + 1)).collect();
+            format!("unnest({}) AS r ({COLUMNS}, hold)", arrays.join(", "))
+        });
+    };
+}
+
+type Time = chrono::DateTime<chrono::Utc>;
+
+params! {
+    id: uuid::Uuid = "uuid",
+    func_name: String = "text",
+    status: String = "text",
+    created_at: Time = "timestamptz",
+    start_time: Option<Time> = "timestamptz",
+    end_time: Option<Time> = "timestamptz",
+    duration: Option<f64> = "float8",
+    retries_used: i32 = "int4",
+    max_retries: i32 = "int4",
+    error: Option<String> = "text",
+    stacktrace: Option<String> = "text",
+    tags: serde_json::Value = "jsonb",
+    source: String = "text",
+    priority: i32 = "int4",
+    args: serde_json::Value = "jsonb",
+    result: Option<serde_json::Value> = "jsonb",
+    idempotency_key: Option<String> = "text",
+    scheduled_at: Option<Time> = "timestamptz",
+    retry_of: Option<uuid::Uuid> = "uuid",
+    requeue_on_interrupt: bool = "bool",
+    recoveries: i32 = "int4",
+    lease_owner: Option<String> = "text",
+    lease_expires_at: Option<Time> = "timestamptz",
+    run_key: Option<String> = "text",
+    queue: String = "text",
+    progress: Option<serde_json::Value> = "jsonb",
+    hold: Option<Time> = "timestamptz",
+}
 
 impl Params {
-    /// The values of `record`, then its hold (`$27`): held back from fetching until then.
-    pub(super) fn of(record: &TaskRecord, hold: Option<chrono::DateTime<chrono::Utc>>) -> Params {
-        let tags = serde_json::to_value(&record.tags).unwrap_or_default();
-        Params(vec![
-            Box::new(*record.task_id.as_uuid()),
-            Box::new(record.func_name.clone()),
-            Box::new(record.status.as_str().to_owned()),
-            Box::new(record.created_at),
-            Box::new(record.start_time),
-            Box::new(record.end_time),
-            Box::new(record.duration),
-            Box::new(record.retries_used as i32),
-            Box::new(record.max_retries as i32),
-            Box::new(record.error.clone()),
-            Box::new(record.stacktrace.clone()),
-            Box::new(tags),
-            Box::new(record.source.as_str().to_owned()),
-            Box::new(record.priority),
-            Box::new(record.args.clone()),
-            Box::new(record.result.clone()),
-            Box::new(record.idempotency_key.clone()),
-            Box::new(record.scheduled_at),
-            Box::new(record.retry_of.map(|id| *id.as_uuid())),
-            Box::new(record.requeue_on_interrupt),
-            Box::new(record.recoveries as i32),
-            Box::new(record.lease_owner.clone()),
-            Box::new(record.lease_expires_at),
-            Box::new(record.run_key.clone()),
-            Box::new(record.queue.clone()),
-            Box::new(record.progress.as_ref().and_then(|p| serde_json::to_value(p).ok())),
-            Box::new(hold),
-        ])
-    }
-
-    pub(super) fn refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.0.iter().map(|p| &**p as &(dyn ToSql + Sync)).collect()
+    /// The values of `record`, then its hold: held back from fetching until then.
+    pub(super) fn of(record: &TaskRecord, hold: Option<Time>) -> Params {
+        Params {
+            id: *record.task_id.as_uuid(),
+            func_name: record.func_name.clone(),
+            status: record.status.as_str().to_owned(),
+            created_at: record.created_at,
+            start_time: record.start_time,
+            end_time: record.end_time,
+            duration: record.duration,
+            retries_used: record.retries_used as i32,
+            max_retries: record.max_retries as i32,
+            error: record.error.clone(),
+            stacktrace: record.stacktrace.clone(),
+            tags: serde_json::to_value(&record.tags).unwrap_or_default(),
+            source: record.source.as_str().to_owned(),
+            priority: record.priority,
+            args: record.args.clone(),
+            result: record.result.clone(),
+            idempotency_key: record.idempotency_key.clone(),
+            scheduled_at: record.scheduled_at,
+            retry_of: record.retry_of.map(|id| *id.as_uuid()),
+            requeue_on_interrupt: record.requeue_on_interrupt,
+            recoveries: record.recoveries as i32,
+            lease_owner: record.lease_owner.clone(),
+            lease_expires_at: record.lease_expires_at,
+            run_key: record.run_key.clone(),
+            queue: record.queue.clone(),
+            progress: record.progress.as_ref().and_then(|p| serde_json::to_value(p).ok()),
+            hold,
+        }
     }
 }
 
