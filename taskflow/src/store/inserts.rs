@@ -102,6 +102,17 @@ impl<S: Inserter> InsertQueue<S> {
         Ok(())
     }
 
+    /// Queues the insert of `prepared`, answering its [`Enqueued`]; or why it could not be
+    /// prepared or queued.
+    pub(crate) fn stage(
+        &self,
+        prepared: Result<(Insert<S>, Enqueued), StoreError>,
+    ) -> Result<Enqueued, StoreError> {
+        let (insert, enqueued) = prepared?;
+        self.push(insert)?;
+        Ok(enqueued)
+    }
+
     /// Queues the inserts of `prepared` all at once (so the writer takes them in full
     /// batches, where one-by-one pushes may start a write between two); one answer per
     /// entry, in order: its [`Enqueued`], or why it could not be prepared or queued.

@@ -184,17 +184,6 @@ impl MysqlStore {
 }
 
 impl MysqlStore {
-    /// Queues `record` for insertion, held back from fetching until `hold`, if given.
-    fn stage(
-        &self,
-        record: TaskRecord,
-        hold: Option<DateTime<Utc>>,
-    ) -> Result<Enqueued, StoreError> {
-        let (insert, enqueued) = self.prepare(record, hold)?;
-        self.inserts.push(insert)?;
-        Ok(enqueued)
-    }
-
     /// The insert of `record` for the insert queue (held back from fetching until `hold`, if
     /// given), and what enqueuing it answers.
     fn prepare(
@@ -219,7 +208,7 @@ fn s(text: &str) -> Value {
 #[async_trait]
 impl Store for MysqlStore {
     fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
-        self.stage(record, None)
+        self.inserts.stage(self.prepare(record, None))
     }
 
     fn enqueue_held(
@@ -227,7 +216,7 @@ impl Store for MysqlStore {
         record: TaskRecord,
         until: DateTime<Utc>,
     ) -> Result<Enqueued, StoreError> {
-        self.stage(record, Some(until))
+        self.inserts.stage(self.prepare(record, Some(until)))
     }
 
     fn enqueue_many(

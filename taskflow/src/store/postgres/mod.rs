@@ -136,17 +136,6 @@ impl PostgresStore {
         Ok(PostgresStore { pool, inserts, wake, events, closing, url: url.into(), vacuumed })
     }
 
-    /// Queues `record` for insertion, held back from fetching until `hold`, if given.
-    fn stage(
-        &self,
-        record: TaskRecord,
-        hold: Option<DateTime<Utc>>,
-    ) -> Result<Enqueued, StoreError> {
-        let (insert, enqueued) = self.prepare(record, hold)?;
-        self.inserts.push(insert)?;
-        Ok(enqueued)
-    }
-
     /// The insert of `record` for the insert queue (held back from fetching until `hold`, if
     /// given), and what enqueuing it answers.
     fn prepare(
@@ -190,7 +179,7 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
-        self.stage(record, None)
+        self.inserts.stage(self.prepare(record, None))
     }
 
     fn enqueue_held(
@@ -198,7 +187,7 @@ impl Store for PostgresStore {
         record: TaskRecord,
         until: DateTime<Utc>,
     ) -> Result<Enqueued, StoreError> {
-        self.stage(record, Some(until))
+        self.inserts.stage(self.prepare(record, Some(until)))
     }
 
     fn enqueue_many(

@@ -151,17 +151,6 @@ impl RedisStore {
         format!("{}:{parts}", self.prefix)
     }
 
-    /// Queues `record` for insertion, held back from fetching until `hold`, if given.
-    fn stage(
-        &self,
-        record: TaskRecord,
-        hold: Option<DateTime<Utc>>,
-    ) -> Result<Enqueued, StoreError> {
-        let (insert, enqueued) = self.prepare(record, hold)?;
-        self.inserts.push(insert)?;
-        Ok(enqueued)
-    }
-
     /// The insert of `record` for the insert queue (held back from fetching until `hold`, if
     /// given), and what enqueuing it answers.
     fn prepare(
@@ -223,7 +212,7 @@ impl RedisStore {
 #[async_trait]
 impl Store for RedisStore {
     fn enqueue(&self, record: TaskRecord) -> Result<Enqueued, StoreError> {
-        self.stage(record, None)
+        self.inserts.stage(self.prepare(record, None))
     }
 
     fn enqueue_held(
@@ -231,7 +220,7 @@ impl Store for RedisStore {
         record: TaskRecord,
         until: DateTime<Utc>,
     ) -> Result<Enqueued, StoreError> {
-        self.stage(record, Some(until))
+        self.inserts.stage(self.prepare(record, Some(until)))
     }
 
     fn enqueue_many(
