@@ -16,9 +16,9 @@ pub(crate) trait Enqueuer: Send + Sync + std::fmt::Debug {
     /// Stores `new`; when `held`, it is not started until [`Enqueuer::release`] (a request's
     /// tasks, which start once the response is out).
     fn enqueue(self: Arc<Self>, new: NewTask, held: bool) -> Result<Enqueued>;
-    /// Stores each of `news` as [`Enqueuer::enqueue`] would, together: one result per task,
-    /// in order.
-    fn enqueue_many(self: Arc<Self>, news: Vec<NewTask>, held: bool) -> Vec<Result<Enqueued>>;
+    /// Stores each of `news` as [`Enqueuer::enqueue`] would (held when its flag says so),
+    /// together: one result per task, in order.
+    fn enqueue_many(self: Arc<Self>, news: Vec<(NewTask, bool)>) -> Vec<Result<Enqueued>>;
     /// Lets the task `id` of `queue` start once `write` (if any) has made it durable.
     fn start_when_durable(self: Arc<Self>, id: TaskId, queue: &str, write: Option<WriteTicket>);
     /// Lets the tasks `started` (each with its queue and pending write) start once their

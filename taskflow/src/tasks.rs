@@ -224,7 +224,8 @@ impl Tasks {
             Sink::Immediate(enqueuer) => {
                 let queues: Vec<String> = news.iter().map(|new| new.queue().to_owned()).collect();
                 let mut started = Vec::new();
-                let results = Arc::clone(enqueuer).enqueue_many(news, false);
+                let news = news.into_iter().map(|new| (new, false)).collect();
+                let results = Arc::clone(enqueuer).enqueue_many(news);
                 let ids = results
                     .into_iter()
                     .zip(queues)
@@ -240,34 +241,28 @@ impl Tasks {
                 ids
             }
             Sink::Request(batch) => {
-                let released = batch.lock().released;
-                let mut results: Vec<Option<Result<TaskId, Error>>> = Vec::new();
                 // Held until the response is out, unless eager or the response already left.
-                let mut groups: [Group; 2] = Default::default();
-                for (index, new) in news.into_iter().enumerate() {
-                    let group = &mut groups[usize::from(!new.eager() && !released)];
-                    group.1.push((index, new.queue().to_owned()));
-                    group.0.push(new);
-                    results.push(None);
-                }
+                let released = batch.lock().released;
+                let news: Vec<(NewTask, bool)> = news
+                    .into_iter()
+                    .map(|new| {
+                        let held = !new.eager() && !released;
+                        (new, held)
+                    })
+                    .collect();
+                let places: Vec<(String, bool)> =
+                    news.iter().map(|(new, held)| (new.queue().to_owned(), *held)).collect();
                 let mut started = Vec::new();
-                for (held, (news, places)) in groups.into_iter().enumerate() {
-                    if news.is_empty() {
-                        continue;
-                    }
-                    let stored = Arc::clone(&batch.enqueuer).enqueue_many(news, held == 1);
-                    for ((index, queue), result) in places.into_iter().zip(stored) {
-                        let id = result.map(|e| batch.stored(e, queue, held == 1, &mut started));
-                        results[index] = Some(id);
-                    }
-                }
+                let stored = Arc::clone(&batch.enqueuer).enqueue_many(news);
+                let ids = stored
+                    .into_iter()
+                    .zip(places)
+                    .map(|(result, (queue, held))| {
+                        result.map(|enqueued| batch.stored(enqueued, queue, held, &mut started))
+                    })
+                    .collect();
                 Arc::clone(&batch.enqueuer).start_all_when_durable(started);
-                let unanswered = || {
-                    Err(Error::Store(crate::store::StoreError::Unavailable(
-                        "the store answered fewer enqueues than it was given".into(),
-                    )))
-                };
-                results.into_iter().map(|result| result.unwrap_or_else(unanswered)).collect()
+                ids
             }
         }
     }
@@ -301,9 +296,6 @@ pub(crate) fn new_task<T: Task>(
     let args = serde_json::to_value(args.into_args()).map_err(|e| e.to_string());
     NewTask { id: TaskId::new(), task: T::options(), args, options }
 }
-
-/// New tasks stored together, each with its place in the caller's order and its queue.
-type Group = (Vec<NewTask>, Vec<(usize, String)>);
 
 /// Why a request's enqueue failed, beyond an unavailable store: what the response says.
 #[derive(Clone, Debug, PartialEq, Eq)]

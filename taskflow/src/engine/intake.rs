@@ -15,10 +15,7 @@ use crate::error::{Error, Result};
 use crate::event::EventKind;
 use crate::id::TaskId;
 use crate::record::{TaskRecord, TaskStatus};
-use crate::store::{Enqueued, StoreError, WriteTicket};
-
-/// Tasks stored together, each with its place in the caller's order.
-type Group<T, P> = (Vec<T>, Vec<(usize, P)>);
+use crate::store::{Enqueued, StoreError, WriteTicket, in_order, unanswered};
 
 /// A new task that passed its checks, while the store takes it.
 struct Admitted {
@@ -89,39 +86,26 @@ impl Engine {
         self.stored(admitted, stored)
     }
 
-    /// Stores new tasks as [`Engine::store_new`] does each, handing the store all of them at
-    /// once; one result per task, in order.
+    /// Stores new tasks as [`Engine::store_new`] does each (each held back when its flag
+    /// says so), handing the store all of them at once; one result per task, in order.
     pub(crate) fn store_many(
         self: &Arc<Self>,
-        news: Vec<NewTask>,
-        held: bool,
+        news: Vec<(NewTask, bool)>,
     ) -> Vec<Result<Enqueued>> {
-        let mut results: Vec<Option<Result<Enqueued>>> = Vec::with_capacity(news.len());
-        // Stored as they are, and held: only a pending task is held.
-        let mut groups: [Group<TaskRecord, Admitted>; 2] = Default::default();
-        for (index, new) in news.into_iter().enumerate() {
-            match self.intake(new) {
-                Ok((record, admitted)) => {
-                    let group = &mut groups[usize::from(held && admitted.pending)];
-                    group.0.push(record);
-                    group.1.push((index, admitted));
-                    results.push(None);
-                }
-                Err(err) => results.push(Some(Err(err))),
-            }
-        }
-        for (held, (records, admitted)) in groups.into_iter().enumerate() {
-            if records.is_empty() {
-                continue;
-            }
-            let until = (held == 1).then(|| self.hold_until());
-            let mut stored = self.store.enqueue_many(records, until).into_iter();
-            for (index, admitted) in admitted {
-                let answer = stored.next().unwrap_or_else(|| Err(missing()));
-                results[index] = Some(self.stored(admitted, answer));
-            }
-        }
-        results.into_iter().map(|result| result.unwrap_or(Err(Error::Store(missing())))).collect()
+        let until = self.hold_until();
+        let admitted = news.into_iter().map(|(new, held)| {
+            let (record, admitted) = self.intake(new)?;
+            let hold = (held && admitted.pending).then_some(until);
+            Ok(((record, hold), admitted))
+        });
+        in_order(admitted.collect(), |admitted| {
+            let (records, admitted): (Vec<_>, Vec<_>) = admitted.into_iter().unzip();
+            let mut stored = self.store.enqueue_many(records).into_iter();
+            let answers = admitted.into_iter().map(|admitted| {
+                self.stored(admitted, stored.next().unwrap_or_else(|| Err(unanswered())))
+            });
+            answers.collect()
+        })
     }
 
     /// The declared queue of `record`.
@@ -232,18 +216,13 @@ impl Engine {
     }
 }
 
-/// The error of a task the store gave no answer for (a store that answered too few).
-fn missing() -> StoreError {
-    StoreError::Unavailable("the store answered fewer enqueues than it was given".into())
-}
-
 impl Enqueuer for Engine {
     fn enqueue(self: Arc<Self>, new: NewTask, held: bool) -> Result<Enqueued> {
         self.store_new(new, held)
     }
 
-    fn enqueue_many(self: Arc<Self>, news: Vec<NewTask>, held: bool) -> Vec<Result<Enqueued>> {
-        self.store_many(news, held)
+    fn enqueue_many(self: Arc<Self>, news: Vec<(NewTask, bool)>) -> Vec<Result<Enqueued>> {
+        self.store_many(news)
     }
 
     fn start_when_durable(self: Arc<Self>, id: TaskId, queue: &str, write: Option<WriteTicket>) {

@@ -67,7 +67,7 @@ impl TaskManager {
                 queues.push(new.queue().to_owned());
             }
         }
-        let stored = self.engine.store_many(news, false);
+        let stored = self.engine.store_many(news.into_iter().map(|new| (new, false)).collect());
         let waits = stored.into_iter().zip(keyed).map(|(stored, keyed)| async move {
             let enqueued = stored?;
             let mut id = enqueued.id;

@@ -81,10 +81,9 @@ impl Store for Deadline {
 
     fn enqueue_many(
         &self,
-        records: Vec<TaskRecord>,
-        held_until: Option<DateTime<Utc>>,
+        records: Vec<(TaskRecord, Option<DateTime<Utc>>)>,
     ) -> Vec<Result<Enqueued, StoreError>> {
-        let mut answers = self.inner.enqueue_many(records, held_until);
+        let mut answers = self.inner.enqueue_many(records);
         for enqueued in answers.iter_mut().flatten() {
             enqueued.write =
                 enqueued.write.take().map(|write| write.deadline(self.timeouts.operation));

@@ -88,12 +88,18 @@ impl<S: Inserter> InsertQueue<S> {
     /// Queues `insert`, starting a writer when none runs; [`StoreError::Closed`] once
     /// [`InsertQueue::close`] has begun.
     pub(crate) fn push(&self, insert: Insert<S>) -> Result<(), StoreError> {
+        self.push_each(std::iter::once(insert))
+    }
+
+    /// Queues `inserts` under one lock, starting a writer when none runs;
+    /// [`StoreError::Closed`] once [`InsertQueue::close`] has begun.
+    fn push_each(&self, inserts: impl IntoIterator<Item = Insert<S>>) -> Result<(), StoreError> {
         if self.writes.is_closed() {
             return Err(StoreError::Closed);
         }
         let start = {
             let mut queue = self.lock();
-            queue.waiting.push(insert);
+            queue.waiting.extend(inserts);
             !std::mem::replace(&mut queue.writing, true)
         };
         if start {
@@ -120,28 +126,13 @@ impl<S: Inserter> InsertQueue<S> {
         &self,
         prepared: Vec<Result<(Insert<S>, Enqueued), StoreError>>,
     ) -> Vec<Result<Enqueued, StoreError>> {
-        if self.writes.is_closed() {
-            return prepared.iter().map(|_| Err(StoreError::Closed)).collect();
-        }
-        let mut inserts = Vec::with_capacity(prepared.len());
-        let answers = prepared
-            .into_iter()
-            .map(|entry| {
-                entry.map(|(insert, enqueued)| {
-                    inserts.push(insert);
-                    enqueued
-                })
-            })
-            .collect();
-        let start = {
-            let mut queue = self.lock();
-            queue.waiting.extend(inserts);
-            !std::mem::replace(&mut queue.writing, true)
-        };
-        if start {
-            self.writes.spawn_on(self.clone().write(), &self.runtime);
-        }
-        answers
+        super::in_order(prepared, |prepared| {
+            let (inserts, answers): (Vec<_>, Vec<_>) = prepared.into_iter().unzip();
+            match self.push_each(inserts) {
+                Ok(()) => answers.into_iter().map(Ok).collect(),
+                Err(err) => answers.iter().map(|_| Err(err.clone())).collect(),
+            }
+        })
     }
 
     /// Takes no more inserts and waits until every queued one is written.

@@ -70,6 +70,7 @@ pub(crate) use self::shared::{due_at, p95, replaced};
 #[cfg(feature = "sqlite")]
 pub use self::sqlite::{Durability, SqliteOptions, SqliteStore};
 pub use self::ticket::{Enqueued, WriteDone, WriteTicket};
+pub(crate) use self::ticket::{in_order, unanswered};
 use crate::id::TaskId;
 use crate::instance::Instance;
 use crate::queue::{QueueChange, QueueCounts, QueueState};
@@ -197,8 +198,9 @@ pub trait Store: Send + Sync + 'static {
         until: DateTime<Utc>,
     ) -> Result<Enqueued, StoreError>;
 
-    /// Stores new tasks as [`Store::enqueue`] (or, with `held_until`,
-    /// [`Store::enqueue_held`]) does each, in as few round trips as the backend allows: a
+    /// Stores new tasks, each with the time it is held back until (if it is), as
+    /// [`Store::enqueue`] or [`Store::enqueue_held`] does each, in as few round trips as the
+    /// backend allows: a
     /// shared-database store queues them all at once for its batched inserts (up to 512 per
     /// transaction or pipeline), where one-by-one calls may start a write between two. One
     /// result per record, in order; each task is stored or refused on its own (its
@@ -206,12 +208,11 @@ pub trait Store: Send + Sync + 'static {
     /// one.
     fn enqueue_many(
         &self,
-        records: Vec<TaskRecord>,
-        held_until: Option<DateTime<Utc>>,
+        records: Vec<(TaskRecord, Option<DateTime<Utc>>)>,
     ) -> Vec<Result<Enqueued, StoreError>> {
         records
             .into_iter()
-            .map(|record| match held_until {
+            .map(|(record, held_until)| match held_until {
                 Some(until) => self.enqueue_held(record, until),
                 None => self.enqueue(record),
             })

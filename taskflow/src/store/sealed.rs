@@ -149,30 +149,11 @@ impl Store for Sealed {
 
     fn enqueue_many(
         &self,
-        records: Vec<TaskRecord>,
-        held_until: Option<DateTime<Utc>>,
+        records: Vec<(TaskRecord, Option<DateTime<Utc>>)>,
     ) -> Vec<Result<Enqueued, StoreError>> {
         // Those that seal go to the store together; one that does not answers its error.
-        let mut sealed = Vec::with_capacity(records.len());
-        let mut answers: Vec<Option<Result<Enqueued, StoreError>>> = Vec::new();
-        for record in records {
-            match self.seal(record) {
-                Ok(record) => {
-                    sealed.push(record);
-                    answers.push(None);
-                }
-                Err(err) => answers.push(Some(Err(err))),
-            }
-        }
-        let mut stored = self.inner.enqueue_many(sealed, held_until).into_iter();
-        answers
-            .into_iter()
-            .map(|answer| {
-                answer.or_else(|| stored.next()).unwrap_or_else(|| {
-                    Err(StoreError::Unavailable("the store answered too few enqueues".into()))
-                })
-            })
-            .collect()
+        let sealed = records.into_iter().map(|(record, hold)| Ok((self.seal(record)?, hold)));
+        super::in_order(sealed.collect(), |sealed| self.inner.enqueue_many(sealed))
     }
 
     async fn release_held(&self, ids: &[TaskId]) -> Result<(), StoreError> {

@@ -147,3 +147,51 @@ impl WriteDone {
         self.settle.send_replace(Some(result));
     }
 }
+/// One answer per entry of `entries`, in order: an entry that is already an error keeps it;
+/// the others go to `batch` together, and its answers, in their order, fill their places. A
+/// batch that answers fewer than it was given leaves the rest unavailable.
+pub(crate) fn in_order<T, A, E: From<StoreError>>(
+    entries: Vec<Result<T, E>>,
+    batch: impl FnOnce(Vec<T>) -> Vec<Result<A, E>>,
+) -> Vec<Result<A, E>> {
+    let mut given = Vec::with_capacity(entries.len());
+    let mut answers: Vec<Option<Result<A, E>>> = entries
+        .into_iter()
+        .map(|entry| match entry {
+            Ok(item) => {
+                given.push(item);
+                None
+            }
+            Err(err) => Some(Err(err)),
+        })
+        .collect();
+    let mut answered = batch(given).into_iter();
+    for answer in answers.iter_mut().filter(|answer| answer.is_none()) {
+        *answer = answered.next();
+    }
+    answers.into_iter().map(|answer| answer.unwrap_or_else(|| Err(unanswered().into()))).collect()
+}
+
+/// The error of a task a batch gave no answer for (a store that answered too few).
+pub(crate) fn unanswered() -> StoreError {
+    StoreError::Unavailable("the store answered fewer enqueues than it was given".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_keep_their_places_and_a_short_batch_leaves_the_rest_unavailable() {
+        let entries: Vec<Result<u32, StoreError>> =
+            vec![Ok(1), Err(StoreError::Closed), Ok(2), Ok(3)];
+        let answers = in_order(entries, |given| {
+            assert_eq!(given, [1, 2, 3]);
+            vec![Ok(10), Err(StoreError::Closed)]
+        });
+        assert!(matches!(answers[0], Ok(10)));
+        assert!(matches!(answers[1], Err(StoreError::Closed)));
+        assert!(matches!(answers[2], Err(StoreError::Closed)));
+        assert!(matches!(&answers[3], Err(StoreError::Unavailable(why)) if why.contains("fewer")));
+    }
+}

@@ -225,10 +225,9 @@ impl Store for RedisStore {
 
     fn enqueue_many(
         &self,
-        records: Vec<TaskRecord>,
-        held_until: Option<DateTime<Utc>>,
+        records: Vec<(TaskRecord, Option<DateTime<Utc>>)>,
     ) -> Vec<Result<Enqueued, StoreError>> {
-        let prepared = records.into_iter().map(|record| self.prepare(record, held_until));
+        let prepared = records.into_iter().map(|(record, hold)| self.prepare(record, hold));
         self.inserts.push_all(prepared.collect())
     }
 
